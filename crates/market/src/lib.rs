@@ -1,0 +1,1 @@
+//! Congestion-aware clearing of price-flexibility curves on a radial distribution feeder.
