@@ -2,8 +2,20 @@
 //!
 //! This crate is the vocabulary every other bcte crate speaks. It is pure: it never touches a
 //! clock, a socket or a file. Every quantity is an integer newtype with its unit in its name
-//! and its documentation, so no float ever reaches state, the wire or money.
+//! and its documentation, so no float ever reaches state, the wire or money. Every decoder takes
+//! or embeds limits and refuses non-canonical input, so `encode(decode(b)) == b` for every `b`
+//! it accepts.
 
+pub mod block;
+pub mod genesis;
+pub mod ids;
+pub mod receipt;
+pub mod tx;
 pub mod units;
 
+pub use block::{Block, BlockLimits, ConsensusContext, Header};
+pub use genesis::{Allocation, Genesis, GenesisError, KeyFile, Validator};
+pub use ids::{AccountId, ChainId, Hash, Height, IdError};
+pub use receipt::{Outcome, Privilege, Receipt, RejectReason};
+pub use tx::{Payload, SignatureError, Tx, TxBody};
 pub use units::{Amount, Price, WattHours, Watts};

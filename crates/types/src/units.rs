@@ -293,8 +293,14 @@ mod tests {
 
     #[test]
     fn one_kilowatt_for_a_quarter_hour_is_250_wh() {
-        assert_eq!(Watts(1_000).energy_over(15 * 60 * 1000), Some(WattHours(250)));
-        assert_eq!(Watts(-1_000).energy_over(15 * 60 * 1000), Some(WattHours(-250)));
+        assert_eq!(
+            Watts(1_000).energy_over(15 * 60 * 1000),
+            Some(WattHours(250))
+        );
+        assert_eq!(
+            Watts(-1_000).energy_over(15 * 60 * 1000),
+            Some(WattHours(-250))
+        );
         assert_eq!(Watts(i64::MAX).energy_over(u64::MAX), None);
     }
 
