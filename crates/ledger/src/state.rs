@@ -1,0 +1,159 @@
+//! Typed state values and their canonical encodings.
+//!
+//! Values are stored in the authenticated tree as the bytes given here; the tree commits to
+//! `SHA-256(bytes)`, so the encodings are part of the consensus rules and are pinned by tests.
+
+use bcte_types::{AccountId, Amount, ChainId, Hash, Height, genesis::VALIDATORS_MAX};
+use bytes::BufMut;
+use commonware_codec::{
+    Buf, Encode, EncodeSize, Error as CodecError, FixedSize, Read, ReadExt, Write, varint::UInt,
+};
+
+/// An account's balance and next nonce. A missing account reads as zero balance, nonce 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AccountState {
+    /// Settlement-token base units held.
+    pub balance: Amount,
+    /// The nonce the account's next transaction must carry.
+    pub nonce: u64,
+}
+
+impl Write for AccountState {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.balance.write(buf);
+        self.nonce.write(buf);
+    }
+}
+
+impl Read for AccountState {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        Ok(Self {
+            balance: Amount::read(buf)?,
+            nonce: u64::read(buf)?,
+        })
+    }
+}
+
+impl FixedSize for AccountState {
+    const SIZE: usize = Amount::SIZE + u64::SIZE;
+}
+
+/// The last executed block, as the state itself records it. Written by every block, so every
+/// height has its own state root and a proof at height `h` shows that it speaks for `h`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// The block's height.
+    pub height: Height,
+    /// The block's timestamp.
+    pub timestamp_ms: u64,
+    /// The block's parent hash (all zero at genesis).
+    pub parent: Hash,
+}
+
+impl Write for Head {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.height.write(buf);
+        self.timestamp_ms.write(buf);
+        self.parent.write(buf);
+    }
+}
+
+impl Read for Head {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        Ok(Self {
+            height: Height::read(buf)?,
+            timestamp_ms: u64::read(buf)?,
+            parent: Hash::read(buf)?,
+        })
+    }
+}
+
+impl FixedSize for Head {
+    const SIZE: usize = Height::SIZE + 8 + Hash::SIZE;
+}
+
+/// What a chain fixes at genesis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainConfig {
+    /// The chain id.
+    pub chain_id: ChainId,
+    /// The token authority (registrar / DSO), the only account that may mint or burn.
+    pub authority: AccountId,
+    /// The validators' public keys, in genesis order.
+    pub validators: Vec<AccountId>,
+}
+
+impl Write for ChainConfig {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.chain_id.write(buf);
+        self.authority.write(buf);
+        UInt(self.validators.len() as u64).write(buf);
+        for v in &self.validators {
+            v.write(buf);
+        }
+    }
+}
+
+impl EncodeSize for ChainConfig {
+    fn encode_size(&self) -> usize {
+        self.chain_id.encode_size()
+            + AccountId::SIZE
+            + UInt(self.validators.len() as u64).encode_size()
+            + self.validators.len() * AccountId::SIZE
+    }
+}
+
+impl Read for ChainConfig {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        let chain_id = ChainId::read(buf)?;
+        let authority = AccountId::read(buf)?;
+        let n = UInt::<u64>::read(buf)?.0;
+        if n > VALIDATORS_MAX as u64 {
+            return Err(CodecError::InvalidLength(n as usize));
+        }
+        let validators = (0..n)
+            .map(|_| AccountId::read(buf))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            chain_id,
+            authority,
+            validators,
+        })
+    }
+}
+
+/// Encodes any state value.
+pub fn encode_value(value: &impl Encode) -> Vec<u8> {
+    value.encode().to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use commonware_codec::DecodeExt;
+
+    #[test]
+    fn value_layouts_are_fixed() {
+        let a = AccountState {
+            balance: Amount(5),
+            nonce: 2,
+        };
+        assert_eq!(hex::encode(a.encode()), "00000000000000050000000000000002");
+        assert_eq!(AccountState::decode(a.encode()).unwrap(), a);
+        let h = Head {
+            height: Height(1),
+            timestamp_ms: 2,
+            parent: Hash::from([3; 32]),
+        };
+        assert_eq!(Head::decode(h.encode()).unwrap(), h);
+        let c = ChainConfig {
+            chain_id: ChainId::new("x").unwrap(),
+            authority: AccountId([9; 32]),
+            validators: vec![AccountId([1; 32]), AccountId([2; 32])],
+        };
+        assert_eq!(ChainConfig::decode(c.encode()).unwrap(), c);
+    }
+}
