@@ -64,8 +64,20 @@ pub fn commit<R: TreeReader>(
     writes: &WriteSet,
     height: Height,
 ) -> Result<(Hash, NodeBatch), TreeError> {
-    let value_set = writes.iter().map(|(k, v)| (k.tree_key(), v.clone()));
-    let (root, update) = Tree::new(reader).put_value_set(value_set, height.get())?;
+    let tree = Tree::new(reader);
+    // The batch insertion computes each touched internal node once per block instead of once
+    // per key, but takes no deletions; the rare write set with one falls back to the per-key path.
+    let (root, update) = if writes.values().all(Option::is_some) && !writes.is_empty() {
+        let set = writes
+            .iter()
+            .map(|(k, v)| (k.tree_key(), v.clone().expect("checked")))
+            .collect();
+        let (roots, update) = tree.batch_put_value_sets(vec![set], None, height.get())?;
+        (roots[0], update)
+    } else {
+        let value_set = writes.iter().map(|(k, v)| (k.tree_key(), v.clone()));
+        tree.put_value_set(value_set, height.get())?
+    };
     Ok((Hash::from(root.0), update.node_batch))
 }
 
@@ -245,6 +257,25 @@ mod tests {
         );
         let k2 = StateKey::Account(AccountId([2; 32]));
         assert_eq!(read_value(&tree, Height(0), &k2).unwrap(), None);
+    }
+
+    #[test]
+    fn batch_and_per_key_insertion_give_the_same_tree() {
+        let mut tree = MemTree::new();
+        let (_, b0) = commit(
+            &tree,
+            &writes(&[(1, Some(b"a")), (2, Some(b"b"))]),
+            Height(0),
+        )
+        .unwrap();
+        tree.apply(&b0);
+        let next = writes(&[(1, Some(b"c")), (3, Some(b"d")), (4, Some(b"e"))]);
+        let (batch_root, batch) = commit(&tree, &next, Height(1)).unwrap();
+        let per_key = next.iter().map(|(k, v)| (k.tree_key(), v.clone()));
+        let (root, update) = Tree::new(&tree).put_value_set(per_key, 1).unwrap();
+        assert_eq!(Hash::from(root.0), batch_root);
+        assert_eq!(update.node_batch.values(), batch.values());
+        assert_eq!(update.node_batch.nodes(), batch.nodes());
     }
 
     #[test]
