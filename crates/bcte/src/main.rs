@@ -1,20 +1,43 @@
 //! The bcte command line: run a node, make keys and transactions, query, audit and clear markets.
+//!
+//! Exit codes: 0 success; 1 failure (the node is unreachable or refused, an audit found damage);
+//! 2 invalid arguments or input; 3 the transaction was rejected by the ledger.
+//! With `--json`, every command that prints data prints exactly one JSON object on stdout;
+//! errors always go to stderr.
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod chain_cmds;
 mod clear;
+mod client;
 
 /// bcte: blockchain-enabled transactive energy.
 #[derive(Parser, Debug)]
-#[command(name = "bcte", version, about)]
+#[command(name = "bcte", version, about, propagate_version = true)]
 struct Cli {
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run a node.
+    Node(chain_cmds::NodeArgs),
+    /// Make and inspect key files.
+    #[command(subcommand)]
+    Keys(chain_cmds::KeysCommand),
+    /// Sign a transaction, submit it and wait for it to be final.
+    #[command(subcommand)]
+    Tx(chain_cmds::TxCommand),
+    /// Read from a node: accounts, blocks, transactions, state proofs.
+    #[command(subcommand)]
+    Query(chain_cmds::QueryCommand),
+    /// Audit a node's data directory offline: hashes, signatures, certificates, replay.
+    Verify(chain_cmds::VerifyArgs),
     /// Clear one market interval from a market file and print the result as JSON.
     Clear(clear::ClearArgs),
     /// Market tools: generate test markets.
@@ -25,6 +48,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Node(args) => chain_cmds::run_node(args),
+        Command::Keys(cmd) => chain_cmds::run_keys(cmd, cli.json),
+        Command::Tx(cmd) => chain_cmds::run_tx(cmd, cli.json),
+        Command::Query(cmd) => chain_cmds::run_query(cmd, cli.json),
+        Command::Verify(args) => chain_cmds::run_verify(args, cli.json),
         Command::Clear(args) => clear::run_clear(args),
         Command::Market(cmd) => clear::run_market(cmd),
     }

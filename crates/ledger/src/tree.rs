@@ -108,6 +108,11 @@ impl MemTree {
     pub fn node_count(&self) -> usize {
         self.nodes.len()
     }
+
+    /// Number of stored values (all versions, deletions included).
+    pub fn value_count(&self) -> usize {
+        self.values.len()
+    }
 }
 
 impl TreeReader for MemTree {

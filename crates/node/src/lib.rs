@@ -1,1 +1,19 @@
 //! A bcte validator or full node: consensus wiring, mempool, execution and the HTTP API.
+//!
+//! The node is the shell around the pure core: it owns the clock, the sockets and the files.
+//! [`engine`] wires commonware's simplex consensus, marshal and p2p around the [`app`]lication,
+//! which executes blocks speculatively through the [`executor`]; the [`finalizer`] commits
+//! finalized blocks durably before acknowledging them.
+
+pub mod api;
+pub mod app;
+pub mod audit;
+pub mod cert;
+pub mod chain_block;
+pub mod engine;
+pub mod executor;
+pub mod files;
+pub mod finalizer;
+pub mod gossip;
+pub mod mempool;
+pub mod run;

@@ -146,20 +146,10 @@ pub trait Store: Send + Sync + 'static {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// The entry with the greatest key in `lo..=hi`.
-    fn last_in(
-        &self,
-        table: Table,
-        lo: &[u8],
-        hi: &[u8],
-    ) -> Result<Option<Entry>, StoreError>;
+    fn last_in(&self, table: Table, lo: &[u8], hi: &[u8]) -> Result<Option<Entry>, StoreError>;
 
     /// Up to `limit` entries with keys `>= from`, in key order.
-    fn scan(
-        &self,
-        table: Table,
-        from: &[u8],
-        limit: usize,
-    ) -> Result<Vec<Entry>, StoreError>;
+    fn scan(&self, table: Table, from: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError>;
 
     /// Applies every write of `batch` atomically, and returns only once it is durable.
     fn commit(&self, batch: Batch) -> Result<(), StoreError>;

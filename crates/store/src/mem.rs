@@ -67,12 +67,7 @@ impl Store for MemStore {
         Ok(self.lock().tables.get(&(table, key.to_vec())).cloned())
     }
 
-    fn last_in(
-        &self,
-        table: Table,
-        lo: &[u8],
-        hi: &[u8],
-    ) -> Result<Option<Entry>, StoreError> {
+    fn last_in(&self, table: Table, lo: &[u8], hi: &[u8]) -> Result<Option<Entry>, StoreError> {
         let inner = self.lock();
         Ok(inner
             .tables
@@ -81,12 +76,7 @@ impl Store for MemStore {
             .map(|((_, k), v)| (k.clone(), v.clone())))
     }
 
-    fn scan(
-        &self,
-        table: Table,
-        from: &[u8],
-        limit: usize,
-    ) -> Result<Vec<Entry>, StoreError> {
+    fn scan(&self, table: Table, from: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError> {
         let inner = self.lock();
         Ok(inner
             .tables

@@ -95,12 +95,7 @@ impl Store for RedbStore {
         Ok(t.get(key).map_err(backend)?.map(|v| v.value().to_vec()))
     }
 
-    fn last_in(
-        &self,
-        table: Table,
-        lo: &[u8],
-        hi: &[u8],
-    ) -> Result<Option<Entry>, StoreError> {
+    fn last_in(&self, table: Table, lo: &[u8], hi: &[u8]) -> Result<Option<Entry>, StoreError> {
         let txn = self.db.begin_read().map_err(backend)?;
         let t = txn.open_table(def(table)).map_err(backend)?;
         let mut range = t.range(lo..=hi).map_err(backend)?;
@@ -113,12 +108,7 @@ impl Store for RedbStore {
         }
     }
 
-    fn scan(
-        &self,
-        table: Table,
-        from: &[u8],
-        limit: usize,
-    ) -> Result<Vec<Entry>, StoreError> {
+    fn scan(&self, table: Table, from: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError> {
         let txn = self.db.begin_read().map_err(backend)?;
         let t = txn.open_table(def(table)).map_err(backend)?;
         let mut out = Vec::new();

@@ -1,0 +1,614 @@
+//! The HTTP API (JSON): submit transactions, read accounts, blocks, receipts and state proofs.
+//!
+//! [`router`] builds the routes over shared node state, apart from serving them, so tests call it
+//! in-process. Every error is a JSON object `{"error": "..."}`: 4xx says what was wrong with the
+//! request and is not logged as a node error; 5xx says "internal error" and is logged once.
+//! The OpenAPI description is served at `/openapi.json`.
+//!
+//! Strings: hashes, roots and byte strings are lowercase hex; an ACCOUNT is the hex of its 32-byte
+//! public key; amounts are integers in token base units; times are ms since the Unix epoch.
+
+use crate::{app::Shared, gossip::Outbox, mempool::AdmitError};
+use axum::{
+    Json, Router,
+    extract::{DefaultBodyLimit, Path, Query, State, rejection::JsonRejection},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use bcte_ledger::{StateKey, StateProof, exec::decode_account, prove, tree};
+use bcte_store::{Store, StoreError};
+use bcte_types::{AccountId, Block, Hash, Height, Outcome, Payload, Receipt, Tx, ids::parse_hash};
+use commonware_codec::{Copying, DecodeExt, Encode};
+use serde::{Deserialize, Serialize};
+use std::{sync::Arc, time::Duration};
+use tracing::error;
+use utoipa::{OpenApi, ToSchema};
+
+/// The largest request body accepted (a hex-encoded transaction of the largest size, and JSON).
+pub const BODY_BYTES_MAX: usize = 64 * 1024;
+
+/// The longest a client may ask `GET /v1/txs/{hash}` to wait for finality.
+pub const WAIT_MS_MAX: u64 = 60_000;
+
+/// What the API serves from.
+pub struct ApiState<S: Store> {
+    /// Node state.
+    pub shared: Arc<Shared<S>>,
+    /// Where admitted transactions go to reach other validators.
+    pub outbox: Option<Outbox>,
+}
+
+/// An API error: a status and a message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn bad_request(message: impl ToString) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.to_string(),
+        }
+    }
+
+    fn not_found(message: impl ToString) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message: message.to_string(),
+        }
+    }
+
+    fn internal(e: impl std::fmt::Display) -> Self {
+        error!(error = %e, "API internal error");
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "internal error".into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::internal(e)
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// `GET /health`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// Always `"ok"` when the node answers.
+    pub status: String,
+    /// The last committed height.
+    pub height: u64,
+}
+
+/// `GET /v1/head`: the last committed block.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HeadView {
+    /// The chain id.
+    pub chain_id: String,
+    /// Height.
+    pub height: u64,
+    /// Block hash.
+    pub hash: String,
+    /// Block timestamp, ms since the Unix epoch.
+    pub timestamp: u64,
+    /// State root after the block.
+    pub state_root: String,
+    /// Transactions waiting in this node's mempool.
+    pub mempool: usize,
+}
+
+/// `POST /v1/txs` request: one encoded transaction.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// The transaction's canonical encoding, hex.
+    pub tx: String,
+}
+
+/// `POST /v1/txs` response.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SubmitResponse {
+    /// The transaction hash (SHA-256 of its signed body), hex.
+    pub hash: String,
+}
+
+/// A transaction's status.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TxStatus {
+    /// The transaction hash.
+    pub hash: String,
+    /// `pending` (in the mempool), `accepted` or `rejected` (final).
+    pub status: String,
+    /// The height of its block, once final.
+    pub height: Option<u64>,
+    /// Its index in the block, once final.
+    pub index: Option<u32>,
+    /// The hash of its block, once final.
+    pub block: Option<String>,
+    /// Why it was rejected.
+    pub reason: Option<String>,
+}
+
+/// An account.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AccountView {
+    /// The account (hex of its public key).
+    pub account: String,
+    /// Balance in token base units.
+    pub balance: u64,
+    /// The nonce its next transaction must carry.
+    pub nonce: u64,
+    /// The height this answer is for.
+    pub height: u64,
+}
+
+/// A transaction inside a block.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TxView {
+    /// Hash.
+    pub hash: String,
+    /// Sender account.
+    pub sender: String,
+    /// Nonce.
+    pub nonce: u64,
+    /// What it does: `{"type": "transfer", "to": ACCOUNT, "amount": N}` and the like.
+    #[schema(value_type = Object)]
+    pub payload: Payload,
+    /// `accepted` or `rejected`.
+    pub status: String,
+    /// Why it was rejected.
+    pub reason: Option<String>,
+}
+
+/// A block.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BlockView {
+    /// Height.
+    pub height: u64,
+    /// Hash (SHA-256 of the encoded header).
+    pub hash: String,
+    /// Parent hash.
+    pub parent: String,
+    /// Timestamp, ms since the Unix epoch.
+    pub timestamp: u64,
+    /// State root after this block.
+    pub state_root: String,
+    /// Root over this block's receipts.
+    pub receipts_root: String,
+    /// Root over this block's transaction hashes.
+    pub tx_root: String,
+    /// The proposer (validator public key), zero for genesis.
+    pub proposer: String,
+    /// The encoded header, hex: a client recomputes the hash from it.
+    pub header: String,
+    /// Whether the node holds this block's own finality certificate.
+    pub certified: bool,
+    /// The transactions with their outcome.
+    pub txs: Vec<TxView>,
+}
+
+/// A state proof.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProofView {
+    /// The height the proof speaks for.
+    pub height: u64,
+    /// The key (`account/<ACCOUNT>`, `supply`, `head`, `config`).
+    pub key: String,
+    /// The value bytes, hex, or null when the key is absent.
+    pub value: Option<String>,
+    /// The whole proof's canonical bytes, hex (see docs/encoding.md).
+    pub proof: String,
+    /// The state root of block `height`, hex.
+    pub state_root: String,
+    /// The hash of block `height`, hex.
+    pub block_hash: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct WaitQuery {
+    wait_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct HeightQuery {
+    height: Option<u64>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "bcte node API",
+        description = "Submit transactions; read accounts, blocks, receipts and state proofs."
+    ),
+    paths(health, head, submit_tx, tx_status, account, block, proof, certificate),
+    components(schemas(
+        Health,
+        HeadView,
+        SubmitRequest,
+        SubmitResponse,
+        TxStatus,
+        AccountView,
+        TxView,
+        BlockView,
+        ProofView,
+        ErrorBody,
+        CertificateView
+    ))
+)]
+struct ApiDoc;
+
+/// The OpenAPI description of this API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The API's routes over `state`.
+pub fn router<S: Store>(state: Arc<ApiState<S>>) -> Router {
+    Router::new()
+        .route("/health", get(health::<S>))
+        .route("/openapi.json", get(|| async { Json(openapi()) }))
+        .route("/v1/head", get(head::<S>))
+        .route("/v1/txs", post(submit_tx::<S>))
+        .route("/v1/txs/{hash}", get(tx_status::<S>))
+        .route("/v1/accounts/{account}", get(account::<S>))
+        .route("/v1/blocks/{id}", get(block::<S>))
+        .route("/v1/proofs/{*key}", get(proof::<S>))
+        .route("/v1/certificates/{height}", get(certificate::<S>))
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .with_state(state)
+}
+
+/// Liveness: 200 once the node serves requests.
+#[utoipa::path(get, path = "/health", responses((status = 200, body = Health)))]
+async fn health<S: Store>(State(st): State<Arc<ApiState<S>>>) -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        height: st.shared.executor.tip().height.get(),
+    })
+}
+
+/// The last committed block.
+#[utoipa::path(get, path = "/v1/head", responses((status = 200, body = HeadView)))]
+async fn head<S: Store>(State(st): State<Arc<ApiState<S>>>) -> Json<HeadView> {
+    let tip = st.shared.executor.tip();
+    let mempool = st
+        .shared
+        .mempool
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .len();
+    Json(HeadView {
+        chain_id: st.shared.executor.chain_id().to_string(),
+        height: tip.height.get(),
+        hash: hex::encode(tip.hash),
+        timestamp: tip.header.timestamp_ms,
+        state_root: hex::encode(tip.header.state_root),
+        mempool,
+    })
+}
+
+/// Submits a signed transaction. 202 once admitted to the mempool (not yet final).
+#[utoipa::path(
+    post,
+    path = "/v1/txs",
+    request_body = SubmitRequest,
+    responses(
+        (status = 202, body = SubmitResponse, description = "admitted; poll GET /v1/txs/{hash}"),
+        (status = 400, body = ErrorBody, description = "malformed, wrong chain, bad signature, bad nonce, overdraft"),
+        (status = 413, description = "body larger than 64 KiB"),
+        (status = 503, body = ErrorBody, description = "mempool full; retry later"),
+    )
+)]
+async fn submit_tx<S: Store>(
+    State(st): State<Arc<ApiState<S>>>,
+    body: Result<Json<SubmitRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
+    let Json(req) = body.map_err(|e| ApiError {
+        status: e.status(),
+        message: format!("malformed request body: {}", e.body_text()),
+    })?;
+    let bytes = hex::decode(req.tx.trim())
+        .map_err(|e| ApiError::bad_request(format!("field tx is not hex: {e}")))?;
+    let tx = Tx::decode(Copying(&bytes))
+        .map_err(|e| ApiError::bad_request(format!("field tx is not a transaction: {e}")))?;
+    let shared = st.shared.clone();
+    let submitted = tx.clone();
+    // Signature checks are CPU work; keep them off the async workers.
+    let result = tokio::task::spawn_blocking(move || shared.admit(submitted))
+        .await
+        .map_err(ApiError::internal)?;
+    match result {
+        Ok(hash) => {
+            if let Some(outbox) = &st.outbox {
+                outbox.send(tx);
+            }
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(SubmitResponse {
+                    hash: hex::encode(hash),
+                }),
+            ))
+        }
+        Err(e @ (AdmitError::Full(_) | AdmitError::SenderFull(_))) => Err(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: e.to_string(),
+        }),
+        Err(e) => Err(ApiError::bad_request(e)),
+    }
+}
+
+fn final_status<S: Store>(shared: &Shared<S>, hash: &Hash) -> Result<Option<TxStatus>, ApiError> {
+    let store = shared.executor.store();
+    let Some(loc) = store.tx_location(hash)? else {
+        return Ok(None);
+    };
+    let receipts = store
+        .receipts(loc.height)?
+        .ok_or_else(|| ApiError::internal("receipts missing"))?;
+    let receipt = receipts
+        .get(loc.index as usize)
+        .ok_or_else(|| ApiError::internal("receipt missing"))?;
+    let block = store
+        .block(loc.height)?
+        .ok_or_else(|| ApiError::internal("block missing"))?;
+    Ok(Some(TxStatus {
+        hash: hex::encode(hash),
+        status: receipt.outcome.status().into(),
+        height: Some(loc.height.get()),
+        index: Some(loc.index),
+        block: Some(hex::encode(block.hash())),
+        reason: receipt.outcome.reason().map(ToString::to_string),
+    }))
+}
+
+/// A transaction's status: final (with its receipt) or pending. `wait_ms` (at most 60000) waits
+/// for finality before answering.
+#[utoipa::path(
+    get,
+    path = "/v1/txs/{hash}",
+    params(("hash" = String, Path, description = "transaction hash, hex"),
+           ("wait_ms" = Option<u64>, Query, description = "wait up to this long for finality")),
+    responses((status = 200, body = TxStatus), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+async fn tx_status<S: Store>(
+    State(st): State<Arc<ApiState<S>>>,
+    Path(hash): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> ApiResult<TxStatus> {
+    let hash = parse_hash(&hash).map_err(|e| ApiError::bad_request(format!("bad hash: {e}")))?;
+    let wait = Duration::from_millis(q.wait_ms.unwrap_or(0).min(WAIT_MS_MAX));
+    let mut tips = st.shared.executor.subscribe();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if let Some(s) = final_status(&st.shared, &hash)? {
+            return Ok(Json(s));
+        }
+        let pending = st
+            .shared
+            .mempool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&hash);
+        let waited = tokio::time::timeout_at(deadline, tips.changed()).await;
+        if !matches!(waited, Ok(Ok(()))) {
+            if pending {
+                return Ok(Json(TxStatus {
+                    hash: hex::encode(hash),
+                    status: "pending".into(),
+                    height: None,
+                    index: None,
+                    block: None,
+                    reason: None,
+                }));
+            }
+            return Err(ApiError::not_found(format!(
+                "unknown transaction {}",
+                hex::encode(hash)
+            )));
+        }
+    }
+}
+
+/// An account's balance and nonce at the committed tip. Unknown accounts read as zero.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{account}",
+    params(("account" = String, Path, description = "ACCOUNT: hex of the 32-byte public key")),
+    responses((status = 200, body = AccountView), (status = 400, body = ErrorBody))
+)]
+async fn account<S: Store>(
+    State(st): State<Arc<ApiState<S>>>,
+    Path(account): Path<String>,
+) -> ApiResult<AccountView> {
+    let id: AccountId = account
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("bad account: {e}")))?;
+    let tip = st.shared.executor.tip();
+    let store = st.shared.executor.store();
+    let value =
+        tree::read_value(store, tip.height, &StateKey::Account(id)).map_err(ApiError::internal)?;
+    let state = match value {
+        None => Default::default(),
+        Some(b) => decode_account(&b).ok_or_else(|| ApiError::internal("corrupt account value"))?,
+    };
+    Ok(Json(AccountView {
+        account: id.to_string(),
+        balance: state.balance.get(),
+        nonce: state.nonce,
+        height: tip.height.get(),
+    }))
+}
+
+fn block_view(block: &Block, receipts: &[Receipt], certified: bool) -> BlockView {
+    let h = block.header();
+    BlockView {
+        height: h.height.get(),
+        hash: hex::encode(block.hash()),
+        parent: hex::encode(h.parent),
+        timestamp: h.timestamp_ms,
+        state_root: hex::encode(h.state_root),
+        receipts_root: hex::encode(h.receipts_root),
+        tx_root: hex::encode(h.tx_root),
+        proposer: hex::encode(h.context.leader),
+        header: hex::encode(h.encode()),
+        certified,
+        txs: block
+            .txs()
+            .iter()
+            .zip(receipts)
+            .map(|(tx, r)| TxView {
+                hash: hex::encode(tx.hash()),
+                sender: tx.body().sender.to_string(),
+                nonce: tx.body().nonce,
+                payload: tx.body().payload.clone(),
+                status: r.outcome.status().into(),
+                reason: match &r.outcome {
+                    Outcome::Accepted => None,
+                    Outcome::Rejected(reason) => Some(reason.to_string()),
+                },
+            })
+            .collect(),
+    }
+}
+
+fn resolve_height<S: Store>(shared: &Shared<S>, id: &str) -> Result<Height, ApiError> {
+    if id == "latest" {
+        return Ok(shared.executor.tip().height);
+    }
+    if let Ok(h) = id.parse::<u64>() {
+        return Ok(Height(h));
+    }
+    let hash = parse_hash(id).map_err(|_| {
+        ApiError::bad_request(format!(
+            "{id:?} is neither a height, `latest`, nor a block hash"
+        ))
+    })?;
+    shared
+        .executor
+        .store()
+        .height_of(&hash)?
+        .ok_or_else(|| ApiError::not_found(format!("no block with hash {id}")))
+}
+
+/// A committed block by height, hash or `latest`, with its transactions and their outcomes.
+#[utoipa::path(
+    get,
+    path = "/v1/blocks/{id}",
+    params(("id" = String, Path, description = "a height, a block hash (hex) or `latest`")),
+    responses((status = 200, body = BlockView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+async fn block<S: Store>(
+    State(st): State<Arc<ApiState<S>>>,
+    Path(id): Path<String>,
+) -> ApiResult<BlockView> {
+    let height = resolve_height(&st.shared, &id)?;
+    let store = st.shared.executor.store();
+    let block = store
+        .block(height)?
+        .ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?;
+    let receipts = store.receipts(height)?.unwrap_or_default();
+    let certified = store.certificate(height)?.is_some();
+    Ok(Json(block_view(&block, &receipts, certified)))
+}
+
+/// A proof of a state key's value (or absence) at a height (default: the tip), checkable
+/// against that block's state root.
+#[utoipa::path(
+    get,
+    path = "/v1/proofs/{key}",
+    params(("key" = String, Path, description = "account/<ACCOUNT>, supply, head or config"),
+           ("height" = Option<u64>, Query, description = "the height to prove at (default: latest)")),
+    responses((status = 200, body = ProofView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+async fn proof<S: Store>(
+    State(st): State<Arc<ApiState<S>>>,
+    Path(key): Path<String>,
+    Query(q): Query<HeightQuery>,
+) -> ApiResult<ProofView> {
+    let key: StateKey = key
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("bad key: {e}")))?;
+    let tip = st.shared.executor.tip();
+    let height = Height(q.height.unwrap_or(tip.height.get()));
+    if height > tip.height {
+        return Err(ApiError::not_found(format!(
+            "height {height} is above the committed tip {}",
+            tip.height
+        )));
+    }
+    let store = st.shared.executor.store();
+    let block = store
+        .block(height)?
+        .ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?;
+    let p: StateProof = prove(store, key, height).map_err(ApiError::internal)?;
+    Ok(Json(ProofView {
+        height: height.get(),
+        key: key.to_string(),
+        value: p.value.as_ref().map(hex::encode),
+        proof: hex::encode(p.to_bytes()),
+        state_root: hex::encode(block.header().state_root),
+        block_hash: hex::encode(block.hash()),
+    }))
+}
+
+/// A block's finality certificate.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CertificateView {
+    /// The block height.
+    pub height: u64,
+    /// The block hash.
+    pub block_hash: String,
+    /// The encoded simplex finalization (signatures of a quorum of validators), hex.
+    pub certificate: String,
+}
+
+/// The finality certificate stored for a block (blocks finalized through a descendant have none).
+#[utoipa::path(
+    get,
+    path = "/v1/certificates/{height}",
+    params(("height" = u64, Path, description = "block height")),
+    responses((status = 200, body = CertificateView), (status = 404, body = ErrorBody))
+)]
+async fn certificate<S: Store>(
+    State(st): State<Arc<ApiState<S>>>,
+    Path(height): Path<u64>,
+) -> ApiResult<CertificateView> {
+    let store = st.shared.executor.store();
+    let cert = store
+        .certificate(Height(height))?
+        .ok_or_else(|| ApiError::not_found(format!("no certificate stored for height {height}")))?;
+    let block = store
+        .block(Height(height))?
+        .ok_or_else(|| ApiError::internal("block missing"))?;
+    Ok(Json(CertificateView {
+        height,
+        block_hash: hex::encode(block.hash()),
+        certificate: hex::encode(cert),
+    }))
+}

@@ -1,0 +1,265 @@
+//! The consensus application: build blocks from the mempool, and verify other validators' blocks.
+//!
+//! Wrapped by marshal's `Deferred`, which fetches blocks and ancestors, checks the embedded
+//! consensus context and relays our proposals. This module decides validity, by executing the
+//! block on its parent's state (see [`crate::executor`]). `verify` never decides on the local
+//! clock: a block stamped too far in the future is not refused, the vote is only delayed until
+//! the local clock catches up, which keeps every honest validator's verdict the same.
+
+use crate::{
+    chain_block::{ChainBlock, Ctx, context_to_header},
+    executor::{ExecuteError, Executor},
+    mempool::{AdmitError, Mempool},
+};
+use bcte_ledger::{StateKey, exec::decode_account, tree};
+use bcte_store::Store;
+use bcte_types::{BlockLimits, Hash, Height, Tx};
+use commonware_consensus::{
+    Application, Block as _, Heightable, marshal::ancestry::Ancestry, simplex::scheme::ed25519,
+};
+use commonware_cryptography::{Digested, Digestible};
+use commonware_macros::select;
+use commonware_runtime::{Clock, Metrics, Spawner};
+use futures::StreamExt;
+use rand::CryptoRng;
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, UNIX_EPOCH},
+};
+use tokio::sync::Notify;
+use tracing::{debug, error, warn};
+
+/// The consensus signing scheme: ed25519 certificates (a list of signatures, attributable).
+pub type Scheme = ed25519::Scheme;
+
+/// How the application builds blocks.
+#[derive(Clone, Copy, Debug)]
+pub struct BuildParams {
+    /// How long a proposer with an empty mempool waits for a transaction before proposing an
+    /// empty block. Must stay well below the consensus leader timeout.
+    pub propose_wait: Duration,
+    /// Block limits (transactions and bytes).
+    pub limits: BlockLimits,
+    /// How far ahead of the local clock a block's timestamp may be before the vote waits.
+    pub clock_skew_max: Duration,
+}
+
+impl Default for BuildParams {
+    fn default() -> Self {
+        Self {
+            propose_wait: Duration::from_millis(1_000),
+            limits: BlockLimits::default(),
+            clock_skew_max: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What the application shares with the rest of the node.
+pub struct Shared<S: Store> {
+    /// Execution and the committed chain.
+    pub executor: Arc<Executor<S>>,
+    /// Waiting transactions.
+    pub mempool: Arc<Mutex<Mempool>>,
+    /// Signalled when a transaction enters the mempool.
+    pub mempool_notify: Arc<Notify>,
+    /// Block building parameters.
+    pub params: BuildParams,
+}
+
+impl<S: Store> Shared<S> {
+    /// Admits a transaction to the mempool: signature and chain id first (outside the lock),
+    /// then nonce, balance and limits against the committed state. Wakes a waiting proposer.
+    pub fn admit(&self, tx: Tx) -> Result<Hash, AdmitError> {
+        Mempool::check_signature(self.executor.chain_id(), &tx)?;
+        let tip = self.executor.tip();
+        let key = StateKey::Account(tx.body().sender);
+        let committed = tree::read_value(self.executor.store(), tip.height, &key)
+            .ok()
+            .flatten()
+            .and_then(|b| decode_account(&b))
+            .unwrap_or_default();
+        let hash = self
+            .mempool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .admit(tx, committed)?;
+        self.mempool_notify.notify_waiters();
+        Ok(hash)
+    }
+}
+
+/// The application handed to `Deferred`.
+pub struct App<S: Store> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S: Store> Clone for App<S> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S: Store> App<S> {
+    /// An application over shared node state.
+    pub const fn new(shared: Arc<Shared<S>>) -> Self {
+        Self { shared }
+    }
+
+    /// Makes sure the state after `first` (the newest block of `ancestry`'s remainder) is known,
+    /// executing any unknown ancestors oldest first. `Err` if the branch cannot be finalized or an
+    /// ancestor is invalid.
+    async fn ensure_known(
+        &self,
+        first: Digested<ChainBlock>,
+        ancestry: &mut (impl Ancestry<ChainBlock> + 'static),
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), ExecuteError> {
+        let ex = &self.shared.executor;
+        let mut missing = Vec::new();
+        let mut cursor = first;
+        while !ex.knows(&cursor.digest()) {
+            if cursor.height().get() <= ex.tip().height.get() {
+                return Err(ExecuteError::Stale);
+            }
+            missing.push(cursor.inner().0.clone());
+            cursor = ancestry.next().await.ok_or(ExecuteError::Stale)?;
+        }
+        for block in missing.into_iter().rev() {
+            ex.verify(block, rng)?;
+        }
+        Ok(())
+    }
+}
+
+fn now_ms(clock: &impl Clock) -> u64 {
+    clock
+        .current()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl<E, S> Application<E> for App<S>
+where
+    E: Clock + Spawner + Metrics + CryptoRng,
+    S: Store,
+{
+    type SigningScheme = Scheme;
+    type Context = Ctx;
+    type Block = ChainBlock;
+    type Input = ();
+
+    async fn propose(
+        &mut self,
+        (mut runtime, context): (E, Ctx),
+        mut ancestry: impl Ancestry<ChainBlock>,
+        _input: (),
+    ) -> Option<Digested<ChainBlock>> {
+        let parent = ancestry.next().await?;
+        let parent_hash: Hash = parent.digest();
+        if let Err(e) = self.ensure_known(parent, &mut ancestry, &mut runtime).await {
+            warn!(error = %e, "cannot build on this parent");
+            return None;
+        }
+
+        // Wait (bounded) for work. Interest is registered before looking at the pool, so a
+        // transaction arriving between the look and the wait is not missed.
+        let shared = &self.shared;
+        let deadline = runtime.current() + shared.params.propose_wait;
+        let ex = &shared.executor;
+        let txs = loop {
+            let notified = shared.mempool_notify.notified();
+            futures::pin_mut!(notified);
+            notified.as_mut().enable();
+            let txs = {
+                let pool = shared.mempool.lock().unwrap_or_else(|e| e.into_inner());
+                pool.select(
+                    shared.params.limits.txs_max,
+                    // Leave room for the header and the count.
+                    shared.params.limits.bytes_max - 1024,
+                    |id| ex.account_at(&parent_hash, id).map_or(0, |a| a.nonce),
+                )
+            };
+            if !txs.is_empty() || runtime.current() >= deadline {
+                break txs;
+            }
+            select! {
+                _ = notified => {},
+                _ = runtime.sleep_until(deadline) => {},
+            }
+        };
+
+        let count = txs.len();
+        match ex.build(
+            &parent_hash,
+            now_ms(&runtime),
+            context_to_header(&context),
+            txs,
+        ) {
+            Ok(pending) => {
+                debug!(height = %pending.block.height(), txs = count, "proposed");
+                let digest = pending.block.hash();
+                Some(Digested::precomputed(
+                    ChainBlock(pending.block.clone()),
+                    digest,
+                ))
+            }
+            Err(e) => {
+                error!(error = %e, "building a block failed");
+                None
+            }
+        }
+    }
+
+    async fn verify(
+        &mut self,
+        (mut runtime, _context): (E, Ctx),
+        mut ancestry: impl Ancestry<ChainBlock>,
+    ) -> bool {
+        let Some(block) = ancestry.next().await else {
+            return false;
+        };
+        let ex = self.shared.executor.clone();
+        if ex.pending(&block.digest()).is_some() {
+            return true;
+        }
+        // A block from the future: wait for the local clock instead of refusing (LR-1.2).
+        let skew = self.shared.params.clock_skew_max.as_millis() as u64;
+        let stamp = block.inner().header().timestamp_ms;
+        let now = now_ms(&runtime);
+        if stamp > now + skew {
+            runtime
+                .sleep(Duration::from_millis(stamp - now - skew))
+                .await;
+        }
+        if !ex.knows(&block.parent()) {
+            let Some(parent) = ancestry.next().await else {
+                return false;
+            };
+            match self.ensure_known(parent, &mut ancestry, &mut runtime).await {
+                Ok(()) => {}
+                Err(ExecuteError::Invalid(e)) if !e.is_block_fault() => {
+                    error!(error = %e, "cannot execute an ancestor; abstaining");
+                    return futures::future::pending().await;
+                }
+                Err(e) => {
+                    warn!(error = %e, height = %Height(block.height().get()), "ancestor refused");
+                    return false;
+                }
+            }
+        }
+        match ex.verify(block.inner().0.clone(), &mut runtime) {
+            Ok(_) => true,
+            Err(ExecuteError::Invalid(e)) if !e.is_block_fault() => {
+                // Our storage failed, not the block: abstain rather than vote either way.
+                error!(error = %e, "cannot execute the block; abstaining");
+                futures::future::pending().await
+            }
+            Err(e) => {
+                warn!(error = %e, height = %block.inner().height(), "refusing block");
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! Wiring of one validator: p2p channels, block broadcast, marshal, simplex, the application,
+//! the finalizer and transaction gossip.
+//!
+//! [`start`] is generic over the runtime (tokio in production, commonware's deterministic runtime
+//! in simulation) and over the p2p network (authenticated `lookup` on real sockets, `simulated`
+//! in tests), so the exact same code runs a dev chain of one validator, a local network and the
+//! deterministic simulation. Nothing here is a dev shortcut.
+
+use crate::{
+    app::{App, Scheme, Shared},
+    chain_block::{ChainBlock, Digest, PublicKey},
+    finalizer::Finalizer,
+    gossip,
+};
+use bcte_store::Store;
+use bcte_types::{BlockLimits, ChainId, tx::TX_BYTES_MAX};
+use commonware_broadcast::buffered;
+use commonware_consensus::{
+    marshal::{
+        self,
+        core::{Actor as MarshalActor, Mailbox as MarshalMailbox},
+        resolver::p2p as marshal_resolver,
+        standard::{Deferred, Standard},
+    },
+    simplex::{
+        self,
+        config::{ForwardPolicy, SkipBudget, SkipPolicy},
+        elector::RoundRobin,
+    },
+    types::{Epoch, FixedEpocher, ViewDelta},
+};
+use commonware_cryptography::{
+    Digested, Sha256, Signer as _,
+    certificate::{ConstantProvider, Verifier as _},
+    ed25519,
+};
+use commonware_p2p::{Blocker, Provider, Receiver, Sender};
+use commonware_parallel::Sequential;
+use commonware_runtime::{
+    Clock, Handle, Metrics, Quota, Spawner, Storage, buffer::paged::CacheRef,
+};
+use commonware_storage::archive::immutable;
+use commonware_utils::{NZDuration, NZU16, NZU32, NZU64, NZUsize, ordered::Set};
+use rand::{CryptoRng, Rng};
+use std::{
+    num::{NonZeroU16, NonZeroU64, NonZeroUsize},
+    sync::Arc,
+    time::Duration,
+};
+use tracing::info;
+
+/// The consensus signing namespace of a chain. Votes and certificates of one chain are worthless
+/// on another, even with the same validators. Changing it is a breaking change.
+pub fn consensus_namespace(chain_id: &ChainId) -> Vec<u8> {
+    format!("bcte/consensus/v1/{chain_id}").into_bytes()
+}
+
+/// The p2p handshake namespace of a chain.
+pub fn p2p_namespace(chain_id: &ChainId) -> Vec<u8> {
+    format!("bcte/p2p/v1/{chain_id}").into_bytes()
+}
+
+/// Simplex votes.
+pub const CH_VOTES: u64 = 0;
+/// Simplex certificates.
+pub const CH_CERTS: u64 = 1;
+/// Simplex's fetcher of missing certificates.
+pub const CH_RESOLVER: u64 = 2;
+/// Marshal's backfill of missing blocks and finalizations.
+pub const CH_BACKFILL: u64 = 3;
+/// Block dissemination (buffered broadcast).
+pub const CH_BROADCAST: u64 = 4;
+/// Transaction gossip.
+pub const CH_TXS: u64 = 5;
+/// Every channel, in registration order.
+pub const CHANNELS: [u64; 6] = [
+    CH_VOTES,
+    CH_CERTS,
+    CH_RESOLVER,
+    CH_BACKFILL,
+    CH_BROADCAST,
+    CH_TXS,
+];
+
+/// Per-peer rate limit of a channel. Quotas also size receive buffers, so they are realistic
+/// values, never `u32::MAX` (ENGINE-NOTES pitfall 3).
+pub fn quota(channel: u64) -> Quota {
+    match channel {
+        CH_VOTES | CH_CERTS => Quota::per_second(NZU32!(2_048)),
+        CH_RESOLVER => Quota::per_second(NZU32!(256)),
+        CH_BACKFILL | CH_BROADCAST => Quota::per_second(NZU32!(1_024)),
+        _ => Quota::per_second(NZU32!(8_192)),
+    }
+}
+
+/// The largest message any component sends, for the network's `max_message_size`.
+pub fn max_message_size(participants: u32, limits: &BlockLimits) -> u32 {
+    commonware_p2p::max_message_size(&[
+        simplex::max_payload_size::<Scheme, Digest>(participants),
+        marshal::max_payload_size::<Standard<ChainBlock>, Scheme>(participants, limits),
+        gossip::max_message_size(TX_BYTES_MAX),
+    ])
+}
+
+const PAGE_SIZE: NonZeroU16 = NZU16!(4_096);
+const PAGE_CACHE_PAGES: NonZeroUsize = NZUsize!(1_024);
+const IO_BUFFER: NonZeroUsize = NZUsize!(64 * 1024);
+const REPLAY_BUFFER: NonZeroUsize = NZUsize!(1024 * 1024);
+/// Items per archive section; fixed for the life of a data directory.
+const IMMUTABLE_ITEMS_PER_SECTION: NonZeroU64 = NZU64!(4_096);
+const PRUNABLE_ITEMS_PER_SECTION: NonZeroU64 = NZU64!(1_024);
+/// One epoch: the validator set is fixed at genesis.
+const EPOCH_LENGTH: NonZeroU64 = NZU64!(u64::MAX);
+
+/// Consensus timeouts. The happy path does not wait on them (it is bound by the network and
+/// disk); they decide how fast a crashed or slow leader is skipped.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// How long to wait for the leader's proposal.
+    pub leader_timeout: Duration,
+    /// How long to wait for a notarized proposal to be certified.
+    pub certification_timeout: Duration,
+    /// How often to retry after a timeout.
+    pub timeout_retry: Duration,
+    /// After how long a silent leader's remaining term is skipped.
+    pub skip_timeout: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            leader_timeout: Duration::from_millis(2_000),
+            certification_timeout: Duration::from_millis(3_000),
+            timeout_retry: Duration::from_millis(1_000),
+            skip_timeout: Duration::from_millis(10_000),
+        }
+    }
+}
+
+/// What a validator needs to run.
+pub struct ValidatorConfig {
+    /// The validator's key (p2p identity and consensus votes).
+    pub signer: ed25519::PrivateKey,
+    /// The validator set.
+    pub participants: Set<PublicKey>,
+    /// The chain id (namespaces).
+    pub chain_id: ChainId,
+    /// Prefix of every consensus storage partition (several nodes may share one runtime).
+    pub partition_prefix: String,
+    /// Consensus timeouts.
+    pub timing: Timing,
+    /// The genesis block.
+    pub genesis: ChainBlock,
+    /// Block limits.
+    pub limits: BlockLimits,
+}
+
+/// One sender/receiver pair per channel.
+pub struct Channels<S, R> {
+    /// [`CH_VOTES`].
+    pub votes: (S, R),
+    /// [`CH_CERTS`].
+    pub certificates: (S, R),
+    /// [`CH_RESOLVER`].
+    pub resolver: (S, R),
+    /// [`CH_BACKFILL`].
+    pub backfill: (S, R),
+    /// [`CH_BROADCAST`].
+    pub broadcast: (S, R),
+    /// [`CH_TXS`].
+    pub txs: (S, R),
+}
+
+/// A running validator.
+pub struct Running {
+    /// Every long-running task. Any of them ending means the node stopped.
+    pub handles: Vec<Handle<()>>,
+    /// Marshal's mailbox (finalizations, blocks).
+    pub marshal: MarshalMailbox<Scheme, Standard<ChainBlock>>,
+    /// The gossip handle: send admitted transactions to peers.
+    pub gossip: gossip::Outbox,
+}
+
+fn archive_config<C>(
+    prefix: &str,
+    name: &str,
+    page_cache: CacheRef,
+    codec_config: C,
+) -> immutable::Config<C> {
+    immutable::Config {
+        metadata_partition: format!("{prefix}-{name}-metadata"),
+        freezer_table_partition: format!("{prefix}-{name}-freezer-table"),
+        freezer_table_initial_size: 65_536,
+        freezer_table_resize_frequency: 4,
+        freezer_table_resize_chunk_size: 16_384,
+        freezer_key_partition: format!("{prefix}-{name}-freezer-key"),
+        freezer_key_page_cache: page_cache,
+        freezer_value_partition: format!("{prefix}-{name}-freezer-value"),
+        freezer_value_target_size: 256 * 1024 * 1024,
+        freezer_value_compression: None,
+        ordinal_partition: format!("{prefix}-{name}-ordinal"),
+        items_per_section: IMMUTABLE_ITEMS_PER_SECTION,
+        freezer_key_write_buffer: IO_BUFFER,
+        freezer_value_write_buffer: IO_BUFFER,
+        ordinal_write_buffer: IO_BUFFER,
+        replay_buffer: REPLAY_BUFFER,
+        codec_config,
+    }
+}
+
+/// Starts every actor of a validator and returns their handles.
+pub async fn start<E, S, R, P, B, St>(
+    context: E,
+    cfg: ValidatorConfig,
+    shared: Arc<Shared<St>>,
+    channels: Channels<S, R>,
+    peer_provider: P,
+    blocker: B,
+) -> Running
+where
+    E: Spawner + Clock + Storage + Metrics + CryptoRng + Rng,
+    S: Sender<PublicKey = PublicKey>,
+    R: Receiver<PublicKey = PublicKey>,
+    P: Provider<PublicKey = PublicKey>,
+    B: Blocker<PublicKey = PublicKey>,
+    St: Store,
+{
+    let me = cfg.signer.public_key();
+    let prefix = cfg.partition_prefix.clone();
+    let namespace = consensus_namespace(&cfg.chain_id);
+    let scheme = Scheme::signer(&namespace, cfg.participants.clone(), cfg.signer.clone())
+        .expect("the validator's key is in the validator set (checked at start-up)");
+    let provider = ConstantProvider::<Scheme, Epoch>::new(scheme.clone());
+    let epocher = FixedEpocher::new(EPOCH_LENGTH);
+    let page_cache = CacheRef::new(PAGE_SIZE, PAGE_CACHE_PAGES);
+
+    // Marshal's durable stores of finalized blocks and certificates.
+    let finalizations = immutable::Archive::init(
+        context.child("finalizations"),
+        archive_config(
+            &prefix,
+            "finalizations",
+            page_cache.clone(),
+            Scheme::certificate_codec_config_unbounded(),
+        ),
+    )
+    .await
+    .expect("open the finalizations archive");
+    let blocks = immutable::Archive::init(
+        context.child("blocks"),
+        archive_config(&prefix, "blocks", page_cache.clone(), cfg.limits),
+    )
+    .await
+    .expect("open the blocks archive");
+
+    let resolver = marshal_resolver::init(
+        context.child("marshal_resolver"),
+        marshal_resolver::Config {
+            public_key: me.clone(),
+            peer_provider: peer_provider.clone(),
+            blocker: blocker.clone(),
+            mailbox_size: NZUsize!(1_024),
+            fetch_timeout: NZDuration!(Duration::from_secs(2)),
+            fetch_retry_delay: Duration::from_millis(100),
+            priority_requests: false,
+            priority_responses: false,
+        },
+        channels.backfill,
+    );
+
+    let (broadcast_engine, buffer) = buffered::Engine::new(
+        context.child("broadcast"),
+        buffered::Config {
+            public_key: me.clone(),
+            mailbox_size: NZUsize!(1_024),
+            deque_size: 16,
+            priority: false,
+            codec_config: cfg.limits,
+            peer_provider: peer_provider.clone(),
+            strategy: Sequential,
+        },
+    );
+    let broadcast_handle = broadcast_engine.start(channels.broadcast);
+
+    let genesis_digest = cfg.genesis.0.hash();
+    let (marshal_actor, marshal_mailbox, floor) =
+        MarshalActor::<_, Standard<ChainBlock>, _, _, _, _, _>::init(
+            context.child("marshal"),
+            finalizations,
+            blocks,
+            marshal::Config {
+                provider,
+                epocher: epocher.clone(),
+                start: marshal::Start::Genesis(Digested::precomputed(
+                    cfg.genesis.clone(),
+                    genesis_digest,
+                )),
+                partition_prefix: prefix.clone(),
+                mailbox_size: NZUsize!(1_024),
+                view_retention: ViewDelta::new(256),
+                prunable_items_per_section: PRUNABLE_ITEMS_PER_SECTION,
+                page_cache: page_cache.clone(),
+                replay_buffer: REPLAY_BUFFER,
+                key_write_buffer: IO_BUFFER,
+                value_write_buffer: IO_BUFFER,
+                block_codec_config: cfg.limits,
+                max_repair: NZUsize!(64),
+                max_pending_acks: NZUsize!(16),
+                strategy: Sequential,
+            },
+        )
+        .await;
+    info!(processed = ?floor.processed(), "marshal ready");
+
+    let (finalizer, finalizer_mailbox) =
+        Finalizer::new(shared.executor.clone(), shared.mempool.clone());
+    let finalizer_marshal = marshal_mailbox.clone();
+    let finalizer_handle = context.child("finalizer").spawn(move |ctx| async move {
+        // A fatal error was logged by the finalizer; ending this task stops the node.
+        let _ = finalizer.run(finalizer_marshal, ctx).await;
+    });
+
+    let app = App::new(shared.clone());
+    let deferred = Deferred::new(
+        context.child("deferred"),
+        app,
+        marshal_mailbox.clone(),
+        epocher,
+    );
+    let marshal_handle = marshal_actor.start(finalizer_mailbox, buffer, resolver);
+
+    let engine = simplex::Engine::new(
+        context.child("simplex"),
+        simplex::Config {
+            scheme,
+            elector: RoundRobin::<Sha256>::default(),
+            blocker: blocker.clone(),
+            automaton: deferred.clone(),
+            relay: deferred.clone(),
+            reporter: deferred,
+            strategy: Sequential,
+            partition: format!("{prefix}-simplex"),
+            mailbox_size: NZUsize!(1_024),
+            epoch: Epoch::zero(),
+            floor: simplex::config::Floor::Genesis(genesis_digest),
+            replay_buffer: REPLAY_BUFFER,
+            write_buffer: IO_BUFFER,
+            page_cache,
+            leader_timeout: cfg.timing.leader_timeout,
+            certification_timeout: cfg.timing.certification_timeout,
+            timeout_retry: cfg.timing.timeout_retry,
+            view_retention: ViewDelta::new(256),
+            skip: SkipPolicy::Enabled {
+                timeout: cfg.timing.skip_timeout,
+                budget: SkipBudget::Participants,
+            },
+            fetch_timeout: NZDuration!(Duration::from_secs(1)),
+            fetch_retry_delay: Duration::from_millis(100),
+            forward: ForwardPolicy::SilentLeader,
+            track_historical_votes: false,
+        },
+    );
+    let simplex_handle = engine.start(channels.votes, channels.certificates, channels.resolver);
+
+    let (gossip_handle, outbox) = gossip::start(context.child("gossip"), shared, channels.txs);
+
+    info!(validators = cfg.participants.len(), genesis = %genesis_digest, "validator started");
+    Running {
+        handles: vec![
+            broadcast_handle,
+            marshal_handle,
+            finalizer_handle,
+            simplex_handle,
+            gossip_handle,
+        ],
+        marshal: marshal_mailbox,
+        gossip: outbox,
+    }
+}

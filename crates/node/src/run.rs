@@ -1,0 +1,281 @@
+//! Running a node on real sockets and disks: the tokio runtime, authenticated p2p, the data
+//! directory and the HTTP API.
+//!
+//! `bcte node --dev` ([`run_dev`]) prepares a data directory with a one-validator genesis (or
+//! reopens it), then runs exactly what every validator runs ([`run_validator`]).
+
+use crate::{
+    api::{self, ApiState},
+    app::{BuildParams, Shared},
+    chain_block::{ChainBlock, PublicKey},
+    engine::{self, Channels, Timing, ValidatorConfig},
+    executor::Executor,
+    files::{self, DataDir, FileError},
+    mempool::{Mempool, MempoolLimits},
+};
+use anyhow::{Context as _, bail};
+use bcte_store::{ChainStore, RedbStore};
+use bcte_types::{AccountId, Allocation, Amount, BlockLimits, ChainId, Genesis, Validator};
+use commonware_cryptography::{ChaCha20Poly1305, Signer as _, ed25519::PrivateKey};
+use commonware_p2p::{
+    Address, AddressableManager as _,
+    authenticated::{lookup, peer_set_limit},
+};
+use commonware_runtime::{Handle, Runner as _, Spawner as _, Supervisor as _, tokio as cw_tokio};
+use commonware_stream::{
+    cups::{self, Cups},
+    sake::{self, Sake},
+};
+use commonware_utils::{
+    NZUsize,
+    ordered::{Map, Set},
+};
+use std::{
+    io::Write as _,
+    net::{SocketAddr, TcpListener},
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+use tokio::sync::Notify;
+use tracing::{error, info};
+
+/// Base units the dev account holds at genesis: one million tokens.
+pub const DEV_ALLOCATION: Amount = Amount(1_000_000 * Amount::PER_TOKEN);
+
+/// A validator of the chain with its p2p address.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    /// The validator's public key.
+    pub public_key: PublicKey,
+    /// Where it listens for p2p connections.
+    pub address: SocketAddr,
+}
+
+/// Everything [`run_validator`] needs.
+pub struct ValidatorOptions {
+    /// The data directory.
+    pub data_dir: DataDir,
+    /// The chain's genesis.
+    pub genesis: Genesis,
+    /// This validator's key.
+    pub key: PrivateKey,
+    /// Every validator's p2p address, this one's included.
+    pub peers: Vec<Peer>,
+    /// Where to serve the HTTP API.
+    pub http: SocketAddr,
+    /// A line to print once the node serves requests (dev mode prints the dev key's path).
+    pub banner: Vec<String>,
+    /// Consensus timeouts.
+    pub timing: Timing,
+    /// Block building.
+    pub build: BuildParams,
+}
+
+/// A free TCP port on loopback, for a p2p listener nobody configured.
+pub fn free_local_port() -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    listener.local_addr()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Prepares a dev data directory: on first use a one-validator genesis whose authority and only
+/// funded account is a fresh dev key; afterwards the same files, so a restart continues the chain.
+pub fn prepare_dev(dir: &DataDir) -> Result<(Genesis, PrivateKey), FileError> {
+    let genesis_path = dir.genesis();
+    if genesis_path.exists() {
+        let genesis = files::read_genesis(&genesis_path)?;
+        let key = files::read_key(&dir.validator_key())?;
+        return Ok((genesis, key));
+    }
+    std::fs::create_dir_all(dir.root()).map_err(|source| FileError::Io {
+        path: dir.root().to_path_buf(),
+        source,
+    })?;
+    let validator = files::generate_key();
+    let dev = files::generate_key();
+    let dev_account = AccountId::from_public_key(&dev.public_key());
+    let suffix = hex::encode(&validator.public_key().as_ref()[..3]);
+    let genesis = Genesis {
+        chain_id: ChainId::new(format!("bcte-dev-{suffix}")).expect("a valid chain id"),
+        genesis_time_ms: now_ms(),
+        validators: vec![Validator {
+            name: "dev".into(),
+            public_key: AccountId::from_public_key(&validator.public_key()),
+        }],
+        authority: dev_account,
+        allocations: vec![Allocation {
+            account: dev_account,
+            amount: DEV_ALLOCATION,
+        }],
+    };
+    // Keys first, genesis last: a directory with a genesis always has its keys.
+    files::write_key(&dir.validator_key(), &validator)?;
+    files::write_key(&dir.dev_key(), &dev)?;
+    files::write_genesis(&genesis_path, &genesis)?;
+    Ok((genesis, validator))
+}
+
+/// Runs a one-validator dev chain in `data_dir`, serving the API on `http`. Blocks until the
+/// node stops.
+pub fn run_dev(data_dir: PathBuf, http: SocketAddr) -> anyhow::Result<()> {
+    let dir = DataDir::new(data_dir);
+    let (genesis, key) = prepare_dev(&dir)?;
+    let address = free_local_port().context("finding a free port for p2p")?;
+    let peers = vec![Peer {
+        public_key: key.public_key(),
+        address,
+    }];
+    let banner = vec![format!("dev key: {}", dir.dev_key().display())];
+    run_validator(ValidatorOptions {
+        data_dir: dir,
+        genesis,
+        key,
+        peers,
+        http,
+        banner,
+        timing: Timing::default(),
+        build: BuildParams::default(),
+    })
+}
+
+/// Runs one validator until it stops. Returns an error if it could not start or stopped on a
+/// failure.
+pub fn run_validator(opts: ValidatorOptions) -> anyhow::Result<()> {
+    let me = opts.key.public_key();
+    let me_account = AccountId::from_public_key(&me);
+    if !opts
+        .genesis
+        .validators
+        .iter()
+        .any(|v| v.public_key == me_account)
+    {
+        bail!("this node's key {me_account} is not a validator in the genesis");
+    }
+    let limits = BlockLimits::default();
+    let store = RedbStore::open(opts.data_dir.store())?;
+    let chain = ChainStore::new(store, limits);
+    let state = chain.init(&opts.genesis)?;
+    let genesis_block = ChainBlock(Arc::new(state.block));
+    let executor = Arc::new(Executor::new(chain, opts.genesis.chain_id.clone())?);
+    let shared = Arc::new(Shared {
+        executor,
+        mempool: Arc::new(Mutex::new(Mempool::new(
+            opts.genesis.chain_id.clone(),
+            MempoolLimits::default(),
+        ))),
+        mempool_notify: Arc::new(Notify::new()),
+        params: opts.build,
+    });
+    let participants: Set<PublicKey> =
+        Set::from_iter_dedup(opts.genesis.validators.iter().map(|v| {
+            v.public_key
+                .to_public_key()
+                .expect("genesis validation checked validator keys")
+        }));
+    let my_address = opts
+        .peers
+        .iter()
+        .find(|p| p.public_key == me)
+        .map(|p| p.address)
+        .context("this validator has no p2p address in the peer list")?;
+    // Bind the API before starting consensus, so a busy port fails fast and clearly.
+    let http = TcpListener::bind(opts.http)
+        .with_context(|| format!("binding the HTTP API on {}", opts.http))?;
+    http.set_nonblocking(true)?;
+    let http_addr = http.local_addr()?;
+
+    let runtime = cw_tokio::Config::new()
+        .with_storage_directory(opts.data_dir.consensus())
+        .with_worker_threads(2)
+        .with_catch_panics(false);
+    let result: anyhow::Result<()> = cw_tokio::Runner::new(runtime).start(|context| async move {
+        let n = participants.len() as u32;
+        let mut p2p = lookup::Config::local(
+            Cups::<_, ChaCha20Poly1305>::new(
+                Sake {
+                    signer: opts.key.clone(),
+                    synchrony_bound: Duration::from_secs(5),
+                    max_handshake_age: Duration::from_secs(10),
+                    version: sake::Version::V1,
+                },
+                cups::Version::V1,
+            ),
+            &engine::p2p_namespace(&opts.genesis.chain_id),
+            my_address,
+            peer_set_limit(participants.iter(), &me),
+            engine::max_message_size(n, &limits),
+            NZUsize!(1_024),
+        );
+        p2p.tracked_peer_sets = NZUsize!(1);
+        let (mut network, mut oracle) = lookup::Network::new(context.child("network"), p2p);
+        let peers: Map<PublicKey, Address> = Map::from_iter_dedup(
+            opts.peers
+                .iter()
+                .map(|p| (p.public_key.clone(), Address::Symmetric(p.address))),
+        );
+        let _ = oracle.track(0, peers);
+        let mut register = |ch: u64| network.register(ch, engine::quota(ch));
+        let channels = Channels {
+            votes: register(engine::CH_VOTES),
+            certificates: register(engine::CH_CERTS),
+            resolver: register(engine::CH_RESOLVER),
+            backfill: register(engine::CH_BACKFILL),
+            broadcast: register(engine::CH_BROADCAST),
+            txs: register(engine::CH_TXS),
+        };
+        let network_handle = network.start();
+
+        let running = engine::start(
+            context.child("validator"),
+            ValidatorConfig {
+                signer: opts.key.clone(),
+                participants,
+                chain_id: opts.genesis.chain_id.clone(),
+                partition_prefix: "bcte".into(),
+                timing: opts.timing,
+                genesis: genesis_block,
+                limits,
+            },
+            shared.clone(),
+            channels,
+            oracle.clone(),
+            oracle,
+        )
+        .await;
+
+        let api_state = Arc::new(ApiState {
+            shared,
+            outbox: Some(running.gossip.clone()),
+        });
+        let listener = tokio::net::TcpListener::from_std(http)?;
+        let server =
+            tokio::spawn(async move { axum::serve(listener, api::router(api_state)).await });
+
+        for line in &opts.banner {
+            println!("{line}");
+        }
+        println!("listening on http://{http_addr}");
+        let _ = std::io::stdout().flush();
+        info!(%http_addr, %my_address, "node running");
+
+        let mut handles = running.handles;
+        handles.push(network_handle);
+        let api_handle: Handle<()> = context.child("api_watch").spawn(move |_| async move {
+            match server.await {
+                Ok(Ok(())) => error!("HTTP server stopped"),
+                Ok(Err(e)) => error!(error = %e, "HTTP server failed"),
+                Err(e) => error!(error = %e, "HTTP server task failed"),
+            }
+        });
+        handles.push(api_handle);
+        let _ = Handle::select(handles).await;
+        bail!("the node stopped: a component ended (see the log above)")
+    });
+    result
+}
