@@ -134,9 +134,9 @@ struct Engine<'m> {
     top: Vec<i64>,
     /// Sum of the own bids' levels above the cap.
     bottom: Vec<i64>,
-    /// Must-run generation of the own bids: what may be spilled (MR-2.3).
+    /// Net must-run generation of the own bids: what may be spilled (MR-2.3).
     spill_cap: Vec<i64>,
-    /// Demand of the own bids at the cap: what may be shed (MR-2.3).
+    /// Net demand of the own bids at the cap: what may be shed (MR-2.3).
     shed_cap: Vec<i64>,
     /// Lowest start and highest end of the own components: outside them the own level is
     /// `top` or `bottom`.
@@ -217,12 +217,13 @@ impl<'m> Engine<'m> {
         };
         for k in 0..n {
             for j in tree.bid_start[k] as usize..tree.bid_start[k + 1] as usize {
-                let (high, low) = (book.base[j], book.base[j] - book.total_drop[j]);
-                engine.top[k] += high;
-                engine.bottom[k] += low;
-                engine.spill_cap[k] += (-high).max(0);
-                engine.shed_cap[k] += low.max(0);
+                engine.top[k] += book.base[j];
+                engine.bottom[k] += book.base[j] - book.total_drop[j];
             }
+            // MR-2.3: a node sheds at most its bids' net demand at the cap and spills at most
+            // their net must-run generation, so summing its bids changes nothing.
+            engine.shed_cap[k] = engine.bottom[k].max(0);
+            engine.spill_cap[k] = (-engine.top[k]).max(0);
             let (steps, ramps) = engine.components(k);
             let span = &mut engine.own_span[k];
             // Steps of a bid are sorted, ramps by start; both are short per bid.

@@ -12,8 +12,9 @@
 //! **The price grid (MR-1.2).** Prices are integers in µ/MWh. At grid price `p` a curve accepts
 //! every power in [`Curve::range_at`]`(p)`, the closed interval from its level just above `p`
 //! (`level(p + 1)`) to its level at `p` including a step at `p` (`level(p)`). A ramp's level at
-//! a grid price is its exact linear value rounded to the nearest watt (its drop so far is
-//! rounded half up, per ramp). Consecutive grid intervals share their end points, so together
+//! a grid price is its exact linear value rounded to the nearest watt, halves towards the higher
+//! power (its drop so far is rounded half down, ramp by ramp). Consecutive grid intervals share
+//! their end points, so together
 //! they tile every power the curve can take: some grid price always balances a node exactly.
 //!
 //! Invariant: steps are sorted by price with distinct prices and positive drops; ramps are
@@ -138,7 +139,8 @@ pub struct Curve {
     simple: bool,
 }
 
-/// The drop of one ramp copy at grid price `q`: its exact linear drop rounded half up.
+/// The drop of one ramp copy at grid price `q`: its exact linear drop rounded to the nearest
+/// watt, halves down (so the level rounds halves towards the higher power; MR-1.2).
 ///
 /// Callers guarantee `0 < drop ≤ 2 · POWER_ABS_MAX` and `start < end` within the price limits,
 /// so `2 · drop · (q − start)` fits an `u128` and the result fits `drop`.
@@ -152,12 +154,13 @@ pub(crate) fn ramp_progress(start: i64, end: i64, drop: i64, q: i64) -> i64 {
         let span = end.abs_diff(start);
         let x = q.abs_diff(start);
         let d = drop.unsigned_abs();
-        // Fast path in u64 (typical curves); the u128 path covers the full limits.
-        let v = match d.checked_mul(2 * x).and_then(|n| n.checked_add(span)) {
+        // ⌊(2·d·x + span − 1) / (2·span)⌋ is d·x/span rounded half down. Fast path in u64
+        // (typical curves); the u128 path covers the full limits.
+        let v = match d.checked_mul(2 * x).and_then(|n| n.checked_add(span - 1)) {
             Some(n) => n / (2 * span),
             None => {
-                ((2 * u128::from(d) * u128::from(x) + u128::from(span)) / (2 * u128::from(span)))
-                    as u64
+                let num = 2 * u128::from(d) * u128::from(x) + u128::from(span) - 1;
+                (num / (2 * u128::from(span))) as u64
             }
         };
         v as i64
@@ -494,9 +497,10 @@ impl<'a> CurveView<'a> {
                     Component::Ramp(r) => {
                         let drop = r.drop.0;
                         if level - drop <= 0 {
-                            // Smallest x with round_half_up(drop·x/span) ≥ level.
+                            // Smallest x with drop·x/span rounded half down ≥ level, that is
+                            // 2·drop·x + span − 1 ≥ 2·span·level.
                             let span = i128::from(r.end.0 - r.start.0);
-                            let num = span * (2 * i128::from(level) - 1);
+                            let num = span * (2 * i128::from(level) - 1) + 1;
                             let den = 2 * i128::from(drop);
                             let x = (num + den - 1) / den;
                             return (r.start.0 + x as i64 - 1).clamp(floor, cap);

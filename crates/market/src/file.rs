@@ -18,9 +18,11 @@ use crate::limits::{FILE_BYTES_MAX, LIMIT_MAX, POWER_ABS_MAX, PRICE_ABS_MAX};
 use crate::market::{Bid, DEFAULT_PRICE_CAP, DEFAULT_PRICE_FLOOR, Market, MarketError, Node};
 use bcte_types::{Price, Watts};
 use core::fmt;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 
 /// Decimals of kW kept: 1 W.
 const KW_DECIMALS: u32 = 3;
@@ -36,7 +38,7 @@ pub enum FileError {
         /// Its size.
         len: usize,
     },
-    /// Malformed JSON, or a top-level field missing, unknown or of the wrong type.
+    /// Malformed JSON, or a file that is not an object.
     #[error("line {line} column {column}: {message}")]
     Json {
         /// Line (from 1).
@@ -46,11 +48,13 @@ pub enum FileError {
         /// What is wrong.
         message: String,
     },
-    /// A top-level field has a bad value.
-    #[error("field {field}: {message}")]
+    /// A top-level field is missing, unknown, repeated or has a bad value.
+    #[error("field {field} (line {line}): {message}")]
     Field {
         /// The field.
         field: &'static str,
+        /// Line of its value (from 1), or 1.
+        line: usize,
         /// What is wrong.
         message: String,
     },
@@ -102,43 +106,82 @@ impl fmt::Display for ItemRef {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFile<'a> {
-    #[serde(default)]
-    price_floor: Option<f64>,
-    #[serde(default)]
-    price_cap: Option<f64>,
-    #[serde(borrow)]
-    nodes: Vec<&'a RawValue>,
-    #[serde(borrow, default)]
-    bids: Vec<&'a RawValue>,
+/// An object key, borrowed from the text unless it has escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawNode {
-    id: String,
-    #[serde(default)]
-    parent: Option<String>,
-    #[serde(default)]
-    import_limit_kw: Option<f64>,
-    #[serde(default)]
-    export_limit_kw: Option<f64>,
+/// The fields of one JSON object in file order, values left unparsed, so that every error can
+/// name its field and duplicate keys are seen.
+struct Fields<'a>(Vec<(Key<'a>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+        impl<'de> Visitor<'de> for FieldsVisitor {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    fields.push((key, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(Fields(fields))
+            }
+        }
+        deserializer.deserialize_map(FieldsVisitor)
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBid {
-    id: String,
-    node: String,
-    curve: Vec<(f64, f64)>,
+/// A field's value, or why it is not of the expected type.
+fn field_value<'a, T: Deserialize<'a>>(raw: &'a RawValue) -> Result<T, String> {
+    serde_json::from_str(raw.get()).map_err(|e| bare_message(&e))
 }
 
-/// Reads just the id of an item, ignoring everything else, to name it in errors.
-#[derive(Deserialize)]
-struct IdOnly {
-    id: Option<String>,
+/// Why an object's fields were refused: the field (if known), where, and what is wrong.
+type FieldsError<'a> = (Option<&'static str>, &'a RawValue, String);
+
+/// Sorts an object's fields into `names` (one slot per allowed name), refusing unknown and
+/// duplicate keys.
+fn sort_fields<'a, const N: usize>(
+    fields: Fields<'a>,
+    names: [&'static str; N],
+) -> Result<[Option<&'a RawValue>; N], FieldsError<'a>> {
+    let mut slots = [None; N];
+    for (key, value) in fields.0 {
+        let Some(i) = names.iter().position(|n| *n == key.0) else {
+            let expected: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+            let message = format!(
+                "unknown field `{}`, expected one of {}",
+                key.0,
+                expected.join(", ")
+            );
+            return Err((None, value, message));
+        };
+        if slots[i].replace(value).is_some() {
+            return Err((Some(names[i]), value, "the field appears twice".to_owned()));
+        }
+    }
+    Ok(slots)
 }
 
 /// Line and column (from 1) of byte `offset` in `text`.
@@ -147,6 +190,11 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
     let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
     (line, column)
+}
+
+/// Byte offset of a borrowed slice in the text it was parsed from.
+fn offset_in(text: &str, part: &str) -> usize {
+    (part.as_ptr() as usize).saturating_sub(text.as_ptr() as usize)
 }
 
 /// A serde_json error's message without its " at line L column C" suffix.
@@ -158,6 +206,7 @@ fn bare_message(err: &serde_json::Error) -> String {
     }
 }
 
+/// A node or bid being read: where it is, for errors.
 struct Item<'t> {
     text: &'t str,
     raw: &'t RawValue,
@@ -167,50 +216,63 @@ struct Item<'t> {
 }
 
 impl<'t> Item<'t> {
-    fn new(text: &'t str, raw: &'t RawValue, kind: &'static str, index: usize) -> Self {
-        let id = serde_json::from_str::<IdOnly>(raw.get())
-            .ok()
-            .and_then(|i| i.id);
-        Self {
-            text,
-            raw,
-            kind,
-            index,
-            id,
-        }
-    }
-
-    fn offset(&self) -> usize {
-        (self.raw.get().as_ptr() as usize).saturating_sub(self.text.as_ptr() as usize)
-    }
-
-    fn reference(&self) -> ItemRef {
-        let (line, _) = line_col(self.text, self.offset());
-        ItemRef {
+    /// An error about the item, at the line of `at` (a field) or of the item.
+    fn error(
+        &self,
+        field: Option<&'static str>,
+        at: Option<&RawValue>,
+        message: impl Into<String>,
+    ) -> FileError {
+        let part = at.unwrap_or(self.raw).get();
+        let (line, _) = line_col(self.text, offset_in(self.text, part));
+        let item = ItemRef {
             kind: self.kind,
             index: self.index,
             id: self.id.clone(),
             line,
-        }
-    }
-
-    fn error(&self, field: Option<&'static str>, message: impl Into<String>) -> FileError {
+        };
         FileError::Item {
-            item: self.reference(),
+            item,
             field,
             message: message.into(),
         }
     }
 
-    fn json_error(&self, err: &serde_json::Error) -> FileError {
-        let mut item = self.reference();
-        if err.line() > 1 {
-            item.line += err.line() - 1;
+    /// Reads the item's fields into `names` (the first is its id), keeping the id for errors.
+    fn fields<const N: usize>(
+        &mut self,
+        names: [&'static str; N],
+    ) -> Result<[Option<&'t RawValue>; N], FileError> {
+        let fields: Fields<'t> = serde_json::from_str(self.raw.get())
+            .map_err(|e| self.error(None, None, bare_message(&e)))?;
+        if let Some((_, id)) = fields.0.iter().find(|(key, _)| key.0 == names[0]) {
+            self.id = field_value::<String>(id).ok();
         }
-        FileError::Item {
-            item,
-            field: None,
-            message: bare_message(err),
+        sort_fields(fields, names)
+            .map_err(|(field, at, message)| self.error(field, Some(at), message))
+    }
+
+    /// A required field.
+    fn required<T: Deserialize<'t>>(
+        &self,
+        name: &'static str,
+        raw: Option<&'t RawValue>,
+    ) -> Result<T, FileError> {
+        let raw = raw.ok_or_else(|| self.error(Some(name), None, "the field is missing"))?;
+        field_value(raw).map_err(|message| self.error(Some(name), Some(raw), message))
+    }
+
+    /// An optional field (`null` is absent).
+    fn optional<T: Deserialize<'t>>(
+        &self,
+        name: &'static str,
+        raw: Option<&'t RawValue>,
+    ) -> Result<Option<T>, FileError> {
+        match raw {
+            None => Ok(None),
+            Some(raw) => {
+                field_value(raw).map_err(|message| self.error(Some(name), Some(raw), message))
+            }
         }
     }
 }
@@ -251,56 +313,113 @@ pub fn parse_market(text: &str) -> Result<Market, FileError> {
     if text.len() > FILE_BYTES_MAX {
         return Err(FileError::TooLarge { len: text.len() });
     }
-    let raw: RawFile<'_> = serde_json::from_str(text).map_err(|e| FileError::Json {
+    let fields: Fields<'_> = serde_json::from_str(text).map_err(|e| FileError::Json {
         line: e.line(),
         column: e.column(),
         message: bare_message(&e),
     })?;
-    let bound = |value: Option<f64>, field: &'static str, default: Price| match value {
-        None => Ok(default),
-        Some(x) => price_from(x).map_err(|message| FileError::Field { field, message }),
+    let top_error = |field: &'static str, at: Option<&RawValue>, message: String| {
+        let line = at.map_or(1, |raw| line_col(text, offset_in(text, raw.get())).0);
+        FileError::Field {
+            field,
+            line,
+            message,
+        }
     };
-    let floor = bound(raw.price_floor, "price_floor", DEFAULT_PRICE_FLOOR)?;
-    let cap = bound(raw.price_cap, "price_cap", DEFAULT_PRICE_CAP)?;
+    let [floor_raw, cap_raw, nodes_raw, bids_raw] =
+        sort_fields(fields, ["price_floor", "price_cap", "nodes", "bids"]).map_err(
+            |(field, at, message)| match field {
+                Some(field) => top_error(field, Some(at), message),
+                None => {
+                    let (line, column) = line_col(text, offset_in(text, at.get()));
+                    FileError::Json {
+                        line,
+                        column,
+                        message,
+                    }
+                }
+            },
+        )?;
+    let bound = |field: &'static str, raw: Option<&RawValue>, default: Price| match raw {
+        None => Ok(default),
+        Some(raw) => match field_value::<Option<f64>>(raw) {
+            Ok(None) => Ok(default),
+            Ok(Some(x)) => price_from(x).map_err(|message| top_error(field, Some(raw), message)),
+            Err(message) => Err(top_error(field, Some(raw), message)),
+        },
+    };
+    let floor = bound("price_floor", floor_raw, DEFAULT_PRICE_FLOOR)?;
+    let cap = bound("price_cap", cap_raw, DEFAULT_PRICE_CAP)?;
+    let decimal = |p: Price| from_fixed(p.0.into(), PRICE_DECIMALS);
     if floor >= cap {
-        return Err(FileError::Market(MarketError::FloorNotBelowCap {
-            floor,
-            cap,
-        }));
+        let message = format!(
+            "price_floor {} is not below price_cap {}",
+            decimal(floor),
+            decimal(cap)
+        );
+        return Err(top_error("price_floor", floor_raw, message));
     }
+    let raw_nodes: Vec<&RawValue> = match nodes_raw {
+        None => return Err(top_error("nodes", None, "the field is missing".to_owned())),
+        Some(raw) => field_value(raw).map_err(|message| top_error("nodes", Some(raw), message))?,
+    };
+    let raw_bids: Vec<&RawValue> = match bids_raw {
+        None => Vec::new(),
+        Some(raw) => field_value(raw).map_err(|message| top_error("bids", Some(raw), message))?,
+    };
 
-    let mut nodes = Vec::with_capacity(raw.nodes.len());
-    for (index, value) in raw.nodes.iter().enumerate() {
-        let item = Item::new(text, value, "node", index);
-        let node: RawNode = serde_json::from_str(value.get()).map_err(|e| item.json_error(&e))?;
-        let limit = |x: Option<f64>, field| {
-            x.map(limit_from)
-                .transpose()
-                .map_err(|message| item.error(Some(field), message))
+    let mut nodes = Vec::with_capacity(raw_nodes.len());
+    for (index, &raw) in raw_nodes.iter().enumerate() {
+        let mut item = Item {
+            text,
+            raw,
+            kind: "node",
+            index,
+            id: None,
+        };
+        let [id, parent, import, export] =
+            item.fields(["id", "parent", "import_limit_kw", "export_limit_kw"])?;
+        let limit = |name, raw: Option<&RawValue>| -> Result<Option<Watts>, FileError> {
+            match item.optional::<f64>(name, raw)? {
+                None => Ok(None),
+                Some(x) => limit_from(x)
+                    .map(Some)
+                    .map_err(|message| item.error(Some(name), raw, message)),
+            }
         };
         nodes.push(Node {
-            import_limit: limit(node.import_limit_kw, "import_limit_kw")?,
-            export_limit: limit(node.export_limit_kw, "export_limit_kw")?,
-            id: node.id,
-            parent: node.parent,
+            id: item.required("id", id)?,
+            parent: item.optional("parent", parent)?,
+            import_limit: limit("import_limit_kw", import)?,
+            export_limit: limit("export_limit_kw", export)?,
         });
     }
 
-    let mut bids = Vec::with_capacity(raw.bids.len());
+    let mut bids = Vec::with_capacity(raw_bids.len());
     let mut points = Vec::new();
-    for (index, value) in raw.bids.iter().enumerate() {
-        let item = Item::new(text, value, "bid", index);
-        let bid: RawBid = serde_json::from_str(value.get()).map_err(|e| item.json_error(&e))?;
+    for (index, &raw) in raw_bids.iter().enumerate() {
+        let mut item = Item {
+            text,
+            raw,
+            kind: "bid",
+            index,
+            id: None,
+        };
+        let [id, node, curve_raw] = item.fields(["id", "node", "curve"])?;
+        let id: String = item.required("id", id)?;
+        let node: String = item.required("node", node)?;
+        let curve: Vec<(f64, f64)> = item.required("curve", curve_raw)?;
+        let curve_error = |message: String| item.error(Some("curve"), curve_raw, message);
         points.clear();
-        for (j, &(price, power)) in bid.curve.iter().enumerate() {
-            let at = |message: String| item.error(Some("curve"), format!("point {j}: {message}"));
+        for (j, &(price, power)) in curve.iter().enumerate() {
+            let at = |message: String| curve_error(format!("point {j}: {message}"));
             let price = price_from(price).map_err(at)?;
             if price < floor || price > cap {
                 return Err(at(format!(
                     "price {} is outside [price_floor, price_cap] = [{}, {}]",
-                    from_fixed(price.0.into(), PRICE_DECIMALS),
-                    from_fixed(floor.0.into(), PRICE_DECIMALS),
-                    from_fixed(cap.0.into(), PRICE_DECIMALS),
+                    decimal(price),
+                    decimal(floor),
+                    decimal(cap),
                 )));
             }
             points.push(Point {
@@ -308,27 +427,26 @@ pub fn parse_market(text: &str) -> Result<Market, FileError> {
                 power: power_from(power).map_err(at)?,
             });
         }
-        let curve = Curve::from_points(&points).map_err(|e| {
-            let message = match e {
+        let parsed = Curve::from_points(&points).map_err(|e| {
+            curve_error(match e {
                 CurveError::Empty => "the curve has no points".to_owned(),
                 CurveError::PriceFalls { index } => format!(
                     "point {index}: price {} falls below the previous point's {}",
-                    bid.curve[index].0,
-                    bid.curve[index - 1].0
+                    curve[index].0,
+                    curve[index - 1].0
                 ),
                 CurveError::PowerRises { index } => format!(
                     "point {index}: power {} kW rises above the previous point's {} kW",
-                    bid.curve[index].1,
-                    bid.curve[index - 1].1
+                    curve[index].1,
+                    curve[index - 1].1
                 ),
                 other => other.to_string(),
-            };
-            item.error(Some("curve"), message)
+            })
         })?;
         bids.push(Bid {
-            id: bid.id,
-            node: bid.node,
-            curve,
+            id,
+            node,
+            curve: parsed,
         });
     }
     Ok(Market::new(floor, cap, nodes, bids)?)

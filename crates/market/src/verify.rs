@@ -4,8 +4,9 @@
 //! `[floor, cap]`; every allocation within what its curve accepts at its node's price
 //! (MR-1.2); every node balanced exactly; every flow within its edge's limits; a node priced
 //! above its parent only when importing at its limit and below only when exporting at its
-//! limit; shedding only at the cap and spilling only at the floor, and only after every bid at
-//! the node has gone to the end of its curve; the reported welfare equal to the welfare of the
+//! limit; shedding only at the cap and spilling only at the floor, only after every bid at the
+//! node has gone to the end of its curve, and at most the node's net demand at the cap or net
+//! must-run generation (MR-2.3); the reported welfare equal to the welfare of the
 //! allocations (MR-4). Together these are the optimality conditions of welfare maximisation on
 //! the price grid, so a result that passes is optimal.
 //!
@@ -139,8 +140,8 @@ pub fn verify(market: &Market, clearing: &Clearing) -> Result<(), Violation> {
     let mut welfare: i128 = 0;
     for (b, bid) in bids.iter().enumerate() {
         let node = market.node_of_bid(b);
-        demand_at_cap[node] += i128::from(bid.curve.min_power().0.max(0));
-        must_run[node] += i128::from((-bid.curve.max_power().0).max(0));
+        demand_at_cap[node] += i128::from(bid.curve.min_power().0);
+        must_run[node] -= i128::from(bid.curve.max_power().0);
         let price = clearing.prices[node];
         let allocation = clearing.allocations[b];
         let range = bid.curve.range_at(price);
