@@ -17,3 +17,4 @@ pub mod finalizer;
 pub mod gossip;
 pub mod mempool;
 pub mod run;
+pub mod sim;

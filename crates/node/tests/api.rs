@@ -1,0 +1,310 @@
+//! The HTTP API in-process: every route, and every kind of bad request getting a 4xx with a reason.
+
+use axum::{
+    Router,
+    body::{Body, to_bytes},
+    http::{Request, StatusCode},
+};
+use bcte_ledger::{StateKey, StateProof};
+use bcte_node::{
+    api::{self, ApiState},
+    app::{BuildParams, Shared},
+    executor::Executor,
+    mempool::{Mempool, MempoolLimits},
+    sim,
+};
+use bcte_store::{ChainStore, MemStore};
+use bcte_types::{AccountId, BlockLimits, ChainId, ConsensusContext, Genesis, Header, Tx, TxBody};
+use commonware_codec::{Copying, DecodeExt, Encode};
+use commonware_cryptography::Signer as _;
+use rand::{SeedableRng, rngs::StdRng};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+use tower::ServiceExt;
+
+struct Fixture {
+    shared: Arc<Shared<MemStore>>,
+    router: Router,
+    genesis: Genesis,
+}
+
+fn fixture() -> Fixture {
+    let genesis = sim::genesis(1, 4);
+    let chain = ChainStore::new(MemStore::new(), BlockLimits::default());
+    chain.init(&genesis).unwrap();
+    let executor = Arc::new(Executor::new(chain, genesis.chain_id.clone()).unwrap());
+    let shared = Arc::new(Shared {
+        executor,
+        mempool: Arc::new(Mutex::new(Mempool::new(
+            genesis.chain_id.clone(),
+            MempoolLimits::default(),
+        ))),
+        mempool_notify: Arc::new(Notify::new()),
+        params: BuildParams::default(),
+    });
+    let router = api::router(Arc::new(ApiState {
+        shared: shared.clone(),
+        outbox: None,
+    }));
+    Fixture {
+        shared,
+        router,
+        genesis,
+    }
+}
+
+impl Fixture {
+    /// Commits one block with whatever the mempool holds, as a proposer and finalizer would.
+    fn commit_block(&self) {
+        let ex = &self.shared.executor;
+        let tip = ex.tip();
+        let txs = self
+            .shared
+            .mempool
+            .lock()
+            .unwrap()
+            .select(100, 1 << 20, |id| {
+                ex.account_at(&tip.hash, id).map_or(0, |a| a.nonce)
+            });
+        let pending = ex
+            .build(
+                &tip.hash,
+                tip.header.timestamp_ms + 1,
+                ConsensusContext::GENESIS,
+                txs,
+            )
+            .unwrap();
+        ex.finalize(pending.block.clone(), None, &mut StdRng::seed_from_u64(0))
+            .unwrap();
+        let writes = &pending.execution.writes;
+        self.shared
+            .mempool
+            .lock()
+            .unwrap()
+            .on_finalized(pending.block.txs(), |id| {
+                writes
+                    .get(&StateKey::Account(*id))
+                    .and_then(|v| v.as_deref())
+                    .and_then(bcte_ledger::exec::decode_account)
+                    .map_or(0, |a| a.nonce)
+            });
+    }
+
+    async fn call(&self, req: Request<Body>) -> (StatusCode, Value) {
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = to_bytes(resp.into_body(), 1 << 22).await.unwrap();
+        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, value)
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Request::get(path).body(Body::empty()).unwrap())
+            .await
+    }
+
+    async fn post(&self, path: &str, body: impl Into<Body>) -> (StatusCode, Value) {
+        let req = Request::post(path)
+            .header("content-type", "application/json")
+            .body(body.into())
+            .unwrap();
+        self.call(req).await
+    }
+
+    async fn submit(&self, tx: &Tx) -> (StatusCode, Value) {
+        self.post(
+            "/v1/txs",
+            json!({ "tx": hex::encode(tx.encode()) }).to_string(),
+        )
+        .await
+    }
+}
+
+fn account(i: u64) -> AccountId {
+    AccountId::from_public_key(&sim::account_key(i).public_key())
+}
+
+#[tokio::test]
+async fn health_head_and_openapi_are_served() {
+    let f = fixture();
+    let (s, v) = f.get("/health").await;
+    assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let (s, v) = f.get("/v1/head").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["chain_id"], "bcte-sim");
+    let (s, v) = f.get("/openapi.json").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(v["paths"]["/v1/txs"]["post"].is_object(), "{v}");
+}
+
+#[tokio::test]
+async fn a_transfer_goes_from_submitted_to_final_with_its_receipt() {
+    let f = fixture();
+    let tx = sim::transfer(&f.genesis, 0, 0, 1, 250);
+    let (s, v) = f.submit(&tx).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let hash = v["hash"].as_str().unwrap().to_string();
+    assert_eq!(hash, hex::encode(tx.hash()));
+    let (s, v) = f.get(&format!("/v1/txs/{hash}")).await;
+    assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("pending")));
+    f.commit_block();
+    let (s, v) = f.get(&format!("/v1/txs/{hash}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["status"], "accepted");
+    assert_eq!(v["height"], 1);
+    let (_, a) = f.get(&format!("/v1/accounts/{}", account(1))).await;
+    assert_eq!(a["balance"], 1_000_000_250u64);
+    let (s, b) = f.get("/v1/blocks/1").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["txs"][0]["hash"], hash);
+    assert_eq!(b["txs"][0]["payload"]["type"], "transfer");
+    let (_, latest) = f.get("/v1/blocks/latest").await;
+    assert_eq!(latest["hash"], b["hash"]);
+    let (_, by_hash) = f
+        .get(&format!("/v1/blocks/{}", b["hash"].as_str().unwrap()))
+        .await;
+    assert_eq!(by_hash["height"], 1);
+}
+
+#[tokio::test]
+async fn waiting_for_a_transaction_returns_when_it_becomes_final() {
+    let f = Arc::new(fixture());
+    let tx = sim::transfer(&f.genesis, 0, 0, 1, 5);
+    f.submit(&tx).await;
+    let waiter = {
+        let f = f.clone();
+        let hash = hex::encode(tx.hash());
+        tokio::spawn(async move { f.get(&format!("/v1/txs/{hash}?wait_ms=10000")).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    f.commit_block();
+    let (s, v) = waiter.await.unwrap();
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::OK, Some("accepted"))
+    );
+}
+
+#[tokio::test]
+async fn proofs_check_against_the_header_of_their_height() {
+    let f = fixture();
+    f.submit(&sim::transfer(&f.genesis, 0, 0, 1, 5)).await;
+    f.commit_block();
+    let (s, v) = f
+        .get(&format!("/v1/proofs/account/{}?height=1", account(1)))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let proof =
+        StateProof::from_bytes(&hex::decode(v["proof"].as_str().unwrap()).unwrap()).unwrap();
+    let (_, b) = f.get("/v1/blocks/1").await;
+    let header = Header::decode(Copying(
+        &hex::decode(b["header"].as_str().unwrap()).unwrap(),
+    ))
+    .unwrap();
+    assert_eq!(hex::encode(header.hash()), b["hash"].as_str().unwrap());
+    proof.verify(&header.state_root).unwrap();
+    let (s, _) = f.get("/v1/proofs/supply?height=99").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, v) = f.get("/v1/proofs/balance").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        v["error"].as_str().unwrap().contains("unknown state key"),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn bad_submissions_get_4xx_with_a_reason() {
+    let f = fixture();
+    let tx = sim::transfer(&f.genesis, 0, 0, 1, 5);
+    let expect = |s: StatusCode, v: &Value, code: StatusCode, words: &str| {
+        assert_eq!(s, code, "{v}");
+        let msg = v["error"].as_str().unwrap_or_default();
+        assert!(msg.contains(words), "{msg:?} should mention {words:?}");
+    };
+
+    let (s, v) = f.post("/v1/txs", "{not json").await;
+    expect(s, &v, StatusCode::BAD_REQUEST, "malformed request body");
+    let (s, v) = f.post("/v1/txs", json!({ "tx": "zz" }).to_string()).await;
+    expect(s, &v, StatusCode::BAD_REQUEST, "not hex");
+    let (s, v) = f.post("/v1/txs", json!({ "tx": "00ff" }).to_string()).await;
+    expect(s, &v, StatusCode::BAD_REQUEST, "not a transaction");
+    let (s, v) = f
+        .post("/v1/txs", json!({ "tx": "00", "extra": 1 }).to_string())
+        .await;
+    expect(s, &v, StatusCode::UNPROCESSABLE_ENTITY, "unknown field");
+
+    let mut body = tx.body().clone();
+    body.nonce = 1;
+    let forged = Tx::from_body_and_signature(body, tx.signature().clone());
+    let (s, v) = f.submit(&forged).await;
+    expect(s, &v, StatusCode::BAD_REQUEST, "bad signature");
+
+    let mut body = tx.body().clone();
+    body.chain_id = ChainId::new("elsewhere").unwrap();
+    let foreign = Tx::sign(body, &sim::account_key(0));
+    let (s, v) = f.submit(&foreign).await;
+    expect(s, &v, StatusCode::BAD_REQUEST, "wrong chain id");
+
+    let (s, v) = f.submit(&sim::transfer(&f.genesis, 0, 3, 1, 5)).await;
+    expect(s, &v, StatusCode::BAD_REQUEST, "skips ahead");
+
+    let (s, v) = f
+        .submit(&sim::transfer(&f.genesis, 0, 0, 1, 5_000_000_000))
+        .await;
+    expect(s, &v, StatusCode::BAD_REQUEST, "insufficient balance");
+
+    let stranger = sim::account_key(99);
+    let unknown = Tx::sign(
+        TxBody {
+            chain_id: f.genesis.chain_id.clone(),
+            sender: AccountId::from_public_key(&stranger.public_key()),
+            nonce: 0,
+            payload: bcte_types::Payload::Transfer {
+                to: account(1),
+                amount: bcte_types::Amount(1),
+            },
+        },
+        &stranger,
+    );
+    let (s, v) = f.submit(&unknown).await;
+    expect(
+        s,
+        &v,
+        StatusCode::BAD_REQUEST,
+        "insufficient balance: has 0",
+    );
+
+    f.submit(&tx).await;
+    let (s, v) = f.submit(&tx).await;
+    expect(s, &v, StatusCode::BAD_REQUEST, "already in the mempool");
+    f.commit_block();
+    let (s, v) = f.submit(&tx).await;
+    expect(s, &v, StatusCode::BAD_REQUEST, "already used");
+
+    let huge = format!("{{\"tx\": \"{}\"}}", "00".repeat(api::BODY_BYTES_MAX));
+    let (s, _) = f.post("/v1/txs", huge).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn bad_reads_get_4xx_with_a_reason() {
+    let f = fixture();
+    let (s, v) = f.get("/v1/accounts/not-an-account").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(v["error"].as_str().unwrap().contains("bad account"));
+    let (s, _) = f.get("/v1/blocks/7").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, v) = f.get("/v1/blocks/seven").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, _) = f.get(&format!("/v1/txs/{}", "ab".repeat(32))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = f.get("/v1/txs/xyz").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = f.get("/v1/certificates/0").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // An unknown account is not an error: it reads as empty.
+    let (s, v) = f.get(&format!("/v1/accounts/{}", account(77))).await;
+    assert_eq!((s, v["balance"].as_u64()), (StatusCode::OK, Some(0)));
+}
