@@ -14,16 +14,19 @@
 //! the subtree can draw exactly `f` at price `p` whenever `G_n(p + 1) ≤ f ≤ G_n(p)`. The root's
 //! price is found by bisection on `G_root` for `f = 0`, choosing within the clearing range by
 //! MR-2.1. Then, top down, each node splits its flow among its own bids, its children and its
-//! shedding or spilling pro rata (MR-3); a child whose flow its curve cannot take at the
+//! shedding or spilling pro rata (MR-3); a child whose flow its subtree cannot take at the
 //! parent's price is behind a binding edge and gets its own price by the same bisection inside
 //! its subtree, the one nearest its parent's (MR-2.2). Shedding and spilling are modelled as
 //! bids just beyond the cap and the floor (MR-2.3), so real flexibility at the cap or floor is
 //! used before any load is shed or generation spilled.
 //!
-//! Each bisection evaluates `G` over the subtree, but folds into constants every ramp, step set
-//! and whole child subtree that cannot change inside the remaining bracket, so late iterations
-//! touch only the few bids near the clearing price. Integer arithmetic only: the result is a
-//! pure function of the market, identical on every machine.
+//! **Cost.** A bisection first probes the two ends of its subtree's price span, where the level
+//! of every node is known without looking at its bids (one pass over the nodes each). Then each
+//! iteration folds into constants every component, and every whole child subtree, whose value
+//! cannot change inside the remaining bracket, so late iterations touch only the few bids near
+//! the clearing price. A clearing makes a few passes over the bids per level of nested binding
+//! edges. Integer arithmetic only: the result is a pure function of the market, identical on
+//! every machine.
 
 use crate::curve::{
     Ramp, Step, div_round_i128, ramp_integral_to_cap, ramp_progress, step_integral_to_cap,
@@ -66,7 +69,10 @@ pub struct Clearing {
 
 /// Clears one market interval. See the [module documentation](self).
 pub fn clear(market: &Market) -> Clearing {
-    Engine::new(market).run()
+    let clearing = Engine::new(market).run();
+    // The independent optimality check, in debug builds (tests) only: it costs as much again.
+    debug_assert_eq!(crate::verify::verify(market, &clearing), Ok(()));
+    clearing
 }
 
 /// A component being followed by a bisection: a ramp, or a step as a ramp one µ/MWh wide (a
@@ -310,7 +316,7 @@ impl<'m> Engine<'m> {
         zone.g_p1[z..end].fill(0);
         for k in (z..end).rev() {
             let (low, high) = self.own_span[k];
-            let (own_p, own_p1) = if p + 1 <= low {
+            let (own_p, own_p1) = if p < low {
                 (self.top[k], self.top[k])
             } else if p >= high {
                 (self.bottom[k], self.bottom[k])

@@ -184,6 +184,36 @@ fn sort_fields<'a, const N: usize>(
     Ok(slots)
 }
 
+/// A JSON syntax error, saying so plainly when the culprit is a NaN or an infinity (which JSON
+/// cannot express, and which the parser otherwise reports as an unexpected character).
+fn syntax_error(text: &str, err: &serde_json::Error) -> FileError {
+    // serde_json counts columns from 1 but reports 0 before it has read a character.
+    let (line, column) = (err.line().max(1), err.column().max(1));
+    let start = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum::<usize>()
+        + column.saturating_sub(1);
+    let around: String = text
+        .get(start.saturating_sub(2).min(text.len())..)
+        .unwrap_or("")
+        .chars()
+        .take(12)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let message = if around.contains("nan") || around.contains("inf") {
+        "not a number: NaN and infinity cannot be written in JSON".to_owned()
+    } else {
+        bare_message(err)
+    };
+    FileError::Json {
+        line,
+        column,
+        message,
+    }
+}
+
 /// Line and column (from 1) of byte `offset` in `text`.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text.as_bytes()[..offset.min(text.len())];
@@ -313,11 +343,7 @@ pub fn parse_market(text: &str) -> Result<Market, FileError> {
     if text.len() > FILE_BYTES_MAX {
         return Err(FileError::TooLarge { len: text.len() });
     }
-    let fields: Fields<'_> = serde_json::from_str(text).map_err(|e| FileError::Json {
-        line: e.line(),
-        column: e.column(),
-        message: bare_message(&e),
-    })?;
+    let fields: Fields<'_> = serde_json::from_str(text).map_err(|e| syntax_error(text, &e))?;
     let top_error = |field: &'static str, at: Option<&RawValue>, message: String| {
         let line = at.map_or(1, |raw| line_col(text, offset_in(text, raw.get())).0);
         FileError::Field {
@@ -648,6 +674,23 @@ mod tests {
             err.starts_with("bid \"b\" (bids[0], line 4): unknown field `colour`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn nan_and_infinity_are_named() {
+        for text in [
+            "{\"nodes\": NaN}",
+            "{\"nodes\": [1, -Infinity]}",
+            "{\"nodes\":\n  inf}",
+        ] {
+            let err = parse_market(text).unwrap_err().to_string();
+            assert!(
+                err.ends_with("not a number: NaN and infinity cannot be written in JSON"),
+                "{err}"
+            );
+        }
+        let err = parse_market("{\"nodes\": 1e999}").unwrap_err().to_string();
+        assert_eq!(err, "field nodes (line 1): number out of range");
     }
 
     #[test]

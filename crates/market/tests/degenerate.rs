@@ -306,7 +306,7 @@ fn a_chain_a_thousand_nodes_deep_separates_prices_at_its_one_binding_edge() {
     let nodes: Vec<String> = (0..depth)
         .map(|i| match i {
             0 => r#"{"id": "n0"}"#.to_owned(),
-            500 => format!(r#"{{"id": "n500", "parent": "n499", "import_limit_kw": 6}}"#),
+            500 => r#"{"id": "n500", "parent": "n499", "import_limit_kw": 6}"#.to_owned(),
             _ => format!(
                 r#"{{"id": "n{i}", "parent": "n{}", "import_limit_kw": 1000}}"#,
                 i - 1
