@@ -1,0 +1,406 @@
+//! Real processes on loopback: a dev node driven by the `bcte` CLI, killed with SIGKILL and
+//! restarted, then audited offline.
+
+use serde_json::Value;
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bcte");
+
+struct Node {
+    child: Child,
+    url: String,
+    dev_key: PathBuf,
+}
+
+impl Node {
+    /// Starts `bcte node --dev` on `dir` and waits until it serves requests.
+    fn start(dir: &Path) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["node", "--dev", "--data-dir"])
+            .arg(dir)
+            .args(["--http", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start bcte node");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut dev_key = None;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let url = loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("the node prints its address within a minute");
+            if let Some(p) = line.strip_prefix("dev key: ") {
+                dev_key = Some(PathBuf::from(p));
+            }
+            if let Some(u) = line.strip_prefix("listening on ") {
+                break u.to_string();
+            }
+        };
+        let node = Self {
+            child,
+            url,
+            dev_key: dev_key.expect("dev key line before the address"),
+        };
+        let health: Value = node.get("/health");
+        assert_eq!(health["status"], "ok");
+        node
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let mut resp = ureq::get(&format!("{}{path}", self.url))
+            .call()
+            .expect("node answers");
+        resp.body_mut().read_json().unwrap()
+    }
+
+    fn try_get(&self, path: &str) -> Option<Value> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut resp = agent.get(&format!("{}{path}", self.url)).call().ok()?;
+        resp.status()
+            .is_success()
+            .then(|| resp.body_mut().read_json().unwrap())
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+fn bcte(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run bcte")
+}
+
+fn json_of(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON object ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn new_account(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(format!("{name}.key"));
+    let out = bcte(&["--json", "keys", "new", "--out", path.to_str().unwrap()]);
+    assert!(out.status.success());
+    let account = json_of(&out)["account"].as_str().unwrap().to_string();
+    let shown = json_of(&bcte(&["keys", "show", path.to_str().unwrap(), "--json"]));
+    assert_eq!(shown["account"], account.as_str());
+    assert_eq!(shown["public_key"], account.as_str());
+    (path, account)
+}
+
+#[test]
+fn transfer_query_kill_restart_and_audit_a_dev_chain() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let node = Node::start(&data);
+    let dev_key = node.dev_key.to_str().unwrap().to_string();
+    let (bob_key, bob) = new_account(work.path(), "bob");
+
+    let out = bcte(&[
+        "--json", "tx", "transfer", "--node", &node.url, "--key", &dev_key, "--to", &bob,
+        "--amount", "1234",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let receipt = json_of(&out);
+    assert_eq!(receipt["status"], "accepted");
+    assert_eq!(receipt["reason"], Value::Null);
+    let hash = receipt["hash"].as_str().unwrap().to_string();
+    let height = receipt["height"].as_u64().unwrap();
+
+    let account = json_of(&bcte(&[
+        "--json", "query", "account", &bob, "--node", &node.url,
+    ]));
+    assert_eq!(
+        (account["balance"].as_u64(), account["nonce"].as_u64()),
+        (Some(1234), Some(0))
+    );
+    let tx = json_of(&bcte(&[
+        "--json", "query", "tx", &hash, "--node", &node.url,
+    ]));
+    assert_eq!(
+        (tx["status"].as_str(), tx["height"].as_u64()),
+        (Some("accepted"), Some(height))
+    );
+    let block = json_of(&bcte(&[
+        "--json",
+        "query",
+        "block",
+        &height.to_string(),
+        "--node",
+        &node.url,
+    ]));
+    assert_eq!(block["txs"][0]["hash"], hash.as_str());
+    for field in ["height", "hash", "parent", "timestamp", "state_root"] {
+        assert!(!block[field].is_null(), "block JSON lacks {field}");
+    }
+    let latest = json_of(&bcte(&[
+        "--json", "query", "block", "latest", "--node", &node.url,
+    ]));
+    assert!(latest["height"].as_u64().unwrap() >= height);
+    let proof = json_of(&bcte(&[
+        "--json",
+        "query",
+        "proof",
+        &format!("account/{bob}"),
+        "--node",
+        &node.url,
+    ]));
+    assert_eq!(proof["verified"], true);
+    assert_eq!(proof["value"]["balance"], 1234);
+    let before = json_of(&bcte(&[
+        "--json",
+        "query",
+        "proof",
+        &format!("account/{bob}"),
+        "--height",
+        &(height - 1).to_string(),
+        "--node",
+        &node.url,
+    ]));
+    assert_eq!(
+        before["value"],
+        Value::Null,
+        "absent before the transfer, proven"
+    );
+
+    // The mempool refuses an overdraft at once, with the reason.
+    let out = bcte(&[
+        "tx",
+        "transfer",
+        "--node",
+        &node.url,
+        "--key",
+        bob_key.to_str().unwrap(),
+        "--to",
+        &bob,
+        "--amount",
+        "999999",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("insufficient balance"));
+    // A well-formed transaction the ledger rejects: a mint by a non-authority. Exit code 3.
+    let out = bcte(&[
+        "--json",
+        "tx",
+        "mint",
+        "--node",
+        &node.url,
+        "--key",
+        bob_key.to_str().unwrap(),
+        "--to",
+        &bob,
+        "--amount",
+        "5",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rejected = json_of(&out);
+    assert_eq!(rejected["status"], "rejected");
+    assert!(
+        rejected["reason"]
+            .as_str()
+            .unwrap()
+            .contains("only the token authority")
+    );
+    // Bad arguments are refused before any network use.
+    let out = bcte(&[
+        "tx", "transfer", "--node", &node.url, "--key", &dev_key, "--to", "nobody", "--amount", "1",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+
+    node.kill9();
+    let node = Node::start(&data);
+    let account = json_of(&bcte(&[
+        "--json", "query", "account", &bob, "--node", &node.url,
+    ]));
+    assert_eq!(
+        account["balance"].as_u64(),
+        Some(1234),
+        "the restarted node continues the same chain"
+    );
+    let tx = json_of(&bcte(&[
+        "--json", "query", "tx", &hash, "--node", &node.url,
+    ]));
+    assert_eq!(tx["height"].as_u64(), Some(height));
+    node.kill9();
+
+    let out = bcte(&["--json", "verify", "--data-dir", data.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json_of(&out);
+    assert_eq!(report["ok"], true);
+    assert!(report["certificates"].as_u64().unwrap() > 0);
+    assert_eq!(report["proven_final"], report["height"]);
+
+    // A forged certificate is refused and the block named.
+    let forged = work.path().join("forged");
+    std::fs::create_dir_all(&forged).unwrap();
+    std::fs::copy(data.join("bcte.redb"), forged.join("bcte.redb")).unwrap();
+    {
+        use bcte_store::{Batch, RedbStore, Store, Table};
+        let store = RedbStore::open(forged.join("bcte.redb")).unwrap();
+        let key = height.to_be_bytes();
+        let mut cert = store
+            .get(Table::Certificates, &key)
+            .unwrap()
+            .expect("certificate stored");
+        let last = cert.len() - 1;
+        cert[last] ^= 1;
+        let mut b = Batch::new();
+        b.put(Table::Certificates, key.to_vec(), cert);
+        store.commit(b).unwrap();
+    }
+    let out = bcte(&["verify", "--data-dir", forged.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("block {height}")) && err.contains("certificate"),
+        "{err}"
+    );
+}
+
+/// Submits transfers from the dev account as fast as the node admits them until `stop`.
+fn load(
+    url: String,
+    dev_key: PathBuf,
+    to: String,
+    stop: Arc<AtomicBool>,
+) -> thread::JoinHandle<Vec<String>> {
+    thread::spawn(move || {
+        let mut hashes = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let out = Command::new(BIN)
+                .args(["--json", "tx", "transfer", "--node", &url, "--key"])
+                .arg(&dev_key)
+                .args(["--to", &to, "--amount", "1", "--timeout-s", "5"])
+                .output();
+            match out {
+                Ok(o) if o.status.success() => {
+                    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+                    hashes.push(v["hash"].as_str().unwrap().to_string());
+                }
+                // The node was killed under us, or the nonce raced another submission.
+                _ => thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        hashes
+    })
+}
+
+#[test]
+fn a_node_killed_at_twenty_random_moments_under_load_loses_nothing_final() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let (_, bob) = new_account(work.path(), "bob");
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next_ms = |lo: u64, hi: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        lo + seed % (hi - lo)
+    };
+    // Everything seen final before a kill: (height, block hash, state root) and tx receipts.
+    let mut blocks: Vec<(u64, String, String)> = Vec::new();
+    let mut finals: Vec<(String, u64, String)> = Vec::new();
+    for round in 0..20 {
+        let node = Node::start(&data);
+        for (h, hash, root) in &blocks {
+            let b = node.get(&format!("/v1/blocks/{h}"));
+            assert_eq!(
+                (&b["hash"], &b["state_root"]),
+                (&Value::from(hash.as_str()), &Value::from(root.as_str())),
+                "round {round}: block {h} changed"
+            );
+        }
+        for (hash, h, status) in &finals {
+            let t = node
+                .try_get(&format!("/v1/txs/{hash}"))
+                .unwrap_or_else(|| panic!("round {round}: final tx {hash} lost"));
+            assert_eq!(
+                (t["height"].as_u64(), t["status"].as_str()),
+                (Some(*h), Some(status.as_str()))
+            );
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let loader = load(
+            node.url.clone(),
+            node.dev_key.clone(),
+            bob.clone(),
+            stop.clone(),
+        );
+        thread::sleep(Duration::from_millis(next_ms(300, 1500)));
+        // Record what is final now, then kill at once: more may become final in between, which
+        // the next round does not rely on.
+        let head = node.get("/v1/head");
+        let h = head["height"].as_u64().unwrap();
+        blocks.push((
+            h,
+            head["hash"].as_str().unwrap().into(),
+            head["state_root"].as_str().unwrap().into(),
+        ));
+        node.kill9();
+        stop.store(true, Ordering::Relaxed);
+        for hash in loader.join().unwrap() {
+            finals.push((hash, 0, String::new()));
+        }
+        // Statuses are read back after the restart (they were reported final by the CLI).
+        let node = Node::start(&data);
+        for f in finals.iter_mut().filter(|f| f.1 == 0) {
+            let t = node
+                .try_get(&format!("/v1/txs/{}", f.0))
+                .unwrap_or_else(|| panic!("round {round}: final tx {} lost", f.0));
+            f.1 = t["height"].as_u64().unwrap();
+            f.2 = t["status"].as_str().unwrap().to_string();
+        }
+        node.kill9();
+    }
+    assert!(
+        finals.len() >= 5,
+        "the load made too few transactions final ({})",
+        finals.len()
+    );
+    let out = bcte(&["verify", "--data-dir", data.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
