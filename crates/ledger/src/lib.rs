@@ -6,6 +6,8 @@
 //! and [`tree`] for the authenticated state.
 
 pub mod exec;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keys;
 pub mod proof;
 pub mod state;

@@ -7,6 +7,8 @@
 //! it accepts.
 
 pub mod block;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod genesis;
 pub mod ids;
 pub mod receipt;
