@@ -9,7 +9,7 @@
 //!    storage, so every validator computes the same result;
 //! 3. [`crate::tree::commit`] turns the writes into the new state root.
 //!
-//! Rules (numbered in `docs/ledger-rules.md`, cited at the branches):
+//! Rules (numbered LR-x.y in `docs/ledger-rules.md`, cited at the branches):
 //! a transaction's signature and chain id are checked before execution (a bad one invalidates
 //! the block); in execution, a wrong nonce rejects it without consuming the nonce; any other
 //! failure (balance, rights, zero amount, overflow) rejects it *and* consumes the nonce, so a
@@ -360,6 +360,7 @@ fn transfer(
     to: AccountId,
     amount: Amount,
 ) -> Result<Result<(), RejectReason>, ExecError> {
+    // LR-3.3: a positive amount, covered by the sender's balance.
     if amount.is_zero() {
         return Ok(Err(RejectReason::ZeroAmount));
     }
@@ -521,6 +522,7 @@ pub fn run<R: TreeReader>(reader: &R, info: BlockInfo, txs: &[Tx]) -> Result<Exe
 
 /// Checks that `header` follows `parent`: its hash, the next height, a later timestamp.
 pub fn check_link(parent: &Header, parent_hash: Hash, header: &Header) -> Result<(), InvalidBlock> {
+    // LR-1.3: the block names its parent and is one higher.
     if header.parent != parent_hash {
         return Err(InvalidBlock::WrongParent {
             expected: hex::encode(parent_hash),
@@ -562,7 +564,7 @@ pub fn verify_block<R: TreeReader>(
     Ok(executed)
 }
 
-/// Checks the header's roots against an execution result.
+/// Checks the header's roots against an execution result (LR-1.4).
 pub fn check_roots(header: &Header, executed: &Executed) -> Result<(), InvalidBlock> {
     if header.state_root != executed.state_root {
         return Err(InvalidBlock::StateRoot {
