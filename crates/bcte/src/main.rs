@@ -45,7 +45,25 @@ enum Command {
     Market(clear::MarketCommand),
 }
 
+/// Reports a panic (a bug, or a dependency refusing damaged data) as one line on stderr.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown failure".into());
+        let place = info
+            .location()
+            .map(|l| format!(" (at {}:{})", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("error: internal failure: {message}{place}");
+    }));
+}
+
 fn main() -> ExitCode {
+    install_panic_hook();
     let cli = Cli::parse();
     match cli.command {
         Command::Node(args) => chain_cmds::run_node(args),

@@ -208,6 +208,22 @@ fn archive_config<C>(
     }
 }
 
+/// A validator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The validator's key is not in the validator set.
+    #[error("this node's key is not in the validator set")]
+    NotAValidator,
+    /// A consensus archive could not be opened (damaged or unreadable storage).
+    #[error("cannot open the consensus archive {name:?} (under consensus/): {reason}")]
+    Archive {
+        /// The archive.
+        name: &'static str,
+        /// The storage error.
+        reason: String,
+    },
+}
+
 /// Starts every actor of a validator and returns their handles.
 pub async fn start<E, S, R, P, B, St>(
     context: E,
@@ -216,7 +232,7 @@ pub async fn start<E, S, R, P, B, St>(
     channels: Channels<S, R>,
     peer_provider: P,
     blocker: B,
-) -> Running
+) -> Result<Running, StartError>
 where
     E: Spawner + Clock + Storage + Metrics + CryptoRng + Rng,
     S: Sender<PublicKey = PublicKey>,
@@ -229,7 +245,7 @@ where
     let prefix = cfg.partition_prefix.clone();
     let namespace = consensus_namespace(&cfg.chain_id);
     let scheme = Scheme::signer(&namespace, cfg.participants.clone(), cfg.signer.clone())
-        .expect("the validator's key is in the validator set (checked at start-up)");
+        .ok_or(StartError::NotAValidator)?;
     let provider = ConstantProvider::<Scheme, Epoch>::new(scheme.clone());
     let epocher = FixedEpocher::new(EPOCH_LENGTH);
     let page_cache = CacheRef::new(PAGE_SIZE, PAGE_CACHE_PAGES);
@@ -245,13 +261,19 @@ where
         ),
     )
     .await
-    .expect("open the finalizations archive");
+    .map_err(|e| StartError::Archive {
+        name: "finalizations",
+        reason: e.to_string(),
+    })?;
     let blocks = immutable::Archive::init(
         context.child("blocks"),
         archive_config(&prefix, "blocks", page_cache.clone(), cfg.limits),
     )
     .await
-    .expect("open the blocks archive");
+    .map_err(|e| StartError::Archive {
+        name: "blocks",
+        reason: e.to_string(),
+    })?;
 
     let resolver = marshal_resolver::init(
         context.child("marshal_resolver"),
@@ -365,7 +387,7 @@ where
     let (gossip_handle, outbox) = gossip::start(context.child("gossip"), shared, channels.txs);
 
     info!(validators = cfg.participants.len(), genesis = %genesis_digest, "validator started");
-    Running {
+    Ok(Running {
         handles: vec![
             broadcast_handle,
             marshal_handle,
@@ -375,5 +397,5 @@ where
         ],
         marshal: marshal_mailbox,
         gossip: outbox,
-    }
+    })
 }

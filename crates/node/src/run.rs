@@ -158,7 +158,13 @@ pub fn run_validator(opts: ValidatorOptions) -> anyhow::Result<()> {
         bail!("this node's key {me_account} is not a validator in the genesis");
     }
     let limits = BlockLimits::default();
-    let store = RedbStore::open(opts.data_dir.store())?;
+    let store = RedbStore::open(opts.data_dir.store()).with_context(|| {
+        format!(
+            "the data directory {} cannot be used (run `bcte verify --data-dir {}` for details)",
+            opts.data_dir.root().display(),
+            opts.data_dir.root().display()
+        )
+    })?;
     let chain = ChainStore::new(store, limits);
     let state = chain.init(&opts.genesis)?;
     let genesis_block = ChainBlock(Arc::new(state.block));
@@ -193,7 +199,9 @@ pub fn run_validator(opts: ValidatorOptions) -> anyhow::Result<()> {
     let runtime = cw_tokio::Config::new()
         .with_storage_directory(opts.data_dir.consensus())
         .with_worker_threads(2)
-        .with_catch_panics(false);
+        // A panic inside an engine task (for example on a damaged consensus journal) ends that
+        // task's handle instead of the process, so the node stops with an error, not an abort.
+        .with_catch_panics(true);
     let result: anyhow::Result<()> = cw_tokio::Runner::new(runtime).start(|context| async move {
         let n = participants.len() as u32;
         let mut p2p = lookup::Config::local(
@@ -247,7 +255,7 @@ pub fn run_validator(opts: ValidatorOptions) -> anyhow::Result<()> {
             oracle.clone(),
             oracle,
         )
-        .await;
+        .await?;
 
         let api_state = Arc::new(ApiState {
             shared,
@@ -274,8 +282,11 @@ pub fn run_validator(opts: ValidatorOptions) -> anyhow::Result<()> {
             }
         });
         handles.push(api_handle);
-        let _ = Handle::select(handles).await;
-        bail!("the node stopped: a component ended (see the log above)")
+        let ended = Handle::select(handles).await;
+        match ended {
+            Err(e) => bail!("the node stopped: a component failed ({e}); see the error above"),
+            Ok(_) => bail!("the node stopped: a component ended (see the log above)"),
+        }
     });
     result
 }

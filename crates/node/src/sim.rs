@@ -255,7 +255,8 @@ impl SimNet {
             self.oracle.manager(),
             control,
         )
-        .await;
+        .await
+        .expect("a simulated validator starts");
         v.shared = Some(shared);
         v.running = Some(running);
     }
