@@ -27,7 +27,7 @@ use commonware_consensus::{
         config::{ForwardPolicy, SkipBudget, SkipPolicy},
         elector::RoundRobin,
     },
-    types::{Epoch, FixedEpocher, ViewDelta},
+    types::{Epoch, FixedEpocher, Height as ConsensusHeight, ViewDelta},
 };
 use commonware_cryptography::{
     Digested, Sha256, Signer as _,
@@ -40,7 +40,7 @@ use commonware_runtime::{
     Clock, Handle, Metrics, Quota, Spawner, Storage, buffer::paged::CacheRef,
 };
 use commonware_storage::archive::immutable;
-use commonware_utils::{NZDuration, NZU16, NZU32, NZU64, NZUsize, ordered::Set};
+use commonware_utils::{NZDuration, NZU16, NZU32, NZU64, NZUsize, ordered::Set, vec::NonEmptyVec};
 use rand::{CryptoRng, Rng};
 use std::{
     num::{NonZeroU16, NonZeroU64, NonZeroUsize},
@@ -214,6 +214,9 @@ pub enum StartError {
     /// The validator's key is not in the validator set.
     #[error("this node's key is not in the validator set")]
     NotAValidator,
+    /// The validator set is empty.
+    #[error("the validator set is empty")]
+    NoValidators,
     /// A consensus archive could not be opened (damaged or unreadable storage).
     #[error("cannot open the consensus archive {name:?} (under consensus/): {reason}")]
     Archive {
@@ -246,49 +249,8 @@ where
     let namespace = consensus_namespace(&cfg.chain_id);
     let scheme = Scheme::signer(&namespace, cfg.participants.clone(), cfg.signer.clone())
         .ok_or(StartError::NotAValidator)?;
-    let provider = ConstantProvider::<Scheme, Epoch>::new(scheme.clone());
     let epocher = FixedEpocher::new(EPOCH_LENGTH);
     let page_cache = CacheRef::new(PAGE_SIZE, PAGE_CACHE_PAGES);
-
-    // Marshal's durable stores of finalized blocks and certificates.
-    let finalizations = immutable::Archive::init(
-        context.child("finalizations"),
-        archive_config(
-            &prefix,
-            "finalizations",
-            page_cache.clone(),
-            Scheme::certificate_codec_config_unbounded(),
-        ),
-    )
-    .await
-    .map_err(|e| StartError::Archive {
-        name: "finalizations",
-        reason: e.to_string(),
-    })?;
-    let blocks = immutable::Archive::init(
-        context.child("blocks"),
-        archive_config(&prefix, "blocks", page_cache.clone(), cfg.limits),
-    )
-    .await
-    .map_err(|e| StartError::Archive {
-        name: "blocks",
-        reason: e.to_string(),
-    })?;
-
-    let resolver = marshal_resolver::init(
-        context.child("marshal_resolver"),
-        marshal_resolver::Config {
-            public_key: me.clone(),
-            peer_provider: peer_provider.clone(),
-            blocker: blocker.clone(),
-            mailbox_size: NZUsize!(1_024),
-            fetch_timeout: NZDuration!(Duration::from_secs(2)),
-            fetch_retry_delay: Duration::from_millis(100),
-            priority_requests: false,
-            priority_responses: false,
-        },
-        channels.backfill,
-    );
 
     let (broadcast_engine, buffer) = buffered::Engine::new(
         context.child("broadcast"),
@@ -305,42 +267,21 @@ where
     let broadcast_handle = broadcast_engine.start(channels.broadcast);
 
     let genesis_digest = cfg.genesis.0.hash();
-    let (marshal_actor, marshal_mailbox, floor) =
-        MarshalActor::<_, Standard<ChainBlock>, _, _, _, _, _>::init(
-            context.child("marshal"),
-            finalizations,
-            blocks,
-            marshal::Config {
-                provider,
-                epocher: epocher.clone(),
-                start: marshal::Start::Genesis(Digested::precomputed(
-                    cfg.genesis.clone(),
-                    genesis_digest,
-                )),
-                partition_prefix: prefix.clone(),
-                mailbox_size: NZUsize!(1_024),
-                view_retention: ViewDelta::new(256),
-                prunable_items_per_section: PRUNABLE_ITEMS_PER_SECTION,
-                page_cache: page_cache.clone(),
-                replay_buffer: REPLAY_BUFFER,
-                key_write_buffer: IO_BUFFER,
-                value_write_buffer: IO_BUFFER,
-                block_codec_config: cfg.limits,
-                max_repair: NZUsize!(64),
-                max_pending_acks: NZUsize!(16),
-                strategy: Sequential,
-            },
-        )
-        .await;
-    info!(processed = ?floor.processed(), "marshal ready");
-
-    let (finalizer, finalizer_mailbox) =
-        Finalizer::new(shared.executor.clone(), shared.mempool.clone());
-    let finalizer_marshal = marshal_mailbox.clone();
-    let finalizer_handle = context.child("finalizer").spawn(move |ctx| async move {
-        // A fatal error was logged by the finalizer; ending this task stops the node.
-        let _ = finalizer.run(finalizer_marshal, ctx).await;
-    });
+    let marshal = start_marshal(
+        &context,
+        &prefix,
+        scheme.clone(),
+        &cfg.genesis,
+        cfg.limits,
+        &shared,
+        channels.backfill,
+        peer_provider.clone(),
+        blocker.clone(),
+        me.clone(),
+        Some(buffer),
+    )
+    .await?;
+    let marshal_mailbox = marshal.mailbox.clone();
 
     let app = App::new(shared.clone());
     let deferred = Deferred::new(
@@ -349,7 +290,6 @@ where
         marshal_mailbox.clone(),
         epocher,
     );
-    let marshal_handle = marshal_actor.start(finalizer_mailbox, buffer, resolver);
 
     let engine = simplex::Engine::new(
         context.child("simplex"),
@@ -387,15 +327,210 @@ where
     let (gossip_handle, outbox) = gossip::start(context.child("gossip"), shared, channels.txs);
 
     info!(validators = cfg.participants.len(), genesis = %genesis_digest, "validator started");
+    let mut handles = marshal.handles;
+    handles.extend([broadcast_handle, simplex_handle, gossip_handle]);
     Ok(Running {
-        handles: vec![
-            broadcast_handle,
-            marshal_handle,
-            finalizer_handle,
-            simplex_handle,
-            gossip_handle,
-        ],
+        handles,
         marshal: marshal_mailbox,
+        gossip: outbox,
+    })
+}
+
+/// Marshal with its archives and resolver, and the finalizer it delivers to: what validators
+/// and full nodes share.
+struct Marshal {
+    mailbox: MarshalMailbox<Scheme, Standard<ChainBlock>>,
+    handles: Vec<Handle<()>>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn start_marshal<E, S, R, P, B, St>(
+    context: &E,
+    prefix: &str,
+    scheme: Scheme,
+    genesis: &ChainBlock,
+    limits: BlockLimits,
+    shared: &Arc<Shared<St>>,
+    backfill: (S, R),
+    peer_provider: P,
+    blocker: B,
+    me: PublicKey,
+    buffer: Option<buffered::Mailbox<PublicKey, ChainBlock>>,
+) -> Result<Marshal, StartError>
+where
+    E: Spawner + Clock + Storage + Metrics + CryptoRng + Rng,
+    S: Sender<PublicKey = PublicKey>,
+    R: Receiver<PublicKey = PublicKey>,
+    P: Provider<PublicKey = PublicKey>,
+    B: Blocker<PublicKey = PublicKey>,
+    St: Store,
+{
+    let page_cache = CacheRef::new(PAGE_SIZE, PAGE_CACHE_PAGES);
+    // Marshal's durable stores of finalized blocks and certificates.
+    let finalizations = immutable::Archive::init(
+        context.child("finalizations"),
+        archive_config(
+            prefix,
+            "finalizations",
+            page_cache.clone(),
+            Scheme::certificate_codec_config_unbounded(),
+        ),
+    )
+    .await
+    .map_err(|e| StartError::Archive {
+        name: "finalizations",
+        reason: e.to_string(),
+    })?;
+    let blocks = immutable::Archive::init(
+        context.child("blocks"),
+        archive_config(prefix, "blocks", page_cache.clone(), limits),
+    )
+    .await
+    .map_err(|e| StartError::Archive {
+        name: "blocks",
+        reason: e.to_string(),
+    })?;
+
+    let resolver = marshal_resolver::init(
+        context.child("marshal_resolver"),
+        marshal_resolver::Config {
+            public_key: me,
+            peer_provider,
+            blocker,
+            mailbox_size: NZUsize!(1_024),
+            fetch_timeout: NZDuration!(Duration::from_secs(2)),
+            fetch_retry_delay: Duration::from_millis(100),
+            priority_requests: false,
+            priority_responses: false,
+        },
+        backfill,
+    );
+
+    let genesis_digest = genesis.0.hash();
+    let (actor, mailbox, floor) = MarshalActor::<_, Standard<ChainBlock>, _, _, _, _, _>::init(
+        context.child("marshal"),
+        finalizations,
+        blocks,
+        marshal::Config {
+            provider: ConstantProvider::<Scheme, Epoch>::new(scheme),
+            epocher: FixedEpocher::new(EPOCH_LENGTH),
+            start: marshal::Start::Genesis(Digested::precomputed(genesis.clone(), genesis_digest)),
+            partition_prefix: prefix.to_string(),
+            mailbox_size: NZUsize!(1_024),
+            view_retention: ViewDelta::new(256),
+            prunable_items_per_section: PRUNABLE_ITEMS_PER_SECTION,
+            page_cache,
+            replay_buffer: REPLAY_BUFFER,
+            key_write_buffer: IO_BUFFER,
+            value_write_buffer: IO_BUFFER,
+            block_codec_config: limits,
+            max_repair: NZUsize!(64),
+            max_pending_acks: NZUsize!(16),
+            strategy: Sequential,
+        },
+    )
+    .await;
+    info!(processed = ?floor.processed(), "marshal ready");
+
+    let (finalizer, finalizer_mailbox) =
+        Finalizer::new(shared.executor.clone(), shared.mempool.clone());
+    let finalizer_marshal = mailbox.clone();
+    let finalizer_handle = context.child("finalizer").spawn(move |ctx| async move {
+        // A fatal error was logged by the finalizer; ending this task stops the node.
+        let _ = finalizer.run(finalizer_marshal, ctx).await;
+    });
+    let marshal_handle = match buffer {
+        Some(buffer) => actor.start(finalizer_mailbox, buffer, resolver),
+        None => actor.start_unbuffered(finalizer_mailbox, resolver),
+    };
+    Ok(Marshal {
+        mailbox,
+        handles: vec![marshal_handle, finalizer_handle],
+    })
+}
+
+/// What a full node needs to run.
+pub struct FollowerConfig {
+    /// The node's p2p identity (not a validator key).
+    pub identity: ed25519::PrivateKey,
+    /// The validator set, whose certificates it checks.
+    pub participants: Set<PublicKey>,
+    /// The chain id (namespaces).
+    pub chain_id: ChainId,
+    /// Prefix of every consensus storage partition.
+    pub partition_prefix: String,
+    /// The genesis block.
+    pub genesis: ChainBlock,
+    /// Block limits.
+    pub limits: BlockLimits,
+}
+
+/// How often a full node asks validators for the next finalized blocks.
+pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How many heights ahead of its tip a full node asks for at a time.
+pub const FOLLOW_AHEAD: u64 = 16;
+
+/// Starts a full node: marshal fetches finalized blocks and their certificates from the
+/// validators, checks every certificate against the validator set (a light client of its own),
+/// and delivers the blocks to the finalizer, which executes and commits them like a validator
+/// does. It never votes. Transactions submitted to it are gossiped to the validators.
+pub async fn start_follower<E, S, R, P, B, St>(
+    context: E,
+    cfg: FollowerConfig,
+    shared: Arc<Shared<St>>,
+    backfill: (S, R),
+    txs: (S, R),
+    peer_provider: P,
+    blocker: B,
+) -> Result<Running, StartError>
+where
+    E: Spawner + Clock + Storage + Metrics + CryptoRng + Rng,
+    S: Sender<PublicKey = PublicKey>,
+    R: Receiver<PublicKey = PublicKey>,
+    P: Provider<PublicKey = PublicKey>,
+    B: Blocker<PublicKey = PublicKey>,
+    St: Store,
+{
+    let me = cfg.identity.public_key();
+    let verifier = Scheme::verifier(
+        &consensus_namespace(&cfg.chain_id),
+        cfg.participants.clone(),
+    );
+    let marshal = start_marshal(
+        &context,
+        &cfg.partition_prefix,
+        verifier,
+        &cfg.genesis,
+        cfg.limits,
+        &shared,
+        backfill,
+        peer_provider,
+        blocker,
+        me,
+        None,
+    )
+    .await?;
+    let targets = NonEmptyVec::try_from(cfg.participants.iter().cloned().collect::<Vec<_>>())
+        .map_err(|_| StartError::NoValidators)?;
+    let follow_marshal = marshal.mailbox.clone();
+    let executor = shared.executor.clone();
+    let follow_handle = context.child("follow").spawn(move |ctx| async move {
+        loop {
+            let tip = executor.tip().height.get();
+            for h in tip + 1..=tip + FOLLOW_AHEAD {
+                follow_marshal.hint_finalized(ConsensusHeight::new(h), targets.clone());
+            }
+            ctx.sleep(FOLLOW_INTERVAL).await;
+        }
+    });
+    let (gossip_handle, outbox) = gossip::start(context.child("gossip"), shared, txs);
+    info!(validators = cfg.participants.len(), "full node started");
+    let mut handles = marshal.handles;
+    handles.extend([follow_handle, gossip_handle]);
+    Ok(Running {
+        handles,
+        marshal: marshal.mailbox,
         gossip: outbox,
     })
 }

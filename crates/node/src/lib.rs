@@ -10,6 +10,7 @@ pub mod app;
 pub mod audit;
 pub mod cert;
 pub mod chain_block;
+pub mod config;
 pub mod engine;
 pub mod executor;
 pub mod files;

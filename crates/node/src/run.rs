@@ -2,13 +2,15 @@
 //! directory and the HTTP API.
 //!
 //! `bcte node --dev` ([`run_dev`]) prepares a data directory with a one-validator genesis (or
-//! reopens it), then runs exactly what every validator runs ([`run_validator`]).
+//! reopens it), then runs exactly what every validator runs ([`run_node`]); `bcte node --config`
+//! ([`run_config`]) runs a validator or full node of a network from its configuration file.
 
 use crate::{
     api::{self, ApiState},
     app::{BuildParams, Shared},
     chain_block::{ChainBlock, PublicKey},
-    engine::{self, Channels, Timing, ValidatorConfig},
+    config::{NodeConfig, Role},
+    engine::{self, Channels, FollowerConfig, Timing, ValidatorConfig},
     executor::Executor,
     files::{self, DataDir, FileError},
     mempool::{Mempool, MempoolLimits},
@@ -18,7 +20,7 @@ use bcte_store::{ChainStore, RedbStore};
 use bcte_types::{AccountId, Allocation, Amount, BlockLimits, ChainId, Genesis, Validator};
 use commonware_cryptography::{ChaCha20Poly1305, Signer as _, ed25519::PrivateKey};
 use commonware_p2p::{
-    Address, AddressableManager as _,
+    Address, AddressableManager as _, AddressableTrackedPeers,
     authenticated::{lookup, peer_set_limit},
 };
 use commonware_runtime::{Handle, Runner as _, Spawner as _, Supervisor as _, tokio as cw_tokio};
@@ -31,9 +33,10 @@ use commonware_utils::{
     ordered::{Map, Set},
 };
 use std::{
+    collections::BTreeMap,
     io::Write as _,
     net::{SocketAddr, TcpListener},
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -43,28 +46,25 @@ use tracing::{error, info};
 /// Base units the dev account holds at genesis: one million tokens.
 pub const DEV_ALLOCATION: Amount = Amount(1_000_000 * Amount::PER_TOKEN);
 
-/// A validator of the chain with its p2p address.
-#[derive(Clone, Debug)]
-pub struct Peer {
-    /// The validator's public key.
-    pub public_key: PublicKey,
-    /// Where it listens for p2p connections.
-    pub address: SocketAddr,
-}
-
-/// Everything [`run_validator`] needs.
-pub struct ValidatorOptions {
+/// Everything [`run_node`] needs.
+pub struct NodeOptions {
+    /// Validator or full node.
+    pub role: Role,
     /// The data directory.
     pub data_dir: DataDir,
     /// The chain's genesis.
     pub genesis: Genesis,
-    /// This validator's key.
+    /// This node's key: its validator key, or a full node's p2p identity.
     pub key: PrivateKey,
-    /// Every validator's p2p address, this one's included.
-    pub peers: Vec<Peer>,
+    /// Where this node listens for p2p connections.
+    pub p2p: SocketAddr,
+    /// Every validator's p2p address (this node's included if it validates).
+    pub validators: BTreeMap<PublicKey, SocketAddr>,
+    /// Every full node's p2p address (this node's included if it is one).
+    pub full_nodes: BTreeMap<PublicKey, SocketAddr>,
     /// Where to serve the HTTP API.
     pub http: SocketAddr,
-    /// A line to print once the node serves requests (dev mode prints the dev key's path).
+    /// Lines to print once the node serves requests (dev mode prints the dev key's path).
     pub banner: Vec<String>,
     /// Consensus timeouts.
     pub timing: Timing,
@@ -126,17 +126,16 @@ pub fn prepare_dev(dir: &DataDir) -> Result<(Genesis, PrivateKey), FileError> {
 pub fn run_dev(data_dir: PathBuf, http: SocketAddr) -> anyhow::Result<()> {
     let dir = DataDir::new(data_dir);
     let (genesis, key) = prepare_dev(&dir)?;
-    let address = free_local_port().context("finding a free port for p2p")?;
-    let peers = vec![Peer {
-        public_key: key.public_key(),
-        address,
-    }];
+    let p2p = free_local_port().context("finding a free port for p2p")?;
     let banner = vec![format!("dev key: {}", dir.dev_key().display())];
-    run_validator(ValidatorOptions {
+    run_node(NodeOptions {
+        role: Role::Validator,
         data_dir: dir,
         genesis,
+        validators: BTreeMap::from([(key.public_key(), p2p)]),
+        full_nodes: BTreeMap::new(),
         key,
-        peers,
+        p2p,
         http,
         banner,
         timing: Timing::default(),
@@ -144,19 +143,58 @@ pub fn run_dev(data_dir: PathBuf, http: SocketAddr) -> anyhow::Result<()> {
     })
 }
 
-/// Runs one validator until it stops. Returns an error if it could not start or stopped on a
-/// failure.
-pub fn run_validator(opts: ValidatorOptions) -> anyhow::Result<()> {
+/// Runs the node a configuration file describes (see [`crate::config`]). Blocks until it stops.
+pub fn run_config(path: &Path) -> anyhow::Result<()> {
+    let cfg = NodeConfig::load(path)?;
+    let timing = Timing {
+        leader_timeout: Duration::from_millis(cfg.tuning.leader_timeout_ms),
+        certification_timeout: Duration::from_millis(cfg.tuning.certification_timeout_ms),
+        ..Timing::default()
+    };
+    let build = BuildParams {
+        propose_wait: Duration::from_millis(cfg.tuning.propose_wait_ms),
+        ..BuildParams::default()
+    };
+    run_node(NodeOptions {
+        role: cfg.role,
+        data_dir: cfg.data_dir,
+        genesis: cfg.genesis,
+        key: cfg.key,
+        p2p: cfg.p2p,
+        validators: cfg.validators,
+        full_nodes: cfg.full_nodes,
+        http: cfg.http,
+        banner: Vec::new(),
+        timing,
+        build,
+    })
+}
+
+/// Runs one validator or full node until it stops. Returns an error if it could not start or
+/// stopped on a failure.
+pub fn run_node(opts: NodeOptions) -> anyhow::Result<()> {
     let me = opts.key.public_key();
     let me_account = AccountId::from_public_key(&me);
-    if !opts
+    let is_validator = opts
         .genesis
         .validators
         .iter()
-        .any(|v| v.public_key == me_account)
-    {
-        bail!("this node's key {me_account} is not a validator in the genesis");
+        .any(|v| v.public_key == me_account);
+    match opts.role {
+        Role::Validator if !is_validator => {
+            bail!("this node's key {me_account} is not a validator in the genesis")
+        }
+        Role::Full if is_validator => {
+            bail!("this node's key {me_account} is a validator: run it as a validator")
+        }
+        _ => {}
     }
+    std::fs::create_dir_all(opts.data_dir.root()).with_context(|| {
+        format!(
+            "creating the data directory {}",
+            opts.data_dir.root().display()
+        )
+    })?;
     let limits = BlockLimits::default();
     let store = RedbStore::open(opts.data_dir.store()).with_context(|| {
         format!(
@@ -184,12 +222,7 @@ pub fn run_validator(opts: ValidatorOptions) -> anyhow::Result<()> {
                 .to_public_key()
                 .expect("genesis validation checked validator keys")
         }));
-    let my_address = opts
-        .peers
-        .iter()
-        .find(|p| p.public_key == me)
-        .map(|p| p.address)
-        .context("this validator has no p2p address in the peer list")?;
+    let my_address = opts.p2p;
     // Bind the API before starting consensus, so a busy port fails fast and clearly.
     let http = TcpListener::bind(opts.http)
         .with_context(|| format!("binding the HTTP API on {}", opts.http))?;
@@ -216,46 +249,81 @@ pub fn run_validator(opts: ValidatorOptions) -> anyhow::Result<()> {
             ),
             &engine::p2p_namespace(&opts.genesis.chain_id),
             my_address,
-            peer_set_limit(participants.iter(), &me),
+            peer_set_limit(opts.validators.keys().chain(opts.full_nodes.keys()), &me),
             engine::max_message_size(n, &limits),
             NZUsize!(1_024),
         );
         p2p.tracked_peer_sets = NZUsize!(1);
         let (mut network, mut oracle) = lookup::Network::new(context.child("network"), p2p);
-        let peers: Map<PublicKey, Address> = Map::from_iter_dedup(
-            opts.peers
-                .iter()
-                .map(|p| (p.public_key.clone(), Address::Symmetric(p.address))),
-        );
-        let _ = oracle.track(0, peers);
-        let mut register = |ch: u64| network.register(ch, engine::quota(ch));
-        let channels = Channels {
-            votes: register(engine::CH_VOTES),
-            certificates: register(engine::CH_CERTS),
-            resolver: register(engine::CH_RESOLVER),
-            backfill: register(engine::CH_BACKFILL),
-            broadcast: register(engine::CH_BROADCAST),
-            txs: register(engine::CH_TXS),
+        // Validators are dialled; full nodes are accepted when they dial in, never dialled.
+        let addresses = |table: &BTreeMap<PublicKey, SocketAddr>| -> Map<PublicKey, Address> {
+            Map::from_iter_dedup(
+                table
+                    .iter()
+                    .map(|(key, addr)| (key.clone(), Address::Symmetric(*addr))),
+            )
         };
-        let network_handle = network.start();
-
-        let running = engine::start(
-            context.child("validator"),
-            ValidatorConfig {
-                signer: opts.key.clone(),
-                participants,
-                chain_id: opts.genesis.chain_id.clone(),
-                partition_prefix: "bcte".into(),
-                timing: opts.timing,
-                genesis: genesis_block,
-                limits,
-            },
-            shared.clone(),
-            channels,
-            oracle.clone(),
-            oracle,
-        )
-        .await?;
+        let _ = oracle.track(
+            0,
+            AddressableTrackedPeers::new(addresses(&opts.validators), addresses(&opts.full_nodes)),
+        );
+        let mut register = |ch: u64| network.register(ch, engine::quota(ch));
+        let running = match opts.role {
+            Role::Validator => {
+                let channels = Channels {
+                    votes: register(engine::CH_VOTES),
+                    certificates: register(engine::CH_CERTS),
+                    resolver: register(engine::CH_RESOLVER),
+                    backfill: register(engine::CH_BACKFILL),
+                    broadcast: register(engine::CH_BROADCAST),
+                    txs: register(engine::CH_TXS),
+                };
+                let network_handle = network.start();
+                let mut running = engine::start(
+                    context.child("validator"),
+                    ValidatorConfig {
+                        signer: opts.key.clone(),
+                        participants,
+                        chain_id: opts.genesis.chain_id.clone(),
+                        partition_prefix: "bcte".into(),
+                        timing: opts.timing,
+                        genesis: genesis_block,
+                        limits,
+                    },
+                    shared.clone(),
+                    channels,
+                    oracle.clone(),
+                    oracle,
+                )
+                .await?;
+                running.handles.push(network_handle);
+                running
+            }
+            Role::Full => {
+                let backfill = register(engine::CH_BACKFILL);
+                let txs = register(engine::CH_TXS);
+                let network_handle = network.start();
+                let mut running = engine::start_follower(
+                    context.child("follower"),
+                    FollowerConfig {
+                        identity: opts.key.clone(),
+                        participants,
+                        chain_id: opts.genesis.chain_id.clone(),
+                        partition_prefix: "bcte".into(),
+                        genesis: genesis_block,
+                        limits,
+                    },
+                    shared.clone(),
+                    backfill,
+                    txs,
+                    oracle.clone(),
+                    oracle,
+                )
+                .await?;
+                running.handles.push(network_handle);
+                running
+            }
+        };
 
         let api_state = Arc::new(ApiState {
             shared,
@@ -270,10 +338,9 @@ pub fn run_validator(opts: ValidatorOptions) -> anyhow::Result<()> {
         }
         println!("listening on http://{http_addr}");
         let _ = std::io::stdout().flush();
-        info!(%http_addr, %my_address, "node running");
+        info!(%http_addr, %my_address, role = ?opts.role, "node running");
 
         let mut handles = running.handles;
-        handles.push(network_handle);
         let api_handle: Handle<()> = context.child("api_watch").spawn(move |_| async move {
             match server.await {
                 Ok(Ok(())) => error!("HTTP server stopped"),
