@@ -71,6 +71,10 @@ impl<S: Store> Shared<S> {
     /// then nonce, balance and limits against the committed state. Wakes a waiting proposer.
     pub fn admit(&self, tx: Tx) -> Result<Hash, AdmitError> {
         Mempool::check_signature(self.executor.chain_id(), &tx)?;
+        // Read the committed account under the pool's lock: the finalizer commits a block and
+        // then prunes the pool under the same lock, so the pool and the state read here are
+        // never from two sides of a block (a stale nonce would refuse a valid next nonce).
+        let mut pool = self.mempool.lock().unwrap_or_else(|e| e.into_inner());
         let tip = self.executor.tip();
         let key = StateKey::Account(tx.body().sender);
         let committed = tree::read_value(self.executor.store(), tip.height, &key)
@@ -78,11 +82,8 @@ impl<S: Store> Shared<S> {
             .flatten()
             .and_then(|b| decode_account(&b))
             .unwrap_or_default();
-        let hash = self
-            .mempool
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .admit(tx, committed)?;
+        let hash = pool.admit(tx, committed)?;
+        drop(pool);
         self.mempool_notify.notify_waiters();
         Ok(hash)
     }
