@@ -7,8 +7,13 @@ use bcte_ledger::{
     state::{AccountState, ChainConfig, Head},
 };
 use bcte_node::{
-    api::{AccountView, BlockView, HeadView, ProofView, SubmitRequest, SubmitResponse, TxStatus},
-    audit, files,
+    api::{
+        AccountView, BlockView, CertificateView, HeadView, ProofView, SubmitRequest,
+        SubmitResponse, TxStatus,
+    },
+    audit,
+    cert::{self, CertificateFile},
+    files,
 };
 use bcte_types::{AccountId, Amount, ChainId, Header, Payload, Tx, TxBody, ids::parse_hash};
 use clap::{Args, Subcommand};
@@ -17,7 +22,7 @@ use commonware_cryptography::Signer as _;
 use serde_json::{Value, json};
 use std::{
     net::SocketAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::ExitCode,
     time::{Duration, Instant},
 };
@@ -25,17 +30,26 @@ use std::{
 /// The default address of a node's HTTP API.
 pub const DEFAULT_NODE: &str = "http://127.0.0.1:8645";
 
-/// Arguments of `bcte node`.
+/// Arguments of `bcte node`: either `--dev --data-dir DIR` or `--config FILE`.
 #[derive(Args, Debug)]
 pub struct NodeArgs {
+    /// Run a validator or full node of a network from its TOML configuration file (as written by
+    /// `bcte localnet init`; see docs/files.md).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["dev", "data_dir"], required_unless_present = "dev")]
+    config: Option<PathBuf>,
     /// Run a single-validator development chain (creating it in --data-dir on first use).
-    #[arg(long)]
+    #[arg(long, requires = "data_dir")]
     dev: bool,
-    /// The node's data directory.
+    /// The dev node's data directory.
     #[arg(long, value_name = "DIR")]
-    data_dir: PathBuf,
-    /// Where to serve the HTTP API (port 0 picks a free port; the node prints the address).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8645")]
+    data_dir: Option<PathBuf>,
+    /// Where the dev node serves the HTTP API (port 0 picks a free port; the node prints it).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8645",
+        conflicts_with = "config"
+    )]
     http: SocketAddr,
 }
 
@@ -142,6 +156,27 @@ pub enum QueryCommand {
         #[arg(long)]
         height: Option<u64>,
     },
+    /// Save a block's finality certificate (with its header) to a file for `bcte verify-cert`.
+    Cert {
+        /// The block height, or `latest` (the newest certified block).
+        height: String,
+        /// The node's API URL.
+        #[arg(long, value_name = "URL", default_value = DEFAULT_NODE)]
+        node: String,
+        /// The certificate file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+/// Arguments of `bcte verify-cert`.
+#[derive(Args, Debug)]
+pub struct VerifyCertArgs {
+    /// The chain's genesis file: the only thing trusted.
+    #[arg(long, value_name = "FILE")]
+    genesis: PathBuf,
+    /// A certificate file saved by `bcte query cert`.
+    cert_file: PathBuf,
 }
 
 /// Arguments of `bcte verify`.
@@ -175,11 +210,15 @@ pub fn run_node(args: NodeArgs) -> ExitCode {
                 .unwrap_or_else(|_| "info,commonware=warn".into()),
         )
         .init();
-    if !args.dev {
-        eprintln!("error: only --dev is available: bcte node --dev --data-dir DIR");
-        return ExitCode::from(2);
-    }
-    match bcte_node::run::run_dev(args.data_dir, args.http) {
+    let result = match (args.config, args.data_dir) {
+        (Some(config), _) => bcte_node::run::run_config(&config),
+        (None, Some(dir)) => bcte_node::run::run_dev(dir, args.http),
+        (None, None) => {
+            eprintln!("error: give --config FILE, or --dev --data-dir DIR");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
@@ -367,6 +406,7 @@ fn query(cmd: QueryCommand, json: bool) -> anyhow::Result<()> {
                 s
             });
         }
+        QueryCommand::Cert { height, node, out } => save_certificate(&node, &height, &out, json)?,
         QueryCommand::Proof { key, node, height } => {
             let client = Client::new(&node);
             let path = match height {
@@ -417,6 +457,107 @@ fn query(cmd: QueryCommand, json: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Saves the certificate of `height` (or of the newest certified block) with its header.
+fn save_certificate(node: &str, height: &str, out: &Path, json: bool) -> anyhow::Result<()> {
+    let client = Client::new(node);
+    let head: HeadView = client.get("/v1/head")?;
+    let view: CertificateView = match height.trim() {
+        "latest" => {
+            // The newest blocks may be final through a descendant only; walk back a little.
+            let mut found = None;
+            for h in (head.height.saturating_sub(16)..=head.height).rev() {
+                if let Ok(v) = client.get::<CertificateView>(&format!("/v1/certificates/{h}")) {
+                    found = Some(v);
+                    break;
+                }
+            }
+            found.context("the node holds no certificate for its 16 newest blocks")?
+        }
+        h => {
+            let h: u64 = h
+                .parse()
+                .with_context(|| format!("{h:?} is not a height or `latest`"))?;
+            client.get(&format!("/v1/certificates/{h}"))?
+        }
+    };
+    let block: BlockView = client.get(&format!("/v1/blocks/{}", view.height))?;
+    let file = CertificateFile {
+        chain_id: head.chain_id,
+        height: view.height,
+        block_hash: view.block_hash,
+        header: block.header,
+        certificate: view.certificate,
+    };
+    let text = serde_json::to_string_pretty(&file)? + "\n";
+    std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
+    let value = json!({ "height": file.height, "block_hash": file.block_hash, "file": out });
+    emit(json, &value, || {
+        format!(
+            "certificate of block {} ({}) saved to {}",
+            file.height,
+            file.block_hash,
+            out.display()
+        )
+    });
+    Ok(())
+}
+
+/// Runs `bcte verify-cert`.
+pub fn run_verify_cert(args: VerifyCertArgs, json: bool) -> ExitCode {
+    let check = || -> anyhow::Result<Result<cert::ProvenFinal, cert::CertError>> {
+        let genesis = files::read_genesis(&args.genesis)?;
+        let text = std::fs::read_to_string(&args.cert_file)
+            .with_context(|| format!("reading {}", args.cert_file.display()))?;
+        let file: CertificateFile = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a certificate file", args.cert_file.display()))?;
+        let header = hex::decode(&file.header)
+            .with_context(|| format!("{}: header is not hex", args.cert_file.display()))?;
+        let certificate = hex::decode(&file.certificate)
+            .with_context(|| format!("{}: certificate is not hex", args.cert_file.display()))?;
+        Ok(cert::prove_final(
+            &genesis,
+            &header,
+            &certificate,
+            &mut rand::rng(),
+        ))
+    };
+    match check() {
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+        Ok(Ok(p)) => {
+            let value = json!({
+                "ok": true,
+                "height": p.header.height.get(),
+                "block_hash": hex::encode(p.block_hash),
+                "state_root": hex::encode(p.header.state_root),
+                "view": p.view,
+                "signers": p.signers,
+                "validators": p.validators,
+            });
+            emit(json, &value, || {
+                format!(
+                    "final: block {} ({}) with state root {}, signed by {} of {} validators",
+                    p.header.height,
+                    hex::encode(p.block_hash),
+                    hex::encode(p.header.state_root),
+                    p.signers,
+                    p.validators
+                )
+            });
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            if json {
+                println!("{}", json!({ "ok": false, "error": e.to_string() }));
+            }
+            eprintln!("error: not proven final: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// Runs a `bcte query` subcommand.

@@ -18,8 +18,13 @@ struct ErrorBody {
 impl Client {
     /// A client of the node at `url` (for example `http://127.0.0.1:8645`).
     pub fn new(url: &str) -> Self {
+        Self::with_timeout(url, Duration::from_secs(90))
+    }
+
+    /// A client whose every request gives up after `timeout`.
+    pub fn with_timeout(url: &str, timeout: Duration) -> Self {
         let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(90)))
+            .timeout_global(Some(timeout))
             .http_status_as_error(false)
             .build()
             .into();

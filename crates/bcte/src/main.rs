@@ -11,6 +11,7 @@ use std::process::ExitCode;
 mod chain_cmds;
 mod clear;
 mod client;
+mod localnet;
 
 /// bcte: blockchain-enabled transactive energy.
 #[derive(Parser, Debug)]
@@ -36,6 +37,11 @@ enum Command {
     /// Read from a node: accounts, blocks, transactions, state proofs.
     #[command(subcommand)]
     Query(chain_cmds::QueryCommand),
+    /// Make and run a local network of validators on this machine.
+    #[command(subcommand)]
+    Localnet(localnet::LocalnetCommand),
+    /// Check a finality certificate knowing only the genesis: proves a block final.
+    VerifyCert(chain_cmds::VerifyCertArgs),
     /// Audit a node's data directory offline: hashes, signatures, certificates, replay.
     Verify(chain_cmds::VerifyArgs),
     /// Clear one market interval from a market file and print the result as JSON.
@@ -71,6 +77,8 @@ fn main() -> ExitCode {
         Command::Tx(cmd) => chain_cmds::run_tx(cmd, cli.json),
         Command::Query(cmd) => chain_cmds::run_query(cmd, cli.json),
         Command::Verify(args) => chain_cmds::run_verify(args, cli.json),
+        Command::VerifyCert(args) => chain_cmds::run_verify_cert(args, cli.json),
+        Command::Localnet(cmd) => localnet::run_localnet(cmd, cli.json),
         Command::Clear(args) => clear::run_clear(args),
         Command::Market(cmd) => clear::run_market(cmd),
     }

@@ -6,13 +6,14 @@
 //! light-client check, used by `bcte verify` on every stored certificate.
 
 use crate::{app::Scheme, chain_block::Digest, engine::consensus_namespace};
-use bcte_types::{Genesis, Hash};
-use commonware_codec::{Copying, Decode};
+use bcte_types::{Genesis, Hash, Header};
+use commonware_codec::{Copying, Decode, DecodeExt as _};
 use commonware_consensus::simplex::types::Finalization;
 use commonware_cryptography::certificate::Verifier as _;
 use commonware_parallel::Sequential;
 use commonware_utils::ordered::Set;
 use rand::CryptoRng;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Why a certificate is refused.
@@ -24,6 +25,9 @@ pub enum CertError {
     /// The signatures do not verify against the validator set (altered, too few, other set).
     #[error("signatures do not verify against the genesis validator set")]
     Signatures,
+    /// The header bytes are not a block header.
+    #[error("not a block header: {0}")]
+    Header(String),
     /// The certificate finalizes another block.
     #[error("certificate is for block {got}, not {expected}")]
     OtherBlock {
@@ -69,4 +73,219 @@ pub fn verify_certificate(
         });
     }
     Ok(cert)
+}
+
+/// A certificate file, as `bcte query cert` saves it and `bcte verify-cert` reads it: the block
+/// header (which commits to the height, the parent, the transactions and the state root) and the
+/// finality certificate over the header's hash. All byte strings are lowercase hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateFile {
+    /// The chain the certificate claims to belong to (informative; the signatures decide).
+    pub chain_id: String,
+    /// The block height (informative; the header decides).
+    pub height: u64,
+    /// The block hash (informative; the header decides).
+    pub block_hash: String,
+    /// The canonical encoding of the block header.
+    pub header: String,
+    /// The encoded simplex finalization.
+    pub certificate: String,
+}
+
+/// A block proven final by [`prove_final`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvenFinal {
+    /// The block's header (height, parent, state root, ...), now known to be final.
+    pub header: Header,
+    /// The block hash.
+    pub block_hash: Hash,
+    /// The consensus view the block was finalized in.
+    pub view: u64,
+    /// How many validators signed.
+    pub signers: usize,
+    /// The size of the validator set.
+    pub validators: usize,
+}
+
+/// Proves that the block of `header` is final on the chain of `genesis`: the header decodes, the
+/// certificate's signatures verify against the genesis validator keys in the chain's namespace
+/// with at least a quorum of signers, and the certificate finalizes exactly this header's hash.
+/// Trusts nothing but the genesis.
+pub fn prove_final(
+    genesis: &Genesis,
+    header: &[u8],
+    certificate: &[u8],
+    rng: &mut impl CryptoRng,
+) -> Result<ProvenFinal, CertError> {
+    let header = Header::decode(Copying(header)).map_err(|e| CertError::Header(e.to_string()))?;
+    let block_hash = header.hash();
+    let verifier = verifier(genesis);
+    let cert = verify_certificate(&verifier, certificate, Some(block_hash), rng)?;
+    Ok(ProvenFinal {
+        header,
+        block_hash,
+        view: cert.proposal.round.view().get(),
+        signers: cert.certificate.signers.count(),
+        validators: genesis.validators.len(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::files::generate_key;
+    use bcte_types::{AccountId, Allocation, Amount, ChainId, Height, Validator};
+    use commonware_codec::Encode as _;
+    use commonware_consensus::{
+        simplex::types::{Finalize, Proposal},
+        types::{Epoch, Round, View},
+    };
+    use commonware_cryptography::{Signer as _, certificate::Signers, ed25519::PrivateKey};
+    use commonware_utils::iter::NonEmpty;
+
+    fn genesis_of(keys: &[PrivateKey], chain: &str) -> Genesis {
+        let account = AccountId::from_public_key(&keys[0].public_key());
+        Genesis {
+            chain_id: ChainId::new(chain).unwrap(),
+            genesis_time_ms: 1,
+            validators: keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| Validator {
+                    name: format!("v{i}"),
+                    public_key: AccountId::from_public_key(&k.public_key()),
+                })
+                .collect(),
+            authority: account,
+            allocations: vec![Allocation {
+                account,
+                amount: Amount(1),
+            }],
+        }
+    }
+
+    fn header(height: u64) -> Header {
+        Header {
+            parent: [7; 32],
+            height: Height(height),
+            timestamp_ms: 1_000 + height,
+            context: bcte_types::ConsensusContext {
+                epoch: 0,
+                view: 9,
+                leader: [5; 32],
+                parent_view: 8,
+            },
+            tx_root: [1; 32],
+            state_root: [2; 32],
+            receipts_root: [3; 32],
+        }
+    }
+
+    /// A finalization of `header` signed by the validators at `signers` (sorted by key, as the
+    /// engine orders participants).
+    fn certify(genesis: &Genesis, keys: &[PrivateKey], header: &Header, signers: usize) -> Vec<u8> {
+        let participants = Set::from_iter_dedup(keys.iter().map(|k| k.public_key()));
+        let namespace = consensus_namespace(&genesis.chain_id);
+        let proposal = Proposal {
+            round: Round::new(Epoch::new(0), View::new(9)),
+            parent: View::new(8),
+            payload: header.hash(),
+        };
+        let votes: Vec<Finalize<Scheme, Digest>> = keys
+            .iter()
+            .take(signers)
+            .map(|k| {
+                let scheme = Scheme::signer(&namespace, participants.clone(), k.clone()).unwrap();
+                Finalize::sign(&scheme, proposal.clone()).unwrap()
+            })
+            .collect();
+        let scheme = Scheme::verifier(&namespace, participants);
+        Finalization::from_finalizes(
+            &scheme,
+            NonEmpty::try_new(votes.iter()).unwrap(),
+            &Sequential,
+        )
+        .unwrap()
+        .encode()
+        .to_vec()
+    }
+
+    fn setup() -> (Vec<PrivateKey>, Genesis, Header, Vec<u8>) {
+        let keys: Vec<PrivateKey> = (0..4).map(|_| generate_key()).collect();
+        let genesis = genesis_of(&keys, "cert-test");
+        let header = header(12);
+        let cert = certify(&genesis, &keys, &header, 3);
+        (keys, genesis, header, cert)
+    }
+
+    #[test]
+    fn a_quorum_certificate_proves_its_block_final() {
+        let (_, genesis, header, cert) = setup();
+        let proven = prove_final(&genesis, &header.encode(), &cert, &mut rand::rng()).unwrap();
+        assert_eq!(proven.header, header);
+        assert_eq!(proven.block_hash, header.hash());
+        assert_eq!((proven.signers, proven.validators, proven.view), (3, 4, 9));
+    }
+
+    #[test]
+    fn an_altered_signature_is_refused() {
+        let (_, genesis, header, cert) = setup();
+        // The last 64 bytes are the last signature; flip one bit in each of its halves in turn.
+        for offset in [cert.len() - 1, cert.len() - 40] {
+            let mut bad = cert.clone();
+            bad[offset] ^= 0x01;
+            let err = prove_final(&genesis, &header.encode(), &bad, &mut rand::rng()).unwrap_err();
+            assert!(
+                matches!(err, CertError::Signatures | CertError::Decode(_)),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn too_few_signers_are_refused() {
+        let (_, genesis, header, cert) = setup();
+        // Drop one of the three signatures: 2 of 4 is below the quorum of 3, although each
+        // remaining signature is genuine.
+        let verifier = verifier(&genesis);
+        let mut parsed = Finalization::<Scheme, Digest>::decode_cfg(
+            Copying(cert.as_slice()),
+            &verifier.certificate_codec_config(),
+        )
+        .unwrap();
+        let kept: Vec<_> = parsed.certificate.signers.iter().take(2).collect();
+        parsed.certificate.signers = Signers::new(4, kept).unwrap();
+        parsed.certificate.signatures.truncate(2);
+        let bad = parsed.encode().to_vec();
+        let err = prove_final(&genesis, &header.encode(), &bad, &mut rand::rng()).unwrap_err();
+        assert_eq!(err, CertError::Signatures);
+    }
+
+    #[test]
+    fn another_validator_set_is_refused() {
+        let (_, _, header, cert) = setup();
+        let others: Vec<PrivateKey> = (0..4).map(|_| generate_key()).collect();
+        let genesis = genesis_of(&others, "cert-test");
+        let err = prove_final(&genesis, &header.encode(), &cert, &mut rand::rng()).unwrap_err();
+        assert_eq!(err, CertError::Signatures);
+    }
+
+    #[test]
+    fn the_same_validators_on_another_chain_are_refused() {
+        let (keys, _, header, cert) = setup();
+        let genesis = genesis_of(&keys, "other-chain");
+        let err = prove_final(&genesis, &header.encode(), &cert, &mut rand::rng()).unwrap_err();
+        assert_eq!(err, CertError::Signatures);
+    }
+
+    #[test]
+    fn a_certificate_for_another_block_is_refused() {
+        let (_, genesis, _, cert) = setup();
+        let other = header(13);
+        let err = prove_final(&genesis, &other.encode(), &cert, &mut rand::rng()).unwrap_err();
+        assert!(matches!(err, CertError::OtherBlock { .. }), "{err}");
+        let err = prove_final(&genesis, b"junk", &cert, &mut rand::rng()).unwrap_err();
+        assert!(matches!(err, CertError::Header(_)), "{err}");
+    }
 }

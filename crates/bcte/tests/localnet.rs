@@ -1,0 +1,487 @@
+//! Real processes on loopback: a 4-validator network written by `bcte localnet init`, each
+//! validator its own `bcte node --config` process, under transaction load; one is killed with
+//! SIGKILL and restarted; everyone agrees on every block; certificates prove blocks final; and
+//! `bcte localnet run` starts and stops a whole network.
+
+use bcte_node::{
+    api::{SubmitRequest, SubmitResponse},
+    files,
+};
+use bcte_types::{AccountId, Amount, ChainId, Payload, Tx, TxBody};
+use commonware_codec::Encode as _;
+use commonware_cryptography::{Signer as _, ed25519::PrivateKey};
+use serde_json::Value;
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bcte");
+
+fn bcte(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run bcte")
+}
+
+fn json_of(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON object ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+fn get(url: &str, path: &str) -> Option<Value> {
+    let mut resp = agent().get(&format!("{url}{path}")).call().ok()?;
+    resp.status()
+        .is_success()
+        .then(|| resp.body_mut().read_json().unwrap())
+}
+
+fn height(url: &str) -> Option<u64> {
+    get(url, "/v1/head").and_then(|h| h["height"].as_u64())
+}
+
+/// One `bcte node --config` process.
+struct NodeProc {
+    config: PathBuf,
+    url: String,
+    child: Option<Child>,
+}
+
+impl NodeProc {
+    fn new(config: PathBuf, url: String) -> Self {
+        Self {
+            config,
+            url,
+            child: None,
+        }
+    }
+
+    /// Starts the process and waits until it serves its API.
+    fn start(&mut self) {
+        let mut child = Command::new(BIN)
+            .arg("node")
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start bcte node");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("the node prints its address within a minute");
+            if line.starts_with("listening on ") {
+                break;
+            }
+        }
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A written network: its directory, chain id, faucet key and nodes.
+struct Net {
+    dir: PathBuf,
+    chain_id: ChainId,
+    faucet: PrivateKey,
+    nodes: Vec<NodeProc>,
+}
+
+fn init(dir: &Path, validators: usize) -> Net {
+    let out = bcte(&[
+        "--json",
+        "localnet",
+        "init",
+        "--validators",
+        &validators.to_string(),
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = json_of(&out);
+    let nodes = written["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            assert_eq!(n["role"], "validator");
+            NodeProc::new(
+                PathBuf::from(n["config"].as_str().unwrap()),
+                n["http"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(nodes.len(), validators);
+    Net {
+        dir: dir.to_path_buf(),
+        chain_id: ChainId::new(written["chain_id"].as_str().unwrap()).unwrap(),
+        faucet: files::read_key(Path::new(written["faucet_key"].as_str().unwrap())).unwrap(),
+        nodes,
+    }
+}
+
+/// Sends transfers from the faucet through `url` in rounds of `per_round` consecutive nonces,
+/// each round waiting until the previous one is final, until `stop`. Returns the receivers'
+/// expected balances.
+fn load(
+    url: String,
+    chain_id: ChainId,
+    faucet: PrivateKey,
+    per_round: u64,
+    stop: Arc<AtomicBool>,
+    final_nonce: Arc<AtomicU64>,
+) -> BTreeMap<AccountId, u64> {
+    let sender = AccountId::from_public_key(&faucet.public_key());
+    let receivers: Vec<AccountId> = (0..8)
+        .map(|_| AccountId::from_public_key(&files::generate_key().public_key()))
+        .collect();
+    let mut expected = BTreeMap::new();
+    let client = agent();
+    let mut nonce = 0;
+    while !stop.load(Ordering::SeqCst) {
+        for i in 0..per_round {
+            let to = receivers[((nonce + i) % 8) as usize];
+            let amount = 1 + (nonce + i) % 100;
+            let tx = Tx::sign(
+                TxBody {
+                    chain_id: chain_id.clone(),
+                    sender,
+                    nonce: nonce + i,
+                    payload: Payload::Transfer {
+                        to,
+                        amount: Amount(amount),
+                    },
+                },
+                &faucet,
+            );
+            let mut resp = client
+                .post(&format!("{url}/v1/txs"))
+                .send_json(SubmitRequest {
+                    tx: hex::encode(tx.encode()),
+                })
+                .expect("the load's node answers");
+            assert!(
+                resp.status().is_success(),
+                "submit refused: {}",
+                resp.body_mut().read_to_string().unwrap_or_default()
+            );
+            let _: SubmitResponse = resp.body_mut().read_json().unwrap();
+            *expected.entry(to).or_default() += amount;
+        }
+        nonce += per_round;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let account = get(&url, &format!("/v1/accounts/{sender}")).expect("account");
+            if account["nonce"].as_u64() == Some(nonce) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "a round of load never became final"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+        final_nonce.store(nonce, Ordering::SeqCst);
+    }
+    expected
+}
+
+#[test]
+fn four_validator_processes_survive_kill_9_and_agree_on_every_block() {
+    let work = tempfile::tempdir().unwrap();
+    let mut net = init(&work.path().join("net"), 4);
+    for node in &mut net.nodes {
+        node.start();
+    }
+    let urls: Vec<String> = net.nodes.iter().map(|n| n.url.clone()).collect();
+    wait_until("every validator finalizes", Duration::from_secs(60), || {
+        urls.iter().all(|u| height(u).is_some_and(|h| h >= 2))
+    });
+
+    // Load through node 0 while node 3 is killed and restarted.
+    let stop = Arc::new(AtomicBool::new(false));
+    let final_nonce = Arc::new(AtomicU64::new(0));
+    let loader = {
+        let (url, chain, faucet) = (urls[0].clone(), net.chain_id.clone(), net.faucet.clone());
+        let (stop, final_nonce) = (stop.clone(), final_nonce.clone());
+        thread::spawn(move || load(url, chain, faucet, 25, stop, final_nonce))
+    };
+    wait_until("the load makes progress", Duration::from_secs(60), || {
+        final_nonce.load(Ordering::SeqCst) >= 50
+    });
+
+    net.nodes[3].kill9();
+    let at_kill = height(&urls[0]).unwrap();
+    let nonce_at_kill = final_nonce.load(Ordering::SeqCst);
+    wait_until(
+        "the other three keep finalizing",
+        Duration::from_secs(60),
+        || {
+            urls[..3]
+                .iter()
+                .all(|u| height(u).is_some_and(|h| h >= at_kill + 5))
+                && final_nonce.load(Ordering::SeqCst) > nonce_at_kill
+        },
+    );
+
+    net.nodes[3].start();
+    wait_until(
+        "the restarted validator catches up",
+        Duration::from_secs(90),
+        || {
+            let tip = height(&urls[0]).unwrap_or(u64::MAX);
+            height(&urls[3]).is_some_and(|h| h + 2 >= tip && h > at_kill + 5)
+        },
+    );
+    let nonce_at_restart = final_nonce.load(Ordering::SeqCst);
+    wait_until(
+        "the load continues with all four",
+        Duration::from_secs(60),
+        || final_nonce.load(Ordering::SeqCst) > nonce_at_restart,
+    );
+    stop.store(true, Ordering::SeqCst);
+    let expected = loader.join().expect("the load thread");
+
+    // Everyone agrees on every block, and every transfer reported final is in the state.
+    let top = urls.iter().map(|u| height(u).unwrap()).min().unwrap();
+    for h in 0..=top {
+        let hashes: Vec<Value> = urls
+            .iter()
+            .map(|u| get(u, &format!("/v1/blocks/{h}")).expect("block")["hash"].clone())
+            .collect();
+        assert!(
+            hashes.iter().all(|x| *x == hashes[0]),
+            "validators disagree at height {h}: {hashes:?}"
+        );
+    }
+    for (account, balance) in &expected {
+        for u in &urls {
+            let a = get(u, &format!("/v1/accounts/{account}")).expect("account");
+            assert_eq!(a["balance"].as_u64(), Some(*balance), "{account} at {u}");
+        }
+    }
+
+    // A certificate saved from the restarted validator proves its block final with only the
+    // genesis; the same file with another block's header does not.
+    let cert = work.path().join("cert.json");
+    let out = bcte(&[
+        "--json",
+        "query",
+        "cert",
+        "latest",
+        "--node",
+        &urls[3],
+        "--out",
+        cert.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let genesis = net.dir.join("genesis.json");
+    let out = bcte(&[
+        "--json",
+        "verify-cert",
+        "--genesis",
+        genesis.to_str().unwrap(),
+        cert.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let proven = json_of(&out);
+    assert_eq!(proven["ok"], true);
+    assert!(proven["signers"].as_u64().unwrap() >= 3);
+    let mut file: Value = serde_json::from_str(&std::fs::read_to_string(&cert).unwrap()).unwrap();
+    let other = get(&urls[0], "/v1/blocks/1").unwrap();
+    file["header"] = other["header"].clone();
+    std::fs::write(&cert, file.to_string()).unwrap();
+    let out = bcte(&[
+        "verify-cert",
+        "--genesis",
+        genesis.to_str().unwrap(),
+        cert.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not proven final"));
+
+    // Stopped, every data directory passes the offline audit.
+    for node in &mut net.nodes {
+        node.kill9();
+    }
+    for i in 0..4 {
+        let data = net.dir.join(format!("node{i}"));
+        let out = bcte(&["--json", "verify", "--data-dir", data.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "node{i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(json_of(&out)["height"].as_u64().unwrap() >= top);
+    }
+}
+
+#[test]
+fn localnet_run_starts_every_node_and_ctrl_c_stops_them() {
+    let work = tempfile::tempdir().unwrap();
+    let net = init(&work.path().join("net"), 4);
+    let mut run = Command::new(BIN)
+        .args(["localnet", "run", "--dir"])
+        .arg(&net.dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let urls: Vec<String> = net.nodes.iter().map(|n| n.url.clone()).collect();
+    wait_until("the network finalizes", Duration::from_secs(60), || {
+        urls.iter().all(|u| height(u).is_some_and(|h| h >= 3))
+    });
+    // Ctrl-C is SIGINT.
+    let status = Command::new("kill")
+        .args(["-INT", &run.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "localnet run ignored Ctrl-C");
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success());
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut run.stdout.take().unwrap(), &mut out).unwrap();
+    assert!(out.contains("stopped 4 nodes"), "{out}");
+    for u in &urls {
+        assert!(height(u).is_none(), "{u} still answers after Ctrl-C");
+    }
+    for i in 0..4 {
+        assert!(net.dir.join(format!("node{i}/node.log")).exists());
+    }
+}
+
+#[test]
+fn inconsistent_configs_are_refused_at_start_up_with_the_reason() {
+    let work = tempfile::tempdir().unwrap();
+    let net = init(&work.path().join("net"), 4);
+    let config = std::fs::read_to_string(&net.nodes[0].config).unwrap();
+
+    // A key that is not in the validator set.
+    let stranger = net.dir.join("stranger.key");
+    files::write_key(&stranger, &files::generate_key()).unwrap();
+    let bad = net.dir.join("bad-key.toml");
+    std::fs::write(
+        &bad,
+        config.replace("key = \"node0/node.key\"", "key = \"stranger.key\""),
+    )
+    .unwrap();
+    let out = bcte(&["node", "--config", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.contains("bad-key.toml") && err.contains("not in the genesis validator set"),
+        "{err}"
+    );
+
+    // A missing peer: drop node3's [[peers]] entry.
+    let cut = config.find("[[peers]]\nname = \"node3\"").unwrap();
+    let rest = &config[cut..];
+    let end = rest.find("\n\n").map_or(config.len(), |e| cut + e + 2);
+    let missing = format!("{}{}", &config[..cut], &config[end..]);
+    let bad = net.dir.join("missing-peer.toml");
+    std::fs::write(&bad, missing).unwrap();
+    let out = bcte(&["node", "--config", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("\"node3\"") && err.contains("has no address"),
+        "{err}"
+    );
+
+    // Two peers on one address.
+    let node1 = config
+        .lines()
+        .skip_while(|l| *l != "name = \"node1\"")
+        .find_map(|l| l.strip_prefix("address = "))
+        .unwrap()
+        .to_string();
+    let node2 = config
+        .lines()
+        .skip_while(|l| *l != "name = \"node2\"")
+        .find_map(|l| l.strip_prefix("address = "))
+        .unwrap()
+        .to_string();
+    let bad = net.dir.join("dup.toml");
+    std::fs::write(&bad, config.replace(&node2, &node1)).unwrap();
+    let out = bcte(&["node", "--config", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("share the address"), "{err}");
+
+    // A misspelt field and `localnet init` into an existing network.
+    let bad = net.dir.join("typo.toml");
+    std::fs::write(&bad, config.replace("p2p =", "p2pp =")).unwrap();
+    let out = bcte(&["node", "--config", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("typo.toml") && err.contains("p2pp"), "{err}");
+    let out = bcte(&["localnet", "init", "--dir", net.dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a network"));
+}
