@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Generate step-curve markets with `bcte market gen` and clear each with `bcte clear` and with
-# HiGHS in the same run, printing one table row per market (docs/BENCHMARKS-market.md).
+# HiGHS in the same run, printing one table row per market (docs/BENCHMARKS.md, "Market engine").
 #
 # Usage: tools/highs/run.sh [RUNS]    (from the repository root; default 5 runs per side)
 # Needs: `cargo build --release -p bcte`, and `pip install highspy numpy`.

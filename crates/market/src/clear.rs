@@ -164,15 +164,17 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn new(n: usize) -> Self {
+    /// Buffers for `n` nodes and `components` steps and ramps, allocated once: the root's
+    /// bisection starts with nearly every component live.
+    fn new(n: usize, components: usize) -> Self {
         Self {
             v_lo: vec![0; n],
             v_hi: vec![0; n],
             acc: vec![0; n],
             cst: vec![0; n],
             dead: vec![false; n],
-            live_nodes: Vec::new(),
-            live_items: Vec::new(),
+            live_nodes: Vec::with_capacity(n),
+            live_items: Vec::with_capacity(components),
         }
     }
 }
@@ -586,7 +588,7 @@ impl<'m> Engine<'m> {
     fn run(&self) -> Clearing {
         let (tree, book) = (self.tree, self.book);
         let n = tree.node_at.len();
-        let mut sc = Scratch::new(n);
+        let mut sc = Scratch::new(n, book.steps.len() + book.ramps.len());
         let mut price = vec![0i64; n];
         let mut flow = vec![0i64; n];
         let mut separated = vec![false; n];

@@ -88,7 +88,7 @@ pub struct ItemRef {
     pub index: usize,
     /// Its id, when it could be read.
     pub id: Option<String>,
-    /// Line where it starts (from 1).
+    /// Line of the field at fault, or where the item starts (from 1).
     pub line: usize,
 }
 
