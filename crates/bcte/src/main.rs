@@ -8,6 +8,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod bench;
 mod chain_cmds;
 mod clear;
 mod client;
@@ -44,6 +45,9 @@ enum Command {
     VerifyCert(chain_cmds::VerifyCertArgs),
     /// Audit a node's data directory offline: hashes, signatures, certificates, replay.
     Verify(chain_cmds::VerifyArgs),
+    /// Benchmarks: `bench chain` measures a local network's throughput and latency.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Clear one market interval from a market file and print the result as JSON.
     Clear(clear::ClearArgs),
     /// Market tools: generate test markets.
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => chain_cmds::run_verify(args, cli.json),
         Command::VerifyCert(args) => chain_cmds::run_verify_cert(args, cli.json),
         Command::Localnet(cmd) => localnet::run_localnet(cmd, cli.json),
+        Command::Bench(cmd) => bench::run_bench(cmd, cli.json),
         Command::Clear(args) => clear::run_clear(args),
         Command::Market(cmd) => clear::run_market(cmd),
     }

@@ -555,10 +555,41 @@ pub fn verify_block<R: TreeReader>(
     chain_id: &ChainId,
     rng: &mut impl rand_core::CryptoRng,
 ) -> Result<Executed, InvalidBlock> {
+    verify_block_with(reader, parent, block, chain_id, rng, |_| false)
+}
+
+/// [`verify_block`] for a caller that has already checked some of the block's signatures (a
+/// validator's mempool holds transactions whose signatures it checked on admission):
+/// `already_checked(tx)` says so for a transaction with exactly these body and signature bytes,
+/// and only the others are verified (in one batch). The chain id of every transaction is still
+/// checked. With `|_| false` this is exactly [`verify_block`].
+pub fn verify_block_with<R: TreeReader>(
+    reader: &R,
+    parent: &Header,
+    block: &Block,
+    chain_id: &ChainId,
+    rng: &mut impl rand_core::CryptoRng,
+    already_checked: impl Fn(&Tx) -> bool,
+) -> Result<Executed, InvalidBlock> {
     check_link(parent, parent.hash(), block.header())?;
     // LR-1.1: one bad signature or chain id makes the whole block invalid.
-    bcte_types::tx::verify_batch(block.txs(), chain_id, rng)
-        .map_err(|(index, error)| InvalidBlock::BadTransaction { index, error })?;
+    for (index, tx) in block.txs().iter().enumerate() {
+        tx.check_chain(chain_id)
+            .map_err(|error| InvalidBlock::BadTransaction { index, error })?;
+    }
+    let (positions, unchecked): (Vec<usize>, Vec<Tx>) = block
+        .txs()
+        .iter()
+        .enumerate()
+        .filter(|(_, tx)| !already_checked(tx))
+        .map(|(i, tx)| (i, tx.clone()))
+        .unzip();
+    bcte_types::tx::verify_batch(&unchecked, chain_id, rng).map_err(|(index, error)| {
+        InvalidBlock::BadTransaction {
+            index: positions[index],
+            error,
+        }
+    })?;
     let executed = run(reader, BlockInfo::of(block.header()), block.txs())?;
     check_roots(block.header(), &executed)?;
     Ok(executed)

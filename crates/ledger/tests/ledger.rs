@@ -382,6 +382,37 @@ fn a_block_with_a_bad_signature_or_foreign_chain_is_invalid() {
 }
 
 #[test]
+fn signatures_checked_before_are_skipped_and_the_others_still_checked() {
+    let mut c = Chain::new();
+    let a = transfer(1, 0, 9, 1);
+    let b = transfer(2, 0, 9, 1);
+    let mut body = b.body().clone();
+    body.nonce = 1;
+    let forged = Tx::from_body_and_signature(body, b.signature().clone());
+    let (block, _) = c.propose(vec![a.clone(), b.clone(), forged.clone()]);
+    let rng = &mut StdRng::seed_from_u64(0);
+    // What the caller vouches for is not checked again (here, wrongly, even the forgery)...
+    assert!(exec::verify_block_with(&c.tree, &c.head, &block, &chain(), rng, |_| true).is_ok());
+    // ...and skipping the first two still finds the forgery, at its own index.
+    let err = exec::verify_block_with(&c.tree, &c.head, &block, &chain(), rng, |tx| {
+        tx.hash() == a.hash() || tx.hash() == b.hash()
+    })
+    .unwrap_err();
+    assert!(
+        matches!(err, InvalidBlock::BadTransaction { index: 2, .. }),
+        "{err}"
+    );
+    // A valid block verifies the same with or without skipping.
+    let (block, _) = c.propose(vec![a.clone(), b.clone()]);
+    let skipped = exec::verify_block_with(&c.tree, &c.head, &block, &chain(), rng, |tx| {
+        tx.hash() == a.hash()
+    })
+    .unwrap();
+    let full = verify_block(&c.tree, &c.head, &block, &chain(), rng).unwrap();
+    assert_eq!(skipped.state_root, full.state_root);
+}
+
+#[test]
 fn a_block_with_a_wrong_root_or_link_is_invalid() {
     let mut c = Chain::new();
     let (block, _) = c.propose(vec![transfer(1, 0, 9, 1)]);

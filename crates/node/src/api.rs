@@ -28,6 +28,12 @@ use utoipa::{OpenApi, ToSchema};
 /// The largest request body accepted (a hex-encoded transaction of the largest size, and JSON).
 pub const BODY_BYTES_MAX: usize = 64 * 1024;
 
+/// Most transactions in one `POST /v1/txs/batch`.
+pub const BATCH_TXS_MAX: usize = 4_096;
+
+/// The largest batch request body.
+pub const BATCH_BODY_BYTES_MAX: usize = 8 * 1024 * 1024;
+
 /// The longest a client may ask `GET /v1/txs/{hash}` to wait for finality.
 pub const WAIT_MS_MAX: u64 = 60_000;
 
@@ -138,6 +144,32 @@ pub struct SubmitResponse {
     pub hash: String,
 }
 
+/// `POST /v1/txs/batch` request: many encoded transactions, admitted in order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitBatchRequest {
+    /// The transactions' canonical encodings, hex (at most 4096).
+    pub txs: Vec<String>,
+}
+
+/// The outcome of one transaction of a batch.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BatchItem {
+    /// The transaction hash, when it decoded.
+    pub hash: Option<String>,
+    /// Why it was not admitted (absent when admitted).
+    pub error: Option<String>,
+}
+
+/// `POST /v1/txs/batch` response: one item per submitted transaction, in order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SubmitBatchResponse {
+    /// How many were admitted.
+    pub admitted: usize,
+    /// Per transaction.
+    pub results: Vec<BatchItem>,
+}
+
 /// A transaction's status.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TxStatus {
@@ -246,12 +278,25 @@ struct HeightQuery {
         title = "bcte node API",
         description = "Submit transactions; read accounts, blocks, receipts and state proofs."
     ),
-    paths(health, head, submit_tx, tx_status, account, block, proof, certificate),
+    paths(
+        health,
+        head,
+        submit_tx,
+        submit_batch,
+        tx_status,
+        account,
+        block,
+        proof,
+        certificate
+    ),
     components(schemas(
         Health,
         HeadView,
         SubmitRequest,
         SubmitResponse,
+        SubmitBatchRequest,
+        SubmitBatchResponse,
+        BatchItem,
         TxStatus,
         AccountView,
         TxView,
@@ -275,6 +320,10 @@ pub fn router<S: Store>(state: Arc<ApiState<S>>) -> Router {
         .route("/openapi.json", get(|| async { Json(openapi()) }))
         .route("/v1/head", get(head::<S>))
         .route("/v1/txs", post(submit_tx::<S>))
+        .route(
+            "/v1/txs/batch",
+            post(submit_batch::<S>).layer(DefaultBodyLimit::max(BATCH_BODY_BYTES_MAX)),
+        )
         .route("/v1/txs/{hash}", get(tx_status::<S>))
         .route("/v1/accounts/{account}", get(account::<S>))
         .route("/v1/blocks/{id}", get(block::<S>))
@@ -361,6 +410,79 @@ async fn submit_tx<S: Store>(
         }),
         Err(e) => Err(ApiError::bad_request(e)),
     }
+}
+
+/// Submits many signed transactions at once (an aggregator's bids, a load generator). Each is
+/// checked and admitted in order as by `POST /v1/txs`; the answer says, per transaction,
+/// whether it was admitted and why not. 200 even when some were refused.
+#[utoipa::path(
+    post,
+    path = "/v1/txs/batch",
+    request_body = SubmitBatchRequest,
+    responses(
+        (status = 200, body = SubmitBatchResponse, description = "per-transaction outcome"),
+        (status = 400, body = ErrorBody, description = "malformed body or more than 4096 transactions"),
+        (status = 413, description = "body larger than 8 MiB"),
+    )
+)]
+async fn submit_batch<S: Store>(
+    State(st): State<Arc<ApiState<S>>>,
+    body: Result<Json<SubmitBatchRequest>, JsonRejection>,
+) -> Result<Json<SubmitBatchResponse>, ApiError> {
+    let Json(req) = body.map_err(|e| ApiError {
+        status: e.status(),
+        message: format!("malformed request body: {}", e.body_text()),
+    })?;
+    if req.txs.len() > BATCH_TXS_MAX {
+        return Err(ApiError::bad_request(format!(
+            "{} transactions in one batch; at most {BATCH_TXS_MAX}",
+            req.txs.len()
+        )));
+    }
+    // Decode everything first; undecodable entries are refused in place.
+    let mut results: Vec<BatchItem> = Vec::with_capacity(req.txs.len());
+    let mut decoded = Vec::with_capacity(req.txs.len());
+    for (i, text) in req.txs.iter().enumerate() {
+        let tx = hex::decode(text.trim())
+            .map_err(|e| format!("txs[{i}] is not hex: {e}"))
+            .and_then(|bytes| {
+                Tx::decode(Copying(&bytes))
+                    .map_err(|e| format!("txs[{i}] is not a transaction: {e}"))
+            });
+        match tx {
+            Ok(tx) => {
+                results.push(BatchItem {
+                    hash: Some(hex::encode(tx.hash())),
+                    error: None,
+                });
+                decoded.push((i, tx));
+            }
+            Err(e) => results.push(BatchItem {
+                hash: None,
+                error: Some(e),
+            }),
+        }
+    }
+    let shared = st.shared.clone();
+    let txs: Vec<Tx> = decoded.iter().map(|(_, tx)| tx.clone()).collect();
+    let admitted = tokio::task::spawn_blocking(move || shared.admit_many(txs, &mut rand::rng()))
+        .await
+        .map_err(ApiError::internal)?;
+    let mut gossip = Vec::new();
+    for ((i, tx), outcome) in decoded.into_iter().zip(admitted) {
+        match outcome {
+            Ok(_) => gossip.push(tx),
+            Err(e) => results[i].error = Some(e.to_string()),
+        }
+    }
+    let count = gossip.len();
+    if let Some(outbox) = &st.outbox {
+        outbox.send_all(gossip);
+    }
+    Ok(Json(SubmitBatchResponse {
+        admitted: count,
+        results,
+    }))
 }
 
 fn final_status<S: Store>(shared: &Shared<S>, hash: &Hash) -> Result<Option<TxStatus>, ApiError> {

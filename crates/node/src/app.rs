@@ -87,6 +87,72 @@ impl<S: Store> Shared<S> {
         self.mempool_notify.notify_waiters();
         Ok(hash)
     }
+
+    /// Verifies a block through the executor, checking only the signatures this node has not
+    /// already checked: those of transactions waiting in its mempool were checked on admission.
+    pub fn verify(
+        &self,
+        block: Arc<bcte_types::Block>,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Arc<crate::executor::Pending>, ExecuteError> {
+        let checked: std::collections::HashSet<Hash> = {
+            let pool = self.mempool.lock().unwrap_or_else(|e| e.into_inner());
+            block
+                .txs()
+                .iter()
+                .filter(|tx| pool.holds_exactly(tx))
+                .map(Tx::hash)
+                .collect()
+        };
+        self.executor
+            .verify(block, rng, |tx| checked.contains(&tx.hash()))
+    }
+
+    /// Admits many transactions at once, in order: their signatures are checked in one batch
+    /// (a failed batch falls back to one-by-one checks, so each refusal names its own cause),
+    /// then all are admitted under one lock. Returns one result per transaction.
+    pub fn admit_many(
+        &self,
+        txs: Vec<Tx>,
+        rng: &mut impl CryptoRng,
+    ) -> Vec<Result<Hash, AdmitError>> {
+        let chain_id = self.executor.chain_id();
+        let checked: Vec<Result<Tx, AdmitError>> =
+            if bcte_types::tx::verify_batch(&txs, chain_id, rng).is_ok() {
+                txs.into_iter().map(Ok).collect()
+            } else {
+                txs.into_iter()
+                    .map(|tx| Mempool::check_signature(chain_id, &tx).map(|()| tx))
+                    .collect()
+            };
+        let mut pool = self.mempool.lock().unwrap_or_else(|e| e.into_inner());
+        let tip = self.executor.tip();
+        let mut committed = std::collections::HashMap::new();
+        let results: Vec<_> = checked
+            .into_iter()
+            .map(|tx| {
+                let tx = tx?;
+                let sender = tx.body().sender;
+                let state = *committed.entry(sender).or_insert_with(|| {
+                    tree::read_value(
+                        self.executor.store(),
+                        tip.height,
+                        &StateKey::Account(sender),
+                    )
+                    .ok()
+                    .flatten()
+                    .and_then(|b| decode_account(&b))
+                    .unwrap_or_default()
+                });
+                pool.admit(tx, state)
+            })
+            .collect();
+        drop(pool);
+        if results.iter().any(Result::is_ok) {
+            self.mempool_notify.notify_waiters();
+        }
+        results
+    }
 }
 
 /// The application handed to `Deferred`.
@@ -128,7 +194,7 @@ impl<S: Store> App<S> {
             cursor = ancestry.next().await.ok_or(ExecuteError::Stale)?;
         }
         for block in missing.into_iter().rev() {
-            ex.verify(block, rng)?;
+            self.shared.verify(block, rng)?;
         }
         Ok(())
     }
@@ -250,7 +316,7 @@ where
                 }
             }
         }
-        match ex.verify(block.inner().0.clone(), &mut runtime) {
+        match self.shared.verify(block.inner().0.clone(), &mut runtime) {
             Ok(_) => true,
             Err(ExecuteError::Invalid(e)) if !e.is_block_fault() => {
                 // Our storage failed, not the block: abstain rather than vote either way.

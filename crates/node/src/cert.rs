@@ -167,7 +167,7 @@ mod tests {
 
     fn header(height: u64) -> Header {
         Header {
-            parent: [7; 32],
+            parent: [7; 32].into(),
             height: Height(height),
             timestamp_ms: 1_000 + height,
             context: bcte_types::ConsensusContext {
@@ -175,10 +175,11 @@ mod tests {
                 view: 9,
                 leader: [5; 32],
                 parent_view: 8,
+                parent: [7; 32].into(),
             },
-            tx_root: [1; 32],
-            state_root: [2; 32],
-            receipts_root: [3; 32],
+            tx_root: [1; 32].into(),
+            state_root: [2; 32].into(),
+            receipts_root: [3; 32].into(),
         }
     }
 

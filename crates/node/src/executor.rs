@@ -249,10 +249,13 @@ impl<S: Store> Executor<S> {
 
     /// Fully verifies `block` on its parent's state (link, signatures, execution, roots) and
     /// keeps it as pending. A block already executed here is not executed again.
+    /// `already_checked(tx)` says that this exact transaction's signature was checked before
+    /// (see [`bcte_ledger::exec::verify_block_with`]).
     pub fn verify(
         &self,
         block: Arc<Block>,
         rng: &mut impl rand_core::CryptoRng,
+        already_checked: impl Fn(&Tx) -> bool,
     ) -> Result<Arc<Pending>, ExecuteError> {
         if let Some(p) = self.pending(&block.hash()) {
             return Ok(p);
@@ -269,8 +272,14 @@ impl<S: Store> Executor<S> {
             }
         };
         let overlay = Overlay::new(&self.store, &layers);
-        let executed =
-            bcte_ledger::verify_block(&overlay, &parent_header, &block, &self.chain_id, rng)?;
+        let executed = bcte_ledger::exec::verify_block_with(
+            &overlay,
+            &parent_header,
+            &block,
+            &self.chain_id,
+            rng,
+            already_checked,
+        )?;
         Ok(self.insert_arc(block, executed))
     }
 
@@ -316,7 +325,7 @@ impl<S: Store> Executor<S> {
         }
         let pending = match self.pending(&hash) {
             Some(p) => p,
-            None => match self.verify(block.clone(), rng) {
+            None => match self.verify(block.clone(), rng, |_| false) {
                 Ok(p) => p,
                 Err(ExecuteError::Invalid(error)) => {
                     return Err(FatalError::InvalidFinalized {

@@ -219,6 +219,14 @@ impl Mempool {
         self.txs.contains_key(hash)
     }
 
+    /// Whether exactly `tx` (same body, same signature) is waiting, so its signature was
+    /// checked on admission and need not be checked again in a block.
+    pub fn holds_exactly(&self, tx: &Tx) -> bool {
+        self.txs
+            .get(&tx.hash())
+            .is_some_and(|e| e.tx.signature() == tx.signature())
+    }
+
     /// Number of waiting transactions.
     pub fn len(&self) -> usize {
         self.txs.len()
@@ -344,6 +352,20 @@ mod tests {
             balance: Amount(100),
             nonce,
         }
+    }
+
+    #[test]
+    fn holds_exactly_needs_the_same_signature() {
+        let mut pool = Mempool::new(chain(), MempoolLimits::default());
+        let tx = transfer(1, 0, 5);
+        Mempool::check_signature(&chain(), &tx).unwrap();
+        pool.admit(tx.clone(), funded(0)).unwrap();
+        assert!(pool.holds_exactly(&tx));
+        let other_sig = transfer(2, 0, 5).signature().clone();
+        let forged = Tx::from_body_and_signature(tx.body().clone(), other_sig);
+        assert_eq!(forged.hash(), tx.hash(), "the hash covers the body only");
+        assert!(!pool.holds_exactly(&forged));
+        assert!(!pool.holds_exactly(&transfer(1, 1, 5)));
     }
 
     #[test]

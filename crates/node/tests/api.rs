@@ -308,3 +308,59 @@ async fn bad_reads_get_4xx_with_a_reason() {
     let (s, v) = f.get(&format!("/v1/accounts/{}", account(77))).await;
     assert_eq!((s, v["balance"].as_u64()), (StatusCode::OK, Some(0)));
 }
+
+#[tokio::test]
+async fn a_batch_is_admitted_in_order_with_a_reason_for_each_refusal() {
+    let f = fixture();
+    let first = sim::transfer(&f.genesis, 0, 0, 1, 5);
+    let second = sim::transfer(&f.genesis, 0, 1, 1, 5);
+    let gap = sim::transfer(&f.genesis, 1, 7, 2, 5);
+    let mut forged = sim::transfer(&f.genesis, 2, 0, 1, 5).encode().to_vec();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let body = json!({ "txs": [
+        hex::encode(first.encode()),
+        hex::encode(second.encode()),
+        "zz",
+        hex::encode(gap.encode()),
+        hex::encode(&forged),
+    ]});
+    let (status, v) = f.post("/v1/txs/batch", body.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["admitted"], 2);
+    let r = v["results"].as_array().unwrap();
+    assert_eq!(r.len(), 5);
+    assert_eq!(r[0]["hash"], hex::encode(first.hash()));
+    assert_eq!(r[0]["error"], Value::Null);
+    assert_eq!(
+        r[1]["error"],
+        Value::Null,
+        "the second nonce follows the first"
+    );
+    assert!(
+        r[2]["error"]
+            .as_str()
+            .unwrap()
+            .contains("txs[2] is not hex")
+    );
+    assert!(
+        r[3]["error"].as_str().unwrap().contains("skips ahead"),
+        "{}",
+        r[3]
+    );
+    assert!(
+        r[4]["error"].as_str().unwrap().contains("signature"),
+        "{}",
+        r[4]
+    );
+    f.commit_block();
+    let (_, a) = f.get(&format!("/v1/accounts/{}", account(0))).await;
+    assert_eq!(a["nonce"], 2);
+
+    let too_many: Vec<String> = (0..=api::BATCH_TXS_MAX).map(|_| "00".to_string()).collect();
+    let (status, v) = f
+        .post("/v1/txs/batch", json!({ "txs": too_many }).to_string())
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(v["error"].as_str().unwrap().contains("at most 4096"), "{v}");
+}

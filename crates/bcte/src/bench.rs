@@ -1,0 +1,442 @@
+//! `bcte bench chain`: throughput and submit-to-finality latency of a local network.
+//!
+//! The network is exactly what `bcte localnet init` writes (fsync on, every validator checks
+//! every signature and computes the state root), plus genesis funds for the load's senders. The
+//! load generator runs in this process: it signs every transaction before the timed window, then
+//! submits them over HTTP in batches, each sender always through the same node (so its nonces
+//! arrive in order), at a fixed rate (`--rate`) or, without it, as fast as the network absorbs
+//! them with a bounded number in flight. A watcher follows node 0's finalized blocks; a
+//! transaction's latency is the time from the start of its submission to the moment node 0
+//! serves the block that holds it.
+
+use crate::localnet;
+use anyhow::{Context as _, bail};
+use bcte_node::{
+    api::{SubmitBatchRequest, SubmitBatchResponse},
+    config::Tuning,
+    files,
+};
+use bcte_types::{AccountId, Allocation, Amount, ChainId, Hash, Payload, Tx, TxBody};
+use clap::{Args, Subcommand};
+use commonware_codec::Encode as _;
+use commonware_cryptography::{Signer as _, ed25519::PrivateKey};
+use serde::Deserialize;
+use serde_json::json;
+use std::{
+    collections::HashMap,
+    process::{Child, ExitCode},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+/// `bcte bench` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Start a local network, drive signed transfers into it, report throughput and latency.
+    Chain(ChainArgs),
+}
+
+/// Arguments of `bcte bench chain`.
+#[derive(Args, Debug)]
+pub struct ChainArgs {
+    /// Number of validators.
+    #[arg(long, default_value_t = 4)]
+    validators: usize,
+    /// Length of the timed window, in seconds.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Offered load in transactions per second (default: as fast as the network absorbs).
+    #[arg(long, value_name = "TX_PER_S")]
+    rate: Option<u64>,
+    /// Funded accounts that send the load.
+    #[arg(long, default_value_t = 256)]
+    senders: usize,
+    /// Keep the network's directory (logs, data) instead of deleting it.
+    #[arg(long)]
+    keep: bool,
+}
+
+/// Transactions signed for saturation runs, per second of the window.
+const SATURATION_TX_PER_S: u64 = 25_000;
+/// In saturation runs, at most this many submitted transactions not yet seen final.
+const IN_FLIGHT_MAX: u64 = 24_000;
+/// Transactions per HTTP batch.
+const BATCH: usize = 1_024;
+
+#[derive(Deserialize)]
+struct Head {
+    height: u64,
+}
+
+#[derive(Deserialize)]
+struct BlockTxs {
+    txs: Vec<TxHash>,
+}
+
+#[derive(Deserialize)]
+struct TxHash {
+    hash: String,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// Signs `count` transfers spread over `keys`: transaction i is sent by key i % K with nonce
+/// i / K, to the next key. Two threads.
+fn sign_all(keys: &[PrivateKey], chain_id: &ChainId, count: usize) -> Vec<Tx> {
+    let accounts: Vec<AccountId> = keys
+        .iter()
+        .map(|k| AccountId::from_public_key(&k.public_key()))
+        .collect();
+    let k = keys.len();
+    let sign = |i: usize| {
+        Tx::sign(
+            TxBody {
+                chain_id: chain_id.clone(),
+                sender: accounts[i % k],
+                nonce: (i / k) as u64,
+                payload: Payload::Transfer {
+                    to: accounts[(i + 1) % k],
+                    amount: Amount(1),
+                },
+            },
+            &keys[i % k],
+        )
+    };
+    let half = count / 2;
+    thread::scope(|s| {
+        let first = s.spawn(|| (0..half).map(sign).collect::<Vec<_>>());
+        let second: Vec<Tx> = (half..count).map(sign).collect();
+        let mut all = first.join().expect("signing thread");
+        all.extend(second);
+        all
+    })
+}
+
+struct Shared {
+    /// Nanoseconds since the window's start at which each transaction's batch was sent.
+    submitted_at: Vec<AtomicU64>,
+    /// Index of each transaction by hash.
+    index: HashMap<Hash, usize>,
+    /// Submitted so far.
+    submitted: AtomicU64,
+    /// Seen final so far (ours).
+    finalized: AtomicU64,
+    stop_submitting: AtomicBool,
+    stop_watching: AtomicBool,
+}
+
+const UNSENT: u64 = u64::MAX;
+
+/// Submits node `j`'s share (`txs`, indices into the whole list) to `url`.
+fn submit(
+    url: &str,
+    txs: &[(usize, Vec<u8>)],
+    shared: &Shared,
+    start: Instant,
+    rate_per_node: Option<f64>,
+) -> anyhow::Result<()> {
+    let agent = agent();
+    let mut sent = 0usize;
+    while sent < txs.len() && !shared.stop_submitting.load(Ordering::SeqCst) {
+        let due = match rate_per_node {
+            Some(r) => ((start.elapsed().as_secs_f64() * r) as usize).min(txs.len()),
+            None => {
+                let in_flight = shared.submitted.load(Ordering::SeqCst)
+                    - shared
+                        .finalized
+                        .load(Ordering::SeqCst)
+                        .min(shared.submitted.load(Ordering::SeqCst));
+                if in_flight >= IN_FLIGHT_MAX {
+                    thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                txs.len()
+            }
+        };
+        if due <= sent {
+            thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        let end = due.min(sent + BATCH);
+        let batch = &txs[sent..end];
+        let at = start.elapsed().as_nanos() as u64;
+        for (i, _) in batch {
+            shared.submitted_at[*i].store(at, Ordering::SeqCst);
+        }
+        let request = SubmitBatchRequest {
+            txs: batch.iter().map(|(_, bytes)| hex::encode(bytes)).collect(),
+        };
+        let response: SubmitBatchResponse = agent
+            .post(&format!("{url}/v1/txs/batch"))
+            .send_json(&request)
+            .with_context(|| format!("submitting to {url}"))?
+            .body_mut()
+            .read_json()
+            .context("reading a batch answer")?;
+        if let Some(refused) = response.results.iter().find_map(|r| r.error.clone()) {
+            bail!("{url} refused a load transaction: {refused}");
+        }
+        shared
+            .submitted
+            .fetch_add(batch.len() as u64, Ordering::SeqCst);
+        sent = end;
+    }
+    Ok(())
+}
+
+/// Follows node 0's finalized blocks; returns the observation time (ns since start) of each of
+/// our transactions, by index.
+fn watch(url: &str, shared: &Shared, start: Instant, first_height: u64) -> Vec<(usize, u64)> {
+    let agent = agent();
+    let mut next = first_height + 1;
+    let mut seen = Vec::new();
+    while !shared.stop_watching.load(Ordering::SeqCst) {
+        let Ok(head) = agent
+            .get(&format!("{url}/v1/head"))
+            .call()
+            .and_then(|mut r| r.body_mut().read_json::<Head>())
+        else {
+            thread::sleep(Duration::from_millis(5));
+            continue;
+        };
+        let at = start.elapsed().as_nanos() as u64;
+        while next <= head.height {
+            let Ok(block) = agent
+                .get(&format!("{url}/v1/blocks/{next}"))
+                .call()
+                .and_then(|mut r| r.body_mut().read_json::<BlockTxs>())
+            else {
+                break;
+            };
+            let mut ours = 0;
+            for t in &block.txs {
+                if let Some(&i) = bcte_types::ids::parse_hash(&t.hash)
+                    .ok()
+                    .and_then(|h| shared.index.get(&h))
+                {
+                    seen.push((i, at));
+                    ours += 1;
+                }
+            }
+            shared.finalized.fetch_add(ours, Ordering::SeqCst);
+            next += 1;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    seen
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+struct Nodes(Vec<Child>);
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn run_chain(args: &ChainArgs, json: bool) -> anyhow::Result<()> {
+    if args.validators == 0 || args.duration == 0 || args.senders == 0 {
+        bail!("--validators, --duration and --senders must be positive");
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("bcte-bench-")
+        .tempdir()
+        .context("creating a temporary directory")?;
+    let keys: Vec<PrivateKey> = (0..args.senders).map(|_| files::generate_key()).collect();
+    let allocations: Vec<Allocation> = keys
+        .iter()
+        .map(|k| Allocation {
+            account: AccountId::from_public_key(&k.public_key()),
+            amount: Amount(1_000_000 * Amount::PER_TOKEN),
+        })
+        .collect();
+    let net = localnet::init(
+        dir.path(),
+        args.validators,
+        0,
+        None,
+        &allocations,
+        Tuning::default(),
+    )?;
+    let mut nodes = Nodes(Vec::new());
+    for node in &net.nodes {
+        let log = node.config.with_file_name(&node.name).join("node.log");
+        nodes.0.push(localnet::spawn_node(&node.config, &log)?);
+    }
+    let urls: Vec<String> = net
+        .nodes
+        .iter()
+        .map(|n| format!("http://{}", n.http))
+        .collect();
+
+    // Sign while the nodes start.
+    let count = args.rate.unwrap_or(SATURATION_TX_PER_S) * args.duration;
+    let count = usize::try_from(count).context("too many transactions")?;
+    eprintln!(
+        "signing {count} transfers from {} senders for {} validators ...",
+        args.senders, args.validators
+    );
+    let txs = sign_all(&keys, &net.chain_id, count);
+    let index: HashMap<Hash, usize> = txs.iter().enumerate().map(|(i, t)| (t.hash(), i)).collect();
+    let mut per_node: Vec<Vec<(usize, Vec<u8>)>> = vec![Vec::new(); urls.len()];
+    for (i, tx) in txs.iter().enumerate() {
+        per_node[(i % args.senders) % urls.len()].push((i, tx.encode().to_vec()));
+    }
+    drop(txs);
+
+    let agent = agent();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut first_height = 0;
+    for url in &urls {
+        loop {
+            if let Ok(head) = agent
+                .get(&format!("{url}/v1/head"))
+                .call()
+                .and_then(|mut r| r.body_mut().read_json::<Head>())
+                && head.height >= 1
+            {
+                first_height = first_height.max(head.height);
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the network did not start within a minute (logs in {})",
+                    dir.path().display()
+                );
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    let shared = Arc::new(Shared {
+        submitted_at: (0..count).map(|_| AtomicU64::new(UNSENT)).collect(),
+        index,
+        submitted: AtomicU64::new(0),
+        finalized: AtomicU64::new(0),
+        stop_submitting: AtomicBool::new(false),
+        stop_watching: AtomicBool::new(false),
+    });
+    eprintln!("network up; offering load for {} s ...", args.duration);
+    let start = Instant::now();
+    let window = Duration::from_secs(args.duration);
+    let rate_per_node = args.rate.map(|r| r as f64 / urls.len() as f64);
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let seen = thread::scope(|s| {
+        let watcher = {
+            let shared = &shared;
+            let url = urls[0].clone();
+            s.spawn(move || watch(&url, shared, start, first_height))
+        };
+        for (url, share) in urls.iter().zip(&per_node) {
+            let shared = &shared;
+            let errors = errors.clone();
+            s.spawn(move || {
+                if let Err(e) = submit(url, share, shared, start, rate_per_node) {
+                    errors.lock().expect("errors").push(format!("{e:#}"));
+                    shared.stop_submitting.store(true, Ordering::SeqCst);
+                }
+            });
+        }
+        while start.elapsed() < window && !shared.stop_submitting.load(Ordering::SeqCst) {
+            thread::sleep(Duration::from_millis(20));
+        }
+        shared.stop_submitting.store(true, Ordering::SeqCst);
+        // Let what is in flight become final, for the latency of the window's last transactions.
+        let drain = Instant::now() + Duration::from_secs(15);
+        while shared.finalized.load(Ordering::SeqCst) < shared.submitted.load(Ordering::SeqCst)
+            && Instant::now() < drain
+        {
+            thread::sleep(Duration::from_millis(20));
+        }
+        shared.stop_watching.store(true, Ordering::SeqCst);
+        watcher.join().expect("watcher")
+    });
+    if let Some(e) = errors.lock().expect("errors").first() {
+        bail!("{e} (logs in {})", dir.path().display());
+    }
+
+    let window_ns = window.as_nanos() as u64;
+    let submitted_in_window = shared
+        .submitted_at
+        .iter()
+        .filter(|t| t.load(Ordering::SeqCst) < window_ns)
+        .count();
+    let final_in_window = seen.iter().filter(|(_, at)| *at <= window_ns).count();
+    let mut latencies: Vec<f64> = seen
+        .iter()
+        .filter_map(|&(i, at)| {
+            let sent = shared.submitted_at[i].load(Ordering::SeqCst);
+            (sent < window_ns).then(|| at.saturating_sub(sent) as f64 / 1e6)
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let secs = args.duration as f64;
+    let report = json!({
+        "validators": args.validators,
+        "duration_s": args.duration,
+        "offered_tx_per_s": (submitted_in_window as f64 / secs).round(),
+        "finalized_tx_per_s": (final_in_window as f64 / secs).round(),
+        "latency_ms": {
+            "p50": (percentile(&latencies, 50.0) * 10.0).round() / 10.0,
+            "p99": (percentile(&latencies, 99.0) * 10.0).round() / 10.0,
+        },
+        "submitted": submitted_in_window,
+        "finalized": final_in_window,
+        "final_after_window": latencies.len(),
+        "mode": if args.rate.is_some() { "fixed rate" } else { "saturation" },
+    });
+    drop(nodes);
+    if args.keep {
+        let kept = dir.keep();
+        eprintln!("network kept in {}", kept.display());
+    }
+    if json {
+        println!("{report}");
+    } else {
+        println!(
+            "{} validators, {} s, {}: offered {} tx/s, finalized {} tx/s, latency p50 {} ms, p99 {} ms",
+            args.validators,
+            args.duration,
+            report["mode"].as_str().unwrap_or_default(),
+            report["offered_tx_per_s"],
+            report["finalized_tx_per_s"],
+            report["latency_ms"]["p50"],
+            report["latency_ms"]["p99"],
+        );
+    }
+    Ok(())
+}
+
+/// Runs a `bcte bench` subcommand.
+pub fn run_bench(cmd: BenchCommand, json: bool) -> ExitCode {
+    let result = match cmd {
+        BenchCommand::Chain(args) => run_chain(&args, json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
