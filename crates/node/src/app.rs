@@ -188,16 +188,35 @@ impl<S: Store> App<S> {
         let mut cursor = first;
         while !ex.knows(&cursor.digest()) {
             if cursor.height().get() <= ex.tip().height.get() {
+                // The finalizer may have committed this ancestor (and moved the tip past it)
+                // while we waited for the ancestry: its state is then known, not stale.
+                if is_committed(ex, &cursor.digest()) {
+                    break;
+                }
                 return Err(ExecuteError::Stale);
             }
             missing.push(cursor.inner().0.clone());
             cursor = ancestry.next().await.ok_or(ExecuteError::Stale)?;
         }
         for block in missing.into_iter().rev() {
-            self.shared.verify(block, rng)?;
+            match self.shared.verify(block.clone(), rng) {
+                Ok(_) => {}
+                // Finalized and committed since we looked: known, not stale.
+                Err(ExecuteError::Stale) if is_committed(ex, &block.hash()) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }
+}
+
+/// Whether the block with `hash` is committed here (finalized and durable). The finalizer
+/// commits blocks concurrently with consensus asking to build on or verify them or their
+/// descendants: a committed ancestor is no conflict with the committed chain. Answering
+/// "invalid" for it would be final (simplex never retries a failed certification), and one
+/// honest validator that cannot certify is one fault more.
+fn is_committed<S: Store>(ex: &Executor<S>, hash: &Hash) -> bool {
+    matches!(ex.store().height_of(hash), Ok(Some(_)))
 }
 
 fn now_ms(clock: &impl Clock) -> u64 {
@@ -318,6 +337,8 @@ where
         }
         match self.shared.verify(block.inner().0.clone(), &mut runtime) {
             Ok(_) => true,
+            // Finalized and committed while we verified it.
+            Err(ExecuteError::Stale) if is_committed(&ex, &block.digest()) => true,
             Err(ExecuteError::Invalid(e)) if !e.is_block_fault() => {
                 // Our storage failed, not the block: abstain rather than vote either way.
                 error!(error = %e, "cannot execute the block; abstaining");
