@@ -7,7 +7,9 @@
 //! arrive in order), at a fixed rate (`--rate`) or, without it, as fast as the network absorbs
 //! them with a bounded number in flight. A watcher follows node 0's finalized blocks; a
 //! transaction's latency is the time from the start of its submission to the moment node 0
-//! serves the block that holds it.
+//! serves the block that holds it. The load starts `--warmup` seconds before the timed window;
+//! only transactions finalized (for throughput) or submitted (for latency) inside the window
+//! count.
 
 use crate::localnet;
 use anyhow::{Context as _, bail};
@@ -49,6 +51,9 @@ pub struct ChainArgs {
     /// Length of the timed window, in seconds.
     #[arg(long, default_value_t = 10)]
     duration: u64,
+    /// Seconds of load before the timed window, not counted (fills the pipeline).
+    #[arg(long, default_value_t = 3)]
+    warmup: u64,
     /// Offered load in transactions per second (default: as fast as the network absorbs).
     #[arg(long, value_name = "TX_PER_S")]
     rate: Option<u64>,
@@ -62,8 +67,9 @@ pub struct ChainArgs {
 
 /// Transactions signed for saturation runs, per second of the window.
 const SATURATION_TX_PER_S: u64 = 25_000;
-/// In saturation runs, at most this many submitted transactions not yet seen final.
-const IN_FLIGHT_MAX: u64 = 24_000;
+/// In saturation runs, at most this many submitted transactions not yet seen final (about two
+/// full blocks: enough to keep every proposer busy without a long queue).
+const IN_FLIGHT_MAX: u64 = 16_384;
 /// Transactions per HTTP batch.
 const BATCH: usize = 1_024;
 
@@ -290,7 +296,7 @@ fn run_chain(args: &ChainArgs, json: bool) -> anyhow::Result<()> {
         .collect();
 
     // Sign while the nodes start.
-    let count = args.rate.unwrap_or(SATURATION_TX_PER_S) * args.duration;
+    let count = args.rate.unwrap_or(SATURATION_TX_PER_S) * (args.warmup + args.duration);
     let count = usize::try_from(count).context("too many transactions")?;
     eprintln!(
         "signing {count} transfers from {} senders for {} validators ...",
@@ -336,9 +342,12 @@ fn run_chain(args: &ChainArgs, json: bool) -> anyhow::Result<()> {
         stop_submitting: AtomicBool::new(false),
         stop_watching: AtomicBool::new(false),
     });
-    eprintln!("network up; offering load for {} s ...", args.duration);
+    eprintln!(
+        "network up; offering load for {} s of warm-up and {} s timed ...",
+        args.warmup, args.duration
+    );
     let start = Instant::now();
-    let window = Duration::from_secs(args.duration);
+    let window = Duration::from_secs(args.warmup + args.duration);
     let rate_per_node = args.rate.map(|r| r as f64 / urls.len() as f64);
     let errors = Arc::new(Mutex::new(Vec::new()));
     let seen = thread::scope(|s| {
@@ -375,18 +384,20 @@ fn run_chain(args: &ChainArgs, json: bool) -> anyhow::Result<()> {
         bail!("{e} (logs in {})", dir.path().display());
     }
 
-    let window_ns = window.as_nanos() as u64;
+    let from_ns = Duration::from_secs(args.warmup).as_nanos() as u64;
+    let to_ns = window.as_nanos() as u64;
+    let inside = |t: u64| (from_ns..to_ns).contains(&t);
     let submitted_in_window = shared
         .submitted_at
         .iter()
-        .filter(|t| t.load(Ordering::SeqCst) < window_ns)
+        .filter(|t| inside(t.load(Ordering::SeqCst)))
         .count();
-    let final_in_window = seen.iter().filter(|(_, at)| *at <= window_ns).count();
+    let final_in_window = seen.iter().filter(|(_, at)| inside(*at)).count();
     let mut latencies: Vec<f64> = seen
         .iter()
         .filter_map(|&(i, at)| {
             let sent = shared.submitted_at[i].load(Ordering::SeqCst);
-            (sent < window_ns).then(|| at.saturating_sub(sent) as f64 / 1e6)
+            inside(sent).then(|| at.saturating_sub(sent) as f64 / 1e6)
         })
         .collect();
     latencies.sort_by(f64::total_cmp);
@@ -402,7 +413,8 @@ fn run_chain(args: &ChainArgs, json: bool) -> anyhow::Result<()> {
         },
         "submitted": submitted_in_window,
         "finalized": final_in_window,
-        "final_after_window": latencies.len(),
+        "warmup_s": args.warmup,
+        "latency_samples": latencies.len(),
         "mode": if args.rate.is_some() { "fixed rate" } else { "saturation" },
     });
     drop(nodes);
