@@ -352,7 +352,11 @@ fn run(dir: &Path, stop_after: Option<u64>) -> anyhow::Result<()> {
             println!("{line}");
         }
     }
-    let _ = multi.println("Ctrl-C stops every node.");
+    if tty {
+        multi.println("Ctrl-C stops every node.")?;
+    } else {
+        println!("Ctrl-C stops every node.");
+    }
 
     let started = Instant::now();
     let mut last_print = Instant::now();

@@ -5,7 +5,7 @@ use serde_json::Value;
 use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Child, Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -15,7 +15,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_bcte");
+mod common;
+
+use common::{BIN, bcte, json_of};
 
 struct Node {
     child: Child,
@@ -88,20 +90,6 @@ impl Node {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
-}
-
-fn bcte(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run bcte")
-}
-
-fn json_of(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON object ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 fn new_account(dir: &Path, name: &str) -> (PathBuf, String) {
