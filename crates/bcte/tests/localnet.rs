@@ -125,13 +125,15 @@ struct Net {
     nodes: Vec<NodeProc>,
 }
 
-fn init(dir: &Path, validators: usize) -> Net {
+fn init(dir: &Path, validators: usize, full_nodes: usize) -> Net {
     let out = bcte(&[
         "--json",
         "localnet",
         "init",
         "--validators",
         &validators.to_string(),
+        "--full-nodes",
+        &full_nodes.to_string(),
         "--dir",
         dir.to_str().unwrap(),
     ]);
@@ -145,15 +147,17 @@ fn init(dir: &Path, validators: usize) -> Net {
         .as_array()
         .unwrap()
         .iter()
-        .map(|n| {
-            assert_eq!(n["role"], "validator");
+        .enumerate()
+        .map(|(i, n)| {
+            let role = if i < validators { "validator" } else { "full" };
+            assert_eq!(n["role"], role);
             NodeProc::new(
                 PathBuf::from(n["config"].as_str().unwrap()),
                 n["http"].as_str().unwrap().to_string(),
             )
         })
         .collect::<Vec<_>>();
-    assert_eq!(nodes.len(), validators);
+    assert_eq!(nodes.len(), validators + full_nodes);
     Net {
         dir: dir.to_path_buf(),
         chain_id: ChainId::new(written["chain_id"].as_str().unwrap()).unwrap(),
@@ -231,7 +235,7 @@ fn load(
 #[test]
 fn four_validator_processes_survive_kill_9_and_agree_on_every_block() {
     let work = tempfile::tempdir().unwrap();
-    let mut net = init(&work.path().join("net"), 4);
+    let mut net = init(&work.path().join("net"), 4, 0);
     for node in &mut net.nodes {
         node.start();
     }
@@ -367,9 +371,90 @@ fn four_validator_processes_survive_kill_9_and_agree_on_every_block() {
 }
 
 #[test]
+fn a_full_node_follows_the_chain_serves_it_and_forwards_transactions() {
+    let work = tempfile::tempdir().unwrap();
+    let mut net = init(&work.path().join("net"), 4, 1);
+    for node in &mut net.nodes {
+        node.start();
+    }
+    let urls: Vec<String> = net.nodes.iter().map(|n| n.url.clone()).collect();
+    let full = urls[4].clone();
+    wait_until("the full node follows", Duration::from_secs(60), || {
+        height(&full).is_some_and(|h| h >= 2)
+    });
+
+    // A transfer submitted to the full node reaches the validators and becomes final.
+    let receiver = AccountId::from_public_key(&files::generate_key().public_key());
+    let faucet = net.dir.join("faucet.key");
+    let out = bcte(&[
+        "--json",
+        "tx",
+        "transfer",
+        "--node",
+        &full,
+        "--key",
+        faucet.to_str().unwrap(),
+        "--to",
+        &receiver.to_string(),
+        "--amount",
+        "42",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let height_final = json_of(&out)["height"].as_u64().unwrap();
+    wait_until("every node has the block", Duration::from_secs(30), || {
+        urls.iter()
+            .all(|u| height(u).is_some_and(|h| h >= height_final))
+    });
+    for u in &urls {
+        let a = get(u, &format!("/v1/accounts/{receiver}")).unwrap();
+        assert_eq!(a["balance"], 42, "at {u}");
+    }
+    // It holds the same blocks, with certificates that prove them final.
+    for h in 0..=height_final {
+        let path = format!("/v1/blocks/{h}");
+        assert_eq!(
+            get(&full, &path).unwrap()["hash"],
+            get(&urls[0], &path).unwrap()["hash"],
+            "height {h}"
+        );
+    }
+    let cert = work.path().join("cert.json");
+    let out = bcte(&[
+        "query",
+        "cert",
+        "latest",
+        "--node",
+        &full,
+        "--out",
+        cert.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let genesis = net.dir.join("genesis.json");
+    let out = bcte(&[
+        "verify-cert",
+        "--genesis",
+        genesis.to_str().unwrap(),
+        cert.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn localnet_run_starts_every_node_and_ctrl_c_stops_them() {
     let work = tempfile::tempdir().unwrap();
-    let net = init(&work.path().join("net"), 4);
+    let net = init(&work.path().join("net"), 4, 0);
     let mut run = Command::new(BIN)
         .args(["localnet", "run", "--dir"])
         .arg(&net.dir)
@@ -410,7 +495,7 @@ fn localnet_run_starts_every_node_and_ctrl_c_stops_them() {
 #[test]
 fn inconsistent_configs_are_refused_at_start_up_with_the_reason() {
     let work = tempfile::tempdir().unwrap();
-    let net = init(&work.path().join("net"), 4);
+    let net = init(&work.path().join("net"), 4, 0);
     let config = std::fs::read_to_string(&net.nodes[0].config).unwrap();
 
     // A key that is not in the validator set.
