@@ -71,21 +71,9 @@ impl<S: Store> Shared<S> {
     /// then nonce, balance and limits against the committed state. Wakes a waiting proposer.
     pub fn admit(&self, tx: Tx) -> Result<Hash, AdmitError> {
         Mempool::check_signature(self.executor.chain_id(), &tx)?;
-        // Read the committed account under the pool's lock: the finalizer commits a block and
-        // then prunes the pool under the same lock, so the pool and the state read here are
-        // never from two sides of a block (a stale nonce would refuse a valid next nonce).
-        let mut pool = self.mempool.lock().unwrap_or_else(|e| e.into_inner());
-        let tip = self.executor.tip();
-        let key = StateKey::Account(tx.body().sender);
-        let committed = tree::read_value(self.executor.store(), tip.height, &key)
-            .ok()
-            .flatten()
-            .and_then(|b| decode_account(&b))
-            .unwrap_or_default();
-        let hash = pool.admit(tx, committed)?;
-        drop(pool);
-        self.mempool_notify.notify_waiters();
-        Ok(hash)
+        self.admit_checked([Ok(tx)])
+            .pop()
+            .expect("one result per transaction")
     }
 
     /// Verifies a block through the executor, checking only the signatures this node has not
@@ -125,6 +113,19 @@ impl<S: Store> Shared<S> {
                     .map(|tx| Mempool::check_signature(chain_id, &tx).map(|()| tx))
                     .collect()
             };
+        self.admit_checked(checked)
+    }
+
+    /// Admits transactions whose signatures were checked (or carries their refusals through),
+    /// in order, against the committed state, and wakes a waiting proposer.
+    ///
+    /// The committed accounts are read under the pool's lock: the finalizer commits a block and
+    /// then prunes the pool under the same lock, so the pool and the state read here are never
+    /// from two sides of a block (a stale nonce would refuse a valid next nonce).
+    fn admit_checked(
+        &self,
+        checked: impl IntoIterator<Item = Result<Tx, AdmitError>>,
+    ) -> Vec<Result<Hash, AdmitError>> {
         let mut pool = self.mempool.lock().unwrap_or_else(|e| e.into_inner());
         let tip = self.executor.tip();
         let mut committed = std::collections::HashMap::new();
