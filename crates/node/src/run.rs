@@ -9,7 +9,7 @@ use crate::{
     api::{self, ApiState},
     app::{BuildParams, Shared},
     chain_block::{ChainBlock, PublicKey},
-    config::{NodeConfig, Role},
+    config::{NodeConfig, Role, Tuning},
     engine::{self, Channels, FollowerConfig, Timing, ValidatorConfig},
     executor::Executor,
     files::{self, DataDir, FileError},
@@ -45,32 +45,6 @@ use tracing::{error, info};
 
 /// Base units the dev account holds at genesis: one million tokens.
 pub const DEV_ALLOCATION: Amount = Amount(1_000_000 * Amount::PER_TOKEN);
-
-/// Everything [`run_node`] needs.
-pub struct NodeOptions {
-    /// Validator or full node.
-    pub role: Role,
-    /// The data directory.
-    pub data_dir: DataDir,
-    /// The chain's genesis.
-    pub genesis: Genesis,
-    /// This node's key: its validator key, or a full node's p2p identity.
-    pub key: PrivateKey,
-    /// Where this node listens for p2p connections.
-    pub p2p: SocketAddr,
-    /// Every validator's p2p address (this node's included if it validates).
-    pub validators: BTreeMap<PublicKey, SocketAddr>,
-    /// Every full node's p2p address (this node's included if it is one).
-    pub full_nodes: BTreeMap<PublicKey, SocketAddr>,
-    /// Where to serve the HTTP API.
-    pub http: SocketAddr,
-    /// Lines to print once the node serves requests (dev mode prints the dev key's path).
-    pub banner: Vec<String>,
-    /// Consensus timeouts.
-    pub timing: Timing,
-    /// Block building.
-    pub build: BuildParams,
-}
 
 /// A free TCP port on loopback, for a p2p listener nobody configured.
 pub fn free_local_port() -> std::io::Result<SocketAddr> {
@@ -128,7 +102,7 @@ pub fn run_dev(data_dir: PathBuf, http: SocketAddr) -> anyhow::Result<()> {
     let (genesis, key) = prepare_dev(&dir)?;
     let p2p = free_local_port().context("finding a free port for p2p")?;
     let banner = vec![format!("dev key: {}", dir.dev_key().display())];
-    run_node(NodeOptions {
+    let cfg = NodeConfig {
         role: Role::Validator,
         data_dir: dir,
         genesis,
@@ -137,42 +111,28 @@ pub fn run_dev(data_dir: PathBuf, http: SocketAddr) -> anyhow::Result<()> {
         key,
         p2p,
         http,
-        banner,
-        timing: Timing::default(),
-        build: BuildParams::default(),
-    })
+        tuning: Tuning::default(),
+    };
+    run_node(cfg, &banner)
 }
 
 /// Runs the node a configuration file describes (see [`crate::config`]). Blocks until it stops.
 pub fn run_config(path: &Path) -> anyhow::Result<()> {
-    let cfg = NodeConfig::load(path)?;
+    run_node(NodeConfig::load(path)?, &[])
+}
+
+/// Runs one validator or full node until it stops, printing `banner` once it serves requests.
+/// Returns an error if it could not start or stopped on a failure.
+pub fn run_node(opts: NodeConfig, banner: &[String]) -> anyhow::Result<()> {
     let timing = Timing {
-        leader_timeout: Duration::from_millis(cfg.tuning.leader_timeout_ms),
-        certification_timeout: Duration::from_millis(cfg.tuning.certification_timeout_ms),
+        leader_timeout: Duration::from_millis(opts.tuning.leader_timeout_ms),
+        certification_timeout: Duration::from_millis(opts.tuning.certification_timeout_ms),
         ..Timing::default()
     };
     let build = BuildParams {
-        propose_wait: Duration::from_millis(cfg.tuning.propose_wait_ms),
+        propose_wait: Duration::from_millis(opts.tuning.propose_wait_ms),
         ..BuildParams::default()
     };
-    run_node(NodeOptions {
-        role: cfg.role,
-        data_dir: cfg.data_dir,
-        genesis: cfg.genesis,
-        key: cfg.key,
-        p2p: cfg.p2p,
-        validators: cfg.validators,
-        full_nodes: cfg.full_nodes,
-        http: cfg.http,
-        banner: Vec::new(),
-        timing,
-        build,
-    })
-}
-
-/// Runs one validator or full node until it stops. Returns an error if it could not start or
-/// stopped on a failure.
-pub fn run_node(opts: NodeOptions) -> anyhow::Result<()> {
     let me = opts.key.public_key();
     let me_account = AccountId::from_public_key(&me);
     let is_validator = opts
@@ -214,7 +174,7 @@ pub fn run_node(opts: NodeOptions) -> anyhow::Result<()> {
             MempoolLimits::default(),
         ))),
         mempool_notify: Arc::new(Notify::new()),
-        params: opts.build,
+        params: build,
     });
     let participants: Set<PublicKey> =
         Set::from_iter_dedup(opts.genesis.validators.iter().map(|v| {
@@ -286,7 +246,7 @@ pub fn run_node(opts: NodeOptions) -> anyhow::Result<()> {
                         participants,
                         chain_id: opts.genesis.chain_id.clone(),
                         partition_prefix: "bcte".into(),
-                        timing: opts.timing,
+                        timing,
                         genesis: genesis_block,
                         limits,
                     },
@@ -333,7 +293,7 @@ pub fn run_node(opts: NodeOptions) -> anyhow::Result<()> {
         let server =
             tokio::spawn(async move { axum::serve(listener, api::router(api_state)).await });
 
-        for line in &opts.banner {
+        for line in banner {
             println!("{line}");
         }
         println!("listening on http://{http_addr}");
