@@ -14,7 +14,7 @@
 use crate::localnet;
 use anyhow::{Context as _, bail};
 use bcte_node::{
-    api::{SubmitBatchRequest, SubmitBatchResponse},
+    api::{HeadView, SubmitBatchRequest, SubmitBatchResponse},
     config::Tuning,
     files,
 };
@@ -22,7 +22,6 @@ use bcte_types::{AccountId, Allocation, Amount, ChainId, Hash, Payload, Tx, TxBo
 use clap::{Args, Subcommand};
 use commonware_codec::Encode as _;
 use commonware_cryptography::{Signer as _, ed25519::PrivateKey};
-use serde::Deserialize;
 use serde_json::json;
 use std::{
     collections::HashMap,
@@ -73,17 +72,14 @@ const IN_FLIGHT_MAX: u64 = 16_384;
 /// Transactions per HTTP batch.
 const BATCH: usize = 1_024;
 
-#[derive(Deserialize)]
-struct Head {
-    height: u64,
-}
-
-#[derive(Deserialize)]
+/// The part of a `GET /v1/blocks/{h}` answer the watcher needs: only the transaction hashes
+/// (parsing whole transactions of full blocks would take CPU from the validators).
+#[derive(serde::Deserialize)]
 struct BlockTxs {
     txs: Vec<TxHash>,
 }
 
-#[derive(Deserialize)]
+#[derive(serde::Deserialize)]
 struct TxHash {
     hash: String,
 }
@@ -209,7 +205,7 @@ fn watch(url: &str, shared: &Shared, start: Instant, first_height: u64) -> Vec<(
         let Ok(head) = agent
             .get(&format!("{url}/v1/head"))
             .call()
-            .and_then(|mut r| r.body_mut().read_json::<Head>())
+            .and_then(|mut r| r.body_mut().read_json::<HeadView>())
         else {
             thread::sleep(Duration::from_millis(5));
             continue;
@@ -318,7 +314,7 @@ fn run_chain(args: &ChainArgs, json: bool) -> anyhow::Result<()> {
             if let Ok(head) = agent
                 .get(&format!("{url}/v1/head"))
                 .call()
-                .and_then(|mut r| r.body_mut().read_json::<Head>())
+                .and_then(|mut r| r.body_mut().read_json::<HeadView>())
                 && head.height >= 1
             {
                 first_height = first_height.max(head.height);
