@@ -3,21 +3,20 @@
 
 use serde_json::Value;
 use std::{
-    io::{BufRead, BufReader},
+    ffi::OsStr,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
-        mpsc,
     },
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 mod common;
 
-use common::{BIN, bcte, json_of};
+use common::{BIN, assert_ok, bcte, json_of, start_node};
 
 struct Node {
     child: Child,
@@ -28,35 +27,17 @@ struct Node {
 impl Node {
     /// Starts `bcte node --dev` on `dir` and waits until it serves requests.
     fn start(dir: &Path) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["node", "--dev", "--data-dir"])
-            .arg(dir)
-            .args(["--http", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start bcte node");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut dev_key = None;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let url = loop {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("the node prints its address within a minute");
-            if let Some(p) = line.strip_prefix("dev key: ") {
-                dev_key = Some(PathBuf::from(p));
-            }
-            if let Some(u) = line.strip_prefix("listening on ") {
-                break u.to_string();
-            }
-        };
+        let (child, url, before) = start_node([
+            OsStr::new("--dev"),
+            OsStr::new("--data-dir"),
+            dir.as_os_str(),
+            OsStr::new("--http"),
+            OsStr::new("127.0.0.1:0"),
+        ]);
+        let dev_key = before
+            .iter()
+            .find_map(|l| l.strip_prefix("dev key: "))
+            .map(PathBuf::from);
         let node = Self {
             child,
             url,
@@ -115,11 +96,7 @@ fn transfer_query_kill_restart_and_audit_a_dev_chain() {
         "--json", "tx", "transfer", "--node", &node.url, "--key", &dev_key, "--to", &bob,
         "--amount", "1234",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let receipt = json_of(&out);
     assert_eq!(receipt["status"], "accepted");
     assert_eq!(receipt["reason"], Value::Null);
@@ -248,11 +225,7 @@ fn transfer_query_kill_restart_and_audit_a_dev_chain() {
     node.kill9();
 
     let out = bcte(&["--json", "verify", "--data-dir", data.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let report = json_of(&out);
     assert_eq!(report["ok"], true);
     assert!(report["certificates"].as_u64().unwrap() > 0);
@@ -386,9 +359,5 @@ fn a_node_killed_at_twenty_random_moments_under_load_loses_nothing_final() {
         finals.len()
     );
     let out = bcte(&["verify", "--data-dir", data.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
 }

@@ -13,13 +13,12 @@ use commonware_cryptography::{Signer as _, ed25519::PrivateKey};
 use serde_json::Value;
 use std::{
     collections::BTreeMap,
-    io::{BufRead, BufReader},
+    ffi::OsStr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
-        mpsc,
     },
     thread,
     time::{Duration, Instant},
@@ -27,7 +26,7 @@ use std::{
 
 mod common;
 
-use common::{BIN, bcte, json_of};
+use common::{BIN, assert_ok, bcte, json_of, start_node};
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -66,31 +65,7 @@ impl NodeProc {
 
     /// Starts the process and waits until it serves its API.
     fn start(&mut self) {
-        let mut child = Command::new(BIN)
-            .arg("node")
-            .arg("--config")
-            .arg(&self.config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start bcte node");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("the node prints its address within a minute");
-            if line.starts_with("listening on ") {
-                break;
-            }
-        }
+        let (child, _, _) = start_node([OsStr::new("--config"), self.config.as_os_str()]);
         self.child = Some(child);
     }
 
@@ -137,11 +112,7 @@ fn init(dir: &Path, validators: usize, full_nodes: usize) -> Net {
         "--dir",
         dir.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let written = json_of(&out);
     let nodes = written["nodes"]
         .as_array()
@@ -232,6 +203,30 @@ fn load(
     expected
 }
 
+/// Saves the newest certificate `url` holds to `cert` (`bcte query cert latest`) and checks it
+/// against `genesis` alone (`bcte verify-cert`); returns what `verify-cert --json` printed.
+fn prove_latest_final(url: &str, genesis: &Path, cert: &Path) -> Value {
+    assert_ok(&bcte(&[
+        "--json",
+        "query",
+        "cert",
+        "latest",
+        "--node",
+        url,
+        "--out",
+        cert.to_str().unwrap(),
+    ]));
+    let out = bcte(&[
+        "--json",
+        "verify-cert",
+        "--genesis",
+        genesis.to_str().unwrap(),
+        cert.to_str().unwrap(),
+    ]);
+    assert_ok(&out);
+    json_of(&out)
+}
+
 #[test]
 fn four_validator_processes_survive_kill_9_and_agree_on_every_block() {
     let work = tempfile::tempdir().unwrap();
@@ -310,35 +305,8 @@ fn four_validator_processes_survive_kill_9_and_agree_on_every_block() {
     // A certificate saved from the restarted validator proves its block final with only the
     // genesis; the same file with another block's header does not.
     let cert = work.path().join("cert.json");
-    let out = bcte(&[
-        "--json",
-        "query",
-        "cert",
-        "latest",
-        "--node",
-        &urls[3],
-        "--out",
-        cert.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let genesis = net.dir.join("genesis.json");
-    let out = bcte(&[
-        "--json",
-        "verify-cert",
-        "--genesis",
-        genesis.to_str().unwrap(),
-        cert.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let proven = json_of(&out);
+    let proven = prove_latest_final(&urls[3], &genesis, &cert);
     assert_eq!(proven["ok"], true);
     assert!(proven["signers"].as_u64().unwrap() >= 3);
     let mut file: Value = serde_json::from_str(&std::fs::read_to_string(&cert).unwrap()).unwrap();
@@ -399,11 +367,7 @@ fn a_full_node_follows_the_chain_serves_it_and_forwards_transactions() {
         "--amount",
         "42",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let height_final = json_of(&out)["height"].as_u64().unwrap();
     wait_until("every node has the block", Duration::from_secs(30), || {
         urls.iter()
@@ -422,33 +386,12 @@ fn a_full_node_follows_the_chain_serves_it_and_forwards_transactions() {
             "height {h}"
         );
     }
-    let cert = work.path().join("cert.json");
-    let out = bcte(&[
-        "query",
-        "cert",
-        "latest",
-        "--node",
+    let proven = prove_latest_final(
         &full,
-        "--out",
-        cert.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        &net.dir.join("genesis.json"),
+        &work.path().join("cert.json"),
     );
-    let genesis = net.dir.join("genesis.json");
-    let out = bcte(&[
-        "verify-cert",
-        "--genesis",
-        genesis.to_str().unwrap(),
-        cert.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(proven["ok"], true);
 }
 
 #[test]
