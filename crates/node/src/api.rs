@@ -362,6 +362,12 @@ async fn head<S: Store>(State(st): State<Arc<ApiState<S>>>) -> Json<HeadView> {
     })
 }
 
+/// Decodes the hex of an encoded transaction; the error names `what` was wrong.
+fn parse_tx(text: &str, what: &str) -> Result<Tx, String> {
+    let bytes = hex::decode(text.trim()).map_err(|e| format!("{what} is not hex: {e}"))?;
+    Tx::decode(Copying(&bytes)).map_err(|e| format!("{what} is not a transaction: {e}"))
+}
+
 /// Submits a signed transaction. 202 once admitted to the mempool (not yet final).
 #[utoipa::path(
     post,
@@ -382,10 +388,7 @@ async fn submit_tx<S: Store>(
         status: e.status(),
         message: format!("malformed request body: {}", e.body_text()),
     })?;
-    let bytes = hex::decode(req.tx.trim())
-        .map_err(|e| ApiError::bad_request(format!("field tx is not hex: {e}")))?;
-    let tx = Tx::decode(Copying(&bytes))
-        .map_err(|e| ApiError::bad_request(format!("field tx is not a transaction: {e}")))?;
+    let tx = parse_tx(&req.tx, "field tx").map_err(ApiError::bad_request)?;
     let shared = st.shared.clone();
     let submitted = tx.clone();
     // Signature checks are CPU work; keep them off the async workers.
@@ -443,13 +446,7 @@ async fn submit_batch<S: Store>(
     let mut results: Vec<BatchItem> = Vec::with_capacity(req.txs.len());
     let mut decoded = Vec::with_capacity(req.txs.len());
     for (i, text) in req.txs.iter().enumerate() {
-        let tx = hex::decode(text.trim())
-            .map_err(|e| format!("txs[{i}] is not hex: {e}"))
-            .and_then(|bytes| {
-                Tx::decode(Copying(&bytes))
-                    .map_err(|e| format!("txs[{i}] is not a transaction: {e}"))
-            });
-        match tx {
+        match parse_tx(text, &format!("txs[{i}]")) {
             Ok(tx) => {
                 results.push(BatchItem {
                     hash: Some(hex::encode(tx.hash())),
