@@ -279,6 +279,7 @@ where
         blocker.clone(),
         me.clone(),
         Some(buffer),
+        page_cache.clone(),
     )
     .await?;
     let marshal_mailbox = marshal.mailbox.clone();
@@ -356,6 +357,7 @@ async fn start_marshal<E, S, R, P, B, St>(
     blocker: B,
     me: PublicKey,
     buffer: Option<buffered::Mailbox<PublicKey, ChainBlock>>,
+    page_cache: CacheRef,
 ) -> Result<Marshal, StartError>
 where
     E: Spawner + Clock + Storage + Metrics + CryptoRng + Rng,
@@ -365,7 +367,6 @@ where
     B: Blocker<PublicKey = PublicKey>,
     St: Store,
 {
-    let page_cache = CacheRef::new(PAGE_SIZE, PAGE_CACHE_PAGES);
     // Marshal's durable stores of finalized blocks and certificates.
     let finalizations = immutable::Archive::init(
         context.child("finalizations"),
@@ -509,6 +510,7 @@ where
         blocker,
         me,
         None,
+        CacheRef::new(PAGE_SIZE, PAGE_CACHE_PAGES),
     )
     .await?;
     let targets = NonEmptyVec::try_from(cfg.participants.iter().cloned().collect::<Vec<_>>())
