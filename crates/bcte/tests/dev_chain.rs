@@ -16,24 +16,30 @@ use std::{
 
 mod common;
 
-use common::{BIN, assert_ok, bcte, json_of, start_node};
+use common::{BIN, assert_ok, bcte, json_of, show_log_if_failing, start_node};
 
 struct Node {
     child: Child,
     url: String,
     dev_key: PathBuf,
+    log: PathBuf,
 }
 
 impl Node {
     /// Starts `bcte node --dev` on `dir` and waits until it serves requests.
     fn start(dir: &Path) -> Self {
-        let (child, url, before) = start_node([
-            OsStr::new("--dev"),
-            OsStr::new("--data-dir"),
-            dir.as_os_str(),
-            OsStr::new("--http"),
-            OsStr::new("127.0.0.1:0"),
-        ]);
+        // The log sits next to the data directory; every start appends to it.
+        let log = dir.with_extension("log");
+        let (child, url, before) = start_node(
+            [
+                OsStr::new("--dev"),
+                OsStr::new("--data-dir"),
+                dir.as_os_str(),
+                OsStr::new("--http"),
+                OsStr::new("127.0.0.1:0"),
+            ],
+            &log,
+        );
         let dev_key = before
             .iter()
             .find_map(|l| l.strip_prefix("dev key: "))
@@ -42,6 +48,7 @@ impl Node {
             child,
             url,
             dev_key: dev_key.expect("dev key line before the address"),
+            log,
         };
         let health: Value = node.get("/health");
         assert_eq!(health["status"], "ok");
@@ -67,9 +74,15 @@ impl Node {
     }
 
     /// SIGKILL: no shutdown code runs.
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+    fn kill9(self) {}
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // SIGKILL, also when a test fails: no node outlives its test.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        show_log_if_failing(&self.url, &self.log, 40);
     }
 }
 

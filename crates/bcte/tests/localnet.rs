@@ -26,7 +26,7 @@ use std::{
 
 mod common;
 
-use common::{BIN, assert_ok, bcte, json_of, start_node};
+use common::{BIN, assert_ok, bcte, json_of, show_log_if_failing, start_node};
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -63,9 +63,17 @@ impl NodeProc {
         }
     }
 
+    /// The node's log, next to its config (every start appends to it).
+    fn log(&self) -> PathBuf {
+        self.config.with_extension("log")
+    }
+
     /// Starts the process and waits until it serves its API.
     fn start(&mut self) {
-        let (child, _, _) = start_node([OsStr::new("--config"), self.config.as_os_str()]);
+        let (child, _, _) = start_node(
+            [OsStr::new("--config"), self.config.as_os_str()],
+            &self.log(),
+        );
         self.child = Some(child);
     }
 
@@ -81,6 +89,7 @@ impl NodeProc {
 impl Drop for NodeProc {
     fn drop(&mut self) {
         self.kill9();
+        show_log_if_failing(&self.url, &self.log(), 40);
     }
 }
 

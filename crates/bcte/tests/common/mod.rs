@@ -3,7 +3,9 @@
 use serde_json::Value;
 use std::{
     ffi::OsStr,
+    fs::OpenOptions,
     io::{BufRead, BufReader},
+    path::Path,
     process::{Child, Command, Output, Stdio},
     sync::mpsc,
     thread,
@@ -38,19 +40,25 @@ pub fn json_of(out: &Output) -> Value {
     })
 }
 
-/// Starts `bcte node ARGS` and waits (a minute at most) until it prints `listening on URL`.
-/// Returns the process, the URL and the lines printed before it.
-pub fn start_node<I, S>(args: I) -> (Child, String, Vec<String>)
+/// Starts `bcte node ARGS`, its log (stderr) appended to `log`, and waits (a minute at most)
+/// until it prints `listening on URL`. Returns the process, the URL and the lines printed
+/// before it.
+pub fn start_node<I, S>(args: I, log: &Path) -> (Child, String, Vec<String>)
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("open the node's log file");
     let mut child = Command::new(BIN)
         .arg("node")
         .args(args)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("start bcte node");
     let stdout = child.stdout.take().unwrap();
@@ -72,4 +80,23 @@ where
         before.push(line);
     };
     (child, url, before)
+}
+
+/// When the current test is failing, prints the last `lines` lines of a node's log to stderr
+/// (the test harness shows them with the failure). Call it from a node handle's `Drop`.
+pub fn show_log_if_failing(name: &str, log: &Path, lines: usize) {
+    if !thread::panicking() {
+        return;
+    }
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    let tail = &all[all.len().saturating_sub(lines)..];
+    eprintln!(
+        "--- last {} lines of {name}'s log ({}) ---",
+        tail.len(),
+        log.display()
+    );
+    for line in tail {
+        eprintln!("{line}");
+    }
 }
