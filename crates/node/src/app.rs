@@ -99,21 +99,48 @@ impl<S: Store> Shared<S> {
     /// Admits many transactions at once, in order: their signatures are checked in one batch
     /// (a failed batch falls back to one-by-one checks, so each refusal names its own cause),
     /// then all are admitted under one lock. Returns one result per transaction.
+    ///
+    /// Transactions already waiting here are refused as duplicates before any signature work:
+    /// gossip sends a transaction again while it waits (see [`crate::gossip`]), and a peer
+    /// that already holds it should pay a hash lookup, not a signature check.
     pub fn admit_many(
         &self,
         txs: Vec<Tx>,
         rng: &mut impl CryptoRng,
     ) -> Vec<Result<Hash, AdmitError>> {
         let chain_id = self.executor.chain_id();
+        let mut refused: Vec<Option<AdmitError>> = {
+            let pool = self.mempool.lock().unwrap_or_else(|e| e.into_inner());
+            txs.iter()
+                .map(|tx| {
+                    let hash = tx.hash();
+                    pool.contains(&hash)
+                        .then(|| AdmitError::Duplicate(hex::encode(hash)))
+                })
+                .collect()
+        };
+        let fresh: Vec<Tx> = txs
+            .into_iter()
+            .zip(&refused)
+            .filter_map(|(tx, refusal)| refusal.is_none().then_some(tx))
+            .collect();
         let checked: Vec<Result<Tx, AdmitError>> =
-            if bcte_types::tx::verify_batch(&txs, chain_id, rng).is_ok() {
-                txs.into_iter().map(Ok).collect()
+            if bcte_types::tx::verify_batch(&fresh, chain_id, rng).is_ok() {
+                fresh.into_iter().map(Ok).collect()
             } else {
-                txs.into_iter()
+                fresh
+                    .into_iter()
                     .map(|tx| Mempool::check_signature(chain_id, &tx).map(|()| tx))
                     .collect()
             };
-        self.admit_checked(checked)
+        let mut admitted = self.admit_checked(checked).into_iter();
+        refused
+            .iter_mut()
+            .map(|refusal| match refusal.take() {
+                Some(e) => Err(e),
+                None => admitted.next().expect("one result per fresh transaction"),
+            })
+            .collect()
     }
 
     /// Admits transactions whose signatures were checked (or carries their refusals through),

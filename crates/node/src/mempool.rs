@@ -219,6 +219,11 @@ impl Mempool {
         self.txs.contains_key(hash)
     }
 
+    /// The waiting transaction `hash`, if any.
+    pub fn get(&self, hash: &Hash) -> Option<Arc<Tx>> {
+        self.txs.get(hash).map(|e| e.tx.clone())
+    }
+
     /// Whether exactly `tx` (same body, same signature) is waiting, so its signature was
     /// checked on admission and need not be checked again in a block.
     pub fn holds_exactly(&self, tx: &Tx) -> bool {

@@ -504,6 +504,25 @@ impl SimNet {
         }
     }
 
+    /// A node's state over `store` (initialised with the genesis if empty) and an empty
+    /// mempool, with the genesis block.
+    pub fn node_state(&self, store: MemStore) -> (Arc<Shared<MemStore>>, ChainBlock) {
+        let chain = ChainStore::new(store, BlockLimits::default());
+        let state = chain.init(&self.genesis).expect("memory store initializes");
+        let executor =
+            Arc::new(Executor::new(chain, self.genesis.chain_id.clone()).expect("executor"));
+        let shared = Arc::new(Shared {
+            executor,
+            mempool: Arc::new(Mutex::new(Mempool::new(
+                self.genesis.chain_id.clone(),
+                MempoolLimits::default(),
+            ))),
+            mempool_notify: Arc::new(Notify::new()),
+            params: self.build,
+        });
+        (shared, ChainBlock(Arc::new(state.block)))
+    }
+
     /// Starts (or restarts) validator `v` from its store.
     pub async fn start(&self, context: &Ctx, v: &mut SimValidator) {
         let channels = self.register(v.index).await;
@@ -524,26 +543,14 @@ impl SimNet {
         assert!(!v.is_running(), "{} is already running", v.name);
         let key = validator_key(v.index);
         let limits = BlockLimits::default();
-        let chain = ChainStore::new(v.store.clone(), limits);
-        let state = chain.init(&self.genesis).expect("memory store initializes");
-        let executor =
-            Arc::new(Executor::new(chain, self.genesis.chain_id.clone()).expect("executor"));
-        let shared = Arc::new(Shared {
-            executor,
-            mempool: Arc::new(Mutex::new(Mempool::new(
-                self.genesis.chain_id.clone(),
-                MempoolLimits::default(),
-            ))),
-            mempool_notify: Arc::new(Notify::new()),
-            params: self.build,
-        });
+        let (shared, genesis_block) = self.node_state(v.store.clone());
         let cfg = ValidatorConfig {
             signer: key.clone(),
             participants: participants(&self.genesis),
             chain_id: self.genesis.chain_id.clone(),
             partition_prefix: v.name.clone(),
             timing: self.timing,
-            genesis: ChainBlock(Arc::new(state.block)),
+            genesis: genesis_block,
             limits,
         };
         let manager = self.oracle.manager();
