@@ -99,11 +99,31 @@ pub struct Init {
     pub nodes: Vec<InitNode>,
 }
 
-/// `count` distinct free loopback addresses (all held open until every one is chosen).
+/// Where free ports are looked for: below the kernel's ephemeral range (Linux's default
+/// `ip_local_port_range` starts at 32768; most systems' at 32768 or 49152). A port taken from
+/// the ephemeral range could be given to some process's outgoing connection between `init`
+/// and the node's start, and the node could not listen on it.
+const FREE_PORTS: std::ops::Range<u16> = 10_000..32_768;
+
+/// `count` distinct free loopback addresses (all held open until every one is chosen), from
+/// [`FREE_PORTS`], scanning from a random port so that networks written at the same time
+/// rarely pick the same ones; from the ephemeral range if that range is full.
 fn free_addresses(count: usize) -> std::io::Result<Vec<SocketAddr>> {
-    let listeners = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()?;
+    let span = FREE_PORTS.end - FREE_PORTS.start;
+    let start = rand::random_range(0..span);
+    let mut listeners = Vec::with_capacity(count);
+    for offset in 0..span {
+        if listeners.len() == count {
+            break;
+        }
+        let port = FREE_PORTS.start + (start + offset) % span;
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            listeners.push(l);
+        }
+    }
+    while listeners.len() < count {
+        listeners.push(TcpListener::bind("127.0.0.1:0")?);
+    }
     listeners.iter().map(TcpListener::local_addr).collect()
 }
 
