@@ -488,14 +488,28 @@ fn save_certificate(node: &str, height: &str, out: &Path, json: bool) -> anyhow:
         height: view.height,
         block_hash: view.block_hash,
         header: block.header,
+        descendants: view.descendants,
         certificate: view.certificate,
     };
     let text = serde_json::to_string_pretty(&file)? + "\n";
     std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
-    let value = json!({ "height": file.height, "block_hash": file.block_hash, "file": out });
+    let value = json!({
+        "height": file.height,
+        "block_hash": file.block_hash,
+        "certified_height": view.certified_height,
+        "file": out,
+    });
     emit(json, &value, || {
+        let via = if view.certified_height == file.height {
+            String::new()
+        } else {
+            format!(
+                " (through the certificate of block {} and the headers in between)",
+                view.certified_height
+            )
+        };
         format!(
-            "certificate of block {} ({}) saved to {}",
+            "certificate of block {} ({}){via} saved to {}",
             file.height,
             file.block_hash,
             out.display()
@@ -516,9 +530,20 @@ pub fn run_verify_cert(args: VerifyCertArgs, json: bool) -> ExitCode {
             .with_context(|| format!("{}: header is not hex", args.cert_file.display()))?;
         let certificate = hex::decode(&file.certificate)
             .with_context(|| format!("{}: certificate is not hex", args.cert_file.display()))?;
+        let descendants = file
+            .descendants
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                hex::decode(d).with_context(|| {
+                    format!("{}: descendant {i} is not hex", args.cert_file.display())
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(cert::prove_final(
             &genesis,
             &header,
+            &descendants,
             &certificate,
             &mut rand::rng(),
         ))
@@ -534,13 +559,19 @@ pub fn run_verify_cert(args: VerifyCertArgs, json: bool) -> ExitCode {
                 "height": p.header.height.get(),
                 "block_hash": hex::encode(p.block_hash),
                 "state_root": hex::encode(p.header.state_root),
+                "certified_height": p.certified_height,
                 "view": p.view,
                 "signers": p.signers,
                 "validators": p.validators,
             });
             emit(json, &value, || {
+                let via = if p.certified_height == p.header.height.get() {
+                    String::new()
+                } else {
+                    format!(" (through its descendant at height {})", p.certified_height)
+                };
                 format!(
-                    "final: block {} ({}) with state root {}, signed by {} of {} validators",
+                    "final: block {} ({}) with state root {}, signed by {} of {} validators{via}",
                     p.header.height,
                     hex::encode(p.block_hash),
                     hex::encode(p.header.state_root),

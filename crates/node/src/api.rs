@@ -8,7 +8,7 @@
 //! Strings: hashes, roots and byte strings are lowercase hex; an ACCOUNT is the hex of its 32-byte
 //! public key; amounts are integers in token base units; times are ms since the Unix epoch.
 
-use crate::{app::Shared, gossip::Outbox, mempool::AdmitError};
+use crate::{app::Shared, cert, gossip::Outbox, mempool::AdmitError};
 use axum::{
     Json, Router,
     extract::{DefaultBodyLimit, Path, Query, State, rejection::JsonRejection},
@@ -696,18 +696,28 @@ async fn proof<S: Store>(
     }))
 }
 
-/// A block's finality certificate.
+/// A block's proof of finality: a certificate, of the block itself or of its nearest certified
+/// descendant, with the headers in between.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CertificateView {
     /// The block height.
     pub height: u64,
     /// The block hash.
     pub block_hash: String,
+    /// The height of the block the certificate signs: `height` itself, or a descendant's when
+    /// the block was finalized through it.
+    pub certified_height: u64,
+    /// Encoded headers of the blocks from `height + 1` to `certified_height`, hex, in order;
+    /// empty when the certificate is the block's own.
+    #[serde(default)]
+    pub descendants: Vec<String>,
     /// The encoded simplex finalization (signatures of a quorum of validators), hex.
     pub certificate: String,
 }
 
-/// The finality certificate stored for a block (blocks finalized through a descendant have none).
+/// The proof that a block is final: its own stored certificate, or, for a block finalized
+/// through a descendant, the certificate of the nearest descendant that has one (at most
+/// [`cert::DESCENDANTS_MAX`] blocks up) and the headers that link the two.
 #[utoipa::path(
     get,
     path = "/v1/certificates/{height}",
@@ -719,15 +729,33 @@ async fn certificate<S: Store>(
     Path(height): Path<u64>,
 ) -> ApiResult<CertificateView> {
     let store = st.shared.executor.store();
-    let cert = store
-        .certificate(Height(height))?
-        .ok_or_else(|| ApiError::not_found(format!("no certificate stored for height {height}")))?;
+    let tip = st.shared.executor.tip().height.get();
     let block = store
         .block(Height(height))?
-        .ok_or_else(|| ApiError::internal("block missing"))?;
+        .ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?;
+    let mut descendants = Vec::new();
+    let mut at = height;
+    let cert = loop {
+        if let Some(cert) = store.certificate(Height(at))? {
+            break cert;
+        }
+        if at >= tip || descendants.len() == cert::DESCENDANTS_MAX {
+            return Err(ApiError::not_found(format!(
+                "block {height} is final, but no certificate of it or of a descendant up to \
+                 height {at} is stored yet; retry after the next block"
+            )));
+        }
+        at += 1;
+        let next = store
+            .block(Height(at))?
+            .ok_or_else(|| ApiError::internal("block missing below the tip"))?;
+        descendants.push(hex::encode(next.header().encode()));
+    };
     Ok(Json(CertificateView {
         height,
         block_hash: hex::encode(block.hash()),
+        certified_height: at,
+        descendants,
         certificate: hex::encode(cert),
     }))
 }

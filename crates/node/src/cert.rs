@@ -4,6 +4,12 @@
 //! the signatures of a quorum of validators over it, in the chain's consensus namespace. Checking
 //! it needs no node and no trust: the validator public keys from the genesis suffice. This is the
 //! light-client check, used by `bcte verify` on every stored certificate.
+//!
+//! Not every finalized block has a certificate of its own: when the finalize votes of a view do
+//! not reach a quorum in time but a later block's do, the later block's finalization finalizes
+//! its ancestors too. Such a block is proven final by the certificate of its nearest certified
+//! descendant and the headers in between, each naming the hash of the one before as its parent
+//! ([`prove_final`] checks the links).
 
 use crate::{app::Scheme, chain_block::Digest, engine::consensus_namespace};
 use bcte_types::{Genesis, Hash, Header};
@@ -28,6 +34,14 @@ pub enum CertError {
     /// The header bytes are not a block header.
     #[error("not a block header: {0}")]
     Header(String),
+    /// A descendant header is not a header, or does not extend the one before it.
+    #[error("descendant {index}: {reason}")]
+    Descendant {
+        /// Its position in the list (0 = the block's child).
+        index: usize,
+        /// What is wrong.
+        reason: String,
+    },
     /// The certificate finalizes another block.
     #[error("certificate is for block {got}, not {expected}")]
     OtherBlock {
@@ -75,9 +89,15 @@ pub fn verify_certificate(
     Ok(cert)
 }
 
+/// Most descendant headers a proof of finality may carry (a block's nearest certified
+/// descendant is normally its child or grandchild).
+pub const DESCENDANTS_MAX: usize = 256;
+
 /// A certificate file, as `bcte query cert` saves it and `bcte verify-cert` reads it: the block
 /// header (which commits to the height, the parent, the transactions and the state root) and the
-/// finality certificate over the header's hash. All byte strings are lowercase hex.
+/// finality certificate over the header's hash, or, for a block finalized through a descendant,
+/// the headers from its child up to the certified descendant and that descendant's certificate.
+/// All byte strings are lowercase hex.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateFile {
@@ -89,7 +109,11 @@ pub struct CertificateFile {
     pub block_hash: String,
     /// The canonical encoding of the block header.
     pub header: String,
-    /// The encoded simplex finalization.
+    /// Headers of the blocks from `height + 1` up to the certified one, in order, when the
+    /// block was finalized through a descendant (empty when the certificate is its own).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub descendants: Vec<String>,
+    /// The encoded simplex finalization (of the block, or of the last descendant).
     pub certificate: String,
 }
 
@@ -100,7 +124,9 @@ pub struct ProvenFinal {
     pub header: Header,
     /// The block hash.
     pub block_hash: Hash,
-    /// The consensus view the block was finalized in.
+    /// The height of the block the certificate signs: the block's own, or its descendant's.
+    pub certified_height: u64,
+    /// The consensus view of the certified block.
     pub view: u64,
     /// How many validators signed.
     pub signers: usize,
@@ -108,23 +134,54 @@ pub struct ProvenFinal {
     pub validators: usize,
 }
 
-/// Proves that the block of `header` is final on the chain of `genesis`: the header decodes, the
-/// certificate's signatures verify against the genesis validator keys in the chain's namespace
-/// with at least a quorum of signers, and the certificate finalizes exactly this header's hash.
+/// Proves that the block of `header` is final on the chain of `genesis`: the header decodes,
+/// each of `descendants` (at most [`DESCENDANTS_MAX`]) is a header whose parent is the hash of
+/// the one before it and whose height is one more, the certificate's signatures verify against
+/// the genesis validator keys in the chain's namespace with at least a quorum of signers, and
+/// the certificate finalizes exactly the last header's hash (with no descendants, the block's
+/// own). A finalized block's ancestors are final, so this proves the first header final.
 /// Trusts nothing but the genesis.
 pub fn prove_final(
     genesis: &Genesis,
     header: &[u8],
+    descendants: &[Vec<u8>],
     certificate: &[u8],
     rng: &mut impl CryptoRng,
 ) -> Result<ProvenFinal, CertError> {
     let header = Header::decode(Copying(header)).map_err(|e| CertError::Header(e.to_string()))?;
+    if descendants.len() > DESCENDANTS_MAX {
+        return Err(CertError::Descendant {
+            index: DESCENDANTS_MAX,
+            reason: format!("more than {DESCENDANTS_MAX} descendants"),
+        });
+    }
     let block_hash = header.hash();
+    let (mut last_hash, mut last_height) = (block_hash, header.height.get());
+    for (index, bytes) in descendants.iter().enumerate() {
+        let refuse = |reason: String| CertError::Descendant { index, reason };
+        let child = Header::decode(Copying(bytes.as_slice()))
+            .map_err(|e| refuse(format!("not a block header: {e}")))?;
+        if child.parent != last_hash {
+            return Err(refuse(format!(
+                "its parent is {}, not {}",
+                hex::encode(child.parent),
+                hex::encode(last_hash)
+            )));
+        }
+        if child.height.get() != last_height + 1 {
+            return Err(refuse(format!(
+                "height {} does not follow {last_height}",
+                child.height
+            )));
+        }
+        (last_hash, last_height) = (child.hash(), child.height.get());
+    }
     let verifier = verifier(genesis);
-    let cert = verify_certificate(&verifier, certificate, Some(block_hash), rng)?;
+    let cert = verify_certificate(&verifier, certificate, Some(last_hash), rng)?;
     Ok(ProvenFinal {
         header,
         block_hash,
+        certified_height: last_height,
         view: cert.proposal.round.view().get(),
         signers: cert.certificate.signers.count(),
         validators: genesis.validators.len(),
@@ -137,12 +194,7 @@ mod tests {
     use crate::files::generate_key;
     use bcte_types::{AccountId, Allocation, Amount, ChainId, Height, Validator};
     use commonware_codec::Encode as _;
-    use commonware_consensus::{
-        simplex::types::{Finalize, Proposal},
-        types::{Epoch, Round, View},
-    };
     use commonware_cryptography::{Signer as _, certificate::Signers, ed25519::PrivateKey};
-    use commonware_utils::iter::NonEmpty;
 
     fn genesis_of(keys: &[PrivateKey], chain: &str) -> Genesis {
         let account = AccountId::from_public_key(&keys[0].public_key());
@@ -183,33 +235,9 @@ mod tests {
         }
     }
 
-    /// A finalization of `header` signed by the validators at `signers` (sorted by key, as the
-    /// engine orders participants).
+    /// A finalization of `header` signed by the first `signers` validators.
     fn certify(genesis: &Genesis, keys: &[PrivateKey], header: &Header, signers: usize) -> Vec<u8> {
-        let participants = Set::from_iter_dedup(keys.iter().map(|k| k.public_key()));
-        let namespace = consensus_namespace(&genesis.chain_id);
-        let proposal = Proposal {
-            round: Round::new(Epoch::new(0), View::new(9)),
-            parent: View::new(8),
-            payload: header.hash(),
-        };
-        let votes: Vec<Finalize<Scheme, Digest>> = keys
-            .iter()
-            .take(signers)
-            .map(|k| {
-                let scheme = Scheme::signer(&namespace, participants.clone(), k.clone()).unwrap();
-                Finalize::sign(&scheme, proposal.clone()).unwrap()
-            })
-            .collect();
-        let scheme = Scheme::verifier(&namespace, participants);
-        Finalization::from_finalizes(
-            &scheme,
-            NonEmpty::try_new(votes.iter()).unwrap(),
-            &Sequential,
-        )
-        .unwrap()
-        .encode()
-        .to_vec()
+        crate::sim::finalization(&genesis.chain_id, keys, signers, header.hash(), 9)
     }
 
     fn setup() -> (Vec<PrivateKey>, Genesis, Header, Vec<u8>) {
@@ -223,10 +251,94 @@ mod tests {
     #[test]
     fn a_quorum_certificate_proves_its_block_final() {
         let (_, genesis, header, cert) = setup();
-        let proven = prove_final(&genesis, &header.encode(), &cert, &mut rand::rng()).unwrap();
+        let proven = prove_final(&genesis, &header.encode(), &[], &cert, &mut rand::rng()).unwrap();
         assert_eq!(proven.header, header);
         assert_eq!(proven.block_hash, header.hash());
         assert_eq!((proven.signers, proven.validators, proven.view), (3, 4, 9));
+        assert_eq!(proven.certified_height, 12);
+    }
+
+    /// The child of `parent`: the next height, naming `parent`'s hash.
+    fn child_of(parent: &Header) -> Header {
+        Header {
+            parent: parent.hash(),
+            height: Height(parent.height.get() + 1),
+            timestamp_ms: parent.timestamp_ms + 1,
+            ..*parent
+        }
+    }
+
+    #[test]
+    fn a_descendants_certificate_and_the_headers_between_prove_a_block_final() {
+        let keys: Vec<PrivateKey> = (0..4).map(|_| generate_key()).collect();
+        let genesis = genesis_of(&keys, "cert-test");
+        let block = header(12);
+        let child = child_of(&block);
+        let grandchild = child_of(&child);
+        let cert = certify(&genesis, &keys, &grandchild, 3);
+        let chain = [child.encode().to_vec(), grandchild.encode().to_vec()];
+        let proven =
+            prove_final(&genesis, &block.encode(), &chain, &cert, &mut rand::rng()).unwrap();
+        assert_eq!(proven.header, block);
+        assert_eq!(proven.block_hash, block.hash());
+        assert_eq!(proven.certified_height, 14);
+
+        // The child is proven by the same certificate with one header fewer.
+        let proven =
+            prove_final(&genesis, &chain[0], &chain[1..], &cert, &mut rand::rng()).unwrap();
+        assert_eq!(proven.header, child);
+
+        // A gap, a reordered chain, a header of another branch and junk are refused.
+        let refused = |descendants: &[Vec<u8>]| {
+            prove_final(
+                &genesis,
+                &block.encode(),
+                descendants,
+                &cert,
+                &mut rand::rng(),
+            )
+            .unwrap_err()
+        };
+        let err = refused(&chain[1..]);
+        assert!(
+            matches!(err, CertError::Descendant { index: 0, .. }),
+            "{err}"
+        );
+        let err = refused(&[chain[1].clone(), chain[0].clone()]);
+        assert!(
+            matches!(err, CertError::Descendant { index: 0, .. }),
+            "{err}"
+        );
+        let other_branch = Header {
+            state_root: [9; 32].into(),
+            ..child
+        };
+        let err = refused(&[other_branch.encode().to_vec(), chain[1].clone()]);
+        assert!(
+            matches!(err, CertError::Descendant { index: 1, .. }),
+            "{err}"
+        );
+        let err = refused(&[chain[0].clone(), b"junk".to_vec()]);
+        assert!(
+            matches!(err, CertError::Descendant { index: 1, .. }),
+            "{err}"
+        );
+        // Without the headers, the descendant's certificate is not the block's.
+        let err = refused(&[]);
+        assert!(matches!(err, CertError::OtherBlock { .. }), "{err}");
+        // A height that skips, even with a correct parent link, is refused.
+        let skipping = Header {
+            height: Height(20),
+            ..child
+        };
+        let err = refused(&[skipping.encode().to_vec()]);
+        assert!(
+            matches!(err, CertError::Descendant { index: 0, .. }),
+            "{err}"
+        );
+        // Too many headers are refused before any work.
+        let err = refused(&vec![chain[0].clone(); DESCENDANTS_MAX + 1]);
+        assert!(matches!(err, CertError::Descendant { .. }), "{err}");
     }
 
     #[test]
@@ -236,7 +348,8 @@ mod tests {
         for offset in [cert.len() - 1, cert.len() - 40] {
             let mut bad = cert.clone();
             bad[offset] ^= 0x01;
-            let err = prove_final(&genesis, &header.encode(), &bad, &mut rand::rng()).unwrap_err();
+            let err =
+                prove_final(&genesis, &header.encode(), &[], &bad, &mut rand::rng()).unwrap_err();
             assert!(
                 matches!(err, CertError::Signatures | CertError::Decode(_)),
                 "{err}"
@@ -259,7 +372,7 @@ mod tests {
         parsed.certificate.signers = Signers::new(4, kept).unwrap();
         parsed.certificate.signatures.truncate(2);
         let bad = parsed.encode().to_vec();
-        let err = prove_final(&genesis, &header.encode(), &bad, &mut rand::rng()).unwrap_err();
+        let err = prove_final(&genesis, &header.encode(), &[], &bad, &mut rand::rng()).unwrap_err();
         assert_eq!(err, CertError::Signatures);
     }
 
@@ -268,7 +381,8 @@ mod tests {
         let (_, _, header, cert) = setup();
         let others: Vec<PrivateKey> = (0..4).map(|_| generate_key()).collect();
         let genesis = genesis_of(&others, "cert-test");
-        let err = prove_final(&genesis, &header.encode(), &cert, &mut rand::rng()).unwrap_err();
+        let err =
+            prove_final(&genesis, &header.encode(), &[], &cert, &mut rand::rng()).unwrap_err();
         assert_eq!(err, CertError::Signatures);
     }
 
@@ -276,7 +390,8 @@ mod tests {
     fn the_same_validators_on_another_chain_are_refused() {
         let (keys, _, header, cert) = setup();
         let genesis = genesis_of(&keys, "other-chain");
-        let err = prove_final(&genesis, &header.encode(), &cert, &mut rand::rng()).unwrap_err();
+        let err =
+            prove_final(&genesis, &header.encode(), &[], &cert, &mut rand::rng()).unwrap_err();
         assert_eq!(err, CertError::Signatures);
     }
 
@@ -284,9 +399,9 @@ mod tests {
     fn a_certificate_for_another_block_is_refused() {
         let (_, genesis, _, cert) = setup();
         let other = header(13);
-        let err = prove_final(&genesis, &other.encode(), &cert, &mut rand::rng()).unwrap_err();
+        let err = prove_final(&genesis, &other.encode(), &[], &cert, &mut rand::rng()).unwrap_err();
         assert!(matches!(err, CertError::OtherBlock { .. }), "{err}");
-        let err = prove_final(&genesis, b"junk", &cert, &mut rand::rng()).unwrap_err();
+        let err = prove_final(&genesis, b"junk", &[], &cert, &mut rand::rng()).unwrap_err();
         assert!(matches!(err, CertError::Header(_)), "{err}");
     }
 }

@@ -55,8 +55,18 @@ fn fixture() -> Fixture {
 }
 
 impl Fixture {
-    /// Commits one block with whatever the mempool holds, as a proposer and finalizer would.
+    /// Commits one block with whatever the mempool holds, as a proposer and finalizer would,
+    /// without a certificate of its own (as if finalized through a descendant).
     fn commit_block(&self) {
+        self.commit(false);
+    }
+
+    /// Commits one block with its own finality certificate, signed by the one validator.
+    fn commit_certified_block(&self) {
+        self.commit(true);
+    }
+
+    fn commit(&self, certified: bool) {
         let ex = &self.shared.executor;
         let tip = ex.tip();
         let txs = self
@@ -75,8 +85,21 @@ impl Fixture {
                 txs,
             )
             .unwrap();
-        ex.finalize(pending.block.clone(), None, &mut StdRng::seed_from_u64(0))
-            .unwrap();
+        let certificate = certified.then(|| {
+            sim::finalization(
+                &self.genesis.chain_id,
+                &[sim::validator_key(0)],
+                1,
+                pending.block.hash(),
+                pending.block.height().get(),
+            )
+        });
+        ex.finalize(
+            pending.block.clone(),
+            certificate.as_deref(),
+            &mut StdRng::seed_from_u64(0),
+        )
+        .unwrap();
         let writes = &pending.execution.writes;
         self.shared
             .mempool
@@ -286,6 +309,52 @@ async fn bad_submissions_get_4xx_with_a_reason() {
     let huge = format!("{{\"tx\": \"{}\"}}", "00".repeat(api::BODY_BYTES_MAX));
     let (s, _) = f.post("/v1/txs", huge).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn a_block_finalized_through_a_descendant_is_proven_by_its_certificate_and_the_headers_between()
+ {
+    let f = fixture();
+    f.commit_block();
+    f.commit_block();
+    // Nothing above block 1 is certified yet: no proof, and the reason.
+    let (s, v) = f.get("/v1/certificates/1").await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("retry"), "{v}");
+
+    f.commit_certified_block();
+    f.commit_block();
+    for height in 1..=3u64 {
+        let (s, v) = f.get(&format!("/v1/certificates/{height}")).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["certified_height"], 3, "{v}");
+        let (_, block) = f.get(&format!("/v1/blocks/{height}")).await;
+        assert_eq!(v["block_hash"], block["hash"]);
+        let header = hex::decode(block["header"].as_str().unwrap()).unwrap();
+        let descendants: Vec<Vec<u8>> = v["descendants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| hex::decode(d.as_str().unwrap()).unwrap())
+            .collect();
+        assert_eq!(descendants.len() as u64, 3 - height);
+        let certificate = hex::decode(v["certificate"].as_str().unwrap()).unwrap();
+        let proven = bcte_node::cert::prove_final(
+            &f.genesis,
+            &header,
+            &descendants,
+            &certificate,
+            &mut StdRng::seed_from_u64(1),
+        )
+        .unwrap();
+        assert_eq!(
+            (proven.header.height.get(), proven.certified_height),
+            (height, 3)
+        );
+    }
+    // Block 4, above the certified one, has no proof yet.
+    let (s, _) = f.get("/v1/certificates/4").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
