@@ -101,7 +101,7 @@ pub type Ctx = deterministic::Context;
 /// The chain id of simulated chains.
 pub const SIM_CHAIN: &str = "bcte-sim";
 
-/// Seeds per scenario when `BCTE_SIM_SEEDS` is not set: 20, about 3 minutes of CPU for the
+/// Seeds per scenario when `BCTE_SIM_SEEDS` is not set: 20, about 2 minutes of CPU for the
 /// scenarios of `tests/sim.rs` and `tests/byzantine.rs` in a test build (a seed of a scenario
 /// 0.3–1.5 s). Liveness races need more seeds to show up (a restart race in `app.rs`, since
 /// fixed, failed 2 of 40 seeds of `more_than_f_down…`): run `BCTE_SIM_SEEDS=100` before a
