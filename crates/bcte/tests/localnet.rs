@@ -389,6 +389,7 @@ fn a_full_node_follows_the_chain_serves_it_and_forwards_transactions() {
     }
     let urls: Vec<String> = net.nodes.iter().map(|n| n.url.clone()).collect();
     let full = urls[4].clone();
+    let full_started = Instant::now();
     wait_until("the full node follows", Duration::from_secs(60), || {
         height(&full).is_some_and(|h| h >= 2)
     });
@@ -434,6 +435,28 @@ fn a_full_node_follows_the_chain_serves_it_and_forwards_transactions() {
         &work.path().join("cert.json"),
     );
     assert_eq!(proven["ok"], true);
+
+    // Its connections to the validators stay up: one dial per validator, not a redial every
+    // few seconds (validators send votes to every peer; a full node that did not accept them
+    // had its connections closed within ~100 ms of each dial, about 20 dials in 10 s).
+    thread::sleep(Duration::from_secs(10).saturating_sub(full_started.elapsed()));
+    let metrics = agent()
+        .get(&format!("{full}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let dials: Vec<u64> = metrics
+        .lines()
+        .filter(|l| l.starts_with("network_dialer_attempts_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(dials.len(), 4, "one dial counter per validator:\n{metrics}");
+    assert!(
+        dials.iter().sum::<u64>() <= 8,
+        "the full node keeps redialling the validators: {dials:?}"
+    );
 }
 
 #[test]

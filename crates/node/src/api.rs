@@ -43,7 +43,13 @@ pub struct ApiState<S: Store> {
     pub shared: Arc<Shared<S>>,
     /// Where admitted transactions go to reach other validators.
     pub outbox: Option<Outbox>,
+    /// The node's metrics in the Prometheus text format, served at `/metrics` (absent: 404).
+    pub metrics: Option<MetricsSource>,
 }
+
+/// Renders the node's metrics (the runtime's registry: consensus, p2p, storage) as Prometheus
+/// text.
+pub type MetricsSource = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// An API error: a status and a message.
 #[derive(Debug)]
@@ -280,6 +286,7 @@ struct HeightQuery {
     ),
     paths(
         health,
+        metrics,
         head,
         submit_tx,
         submit_batch,
@@ -318,6 +325,7 @@ pub fn router<S: Store>(state: Arc<ApiState<S>>) -> Router {
     Router::new()
         .route("/health", get(health::<S>))
         .route("/openapi.json", get(|| async { Json(openapi()) }))
+        .route("/metrics", get(metrics::<S>))
         .route("/v1/head", get(head::<S>))
         .route("/v1/txs", post(submit_tx::<S>))
         .route(
@@ -340,6 +348,25 @@ async fn health<S: Store>(State(st): State<Arc<ApiState<S>>>) -> Json<Health> {
         status: "ok".into(),
         height: st.shared.executor.tip().height.get(),
     })
+}
+
+/// The node's metrics in the Prometheus text format: consensus views, p2p connections and
+/// messages per peer and channel, storage, task counts.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, body = String, content_type = "text/plain"), (status = 404, body = ErrorBody)))]
+async fn metrics<S: Store>(
+    State(st): State<Arc<ApiState<S>>>,
+) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
+    let render = st
+        .metrics
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("this server has no metrics"))?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render(),
+    ))
 }
 
 /// The last committed block.

@@ -479,16 +479,27 @@ pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
 /// How many heights ahead of its tip a full node asks for at a time.
 pub const FOLLOW_AHEAD: u64 = 16;
 
+/// Reads and drops everything arriving on a channel this node does not use.
+///
+/// Validators send votes, certificates and blocks to every connected peer, full nodes included,
+/// and the p2p layer closes a connection that delivers a message on a channel the receiver has
+/// not registered. A full node therefore registers every channel and drains the ones it does
+/// not use; unregistered, its connections to the validators were closed within ~100 ms of
+/// every dial, and with them its backfill and transaction gossip.
+fn drain<E: Spawner, R: Receiver>(context: E, mut receiver: R) -> Handle<()> {
+    context.spawn(|_| async move { while receiver.recv().await.is_ok() {} })
+}
+
 /// Starts a full node: marshal fetches finalized blocks and their certificates from the
 /// validators, checks every certificate against the validator set (a light client of its own),
 /// and delivers the blocks to the finalizer, which executes and commits them like a validator
-/// does. It never votes. Transactions submitted to it are gossiped to the validators.
+/// does. It never votes. Transactions submitted to it are gossiped to the validators. It uses
+/// the backfill and transaction channels and drains the others (see [`drain`]).
 pub async fn start_follower<E, S, R, P, B, St>(
     context: E,
     cfg: FollowerConfig,
     shared: Arc<Shared<St>>,
-    backfill: (S, R),
-    txs: (S, R),
+    channels: Channels<S, R>,
     peer_provider: P,
     blocker: B,
 ) -> Result<Running, StartError>
@@ -500,6 +511,18 @@ where
     B: Blocker<PublicKey = PublicKey>,
     St: Store,
 {
+    let Channels {
+        votes,
+        certificates,
+        resolver,
+        backfill,
+        broadcast,
+        txs,
+    } = channels;
+    let mut handles: Vec<Handle<()>> = [votes, certificates, resolver, broadcast]
+        .into_iter()
+        .map(|(_, receiver)| drain(context.child("drain"), receiver))
+        .collect();
     let me = cfg.identity.public_key();
     let verifier = Scheme::verifier(
         &consensus_namespace(&cfg.chain_id),
@@ -535,7 +558,7 @@ where
     });
     let (gossip_handle, outbox) = gossip::start(context.child("gossip"), shared, txs);
     info!(validators = cfg.participants.len(), "full node started");
-    let mut handles = marshal.handles;
+    handles.extend(marshal.handles);
     handles.extend([follow_handle, gossip_handle]);
     Ok(Running {
         handles,

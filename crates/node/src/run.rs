@@ -23,7 +23,9 @@ use commonware_p2p::{
     Address, AddressableManager as _, AddressableTrackedPeers,
     authenticated::{lookup, peer_set_limit},
 };
-use commonware_runtime::{Handle, Runner as _, Spawner as _, Supervisor as _, tokio as cw_tokio};
+use commonware_runtime::{
+    Handle, Metrics as _, Runner as _, Spawner as _, Supervisor as _, tokio as cw_tokio,
+};
 use commonware_stream::{
     cups::{self, Cups},
     sake::{self, Sake},
@@ -228,18 +230,21 @@ pub fn run_node(opts: NodeConfig, banner: &[String]) -> anyhow::Result<()> {
             AddressableTrackedPeers::new(addresses(&opts.validators), addresses(&opts.full_nodes)),
         );
         let mut register = |ch: u64| network.register(ch, engine::quota(ch));
-        let running = match opts.role {
+        // Full nodes register every channel too: validators send votes and blocks to every
+        // connected peer, and the p2p layer closes a connection that delivers a message on an
+        // unregistered channel (a full node drains what it does not use).
+        let channels = Channels {
+            votes: register(engine::CH_VOTES),
+            certificates: register(engine::CH_CERTS),
+            resolver: register(engine::CH_RESOLVER),
+            backfill: register(engine::CH_BACKFILL),
+            broadcast: register(engine::CH_BROADCAST),
+            txs: register(engine::CH_TXS),
+        };
+        let network_handle = network.start();
+        let mut running = match opts.role {
             Role::Validator => {
-                let channels = Channels {
-                    votes: register(engine::CH_VOTES),
-                    certificates: register(engine::CH_CERTS),
-                    resolver: register(engine::CH_RESOLVER),
-                    backfill: register(engine::CH_BACKFILL),
-                    broadcast: register(engine::CH_BROADCAST),
-                    txs: register(engine::CH_TXS),
-                };
-                let network_handle = network.start();
-                let mut running = engine::start(
+                engine::start(
                     context.child("validator"),
                     ValidatorConfig {
                         signer: opts.key.clone(),
@@ -255,15 +260,10 @@ pub fn run_node(opts: NodeConfig, banner: &[String]) -> anyhow::Result<()> {
                     oracle.clone(),
                     oracle,
                 )
-                .await?;
-                running.handles.push(network_handle);
-                running
+                .await?
             }
             Role::Full => {
-                let backfill = register(engine::CH_BACKFILL);
-                let txs = register(engine::CH_TXS);
-                let network_handle = network.start();
-                let mut running = engine::start_follower(
+                engine::start_follower(
                     context.child("follower"),
                     FollowerConfig {
                         identity: opts.key.clone(),
@@ -274,20 +274,20 @@ pub fn run_node(opts: NodeConfig, banner: &[String]) -> anyhow::Result<()> {
                         limits,
                     },
                     shared.clone(),
-                    backfill,
-                    txs,
+                    channels,
                     oracle.clone(),
                     oracle,
                 )
-                .await?;
-                running.handles.push(network_handle);
-                running
+                .await?
             }
         };
+        running.handles.push(network_handle);
 
+        let registry = context.child("api");
         let api_state = Arc::new(ApiState {
             shared,
             outbox: Some(running.gossip.clone()),
+            metrics: Some(Arc::new(move || registry.encode())),
         });
         let listener = tokio::net::TcpListener::from_std(http)?;
         let server =

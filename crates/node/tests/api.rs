@@ -46,6 +46,7 @@ fn fixture() -> Fixture {
     let router = api::router(Arc::new(ApiState {
         shared: shared.clone(),
         outbox: None,
+        metrics: Some(Arc::new(|| "# a test registry\nup 1\n".to_string())),
     }));
     Fixture {
         shared,
@@ -159,6 +160,22 @@ async fn health_head_and_openapi_are_served() {
     let (s, v) = f.get("/openapi.json").await;
     assert_eq!(s, StatusCode::OK);
     assert!(v["paths"]["/v1/txs"]["post"].is_object(), "{v}");
+    assert!(v["paths"]["/metrics"]["get"].is_object(), "{v}");
+    let resp = f
+        .router
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    assert!(String::from_utf8_lossy(&text).contains("up 1"));
 }
 
 #[tokio::test]
