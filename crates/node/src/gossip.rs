@@ -173,11 +173,11 @@ where
             select! {
                 outgoing = rx.recv() => {
                     let Some(first) = outgoing else { break };
-                    let mut bytes = first.encode_size();
+                    // Whatever else is queued, up to one message's worth of transactions;
+                    // send_batches splits it further by bytes.
                     let mut batch = vec![first];
-                    while batch.len() < BATCH_TXS_MAX && bytes < BATCH_BYTES_MAX {
+                    while batch.len() < BATCH_TXS_MAX {
                         let Ok(next) = rx.try_recv() else { break };
-                        bytes += next.encode_size();
                         batch.push(next);
                     }
                     send_batches(&mut sender, &batch);
