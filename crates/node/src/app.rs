@@ -9,7 +9,7 @@
 use crate::{
     chain_block::{ChainBlock, Ctx, context_to_header},
     executor::{ExecuteError, Executor},
-    mempool::{AdmitError, Mempool},
+    mempool::{AdmitError, Mempool, MempoolLimits},
 };
 use bcte_ledger::{StateKey, exec::decode_account, tree};
 use bcte_store::Store;
@@ -67,6 +67,18 @@ pub struct Shared<S: Store> {
 }
 
 impl<S: Store> Shared<S> {
+    /// A node's state over `executor`, with an empty mempool of the default limits for the
+    /// executor's chain.
+    pub fn new(executor: Executor<S>, params: BuildParams) -> Self {
+        let chain_id = executor.chain_id().clone();
+        Self {
+            executor: Arc::new(executor),
+            mempool: Arc::new(Mutex::new(Mempool::new(chain_id, MempoolLimits::default()))),
+            mempool_notify: Arc::new(Notify::new()),
+            params,
+        }
+    }
+
     /// Admits a transaction to the mempool: signature and chain id first (outside the lock),
     /// then nonce, balance and limits against the committed state. Wakes a waiting proposer.
     pub fn admit(&self, tx: Tx) -> Result<Hash, AdmitError> {

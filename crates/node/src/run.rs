@@ -13,7 +13,6 @@ use crate::{
     engine::{self, Channels, FollowerConfig, Timing, ValidatorConfig},
     executor::Executor,
     files::{self, DataDir, FileError},
-    mempool::{Mempool, MempoolLimits},
 };
 use anyhow::{Context as _, bail};
 use bcte_store::{ChainStore, RedbStore};
@@ -39,10 +38,9 @@ use std::{
     io::Write as _,
     net::{SocketAddr, TcpListener},
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
-use tokio::sync::Notify;
 use tracing::{error, info};
 
 /// Base units the dev account holds at genesis: one million tokens.
@@ -168,16 +166,8 @@ pub fn run_node(opts: NodeConfig, banner: &[String]) -> anyhow::Result<()> {
     let chain = ChainStore::new(store, limits);
     let state = chain.init(&opts.genesis)?;
     let genesis_block = ChainBlock(Arc::new(state.block));
-    let executor = Arc::new(Executor::new(chain, opts.genesis.chain_id.clone())?);
-    let shared = Arc::new(Shared {
-        executor,
-        mempool: Arc::new(Mutex::new(Mempool::new(
-            opts.genesis.chain_id.clone(),
-            MempoolLimits::default(),
-        ))),
-        mempool_notify: Arc::new(Notify::new()),
-        params: build,
-    });
+    let executor = Executor::new(chain, opts.genesis.chain_id.clone())?;
+    let shared = Arc::new(Shared::new(executor, build));
     let participants: Set<PublicKey> =
         Set::from_iter_dedup(opts.genesis.validators.iter().map(|v| {
             v.public_key

@@ -27,7 +27,7 @@ use crate::{
     engine::{self, Channels, Running, Timing, ValidatorConfig},
     executor::Executor,
     gossip,
-    mempool::{AdmitError, Mempool, MempoolLimits},
+    mempool::AdmitError,
 };
 use bcte_store::{ChainStore, MemStore, TxLocation};
 use bcte_types::{
@@ -50,7 +50,6 @@ use std::{
     sync::{Arc, Mutex, Once},
     time::Duration,
 };
-use tokio::sync::Notify;
 use tracing::{Event, Level, Metadata, field, level_filters::LevelFilter, span};
 
 /// A finality certificate of `block` (the encoded simplex finalization in `view`) signed by the
@@ -551,17 +550,8 @@ impl SimNet {
     pub fn node_state(&self, store: MemStore) -> (Arc<Shared<MemStore>>, ChainBlock) {
         let chain = ChainStore::new(store, BlockLimits::default());
         let state = chain.init(&self.genesis).expect("memory store initializes");
-        let executor =
-            Arc::new(Executor::new(chain, self.genesis.chain_id.clone()).expect("executor"));
-        let shared = Arc::new(Shared {
-            executor,
-            mempool: Arc::new(Mutex::new(Mempool::new(
-                self.genesis.chain_id.clone(),
-                MempoolLimits::default(),
-            ))),
-            mempool_notify: Arc::new(Notify::new()),
-            params: self.build,
-        });
+        let executor = Executor::new(chain, self.genesis.chain_id.clone()).expect("executor");
+        let shared = Arc::new(Shared::new(executor, self.build));
         (shared, ChainBlock(Arc::new(state.block)))
     }
 

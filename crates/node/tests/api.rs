@@ -10,7 +10,6 @@ use bcte_node::{
     api::{self, ApiState},
     app::{BuildParams, Shared},
     executor::Executor,
-    mempool::{Mempool, MempoolLimits},
     sim,
 };
 use bcte_store::{ChainStore, MemStore};
@@ -19,8 +18,7 @@ use commonware_codec::{Copying, DecodeExt, Encode};
 use commonware_cryptography::Signer as _;
 use rand::{SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
-use std::sync::{Arc, Mutex};
-use tokio::sync::Notify;
+use std::sync::Arc;
 use tower::ServiceExt;
 
 struct Fixture {
@@ -33,16 +31,8 @@ fn fixture() -> Fixture {
     let genesis = sim::genesis(1, 4);
     let chain = ChainStore::new(MemStore::new(), BlockLimits::default());
     chain.init(&genesis).unwrap();
-    let executor = Arc::new(Executor::new(chain, genesis.chain_id.clone()).unwrap());
-    let shared = Arc::new(Shared {
-        executor,
-        mempool: Arc::new(Mutex::new(Mempool::new(
-            genesis.chain_id.clone(),
-            MempoolLimits::default(),
-        ))),
-        mempool_notify: Arc::new(Notify::new()),
-        params: BuildParams::default(),
-    });
+    let executor = Executor::new(chain, genesis.chain_id.clone()).unwrap();
+    let shared = Arc::new(Shared::new(executor, BuildParams::default()));
     let router = api::router(Arc::new(ApiState {
         shared: shared.clone(),
         outbox: None,
