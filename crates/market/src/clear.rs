@@ -32,7 +32,7 @@ use crate::curve::{
     Ramp, Step, div_round_i128, ramp_integral_to_cap, ramp_progress, step_integral_to_cap,
 };
 use crate::market::{Book, Market, Tree};
-use bcte_types::{Price, Watts};
+use bcte_units::{Price, Watts};
 
 /// Social welfare in W · µ/MWh, that is 10⁻¹² currency per hour (MR-4).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -22,7 +22,7 @@
 //! within ±[`POWER_ABS_MAX`] and every price within ±[`PRICE_ABS_MAX`].
 
 use crate::limits::{COMPONENTS_PER_CURVE_MAX, POINTS_PER_CURVE_MAX, POWER_ABS_MAX, PRICE_ABS_MAX};
-use bcte_types::{Price, Watts};
+use bcte_units::{Price, Watts};
 
 /// One point of a curve as written by its owner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

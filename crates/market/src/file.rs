@@ -16,7 +16,7 @@ use crate::curve::{Curve, CurveError, Point};
 use crate::decimal::{from_fixed, to_fixed};
 use crate::limits::{FILE_BYTES_MAX, LIMIT_MAX, POWER_ABS_MAX, PRICE_ABS_MAX};
 use crate::market::{Bid, DEFAULT_PRICE_CAP, DEFAULT_PRICE_FLOOR, Market, MarketError, Node};
-use bcte_types::{Price, Watts};
+use bcte_units::{Price, Watts};
 use core::fmt;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};

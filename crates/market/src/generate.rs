@@ -13,7 +13,7 @@
 use crate::clear::clear;
 use crate::curve::{Curve, CurveError, Point};
 use crate::market::{Bid, DEFAULT_PRICE_CAP, DEFAULT_PRICE_FLOOR, Market, MarketError, Node};
-use bcte_types::{Price, Watts};
+use bcte_units::{Price, Watts};
 
 /// What kind of curves the devices bid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -9,14 +9,16 @@
 //!
 //! The crate is pure and deterministic: no clock, no files, no sockets, no threads, no floats
 //! in the engine or its results, so every validator computes the same result bit for bit.
-//! Powers are [`Watts`](bcte_types::Watts), prices [`Price`](bcte_types::Price)s in µ/MWh.
-//! The [`file`] module converts the user-facing JSON market file (kW and currency/MWh as
+//! Powers are [`Watts`](bcte_units::Watts), prices [`Price`](bcte_units::Price)s in µ/MWh.
+//! The `file` module (feature `json`, on by default) converts the user-facing JSON market file (kW and currency/MWh as
 //! decimals) at the boundary; [`verify`] checks a result against the optimality conditions;
 //! [`generate`] makes seeded test markets.
 
 pub mod clear;
 pub mod curve;
+#[cfg(feature = "json")]
 mod decimal;
+#[cfg(feature = "json")]
 pub mod file;
 pub mod generate;
 pub mod limits;

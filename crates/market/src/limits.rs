@@ -4,7 +4,7 @@
 //! memory: a market that passes them clears with plain `i64` power sums and `i128` products and
 //! never panics. The arithmetic argument is written next to each limit.
 
-use bcte_types::{Price, Watts};
+use bcte_units::{Price, Watts};
 
 /// Largest absolute price anywhere in a market: 10⁶ currency/MWh.
 ///

@@ -14,7 +14,7 @@ use crate::curve::{Curve, CurveView, Ramp, Step};
 use crate::limits::{
     BIDS_MAX, COMPONENTS_MAX, DEPTH_MAX, ID_BYTES_MAX, LIMIT_MAX, NODES_MAX, PRICE_ABS_MAX,
 };
-use bcte_types::{Price, Watts};
+use bcte_units::{Price, Watts};
 
 /// Default price floor: −500 currency/MWh.
 pub const DEFAULT_PRICE_FLOOR: Price = Price(-500_000_000);

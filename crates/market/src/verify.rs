@@ -14,7 +14,7 @@
 
 use crate::clear::{Clearing, Welfare};
 use crate::market::Market;
-use bcte_types::{Price, Watts};
+use bcte_units::{Price, Watts};
 
 /// The first optimality condition a clearing breaks.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

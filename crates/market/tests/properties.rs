@@ -5,7 +5,7 @@
 mod common;
 
 use bcte_market::{Bid, Curve, Market, clear, verify};
-use bcte_types::{Price, Watts};
+use bcte_units::{Price, Watts};
 use common::{Spec, build, parts, permutation, spec};
 use proptest::prelude::*;
 use std::collections::BTreeMap;

@@ -13,7 +13,7 @@ pub mod genesis;
 pub mod ids;
 pub mod receipt;
 pub mod tx;
-pub mod units;
+pub use bcte_units as units;
 
 pub use block::{Block, BlockLimits, ConsensusContext, Header};
 pub use genesis::{Allocation, Genesis, GenesisError, KeyFile, Validator};

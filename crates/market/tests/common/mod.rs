@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use bcte_market::{Bid, Curve, Market, Node, Point};
-use bcte_types::{Price, Watts};
+use bcte_units::{Price, Watts};
 use proptest::prelude::*;
 
 /// µ/MWh per currency/MWh.

@@ -1,4 +1,4 @@
-//! Fixed-point quantities: power, energy, price and money as integer newtypes.
+//! Fixed-point quantities of bcte: power, energy, price and money as integer newtypes.
 //!
 //! Every quantity is an integer count of one named base unit, so arithmetic is exact and the
 //! same on every machine. Floats exist only at the edges (a user's decimal file, a report) and
@@ -18,7 +18,13 @@
 //! Invariant: no operation here wraps. Sums use `checked_*` and return `None` on overflow; the
 //! caller decides what an overflow means (a rejected transaction, an invalid input file).
 
+//! The crate has no dependency but serde; its canonical binary encoding (fixed-width
+//! big-endian integers, through commonware-codec) is behind the `codec` feature, which the
+//! chain's types enable and the market engine does not.
+
+#[cfg(feature = "codec")]
 use bytes::BufMut;
+#[cfg(feature = "codec")]
 use commonware_codec::{Buf, Error as CodecError, FixedSize, Read, ReadExt, Write};
 use core::fmt;
 use serde::{Deserialize, Serialize};
@@ -120,12 +126,14 @@ macro_rules! signed_quantity {
             }
         }
 
+        #[cfg(feature = "codec")]
         impl Write for $name {
             fn write(&self, buf: &mut impl BufMut) {
                 self.0.write(buf);
             }
         }
 
+        #[cfg(feature = "codec")]
         impl Read for $name {
             type Cfg = ();
             fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
@@ -133,6 +141,7 @@ macro_rules! signed_quantity {
             }
         }
 
+        #[cfg(feature = "codec")]
         impl FixedSize for $name {
             const SIZE: usize = i64::SIZE;
         }
@@ -260,12 +269,14 @@ impl fmt::Display for Amount {
     }
 }
 
+#[cfg(feature = "codec")]
 impl Write for Amount {
     fn write(&self, buf: &mut impl BufMut) {
         self.0.write(buf);
     }
 }
 
+#[cfg(feature = "codec")]
 impl Read for Amount {
     type Cfg = ();
     fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
@@ -273,6 +284,7 @@ impl Read for Amount {
     }
 }
 
+#[cfg(feature = "codec")]
 impl FixedSize for Amount {
     const SIZE: usize = u64::SIZE;
 }
@@ -280,7 +292,6 @@ impl FixedSize for Amount {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use commonware_codec::{DecodeExt, Encode};
 
     #[test]
     fn rounding_is_half_away_from_zero() {
@@ -323,8 +334,10 @@ mod tests {
         assert_eq!(Watts::checked_sum([Watts(2), Watts(-5)]), Some(Watts(-3)));
     }
 
+    #[cfg(feature = "codec")]
     #[test]
     fn quantities_encode_as_fixed_big_endian() {
+        use commonware_codec::{DecodeExt, Encode};
         assert_eq!(Watts(-2).encode().as_ref(), &(-2i64).to_be_bytes());
         assert_eq!(Amount(7).encode().as_ref(), &7u64.to_be_bytes());
         assert_eq!(Price::decode(Price(42).encode()).unwrap(), Price(42));
