@@ -68,6 +68,8 @@ fn the_example_of_the_issue_gives_exactly_the_documented_result() {
         "flows": {"t1": 3.5},
         "shed_kw": {},
         "spilled_kw": {},
+        "bid_shed_kw": {},
+        "bid_spilled_kw": {},
         "welfare": 5.87
     });
     let path = example("feeder-small.json");

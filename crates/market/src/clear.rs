@@ -17,8 +17,9 @@
 //! shedding or spilling pro rata (MR-3); a child whose flow its subtree cannot take at the
 //! parent's price is behind a binding edge and gets its own price by the same bisection inside
 //! its subtree, the one nearest its parent's (MR-2.2). Shedding and spilling are modelled as
-//! bids just beyond the cap and the floor (MR-2.3), so real flexibility at the cap or floor is
-//! used before any load is shed or generation spilled.
+//! bids just beyond the cap and the floor (MR-2.3, MR-2.4: one virtual supply per priority
+//! class, lower classes nearer the cap), so real flexibility at the cap or floor is used before
+//! any load is shed or generation spilled, and lower classes are shed before higher ones.
 //!
 //! **Cost.** A bisection first probes the two ends of its subtree's price span, where the level
 //! of every node is known without looking at its bids (one pass over the nodes each). Then each
@@ -31,7 +32,7 @@
 use crate::curve::{
     Ramp, Step, div_round_i128, ramp_integral_to_cap, ramp_progress, step_integral_to_cap,
 };
-use crate::market::{Book, Market, Tree};
+use crate::market::{Book, Market, PRIORITY_CLASSES, Tree};
 use bcte_units::{Price, Watts};
 
 /// Social welfare in W · µ/MWh, that is 10⁻¹² currency per hour (MR-4).
@@ -59,10 +60,17 @@ pub struct Clearing {
     /// Net power from each node's parent into it (negative: export to the parent); zero for
     /// the root.
     pub flows: Vec<Watts>,
-    /// Demand not served at each node (non-negative, only at the cap).
+    /// Demand not served at each node (non-negative, only at the cap): the sum of its bids'
+    /// `bid_shed`.
     pub shed: Vec<Watts>,
-    /// Must-run generation not absorbed at each node (non-negative, only at the floor).
+    /// Must-run generation not absorbed at each node (non-negative, only at the floor): the sum
+    /// of its bids' `bid_spilled`.
     pub spilled: Vec<Watts>,
+    /// Demand of each bid not served (MR-2.4): at most its demand at the cap, lowest priority
+    /// class first. A bid's served power is its allocation less this plus `bid_spilled`.
+    pub bid_shed: Vec<Watts>,
+    /// Must-run generation of each bid not absorbed (MR-2.3): its share of its node's spill.
+    pub bid_spilled: Vec<Watts>,
     /// Social welfare (MR-4).
     pub welfare: Welfare,
 }
@@ -142,8 +150,14 @@ struct Engine<'m> {
     bottom: Vec<i64>,
     /// Net must-run generation of the own bids: what may be spilled (MR-2.3).
     spill_cap: Vec<i64>,
-    /// Net demand of the own bids at the cap: what may be shed (MR-2.3).
+    /// The own bids' demand at the cap, bid by bid: what may be shed (MR-2.4).
     shed_cap: Vec<i64>,
+    /// Per node, its sheddable demand by priority class: `(class, cumulative demand of the
+    /// classes up to it)`, classes increasing, only classes with demand. The virtual supply of
+    /// class `c` sits at `cap + 1 + c` on the extended grid (MR-2.4).
+    shed_classes: Vec<(u8, i64)>,
+    /// `shed_classes[shed_class_start[k]..shed_class_start[k + 1]]` are node `k`'s.
+    shed_class_start: Vec<u32>,
     /// Lowest start and highest end of the own components: outside them the own level is
     /// `top` or `bottom`.
     own_span: Vec<(i64, i64)>,
@@ -220,17 +234,35 @@ impl<'m> Engine<'m> {
             bottom: vec![0; n],
             spill_cap: vec![0; n],
             shed_cap: vec![0; n],
+            shed_classes: Vec::new(),
+            shed_class_start: Vec::with_capacity(n + 1),
             own_span: vec![(i64::MAX, i64::MIN); n],
             subtree_span: Vec::new(),
         };
         for k in 0..n {
+            let mut by_class = [0i64; PRIORITY_CLASSES as usize];
             for j in tree.bid_start[k] as usize..tree.bid_start[k + 1] as usize {
                 engine.top[k] += book.base[j];
-                engine.bottom[k] += book.base[j] - book.total_drop[j];
+                let at_cap = book.base[j] - book.total_drop[j];
+                engine.bottom[k] += at_cap;
+                // MR-2.4: each bid's own demand at the cap may be shed, in its class; a
+                // generator at the same node does not net it out, so that its power can serve
+                // a higher class elsewhere.
+                by_class[usize::from(book.priority[j])] += at_cap.max(0);
             }
-            // MR-2.3: a node sheds at most its bids' net demand at the cap and spills at most
-            // their net must-run generation, so summing its bids changes nothing.
-            engine.shed_cap[k] = engine.bottom[k].max(0);
+            engine
+                .shed_class_start
+                .push(engine.shed_classes.len() as u32);
+            let mut cumulative = 0;
+            for (class, &demand) in by_class.iter().enumerate() {
+                if demand > 0 {
+                    cumulative += demand;
+                    engine.shed_classes.push((class as u8, cumulative));
+                }
+            }
+            engine.shed_cap[k] = cumulative;
+            // MR-2.3: a node spills at most its bids' net must-run generation, so summing its
+            // bids changes nothing.
             engine.spill_cap[k] = (-engine.top[k]).max(0);
             let (steps, ramps) = engine.components(k);
             let span = &mut engine.own_span[k];
@@ -244,6 +276,9 @@ impl<'m> Engine<'m> {
                 span.1 = span.1.max(r.end.0);
             }
         }
+        engine
+            .shed_class_start
+            .push(engine.shed_classes.len() as u32);
         let mut subtree_span = engine.own_span.clone();
         for k in (1..n).rev() {
             let p = tree.parent[k] as usize;
@@ -265,16 +300,58 @@ impl<'m> Engine<'m> {
     }
 
     /// Spilling (a bid just below the floor) and shedding (a bid just above the cap) at node
-    /// `k` (MR-2.3).
+    /// `k` (MR-2.3, MR-2.4).
     #[inline]
     fn virtual_level(&self, k: usize, q: i64) -> i64 {
         if q < self.floor {
             self.spill_cap[k]
-        } else if q > self.cap + 1 {
+        } else if q <= self.cap + 1 {
+            0
+        } else if q >= self.top_price() {
             -self.shed_cap[k]
         } else {
-            0
+            // The supply of class c (a step at cap + 1 + c) is all taken from cap + 2 + c on.
+            let last = q - self.cap - 2;
+            let classes = &self.shed_classes
+                [self.shed_class_start[k] as usize..self.shed_class_start[k + 1] as usize];
+            -classes
+                .iter()
+                .take_while(|&&(c, _)| i64::from(c) <= last)
+                .last()
+                .map_or(0, |&(_, cumulative)| cumulative)
         }
+    }
+
+    /// The price just above the extended grid: every class of load is shed at or above it.
+    #[inline]
+    const fn top_price(&self) -> i64 {
+        self.cap + 1 + PRIORITY_CLASSES as i64
+    }
+
+    /// How much of each of node `k`'s priority classes is shed when the node sheds `total` at
+    /// extended price `p` (MR-2.4): the classes below `p`'s fully, `p`'s own class the rest.
+    /// Calls `each(class, shed)` for every class with demand, increasing.
+    fn shed_by_class(&self, k: usize, p: i64, total: i64, mut each: impl FnMut(u8, i64)) {
+        let marginal = p - self.cap - 1;
+        let classes = &self.shed_classes
+            [self.shed_class_start[k] as usize..self.shed_class_start[k + 1] as usize];
+        let mut before = 0;
+        let mut left = total;
+        for &(class, cumulative) in classes {
+            let demand = cumulative - before;
+            before = cumulative;
+            let shed = if i64::from(class) < marginal {
+                demand
+            } else if i64::from(class) == marginal {
+                left
+            } else {
+                0
+            };
+            let shed = shed.min(left);
+            left -= shed;
+            each(class, shed);
+        }
+        debug_assert_eq!(left, 0, "node {k} sheds more than its classes hold");
     }
 
     /// The own bids' summed level at node `k`, without shedding and spilling.
@@ -497,23 +574,24 @@ impl<'m> Engine<'m> {
         (hi, sc.v_hi[s])
     }
 
-    /// The root's price on the extended grid `[floor − 1, cap + 1]` (MR-2.1).
+    /// The root's price on the extended grid `[floor − 1, cap + 8]` (MR-2.1, MR-2.4).
     fn root_price(&self, sc: &mut Scratch) -> i64 {
         let (floor, cap) = (self.floor, self.cap);
         // The clearing range is [pa, pb]: G(pa + 1) ≤ 0 ≤ G(pa), and pb the last such price.
         self.eval_into(0, floor - 1, &mut sc.v_lo);
-        self.eval_into(0, cap + 2, &mut sc.v_hi);
+        let top = self.top_price();
+        self.eval_into(0, top, &mut sc.v_hi);
         let g_top = sc.v_hi[0];
-        let (q1, g1) = self.search(sc, 0, 0, (floor - 1, cap + 2), Bound::AtMost);
+        let (q1, g1) = self.search(sc, 0, 0, (floor - 1, top), Bound::AtMost);
         let pa = q1 - 1;
-        let pb = if g1 < 0 || q1 >= cap + 2 {
+        let pb = if g1 < 0 || q1 >= top {
             pa
         } else if g_top < 0 {
             self.eval_into(0, q1, &mut sc.v_lo);
-            self.eval_into(0, cap + 2, &mut sc.v_hi);
-            self.search(sc, 0, 0, (q1, cap + 2), Bound::Below).0 - 1
+            self.eval_into(0, top, &mut sc.v_hi);
+            self.search(sc, 0, 0, (q1, top), Bound::Below).0 - 1
         } else {
-            cap + 1
+            top - 1
         };
         // A range end is set by a bid unless it is the virtual price beyond the floor or cap.
         let lower_set_by_bid = pa >= floor;
@@ -556,8 +634,8 @@ impl<'m> Engine<'m> {
         } else if g_r1[c] > flow {
             // MR-2.2 (b): import-limited: the lowest clearing price above the parent's.
             sc.v_lo[c..end].copy_from_slice(&g_r1[c..end]);
-            self.eval_into(c, self.cap + 2, &mut sc.v_hi);
-            self.search(sc, c, flow, (r + 1, self.cap + 2), Bound::AtMost)
+            self.eval_into(c, self.top_price(), &mut sc.v_hi);
+            self.search(sc, c, flow, (r + 1, self.top_price()), Bound::AtMost)
                 .0
                 - 1
         } else {
@@ -595,6 +673,9 @@ impl<'m> Engine<'m> {
         let mut shed = vec![0i64; n];
         let mut spill = vec![0i64; n];
         let mut allocation = vec![Watts::ZERO; tree.bids.len()];
+        let mut bid_shed = vec![Watts::ZERO; tree.bids.len()];
+        let mut bid_spilled = vec![Watts::ZERO; tree.bids.len()];
+        let mut members: Vec<usize> = Vec::new();
         let mut zone = Zone {
             g_p: vec![0; n],
             g_p1: vec![0; n],
@@ -670,7 +751,7 @@ impl<'m> Engine<'m> {
                 };
                 match at {
                     Some(q) => {
-                        for j in own {
+                        for j in own.clone() {
                             allocation[tree.bids[j] as usize] = Watts(book.view(j).level(q));
                         }
                     }
@@ -681,9 +762,48 @@ impl<'m> Engine<'m> {
                             ranges.push((curve.level(p + 1), curve.level(p)));
                         }
                         split_pro_rata(&ranges, own_total, &mut shares, &mut order);
-                        for (j, &a) in own.zip(&shares) {
+                        for (j, &a) in own.clone().zip(&shares) {
                             allocation[tree.bids[j] as usize] = Watts(a);
                         }
+                    }
+                }
+                // MR-2.4: the node's shed, class by class (lower classes first), is shared among
+                // the bids of each class pro rata to their demand at the cap (MR-3.3 rounding,
+                // ties to the smaller bid id).
+                if shed[k] > 0 {
+                    self.shed_by_class(k, p, shed[k], |class, amount| {
+                        if amount == 0 {
+                            return;
+                        }
+                        ranges.clear();
+                        members.clear();
+                        for j in own.clone() {
+                            if book.priority[j] == class {
+                                let demand = (book.base[j] - book.total_drop[j]).max(0);
+                                ranges.push((0, demand));
+                                members.push(j);
+                            }
+                        }
+                        split_pro_rata(&ranges, amount, &mut shares, &mut order);
+                        for (&j, &w) in members.iter().zip(&shares) {
+                            bid_shed[tree.bids[j] as usize] = Watts(w);
+                        }
+                    });
+                }
+                // MR-2.3: the node's spill is shared among its bids pro rata to their must-run
+                // generation (MR-3.3 rounding).
+                if spill[k] > 0 {
+                    ranges.clear();
+                    members.clear();
+                    for j in own.clone() {
+                        if book.base[j] < 0 {
+                            ranges.push((0, -book.base[j]));
+                            members.push(j);
+                        }
+                    }
+                    split_pro_rata(&ranges, spill[k], &mut shares, &mut order);
+                    for (&j, &w) in members.iter().zip(&shares) {
+                        bid_spilled[tree.bids[j] as usize] = Watts(w);
                     }
                 }
                 // MR-4.1 and MR-4.2: shed load is worth the cap, spilled generation the floor.
@@ -701,6 +821,8 @@ impl<'m> Engine<'m> {
             flows: vec![Watts::ZERO; n],
             shed: vec![Watts::ZERO; n],
             spilled: vec![Watts::ZERO; n],
+            bid_shed,
+            bid_spilled,
             welfare: Welfare(welfare),
         };
         for k in 0..n {

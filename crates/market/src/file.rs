@@ -15,7 +15,9 @@ use crate::clear::Clearing;
 use crate::curve::{Curve, CurveError, Point};
 use crate::decimal::{from_fixed, to_fixed};
 use crate::limits::{FILE_BYTES_MAX, LIMIT_MAX, POWER_ABS_MAX, PRICE_ABS_MAX};
-use crate::market::{Bid, DEFAULT_PRICE_CAP, DEFAULT_PRICE_FLOOR, Market, MarketError, Node};
+use crate::market::{
+    Bid, DEFAULT_PRICE_CAP, DEFAULT_PRICE_FLOOR, Market, MarketError, Node, PRIORITY_CLASSES,
+};
 use bcte_units::{Price, Watts};
 use core::fmt;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
@@ -431,9 +433,24 @@ pub fn parse_market(text: &str) -> Result<Market, FileError> {
             index,
             id: None,
         };
-        let [id, node, curve_raw] = item.fields(["id", "node", "curve"])?;
+        let [id, node, curve_raw, priority_raw] =
+            item.fields(["id", "node", "curve", "priority"])?;
         let id: String = item.required("id", id)?;
         let node: String = item.required("node", node)?;
+        let priority = match item.optional::<u64>("priority", priority_raw)? {
+            None => 0,
+            Some(p) if p < u64::from(PRIORITY_CLASSES) => p as u8,
+            Some(p) => {
+                return Err(item.error(
+                    Some("priority"),
+                    priority_raw,
+                    format!(
+                        "priority {p} is not a class from 0 to {}",
+                        PRIORITY_CLASSES - 1
+                    ),
+                ));
+            }
+        };
         let curve: Vec<(f64, f64)> = item.required("curve", curve_raw)?;
         let curve_error = |message: String| item.error(Some("curve"), curve_raw, message);
         points.clear();
@@ -473,6 +490,7 @@ pub fn parse_market(text: &str) -> Result<Market, FileError> {
             id,
             node,
             curve: parsed,
+            priority,
         });
     }
     Ok(Market::new(floor, cap, nodes, bids)?)
@@ -498,6 +516,8 @@ struct ResultFile<'a> {
     flows: Entries<'a>,
     shed_kw: Entries<'a>,
     spilled_kw: Entries<'a>,
+    bid_shed_kw: Entries<'a>,
+    bid_spilled_kw: Entries<'a>,
     welfare: f64,
     stats: Stats,
 }
@@ -523,6 +543,17 @@ pub fn clearing_to_json(
                 .zip(values)
                 .filter(|(_, w)| !w.is_zero())
                 .map(|(n, &w)| (n.id.as_str(), kw(w)))
+                .collect(),
+        )
+    };
+    let nonzero_bids = |values: &[Watts]| {
+        Entries(
+            market
+                .bids()
+                .iter()
+                .zip(values)
+                .filter(|(_, w)| !w.is_zero())
+                .map(|(b, &w)| (b.id.as_str(), kw(w)))
                 .collect(),
         )
     };
@@ -552,6 +583,8 @@ pub fn clearing_to_json(
         ),
         shed_kw: nonzero(&clearing.shed),
         spilled_kw: nonzero(&clearing.spilled),
+        bid_shed_kw: nonzero_bids(&clearing.bid_shed),
+        bid_spilled_kw: nonzero_bids(&clearing.bid_spilled),
         welfare: from_fixed(clearing.welfare.micro_per_hour(), 6),
         stats: Stats {
             clear_ms: (clear_ms * 1000.0).round() / 1000.0,
@@ -587,6 +620,12 @@ struct BidOut<'a> {
     id: &'a str,
     node: &'a str,
     curve: Vec<(f64, f64)>,
+    #[serde(skip_serializing_if = "is_default_priority")]
+    priority: u8,
+}
+
+fn is_default_priority(p: &u8) -> bool {
+    *p == 0
 }
 
 /// Writes a market as a market file, one node or bid per line. Fails for an aggregated curve
@@ -623,6 +662,7 @@ pub fn market_to_json(market: &Market) -> Result<String, FileError> {
                 Ok(BidOut {
                     id: &b.id,
                     node: &b.node,
+                    priority: b.priority,
                     curve: points
                         .iter()
                         .map(|p| (price(p.price), kw(p.power)))

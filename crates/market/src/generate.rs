@@ -252,11 +252,7 @@ pub fn generate(params: &Params) -> Result<Generated, GenerateError> {
         };
         let c = device(&mut rng, params.mix, scale)?;
         peak += c.max_power().0.max(0);
-        devices.push(Bid {
-            id: format!("b{i}"),
-            node,
-            curve: c,
-        });
+        devices.push(Bid::new(format!("b{i}"), node, c));
     }
     // The grid imports above its import price and exports below its export price, each up to
     // a third of the devices' peak demand, so local bids set the price much of the time.
@@ -265,16 +261,16 @@ pub fn generate(params: &Params) -> Result<Generated, GenerateError> {
         cents(rng.range(1_000, 3_000)),
         cents(rng.range(7_000, 11_000)),
     );
-    bids.push(Bid {
-        id: "grid".into(),
-        node: "substation".into(),
-        curve: curve(&[
+    bids.push(Bid::new(
+        "grid",
+        "substation",
+        curve(&[
             (export_price, capacity),
             (export_price, 0),
             (import_price, 0),
             (import_price, -capacity),
         ])?,
-    });
+    ));
     bids.extend(devices);
 
     let mut market = Market::new(DEFAULT_PRICE_FLOOR, DEFAULT_PRICE_CAP, nodes, bids)?;

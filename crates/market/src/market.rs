@@ -35,6 +35,9 @@ pub struct Node {
     pub export_limit: Option<Watts>,
 }
 
+/// The number of priority classes of load (MR-2.4): `0` to `PRIORITY_CLASSES - 1`.
+pub const PRIORITY_CLASSES: u8 = 8;
+
 /// A bid: one curve at one node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Bid {
@@ -44,6 +47,21 @@ pub struct Bid {
     pub node: String,
     /// What the bid asks at each price.
     pub curve: Curve,
+    /// Its load's priority class, `0` (the default, shed first) to `7` (shed last: a hospital,
+    /// a household with a medical device). See MR-2.4.
+    pub priority: u8,
+}
+
+impl Bid {
+    /// A bid of the default priority class 0.
+    pub fn new(id: impl Into<String>, node: impl Into<String>, curve: Curve) -> Self {
+        Self {
+            id: id.into(),
+            node: node.into(),
+            curve,
+            priority: 0,
+        }
+    }
 }
 
 /// Why a market is invalid. Every variant names the node or bid at fault.
@@ -152,6 +170,14 @@ pub enum MarketError {
         /// The missing node.
         node: String,
     },
+    /// A bid's priority class is not below [`PRIORITY_CLASSES`].
+    #[error("bid {bid:?}, field priority: {priority} is not a class from 0 to 7")]
+    BadPriority {
+        /// The bid.
+        bid: String,
+        /// The class given.
+        priority: u8,
+    },
     /// A bid's curve has a price outside `[floor, cap]`.
     #[error("bid {bid:?}, field curve: price {price} is outside [price_floor, price_cap]")]
     CurveOutsideBounds {
@@ -180,6 +206,8 @@ pub(crate) struct Book {
     pub(crate) base: Vec<i64>,
     pub(crate) total_drop: Vec<i64>,
     simple: Vec<bool>,
+    /// Priority class of each bid (MR-2.4).
+    pub(crate) priority: Vec<u8>,
     pub(crate) step_start: Vec<u32>,
     pub(crate) steps: Vec<Step>,
     pub(crate) ramp_start: Vec<u32>,
@@ -195,6 +223,7 @@ impl Book {
             base: Vec::with_capacity(order.len()),
             total_drop: Vec::with_capacity(order.len()),
             simple: Vec::with_capacity(order.len()),
+            priority: Vec::with_capacity(order.len()),
             step_start: Vec::with_capacity(order.len() + 1),
             ramp_start: Vec::with_capacity(order.len() + 1),
             ..Book::default()
@@ -204,6 +233,7 @@ impl Book {
             book.base.push(view.base);
             book.total_drop.push(view.total_drop);
             book.simple.push(view.simple);
+            book.priority.push(bids[b as usize].priority);
             book.step_start.push(book.steps.len() as u32);
             book.steps.extend_from_slice(view.steps);
             book.ramp_start.push(book.ramps.len() as u32);
@@ -299,6 +329,12 @@ impl Market {
         }
         for bid in &bids {
             check_id("bid", &bid.id)?;
+            if bid.priority >= PRIORITY_CLASSES {
+                return Err(MarketError::BadPriority {
+                    bid: bid.id.clone(),
+                    priority: bid.priority,
+                });
+            }
             if let Some((low, high)) = bid.curve.price_span() {
                 for price in [low, high] {
                     if price < floor || price > cap {
@@ -561,11 +597,7 @@ mod tests {
             power: Watts(1),
         }])
         .unwrap();
-        Bid {
-            id: id.into(),
-            node: node.into(),
-            curve,
-        }
+        Bid::new(id, node, curve)
     }
 
     fn new(nodes: Vec<Node>, bids: Vec<Bid>) -> Result<Market, MarketError> {

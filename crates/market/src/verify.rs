@@ -5,15 +5,18 @@
 //! (MR-1.2); every node balanced exactly; every flow within its edge's limits; a node priced
 //! above its parent only when importing at its limit and below only when exporting at its
 //! limit; shedding only at the cap and spilling only at the floor, only after every bid at the
-//! node has gone to the end of its curve, and at most the node's net demand at the cap or net
-//! must-run generation (MR-2.3); the reported welfare equal to the welfare of the
-//! allocations (MR-4). Together these are the optimality conditions of welfare maximisation on
-//! the price grid, so a result that passes is optimal.
+//! node has gone to the end of its curve, each bid shedding at most its demand at the cap and
+//! each node spilling at most its net must-run generation (MR-2.3, MR-2.4); load shed in
+//! priority order (MR-2.4: there are extended prices above the cap, one per node, equal across
+//! every edge not at a limit, under which every shed bid's class is at or below its node's and
+//! every bid of a lower class is shed in full); the reported welfare equal to the welfare of
+//! the allocations (MR-4). Together these are the optimality conditions of welfare
+//! maximisation on the extended price grid, so a result that passes is optimal.
 //!
 //! Invariant: `verify` never panics, whatever the clearing holds.
 
 use crate::clear::{Clearing, Welfare};
-use crate::market::Market;
+use crate::market::{Market, PRIORITY_CLASSES};
 use bcte_units::{Price, Watts};
 
 /// The first optimality condition a clearing breaks.
@@ -87,6 +90,34 @@ pub enum Violation {
         /// The shed power.
         shed: Watts,
     },
+    /// A bid's shed is negative, above its demand at the cap, or does not add up to its node's.
+    #[error("bid {bid:?}: {shed} shed, but it may shed between 0 and its demand at the cap")]
+    BadBidShed {
+        /// The bid.
+        bid: String,
+        /// Its shed power.
+        shed: Watts,
+    },
+    /// A bid's spill is negative, above its must-run generation, or does not add up to its
+    /// node's.
+    #[error(
+        "bid {bid:?}: {spilled} spilled, but it may spill between 0 and its must-run generation"
+    )]
+    BadBidSpill {
+        /// The bid.
+        bid: String,
+        /// Its spilled power.
+        spilled: Watts,
+    },
+    /// Load is shed out of priority order: no extended prices explain the shed (MR-2.4).
+    #[error(
+        "node {node:?}: load is shed out of priority order (a class is shed while a lower class \
+         it shares the cap price with is not shed in full)"
+    )]
+    PriorityOrder {
+        /// A node of the region where the order is broken.
+        node: String,
+    },
     /// Generation is spilled where it should not be.
     #[error(
         "node {node:?}: {spilled} spilled, but only must-run generation at the floor, after every bid is at its most, may be"
@@ -118,6 +149,8 @@ pub fn verify(market: &Market, clearing: &Clearing) -> Result<(), Violation> {
         || clearing.shed.len() != n
         || clearing.spilled.len() != n
         || clearing.allocations.len() != bids.len()
+        || clearing.bid_shed.len() != bids.len()
+        || clearing.bid_spilled.len() != bids.len()
     {
         return Err(Violation::Shape);
     }
@@ -135,13 +168,28 @@ pub fn verify(market: &Market, clearing: &Clearing) -> Result<(), Violation> {
     let mut excess: Vec<i128> = clearing.flows.iter().map(|f| i128::from(f.0)).collect();
     let mut at_least = vec![true; n];
     let mut at_most = vec![true; n];
-    let mut demand_at_cap = vec![0i128; n];
     let mut must_run = vec![0i128; n];
+    let mut bids_shed = vec![0i128; n];
+    let mut bids_spilled = vec![0i128; n];
     let mut welfare: i128 = 0;
     for (b, bid) in bids.iter().enumerate() {
         let node = market.node_of_bid(b);
-        demand_at_cap[node] += i128::from(bid.curve.min_power().0);
         must_run[node] -= i128::from(bid.curve.max_power().0);
+        let (shed, spilled) = (clearing.bid_shed[b], clearing.bid_spilled[b]);
+        if shed.0 < 0 || shed.0 > bid.curve.min_power().0.max(0) {
+            return Err(Violation::BadBidShed {
+                bid: bid.id.clone(),
+                shed,
+            });
+        }
+        if spilled.0 < 0 || spilled.0 > (-bid.curve.max_power().0).max(0) {
+            return Err(Violation::BadBidSpill {
+                bid: bid.id.clone(),
+                spilled,
+            });
+        }
+        bids_shed[node] += i128::from(shed.0);
+        bids_spilled[node] += i128::from(spilled.0);
         let price = clearing.prices[node];
         let allocation = clearing.allocations[b];
         let range = bid.curve.range_at(price);
@@ -165,14 +213,13 @@ pub fn verify(market: &Market, clearing: &Clearing) -> Result<(), Violation> {
         let (shed, spilled) = (clearing.shed[i], clearing.spilled[i]);
         let id = || nodes[i].id.clone();
         if shed.0 < 0
-            || (shed.0 > 0
-                && (clearing.prices[i] != cap
-                    || !at_least[i]
-                    || i128::from(shed.0) > demand_at_cap[i]))
+            || i128::from(shed.0) != bids_shed[i]
+            || (shed.0 > 0 && (clearing.prices[i] != cap || !at_least[i]))
         {
             return Err(Violation::BadShed { node: id(), shed });
         }
         if spilled.0 < 0
+            || i128::from(spilled.0) != bids_spilled[i]
             || (spilled.0 > 0
                 && (clearing.prices[i] != floor
                     || !at_most[i]
@@ -214,6 +261,7 @@ pub fn verify(market: &Market, clearing: &Clearing) -> Result<(), Violation> {
             }
         }
     }
+    check_priority_order(market, clearing)?;
     if let Some(i) = excess.iter().position(|&e| e != 0) {
         return Err(Violation::Unbalanced {
             node: nodes[i].id.clone(),
@@ -225,6 +273,86 @@ pub fn verify(market: &Market, clearing: &Clearing) -> Result<(), Violation> {
             reported: clearing.welfare,
             expected: Welfare(welfare),
         });
+    }
+    Ok(())
+}
+
+/// MR-2.4: load is shed in priority order. Every node at the cap has an extended price
+/// `cap + 1 + c` (`c` a class, or below `cap + 1` when it sheds nothing) such that every bid of
+/// a class below its node's is shed in full and no bid of a class above it sheds. Extended
+/// prices are equal across an edge not at a limit, no lower in the child across an edge at its
+/// import limit and no higher across one at its export limit. A tree of such constraints is
+/// satisfiable exactly when, bottom up, each node's interval of possible classes stays
+/// non-empty once its children's constraints are applied, which is what this checks.
+fn check_priority_order(market: &Market, clearing: &Clearing) -> Result<(), Violation> {
+    let nodes = market.nodes();
+    let cap = market.price_cap();
+    let n = nodes.len();
+    // Classes on a scale where -1 means "below cap + 1 (sheds nothing)" and 0..=7 the shedding
+    // classes; `lo..=hi` is what the node's own bids allow.
+    let top = i32::from(PRIORITY_CLASSES) - 1;
+    let mut lo = vec![-1i32; n];
+    let mut hi = vec![top; n];
+    for (b, bid) in market.bids().iter().enumerate() {
+        let node = market.node_of_bid(b);
+        if clearing.prices[node] != cap {
+            continue;
+        }
+        let class = i32::from(bid.priority);
+        let demand = bid.curve.min_power().0.max(0);
+        let shed = clearing.bid_shed[b].0;
+        if shed > 0 {
+            lo[node] = lo[node].max(class);
+        }
+        if shed < demand {
+            // Not shed in full: the node's class is at most this bid's.
+            hi[node] = hi[node].min(class);
+        }
+    }
+    // Children come after their parents in no particular input order, so walk the tree from
+    // the leaves: a node's depth-first post-order through an explicit stack.
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut root = 0;
+    for i in 0..n {
+        match market.parent(i) {
+            Some(p) => children[p].push(i),
+            None => root = i,
+        }
+    }
+    let mut order = Vec::with_capacity(n);
+    let mut stack = vec![root];
+    while let Some(i) = stack.pop() {
+        order.push(i);
+        stack.extend(children[i].iter().copied());
+    }
+    for &c in order.iter().rev() {
+        if clearing.prices[c] != cap {
+            continue;
+        }
+        if lo[c] > hi[c] {
+            return Err(Violation::PriorityOrder {
+                node: nodes[c].id.clone(),
+            });
+        }
+        let Some(p) = market.parent(c) else { continue };
+        if clearing.prices[p] != cap {
+            continue;
+        }
+        let node = &nodes[c];
+        let flow = clearing.flows[c].0;
+        let at_import = node.import_limit.is_some_and(|w| w.0 == flow);
+        let at_export = node.export_limit.is_some_and(|w| -w.0 == flow);
+        match (at_import, at_export) {
+            // A closed edge: no constraint between the two.
+            (true, true) => {}
+            // The child's class is at least the parent's: the parent's is at most the child's.
+            (true, false) => hi[p] = hi[p].min(hi[c]),
+            (false, true) => lo[p] = lo[p].max(lo[c]),
+            (false, false) => {
+                lo[p] = lo[p].max(lo[c]);
+                hi[p] = hi[p].min(hi[c]);
+            }
+        }
     }
     Ok(())
 }

@@ -42,6 +42,8 @@ fn no_sellers_sheds_the_inelastic_demand_at_the_cap_after_the_flexible_demand_ha
             "flows": {},
             "shed_kw": {"r": 10.0},
             "spilled_kw": {},
+            "bid_shed_kw": {"load-a": 10.0},
+            "bid_spilled_kw": {},
             "welfare": 0.0
         }),
     );
@@ -61,6 +63,8 @@ fn no_buyers_prices_at_the_cheapest_offer_not_the_floor() {
             "flows": {},
             "shed_kw": {},
             "spilled_kw": {},
+            "bid_shed_kw": {},
+            "bid_spilled_kw": {},
             "welfare": 0.0
         }),
     );
@@ -81,6 +85,8 @@ fn inelastic_demand_equal_to_a_supply_step_prices_at_the_step_not_the_cap() {
             "flows": {},
             "shed_kw": {},
             "spilled_kw": {},
+            "bid_shed_kw": {},
+            "bid_spilled_kw": {},
             "welfare": 29.5
         }),
     );
@@ -100,6 +106,8 @@ fn must_run_supply_equal_to_a_demand_step_prices_at_the_step_not_the_floor() {
             "flows": {},
             "shed_kw": {},
             "spilled_kw": {},
+            "bid_shed_kw": {},
+            "bid_spilled_kw": {},
             "welfare": 5.4
         }),
     );
@@ -122,6 +130,8 @@ fn many_offers_at_one_price_share_pro_rata_with_the_remainder_to_the_largest_rem
             "flows": {},
             "shed_kw": {},
             "spilled_kw": {},
+            "bid_shed_kw": {},
+            "bid_spilled_kw": {},
             "welfare": 103.25
         }),
     );
@@ -143,6 +153,8 @@ fn equal_offers_at_one_price_break_remainder_ties_by_id() {
             "flows": {},
             "shed_kw": {},
             "spilled_kw": {},
+            "bid_shed_kw": {},
+            "bid_spilled_kw": {},
             "welfare": 29.5
         }),
     );
@@ -166,6 +178,8 @@ fn zero_quantity_bids_change_nothing_and_a_price_range_between_two_bids_takes_it
             "flows": {},
             "shed_kw": {},
             "spilled_kw": {},
+            "bid_shed_kw": {},
+            "bid_spilled_kw": {},
             "welfare": 0.4
         }),
     );
@@ -185,16 +199,19 @@ fn a_one_sided_market_of_bids_only_prices_at_the_highest_bid() {
             "flows": {},
             "shed_kw": {},
             "spilled_kw": {},
+            "bid_shed_kw": {},
+            "bid_spilled_kw": {},
             "welfare": 0.0
         }),
     );
 }
 
 #[test]
-fn an_islanded_shortage_sheds_at_the_cap_where_the_net_demand_is() {
+fn an_islanded_shortage_sheds_every_load_of_a_class_pro_rata_whatever_its_node_generates() {
     // 10 kW of inelastic demand (4 at r, 6 at c) and 6 kW of supply at r: the price is the cap
-    // and 4 kW are shed. r's own generator covers its own load, so r has no net demand to shed
-    // and all 4 kW are shed at c, which draws the 2 kW r can spare (MR-2.3).
+    // and 4 kW are shed. A generator does not net out the load of its own node (MR-2.4): both
+    // loads are class 0 and share the 4 kW in proportion to their demand, 4 : 6, so r sheds
+    // 1.6 and c 2.4, and c draws 6 − 2.4 = 3.6 from r's generator.
     // Welfare: 10 · 3000 − 6 · 50 − 4 · 3000 = 17700.
     assert_clears(
         r#"{"nodes": [{"id": "r"}, {"id": "c", "parent": "r"}], "bids": [
@@ -204,9 +221,11 @@ fn an_islanded_shortage_sheds_at_the_cap_where_the_net_demand_is() {
         json!({
             "prices": {"r": 3000.0, "c": 3000.0},
             "allocations": {"gen": -6.0, "load-r": 4.0, "load-c": 6.0},
-            "flows": {"c": 2.0},
-            "shed_kw": {"c": 4.0},
+            "flows": {"c": 3.6},
+            "shed_kw": {"r": 1.6, "c": 2.4},
             "spilled_kw": {},
+            "bid_shed_kw": {"load-r": 1.6, "load-c": 2.4},
+            "bid_spilled_kw": {},
             "welfare": 17.7
         }),
     );
@@ -229,6 +248,8 @@ fn oversupply_spills_must_run_generation_at_the_floor_after_every_load_is_at_its
             "flows": {},
             "shed_kw": {},
             "spilled_kw": {"r": 3.0},
+            "bid_shed_kw": {},
+            "bid_spilled_kw": {"pv": 3.0},
             "welfare": 3.47
         }),
     );
@@ -256,6 +277,8 @@ fn zero_capacity_edges_isolate_a_node_and_an_empty_node_takes_its_parents_price(
             "flows": {"c": 0.0, "d": 0.0, "e": 0.0},
             "shed_kw": {},
             "spilled_kw": {},
+            "bid_shed_kw": {},
+            "bid_spilled_kw": {},
             "welfare": 35.34
         }),
     );
@@ -275,6 +298,8 @@ fn a_single_node_clears_where_sloped_curves_cross() {
             "flows": {},
             "shed_kw": {},
             "spilled_kw": {},
+            "bid_shed_kw": {},
+            "bid_spilled_kw": {},
             "welfare": 0.25
         }),
     );
@@ -291,6 +316,8 @@ fn an_empty_market_prices_at_zero() {
             "flows": {"c": 0.0},
             "shed_kw": {},
             "spilled_kw": {},
+            "bid_shed_kw": {},
+            "bid_spilled_kw": {},
             "welfare": 0.0
         }),
     );
@@ -333,6 +360,8 @@ fn a_chain_a_thousand_nodes_deep_separates_prices_at_its_one_binding_edge() {
             "flows": flows,
             "shed_kw": {},
             "spilled_kw": {},
+            "bid_shed_kw": {},
+            "bid_spilled_kw": {},
             "welfare": 28.9
         }),
     );
@@ -349,15 +378,17 @@ fn the_example_of_the_issue_clears_as_documented() {
             "flows": {"t1": 3.5},
             "shed_kw": {},
             "spilled_kw": {},
+            "bid_shed_kw": {},
+            "bid_spilled_kw": {},
             "welfare": 5.87
         }),
     );
 }
 
 #[test]
-fn shedding_is_shared_pro_rata_to_net_demand_across_nodes_at_the_cap() {
-    // Two nodes short by 9 kW in all, net demand at the cap 6 at r and 3 at c: r sheds 6, c 3,
-    // in proportion (MR-2.3, MR-3.1); no supply at all. Welfare: 9 · 3000 − 9 · 3000 = 0.
+fn shedding_is_shared_pro_rata_to_demand_across_nodes_at_the_cap() {
+    // Two nodes short by 9 kW in all, demand at the cap 6 at r and 3 at c: r sheds 6, c 3,
+    // in proportion (MR-2.4, MR-3.1); no supply at all. Welfare: 9 · 3000 − 9 · 3000 = 0.
     assert_clears(
         r#"{"nodes": [{"id": "r"}, {"id": "c", "parent": "r"}], "bids": [
             {"id": "load-r", "node": "r", "curve": [[0, 6]]},
@@ -368,7 +399,121 @@ fn shedding_is_shared_pro_rata_to_net_demand_across_nodes_at_the_cap() {
             "flows": {"c": 0.0},
             "shed_kw": {"r": 6.0, "c": 3.0},
             "spilled_kw": {},
+            "bid_shed_kw": {"load-r": 6.0, "load-c": 3.0},
+            "bid_spilled_kw": {},
             "welfare": 0.0
         }),
+    );
+}
+
+#[test]
+fn a_hospital_is_shed_only_after_every_lower_class_in_its_region() {
+    // Islanded, 12 kW of generation at r, 20 kW of demand: 8 kW short. Class 0 (households:
+    // 3 kW at r and 2 kW at c, a 5 kW class in all) goes first, in full; then class 3 (the
+    // school, 4 kW at c) in full; the remaining 8 − 5 − 4 < 0, so the school sheds only 3 and the
+    // hospital (class 7, 11 kW at c) keeps everything. The edge r–c is not at a limit, so r and
+    // c are one region (MR-2.4). Flows: c draws 2 + 4 + 11 − (2 + 3) = 12 from r.
+    // Welfare: 20 · 3000 − 12 · 40 − 8 · 3000 = 35520.
+    assert_clears(
+        r#"{"nodes": [{"id": "r"}, {"id": "c", "parent": "r", "import_limit_kw": 50}], "bids": [
+            {"id": "gen", "node": "r", "curve": [[40, 0], [40, -12]]},
+            {"id": "house-r", "node": "r", "curve": [[0, 3]]},
+            {"id": "house-c", "node": "c", "curve": [[0, 2]]},
+            {"id": "school", "node": "c", "curve": [[0, 4]], "priority": 3},
+            {"id": "hospital", "node": "c", "curve": [[0, 11]], "priority": 7}]}"#,
+        json!({
+            "prices": {"r": 3000.0, "c": 3000.0},
+            "allocations": {"gen": -12.0, "house-r": 3.0, "house-c": 2.0, "school": 4.0,
+                            "hospital": 11.0},
+            "flows": {"c": 12.0},
+            "shed_kw": {"r": 3.0, "c": 5.0},
+            "spilled_kw": {},
+            "bid_shed_kw": {"house-r": 3.0, "house-c": 2.0, "school": 3.0},
+            "bid_spilled_kw": {},
+            "welfare": 35.52
+        }),
+    );
+}
+
+#[test]
+fn behind_a_binding_edge_a_higher_class_is_shed_before_a_lower_one_elsewhere() {
+    // c imports at most 5 kW: its 6 kW hospital (class 7) and 2 kW household (class 0) lack 3,
+    // which c must shed itself (the household's 2, then 1 of the hospital), while r's own
+    // class-0 load is served by the generator: the limit separates the two regions, and priority
+    // is only within one (MR-2.4). r: 10 kW of generation, 4 of load, 5 sent to c, 1 kW of the
+    // generator unused, so r clears at the generator's price, 40.
+    // Welfare: (4 + 6 + 2) · 3000 − 9 · 40 − 3 · 3000 = 26640.
+    assert_clears(
+        r#"{"nodes": [{"id": "r"}, {"id": "c", "parent": "r", "import_limit_kw": 5}], "bids": [
+            {"id": "gen", "node": "r", "curve": [[40, 0], [40, -10]]},
+            {"id": "house-r", "node": "r", "curve": [[0, 4]]},
+            {"id": "house-c", "node": "c", "curve": [[0, 2]]},
+            {"id": "hospital", "node": "c", "curve": [[0, 6]], "priority": 7}]}"#,
+        json!({
+            "prices": {"r": 40.0, "c": 3000.0},
+            "allocations": {"gen": -9.0, "house-r": 4.0, "house-c": 2.0, "hospital": 6.0},
+            "flows": {"c": 5.0},
+            "shed_kw": {"c": 3.0},
+            "spilled_kw": {},
+            "bid_shed_kw": {"house-c": 2.0, "hospital": 1.0},
+            "bid_spilled_kw": {},
+            "welfare": 26.64
+        }),
+    );
+}
+
+#[test]
+fn loads_of_one_class_at_one_node_share_its_shed_pro_rata_ties_to_the_smaller_id() {
+    // 10 kW short at one node; three class-0 loads of 3 kW each and one class-1 load of 5 kW:
+    // the 9 kW of class 0 go in full, then 1 kW of class 1. Then an even split with a
+    // remainder: 1 kW of class 0 shared by three equal 3 kW loads is 334, 333, 333 W, the extra
+    // watt to the smallest id (MR-3.3).
+    assert_clears(
+        r#"{"nodes": [{"id": "r"}], "bids": [
+            {"id": "gen", "node": "r", "curve": [[10, 0], [10, -4]]},
+            {"id": "b", "node": "r", "curve": [[0, 3]]},
+            {"id": "a", "node": "r", "curve": [[0, 3]]},
+            {"id": "c", "node": "r", "curve": [[0, 3]]},
+            {"id": "d", "node": "r", "curve": [[0, 5]], "priority": 1}]}"#,
+        json!({
+            "prices": {"r": 3000.0},
+            "allocations": {"gen": -4.0, "b": 3.0, "a": 3.0, "c": 3.0, "d": 5.0},
+            "flows": {},
+            "shed_kw": {"r": 10.0},
+            "spilled_kw": {},
+            "bid_shed_kw": {"b": 3.0, "a": 3.0, "c": 3.0, "d": 1.0},
+            "bid_spilled_kw": {},
+            "welfare": 11.96
+        }),
+    );
+    assert_clears(
+        r#"{"nodes": [{"id": "r"}], "bids": [
+            {"id": "gen", "node": "r", "curve": [[10, 0], [10, -8]]},
+            {"id": "b", "node": "r", "curve": [[0, 3]]},
+            {"id": "a", "node": "r", "curve": [[0, 3]]},
+            {"id": "c", "node": "r", "curve": [[0, 3]]}]}"#,
+        json!({
+            "prices": {"r": 3000.0},
+            "allocations": {"gen": -8.0, "b": 3.0, "a": 3.0, "c": 3.0},
+            "flows": {},
+            "shed_kw": {"r": 1.0},
+            "spilled_kw": {},
+            "bid_shed_kw": {"b": 0.333, "a": 0.334, "c": 0.333},
+            "bid_spilled_kw": {},
+            "welfare": 23.92
+        }),
+    );
+}
+
+#[test]
+fn a_priority_outside_the_classes_is_refused_naming_the_bid() {
+    let err = parse_market(
+        r#"{"nodes": [{"id": "r"}], "bids": [{"id": "x", "node": "r", "curve": [[0, 1]], "priority": 8}]}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "bid \"x\" (bids[0], line 1), field priority: priority 8 is not a class from 0 to 7"
     );
 }

@@ -3,9 +3,10 @@
 //!
 //! The LP is built from the market's points, independently of the engine: a bid is its power
 //! at the cap plus one variable per vertical step, worth the step's price per kW; each node has
-//! a balance row, each edge a bounded flow, each node shedding (worth minus the cap) up to its
-//! net demand at the cap and spilling (worth the floor) up to its net must-run generation
-//! (MR-2.3). Step curves are exact on the price grid, so the two optima must agree to the
+//! a balance row, each edge a bounded flow, each bid shedding (worth minus the cap) up to its
+//! demand at the cap (MR-2.4) and each node spilling (worth the floor) up to its net must-run
+//! generation (MR-2.3). Priority classes order the shedding but do not change its worth, so
+//! the optimum's welfare does not depend on them. Step curves are exact on the price grid, so the two optima must agree to the
 //! solver's precision. Sloped curves are covered by the optimality checks of `properties.rs`.
 
 mod common;
@@ -45,7 +46,7 @@ fn lp_welfare(spec: &Spec) -> f64 {
     let mut problem = Problem::new(OptimizationDirection::Maximize);
     let mut rows: Vec<Vec<(microlp::Variable, f64)>> = vec![Vec::new(); n];
     let mut rhs = vec![0.0; n];
-    let (mut top, mut bottom) = (vec![0.0; n], vec![0.0; n]);
+    let mut top = vec![0.0; n];
     let mut constant = 0.0;
     for bid in &spec.bids {
         let pts: Vec<(f64, f64)> = points(spec, bid)
@@ -59,15 +60,16 @@ fn lp_welfare(spec: &Spec) -> f64 {
             .map(|w| (w[0].0, w[0].1 - w[1].1))
             .collect();
         constant += welfare_at_lowest(lowest, highest, &steps, floor, cap);
+        if lowest > 0.0 {
+            rows[bid.node].push((problem.add_var(-cap, (0.0, lowest)), -1.0));
+        }
         rhs[bid.node] -= lowest;
         top[bid.node] += highest;
-        bottom[bid.node] += lowest;
         for &(price, height) in &steps {
             rows[bid.node].push((problem.add_var(price, (0.0, height)), 1.0));
         }
     }
     for i in 0..n {
-        rows[i].push((problem.add_var(-cap, (0.0, f64::max(0.0, bottom[i]))), -1.0));
         rows[i].push((problem.add_var(floor, (0.0, f64::max(0.0, -top[i]))), 1.0));
         if i > 0 {
             let node = &spec.nodes[i];

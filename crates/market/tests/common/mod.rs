@@ -21,6 +21,8 @@ pub struct Piece {
 #[derive(Clone, Debug)]
 pub struct BidSpec {
     pub node: usize,
+    /// Priority class (MR-2.4), mostly 0.
+    pub priority: u8,
     pub start_price: i64,
     pub start_power: i64,
     pub pieces: Vec<Piece>,
@@ -82,9 +84,11 @@ fn bid(nodes: usize, steps_only: bool) -> impl Strategy<Value = BidSpec> {
         -60i64..60,
         -20_000i64..20_000,
         prop::collection::vec(piece(steps_only), 0..5),
+        prop_oneof![3 => Just(0u8), 2 => 0u8..8],
     )
-        .prop_map(|(node, start, start_power, pieces)| BidSpec {
+        .prop_map(|(node, start, start_power, pieces, priority)| BidSpec {
             node,
+            priority,
             start_price: start * UNIT,
             start_power,
             pieces,
@@ -160,6 +164,7 @@ pub fn parts(spec: &Spec) -> (Vec<Node>, Vec<Bid>) {
             id: bid_id(j),
             node: node_id(b.node),
             curve: Curve::from_points(&points(spec, b)).expect("valid curve"),
+            priority: b.priority,
         })
         .collect();
     (nodes, bids)
