@@ -204,6 +204,7 @@ pub fn init(
             .collect(),
         authority: faucet_account,
         allocations,
+        market_clock_speed: 1,
     };
     genesis
         .validate()

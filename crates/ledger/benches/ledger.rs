@@ -42,6 +42,7 @@ fn fixture() -> Fixture {
                 amount: Amount(1_000_000_000),
             })
             .collect(),
+        market_clock_speed: 1,
     };
     let g = exec::genesis(&genesis).unwrap();
     let mut tree = MemTree::new();

@@ -1,36 +1,46 @@
-//! The state machine: read what a block needs, then apply it purely, then commit to the result.
+//! The state machine's driver: read what a block needs, then apply it purely, then commit to
+//! the result.
 //!
 //! Execution happens in three steps, so that the step that decides is pure:
-//! 1. [`reads_of`] lists the keys the block's transactions may touch, and [`Prefetched::load`]
-//!    reads them from the state at the parent's height (the only I/O, done by the caller's
-//!    reader);
-//! 2. [`apply`] runs the transactions against those values and returns the writes and one
-//!    receipt per transaction. It knows no clock but the block's timestamp, no randomness and no
-//!    storage, so every validator computes the same result;
+//! 1. [`plan_reads`] lists the keys the block may touch, given the values read so far: the
+//!    keys its transactions name, then (once the feeders and their schedules are read) the
+//!    intervals the block clears and the bids of those intervals. [`run`] reads in stages
+//!    through the caller's reader at the parent's height until the plan asks for nothing new
+//!    (the only I/O). Each stage is a pure function of the values before it;
+//! 2. [`apply`] runs the transactions against those values, then the end-of-block work of the
+//!    market (clearing the intervals whose gate closed, or pruning), and returns the writes
+//!    and one receipt per transaction. It knows no clock but the block's timestamp, no
+//!    randomness and no storage, so every validator computes the same result;
 //! 3. [`crate::tree::commit`] turns the writes into the new state root.
 //!
-//! Rules (numbered LR-x.y in `docs/ledger-rules.md`, cited at the branches):
-//! a transaction's signature and chain id are checked before execution (a bad one invalidates
+//! The driver checks nonces, checks the one authorization table ([`crate::auth`]) and
+//! dispatches each payload to its domain ([`crate::token`], [`crate::registry`],
+//! [`crate::market`]); each domain owns its reads, rules and writes. Rules (numbered LR-x.y in
+//! `docs/ledger-rules.md` and MC-x.y in `docs/market-chain-rules.md`, cited at the branches): a
+//! transaction's signature and chain id are checked before execution (a bad one invalidates
 //! the block); in execution, a wrong nonce rejects it without consuming the nonce; any other
-//! failure (balance, rights, zero amount, overflow) rejects it *and* consumes the nonce, so a
-//! rejected transaction can never take effect later.
+//! failure rejects it *and* consumes the nonce, so a rejected transaction can never take
+//! effect later, and changes nothing else.
 //!
 //! Invariant, asserted after every block: money is conserved. The change of the sum of the
 //! touched balances equals what was minted minus what was burned, and the total supply moves by
 //! exactly that.
 
+pub use crate::working::Prefetched;
 use crate::{
     keys::StateKey,
+    market_state::MarketClock,
     state::{AccountState, ChainConfig, Head, encode_value},
     tree::{self, TreeError, WriteSet},
+    working::Working,
 };
 use bcte_types::{
-    AccountId, Amount, Block, ChainId, Genesis, GenesisError, Hash, Header, Height, Outcome,
-    Payload, Privilege, Receipt, RejectReason, SignatureError, Tx, block::receipts_root,
+    Amount, Block, ChainId, Genesis, GenesisError, Hash, Header, Height, Outcome, Payload, Receipt,
+    RejectReason, SignatureError, Tx, block::receipts_root,
 };
-use commonware_codec::{Copying, Decode, DecodeExt, Read};
+use commonware_codec::{Copying, DecodeExt};
 use jmt::storage::{NodeBatch, TreeReader};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use thiserror::Error;
 
 /// Where and when a block executes: the parts of its header known before execution.
@@ -55,6 +65,20 @@ impl BlockInfo {
     }
 }
 
+/// What every handler of a block knows: its height, its timestamp and market time, and the
+/// chain's configuration.
+#[derive(Clone, Debug)]
+pub struct BlockContext {
+    /// The block's height.
+    pub height: Height,
+    /// The block's timestamp (ms since the Unix epoch).
+    pub block_ms: u64,
+    /// The block's market time (MC-1.1).
+    pub now_ms: u64,
+    /// The chain's configuration.
+    pub config: ChainConfig,
+}
+
 /// A failure of the execution machinery itself (never caused by a transaction's content).
 #[derive(Debug, Error)]
 pub enum ExecError {
@@ -73,6 +97,10 @@ pub enum ExecError {
     /// Reading or updating the tree failed.
     #[error(transparent)]
     Tree(#[from] TreeError),
+    /// The state contradicts an invariant the ledger keeps (a bug, never a transaction's
+    /// doing): every validator stops at the same block rather than diverge.
+    #[error("ledger invariant broken: {0}")]
+    Bug(String),
 }
 
 /// Why a proposed block is invalid (validators vote against it).
@@ -139,62 +167,84 @@ impl InvalidBlock {
     }
 }
 
-/// The keys a block's transactions may read or write, plus the chain-wide keys every block uses.
+/// The keys a block's transactions name themselves, plus the chain-wide keys every block
+/// uses: the first stage of [`plan_reads`].
 pub fn reads_of(txs: &[Tx]) -> BTreeSet<StateKey> {
-    let mut keys: BTreeSet<StateKey> = [StateKey::Config, StateKey::Supply].into();
+    let mut keys: BTreeSet<StateKey> = [
+        StateKey::Config,
+        StateKey::Supply,
+        StateKey::MarketClock,
+        StateKey::Feeders,
+    ]
+    .into();
     for tx in txs {
         keys.insert(StateKey::Account(tx.body().sender));
+        let schedule = |f: &bcte_types::FeederId| StateKey::Schedule(f.clone());
         match &tx.body().payload {
             Payload::Transfer { to, .. } | Payload::Mint { to, .. } => {
                 keys.insert(StateKey::Account(*to));
             }
             Payload::Burn { .. } => {}
+            Payload::FeederRegister(op) => {
+                keys.insert(StateKey::Feeder(op.feeder.clone()));
+            }
+            Payload::SitesRegister(op) => {
+                keys.insert(StateKey::Feeder(op.feeder.clone()));
+                keys.insert(StateKey::Sites(op.feeder.clone()));
+                for site in &op.sites {
+                    keys.insert(StateKey::Site(op.feeder.clone(), site.site.clone()));
+                }
+            }
+            Payload::SiteDelegate(op) => {
+                keys.insert(schedule(&op.feeder));
+                keys.insert(StateKey::Site(op.feeder.clone(), op.site.clone()));
+            }
+            Payload::SiteRevoke(op) => {
+                keys.insert(schedule(&op.feeder));
+                keys.insert(StateKey::Site(op.feeder.clone(), op.site.clone()));
+            }
+            Payload::EdgeLimit(op) => {
+                keys.insert(schedule(&op.feeder));
+                keys.insert(StateKey::Feeder(op.feeder.clone()));
+            }
+            Payload::MarketConfig(op) => {
+                keys.insert(schedule(&op.feeder));
+            }
+            Payload::GridMode(op) => {
+                keys.insert(schedule(&op.feeder));
+            }
+            Payload::UpstreamPrices(op) => {
+                keys.insert(schedule(&op.feeder));
+            }
+            Payload::Bids(op) => {
+                keys.insert(schedule(&op.feeder));
+                for b in &op.bids {
+                    keys.insert(StateKey::Site(op.feeder.clone(), b.site.clone()));
+                    keys.insert(StateKey::Bidders(op.feeder.clone(), b.interval));
+                }
+            }
         }
     }
     keys
 }
 
-/// The values of a set of keys at one height, read before execution.
-#[derive(Clone, Debug, Default)]
-pub struct Prefetched {
-    values: BTreeMap<StateKey, Option<Vec<u8>>>,
+/// The block's market time, if the clock is known from what was read (MC-1.1).
+fn market_time(pre: &Prefetched, block_ms: u64) -> Result<Option<u64>, ExecError> {
+    let clock = pre.peek_decode::<MarketClock>(&StateKey::MarketClock)?;
+    Ok(clock.map(|c| c.unwrap_or(MarketClock::REAL_TIME).market_time(block_ms)))
 }
 
-impl Prefetched {
-    /// Reads `keys` from the state at `height` through `reader`.
-    pub fn load<R: TreeReader>(
-        reader: &R,
-        height: Height,
-        keys: impl IntoIterator<Item = StateKey>,
-    ) -> Result<Self, TreeError> {
-        let mut values = BTreeMap::new();
-        for key in keys {
-            let v = tree::read_value(reader, height, &key)?;
-            values.insert(key, v);
-        }
-        Ok(Self { values })
-    }
-
-    /// Builds a prefetched set from known values (tests, benchmarks).
-    pub fn from_values(values: BTreeMap<StateKey, Option<Vec<u8>>>) -> Self {
-        Self { values }
-    }
-
-    fn get(&self, key: &StateKey) -> Result<Option<&[u8]>, ExecError> {
-        match self.values.get(key) {
-            Some(v) => Ok(v.as_deref()),
-            None => Err(ExecError::NotPrefetched(*key)),
-        }
-    }
-
-    fn decode<T: Read<Cfg = ()>>(&self, key: &StateKey) -> Result<Option<T>, ExecError> {
-        match self.get(key)? {
-            None => Ok(None),
-            Some(bytes) => T::decode_cfg(Copying(bytes), &())
-                .map(Some)
-                .map_err(|_| ExecError::CorruptValue(*key)),
-        }
-    }
+/// Every key the block `info` of `txs` needs, given the values `pre` holds so far. Reading
+/// them and asking again eventually asks for nothing new; [`run`] does exactly that.
+pub fn plan_reads(
+    pre: &Prefetched,
+    info: BlockInfo,
+    txs: &[Tx],
+) -> Result<BTreeSet<StateKey>, ExecError> {
+    let mut keys = reads_of(txs);
+    let now_ms = market_time(pre, info.timestamp_ms)?;
+    keys.extend(crate::market::plan_reads(pre, now_ms, txs)?);
+    Ok(keys)
 }
 
 /// The result of applying a block: the state writes and one receipt per transaction.
@@ -206,52 +256,30 @@ pub struct Execution {
     pub receipts: Vec<Receipt>,
 }
 
-/// The working set of one block's execution: typed values, written back at the end.
-struct Working<'a> {
-    pre: &'a Prefetched,
-    accounts: BTreeMap<AccountId, AccountState>,
-    supply: Amount,
-    minted: Amount,
-    burned: Amount,
-}
-
-impl Working<'_> {
-    fn account(&mut self, id: AccountId) -> Result<AccountState, ExecError> {
-        if let Some(a) = self.accounts.get(&id) {
-            return Ok(*a);
-        }
-        let a = self
-            .pre
-            .decode::<AccountState>(&StateKey::Account(id))?
-            .unwrap_or_default();
-        self.accounts.insert(id, a);
-        Ok(a)
-    }
-
-    fn set(&mut self, id: AccountId, a: AccountState) {
-        self.accounts.insert(id, a);
-    }
-}
-
-/// Applies `txs` as the block described by `info` to the prefetched state.
+/// Applies `txs` as the block described by `info` to the prefetched state, which must hold
+/// every key [`plan_reads`] asks for.
 ///
 /// The caller has already checked every transaction's chain id and signature. Each transaction
 /// gets a receipt; none can make this fail. An error means the machinery failed (a key missing
-/// from `pre`, a corrupt stored value), and the block must not be voted on or committed.
+/// from `pre`, a corrupt stored value, a broken invariant), and the block must not be voted on
+/// or committed.
 pub fn apply(pre: &Prefetched, info: BlockInfo, txs: &[Tx]) -> Result<Execution, ExecError> {
     let config: ChainConfig = pre.decode(&StateKey::Config)?.ok_or(ExecError::NoConfig)?;
     let supply: Amount = pre.decode(&StateKey::Supply)?.unwrap_or(Amount::ZERO);
-    let mut w = Working {
-        pre,
-        accounts: BTreeMap::new(),
-        supply,
-        minted: Amount::ZERO,
-        burned: Amount::ZERO,
+    let clock = pre
+        .decode::<MarketClock>(&StateKey::MarketClock)?
+        .unwrap_or(MarketClock::REAL_TIME);
+    let ctx = BlockContext {
+        height: info.height,
+        block_ms: info.timestamp_ms,
+        now_ms: clock.market_time(info.timestamp_ms),
+        config,
     };
+    let mut w = Working::new(pre, supply);
 
     let mut receipts = Vec::with_capacity(txs.len());
     for tx in txs {
-        let outcome = match apply_tx(&mut w, &config, tx)? {
+        let outcome = match apply_tx(&mut w, &ctx, tx)? {
             Ok(()) => Outcome::Accepted,
             Err(reason) => Outcome::Rejected(reason),
         };
@@ -260,38 +288,13 @@ pub fn apply(pre: &Prefetched, info: BlockInfo, txs: &[Tx]) -> Result<Execution,
             outcome,
         });
     }
+    // MC-7, MC-8: after the transactions, the intervals whose gate closed are cleared.
+    crate::market::end_of_block(&mut w, &ctx)?;
 
-    // Conservation (LR-4): balances moved by exactly minted - burned, and so did the supply.
-    let mut before: i128 = 0;
-    let mut after: i128 = 0;
-    for (id, a) in &w.accounts {
-        let old = pre
-            .decode::<AccountState>(&StateKey::Account(*id))?
-            .unwrap_or_default();
-        before += i128::from(old.balance.get());
-        after += i128::from(a.balance.get());
-    }
-    let net = i128::from(w.minted.get()) - i128::from(w.burned.get());
-    assert_eq!(
-        after - before,
-        net,
-        "money conservation violated at height {}",
-        info.height
-    );
-    assert_eq!(
-        i128::from(w.supply.get()) - i128::from(supply.get()),
-        net,
-        "supply moved by other than minted - burned at height {}",
-        info.height
-    );
+    // LR-4: conservation over every balance any domain touched.
+    w.assert_conserved(info.height)?;
 
-    let mut writes = WriteSet::new();
-    for (id, a) in &w.accounts {
-        writes.insert(StateKey::Account(*id), Some(encode_value(a)));
-    }
-    if w.supply != supply {
-        writes.insert(StateKey::Supply, Some(encode_value(&w.supply)));
-    }
+    let mut writes = w.into_writes();
     let head = Head {
         height: info.height,
         timestamp_ms: info.timestamp_ms,
@@ -304,11 +307,11 @@ pub fn apply(pre: &Prefetched, info: BlockInfo, txs: &[Tx]) -> Result<Execution,
 /// Applies one transaction: `Ok(Ok(()))` accepted, `Ok(Err(reason))` rejected.
 fn apply_tx(
     w: &mut Working<'_>,
-    config: &ChainConfig,
+    ctx: &BlockContext,
     tx: &Tx,
 ) -> Result<Result<(), RejectReason>, ExecError> {
     let body = tx.body();
-    let mut sender = w.account(body.sender)?;
+    let sender = w.money.account(w.pre, body.sender)?;
 
     // LR-2.1: the nonce must be the sender's next one; a wrong nonce changes nothing.
     if body.nonce != sender.nonce {
@@ -321,112 +324,27 @@ fn apply_tx(
     let Some(next) = sender.nonce.checked_add(1) else {
         return Ok(Err(RejectReason::Overflow));
     };
-    sender.nonce = next;
-    w.set(body.sender, sender);
+    w.money.set_nonce(w.pre, body.sender, next)?;
 
-    let result = match &body.payload {
-        Payload::Transfer { to, amount } => transfer(w, body.sender, *to, *amount)?,
-        Payload::Mint { to, amount } => {
-            // LR-3.1: only the authority mints.
-            if body.sender != config.authority {
-                Err(RejectReason::Unauthorized {
-                    action: Privilege::Mint,
-                })
-            } else if amount.is_zero() {
-                Err(RejectReason::ZeroAmount)
-            } else {
-                mint(w, *to, *amount)?
-            }
-        }
-        Payload::Burn { amount } => {
-            // LR-3.2: only the authority burns, and only its own balance.
-            if body.sender != config.authority {
-                Err(RejectReason::Unauthorized {
-                    action: Privilege::Burn,
-                })
-            } else if amount.is_zero() {
-                Err(RejectReason::ZeroAmount)
-            } else {
-                burn(w, body.sender, *amount)?
-            }
-        }
-    };
-    Ok(result)
-}
-
-fn transfer(
-    w: &mut Working<'_>,
-    from: AccountId,
-    to: AccountId,
-    amount: Amount,
-) -> Result<Result<(), RejectReason>, ExecError> {
-    // LR-3.3: a positive amount, covered by the sender's balance.
-    if amount.is_zero() {
-        return Ok(Err(RejectReason::ZeroAmount));
+    // One table decides who may send what (LR-3.1, LR-3.2, MC-3, MC-4, MC-6).
+    if let Err(reason) = crate::auth::authorize(&ctx.config, body.sender, &body.payload) {
+        return Ok(Err(reason));
     }
-    let mut sender = w.account(from)?;
-    let Some(left) = sender.balance.checked_sub(amount) else {
-        return Ok(Err(RejectReason::InsufficientBalance {
-            balance: sender.balance,
-            needed: amount,
-        }));
-    };
-    if from == to {
-        // A transfer to oneself is accepted and moves nothing.
-        return Ok(Ok(()));
+    let from = body.sender;
+    match &body.payload {
+        Payload::Transfer { to, amount } => crate::token::transfer(w, from, *to, *amount),
+        Payload::Mint { to, amount } => crate::token::mint(w, *to, *amount),
+        Payload::Burn { amount } => crate::token::burn(w, from, *amount),
+        Payload::FeederRegister(op) => crate::registry::register_feeder(w, ctx, op),
+        Payload::SitesRegister(op) => crate::registry::register_sites(w, op),
+        Payload::SiteDelegate(op) => crate::registry::delegate(w, ctx, from, op),
+        Payload::SiteRevoke(op) => crate::registry::revoke(w, ctx, from, op),
+        Payload::EdgeLimit(op) => crate::registry::edge_limit(w, ctx, op),
+        Payload::MarketConfig(op) => crate::market::configure(w, ctx, op),
+        Payload::GridMode(op) => crate::market::set_mode(w, ctx, op),
+        Payload::UpstreamPrices(op) => crate::market::post_prices(w, ctx, op),
+        Payload::Bids(op) => crate::market::bid(w, ctx, from, op),
     }
-    let mut recipient = w.account(to)?;
-    let Some(credited) = recipient.balance.checked_add(amount) else {
-        return Ok(Err(RejectReason::Overflow));
-    };
-    sender.balance = left;
-    recipient.balance = credited;
-    w.set(from, sender);
-    w.set(to, recipient);
-    Ok(Ok(()))
-}
-
-fn mint(
-    w: &mut Working<'_>,
-    to: AccountId,
-    amount: Amount,
-) -> Result<Result<(), RejectReason>, ExecError> {
-    let mut recipient = w.account(to)?;
-    let (Some(supply), Some(credited), Some(minted)) = (
-        w.supply.checked_add(amount),
-        recipient.balance.checked_add(amount),
-        w.minted.checked_add(amount),
-    ) else {
-        return Ok(Err(RejectReason::Overflow));
-    };
-    recipient.balance = credited;
-    w.set(to, recipient);
-    w.supply = supply;
-    w.minted = minted;
-    Ok(Ok(()))
-}
-
-fn burn(
-    w: &mut Working<'_>,
-    from: AccountId,
-    amount: Amount,
-) -> Result<Result<(), RejectReason>, ExecError> {
-    let mut holder = w.account(from)?;
-    let Some(left) = holder.balance.checked_sub(amount) else {
-        return Ok(Err(RejectReason::InsufficientBalance {
-            balance: holder.balance,
-            needed: amount,
-        }));
-    };
-    let (Some(supply), Some(burned)) = (w.supply.checked_sub(amount), w.burned.checked_add(amount))
-    else {
-        return Ok(Err(RejectReason::Overflow));
-    };
-    holder.balance = left;
-    w.set(from, holder);
-    w.supply = supply;
-    w.burned = burned;
-    Ok(Ok(()))
 }
 
 /// The state at height 0: configuration, allocations, supply and head.
@@ -440,6 +358,15 @@ pub fn genesis_writes(genesis: &Genesis) -> Result<WriteSet, GenesisError> {
     };
     writes.insert(StateKey::Config, Some(encode_value(&config)));
     writes.insert(StateKey::Supply, Some(encode_value(&supply)));
+    // MC-1: a chain whose market clock runs at real time stores none (its genesis state is
+    // then what it was before markets existed).
+    if genesis.market_clock_speed != 1 {
+        let clock = MarketClock {
+            genesis_time_ms: genesis.genesis_time_ms,
+            speed: genesis.market_clock_speed,
+        };
+        writes.insert(StateKey::MarketClock, Some(encode_value(&clock)));
+    }
     for a in &genesis.allocations {
         let state = AccountState {
             balance: a.amount,
@@ -508,7 +435,7 @@ pub struct Executed {
 /// then writes the roots into the header, and by [`verify_block`].
 pub fn run<R: TreeReader>(reader: &R, info: BlockInfo, txs: &[Tx]) -> Result<Executed, ExecError> {
     let parent_height = info.height.previous().ok_or(ExecError::GenesisHeight)?;
-    let pre = Prefetched::load(reader, parent_height, reads_of(txs))?;
+    let pre = read_planned(reader, parent_height, info, txs)?;
     let execution = apply(&pre, info, txs)?;
     let (state_root, batch) = tree::commit(reader, &execution.writes, info.height)?;
     let receipts_root = receipts_root(&execution.receipts);
@@ -610,6 +537,30 @@ pub fn check_roots(header: &Header, executed: &Executed) -> Result<(), InvalidBl
         });
     }
     Ok(())
+}
+
+/// Reads, stage by stage, every key [`plan_reads`] asks for, from the state at
+/// `parent_height`.
+pub fn read_planned<R: TreeReader>(
+    reader: &R,
+    parent_height: Height,
+    info: BlockInfo,
+    txs: &[Tx],
+) -> Result<Prefetched, ExecError> {
+    let mut pre = Prefetched::default();
+    loop {
+        let missing: Vec<StateKey> = plan_reads(&pre, info, txs)?
+            .into_iter()
+            .filter(|k| !pre.contains(k))
+            .collect();
+        if missing.is_empty() {
+            return Ok(pre);
+        }
+        for key in missing {
+            let value = tree::read_value(reader, parent_height, &key)?;
+            pre.insert(key, value);
+        }
+    }
 }
 
 /// Decodes a stored account value (for readers outside execution: the API, the audit).

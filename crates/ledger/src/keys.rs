@@ -1,20 +1,32 @@
 //! State keys: what the ledger stores, each with one byte layout and one string form.
 //!
-//! | key               | bytes             | value                         | string form       |
-//! |-------------------|-------------------|-------------------------------|-------------------|
-//! | an account        | `0x01 ‖ id:32`    | [`AccountState`](crate::AccountState) | `account/<ACCOUNT>` |
-//! | total supply      | `0x02`            | `Amount`                      | `supply`          |
-//! | chain head        | `0x03`            | [`Head`](crate::Head)         | `head`            |
-//! | chain config      | `0x04`            | [`ChainConfig`](crate::ChainConfig) | `config`    |
+//! | key                      | bytes                                  | value | string form |
+//! |--------------------------|----------------------------------------|-------|-------------|
+//! | an account               | `0x01 ‖ id:32`                         | [`AccountState`](crate::AccountState) | `account/<ACCOUNT>` |
+//! | total supply             | `0x02`                                 | `Amount` | `supply` |
+//! | chain head               | `0x03`                                 | [`Head`](crate::Head) | `head` |
+//! | chain config             | `0x04`                                 | [`ChainConfig`](crate::ChainConfig) | `config` |
+//! | the market clock         | `0x05`                                 | [`MarketClock`](crate::MarketClock) | `market-clock` |
+//! | the feeders              | `0x06`                                 | [`FeederIndex`](crate::market_state::FeederIndex) | `feeders` |
+//! | a feeder                 | `0x10 ‖ F`                             | [`FeederState`](crate::market_state::FeederState) | `feeder/<F>` |
+//! | its schedule             | `0x11 ‖ F`                             | [`Schedule`](crate::market_state::Schedule) | `schedule/<F>` |
+//! | its site table           | `0x12 ‖ F`                             | [`SiteTable`](crate::market_state::SiteTable) | `sites/<F>` |
+//! | a site                   | `0x13 ‖ F ‖ S`                         | [`SiteState`](crate::market_state::SiteState) | `site/<F>/<S>` |
+//! | an interval's bidders    | `0x14 ‖ F ‖ K:u64`                     | a bitmap of site indices | `bidders/<F>/<K>` |
+//! | a site's bid and result  | `0x15 ‖ F ‖ K:u64 ‖ S`                 | [`BidRecord`](crate::market_state::BidRecord) | `bid/<F>/<K>/<S>` |
+//! | an interval's result     | `0x16 ‖ F ‖ K:u64`                     | [`IntervalResult`](crate::market_state::IntervalResult) | `result/<F>/<K>` |
+//! | an interval's upstream prices | `0x17 ‖ F ‖ K:u64`                | [`UpstreamPrice`](bcte_types::market::UpstreamPrice) | `upstream/<F>/<K>` |
 //!
-//! The authenticated tree is keyed by `SHA-256(key bytes)`; the bytes above are the preimage.
+//! `F` and `S` are a feeder and a site id, each `len:u8 ‖ bytes`; `K` an interval. Ids hold no
+//! `/`, so the string forms parse back unambiguously. The authenticated tree is keyed by
+//! `SHA-256(key bytes)`; the bytes above are the preimage.
 
-use bcte_types::{AccountId, IdError};
+use bcte_types::{AccountId, FeederId, IdError, Interval, SiteId, market::MarketIdError};
 use core::{fmt, str::FromStr};
 use thiserror::Error;
 
 /// A key of the ledger state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum StateKey {
     /// An account's balance and nonce.
     Account(AccountId),
@@ -24,6 +36,26 @@ pub enum StateKey {
     Head,
     /// The chain's fixed configuration (chain id, authority, validators).
     Config,
+    /// The genesis market clock: genesis time and speed (absent: speed 1).
+    MarketClock,
+    /// Every feeder with its next gate closure.
+    Feeders,
+    /// A feeder's nodes and epoch.
+    Feeder(FeederId),
+    /// A feeder's schedule: the next interval to clear, configurations, modes, limit changes.
+    Schedule(FeederId),
+    /// A feeder's sites by index: node, priority and connection limit.
+    Sites(FeederId),
+    /// A site's owner, aggregator and the intervals it has bids for.
+    Site(FeederId, SiteId),
+    /// The sites with a bid for an interval.
+    Bidders(FeederId, Interval),
+    /// A site's bid for an interval, and its result once cleared.
+    Bid(FeederId, Interval, SiteId),
+    /// An interval's result.
+    Result(FeederId, Interval),
+    /// Upstream prices the DSO posted for an interval.
+    Upstream(FeederId, Interval),
 }
 
 /// Why bytes or a string are not a state key.
@@ -33,11 +65,21 @@ pub enum KeyError {
     #[error("not a state key encoding")]
     Bytes,
     /// Unknown string form.
-    #[error("unknown state key {0:?}: expected account/<ACCOUNT>, supply, head or config")]
+    #[error(
+        "unknown state key {0:?}: expected account/<ACCOUNT>, supply, head, config, \
+         market-clock, feeders, feeder/<F>, schedule/<F>, sites/<F>, site/<F>/<S>, \
+         bidders/<F>/<K>, bid/<F>/<K>/<S>, result/<F>/<K> or upstream/<F>/<K>"
+    )]
     Unknown(String),
     /// The account part is not an account.
     #[error("bad account in state key: {0}")]
     Account(#[from] IdError),
+    /// A feeder or site part is not an id.
+    #[error("bad id in state key: {0}")]
+    Id(#[from] MarketIdError),
+    /// The interval part is not a number.
+    #[error("bad interval in state key: {0:?} is not a non-negative integer")]
+    Interval(String),
 }
 
 impl StateKey {
@@ -45,40 +87,159 @@ impl StateKey {
     const TAG_SUPPLY: u8 = 0x02;
     const TAG_HEAD: u8 = 0x03;
     const TAG_CONFIG: u8 = 0x04;
+    const TAG_MARKET_CLOCK: u8 = 0x05;
+    const TAG_FEEDERS: u8 = 0x06;
+    const TAG_FEEDER: u8 = 0x10;
+    const TAG_SCHEDULE: u8 = 0x11;
+    const TAG_SITES: u8 = 0x12;
+    const TAG_SITE: u8 = 0x13;
+    const TAG_BIDDERS: u8 = 0x14;
+    const TAG_BID: u8 = 0x15;
+    const TAG_RESULT: u8 = 0x16;
+    const TAG_UPSTREAM: u8 = 0x17;
 
     /// The key's bytes (the preimage of its tree key).
     pub fn to_bytes(&self) -> Vec<u8> {
-        match self {
-            Self::Account(id) => {
-                let mut v = Vec::with_capacity(33);
-                v.push(Self::TAG_ACCOUNT);
-                v.extend_from_slice(id.as_bytes());
-                v
-            }
-            Self::Supply => vec![Self::TAG_SUPPLY],
-            Self::Head => vec![Self::TAG_HEAD],
-            Self::Config => vec![Self::TAG_CONFIG],
+        fn id(out: &mut Vec<u8>, s: &str) {
+            out.push(s.len() as u8);
+            out.extend_from_slice(s.as_bytes());
         }
+        let mut v = Vec::with_capacity(48);
+        match self {
+            Self::Account(a) => {
+                v.push(Self::TAG_ACCOUNT);
+                v.extend_from_slice(a.as_bytes());
+            }
+            Self::Supply => v.push(Self::TAG_SUPPLY),
+            Self::Head => v.push(Self::TAG_HEAD),
+            Self::Config => v.push(Self::TAG_CONFIG),
+            Self::MarketClock => v.push(Self::TAG_MARKET_CLOCK),
+            Self::Feeders => v.push(Self::TAG_FEEDERS),
+            Self::Feeder(f) | Self::Schedule(f) | Self::Sites(f) => {
+                v.push(match self {
+                    Self::Feeder(_) => Self::TAG_FEEDER,
+                    Self::Schedule(_) => Self::TAG_SCHEDULE,
+                    _ => Self::TAG_SITES,
+                });
+                id(&mut v, f.as_str());
+            }
+            Self::Site(f, s) => {
+                v.push(Self::TAG_SITE);
+                id(&mut v, f.as_str());
+                id(&mut v, s.as_str());
+            }
+            Self::Bidders(f, k) | Self::Result(f, k) | Self::Upstream(f, k) => {
+                v.push(match self {
+                    Self::Bidders(..) => Self::TAG_BIDDERS,
+                    Self::Result(..) => Self::TAG_RESULT,
+                    _ => Self::TAG_UPSTREAM,
+                });
+                id(&mut v, f.as_str());
+                v.extend_from_slice(&k.0.to_be_bytes());
+            }
+            Self::Bid(f, k, s) => {
+                v.push(Self::TAG_BID);
+                id(&mut v, f.as_str());
+                v.extend_from_slice(&k.0.to_be_bytes());
+                id(&mut v, s.as_str());
+            }
+        }
+        v
     }
 
     /// Parses key bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
-        match bytes {
-            [Self::TAG_ACCOUNT, rest @ ..] if rest.len() == 32 => {
+        struct Cursor<'a>(&'a [u8]);
+        impl Cursor<'_> {
+            fn id(&mut self) -> Result<String, KeyError> {
+                let (&len, rest) = self.0.split_first().ok_or(KeyError::Bytes)?;
+                let len = usize::from(len);
+                if rest.len() < len {
+                    return Err(KeyError::Bytes);
+                }
+                let (s, rest) = rest.split_at(len);
+                self.0 = rest;
+                String::from_utf8(s.to_vec()).map_err(|_| KeyError::Bytes)
+            }
+            fn interval(&mut self) -> Result<Interval, KeyError> {
+                if self.0.len() < 8 {
+                    return Err(KeyError::Bytes);
+                }
+                let (k, rest) = self.0.split_at(8);
+                self.0 = rest;
+                Ok(Interval(u64::from_be_bytes(k.try_into().expect("8 bytes"))))
+            }
+        }
+        let (&tag, rest) = bytes.split_first().ok_or(KeyError::Bytes)?;
+        let mut c = Cursor(rest);
+        let feeder = |c: &mut Cursor<'_>| -> Result<FeederId, KeyError> {
+            FeederId::new(c.id()?).map_err(|_| KeyError::Bytes)
+        };
+        let site = |c: &mut Cursor<'_>| -> Result<SiteId, KeyError> {
+            SiteId::new(c.id()?).map_err(|_| KeyError::Bytes)
+        };
+        let key = match tag {
+            Self::TAG_ACCOUNT if rest.len() == 32 => {
                 let mut id = [0u8; 32];
                 id.copy_from_slice(rest);
-                Ok(Self::Account(AccountId(id)))
+                c.0 = &[];
+                Self::Account(AccountId(id))
             }
-            [Self::TAG_SUPPLY] => Ok(Self::Supply),
-            [Self::TAG_HEAD] => Ok(Self::Head),
-            [Self::TAG_CONFIG] => Ok(Self::Config),
-            _ => Err(KeyError::Bytes),
+            Self::TAG_SUPPLY => Self::Supply,
+            Self::TAG_HEAD => Self::Head,
+            Self::TAG_CONFIG => Self::Config,
+            Self::TAG_MARKET_CLOCK => Self::MarketClock,
+            Self::TAG_FEEDERS => Self::Feeders,
+            Self::TAG_FEEDER => Self::Feeder(feeder(&mut c)?),
+            Self::TAG_SCHEDULE => Self::Schedule(feeder(&mut c)?),
+            Self::TAG_SITES => Self::Sites(feeder(&mut c)?),
+            Self::TAG_SITE => {
+                let f = feeder(&mut c)?;
+                Self::Site(f, site(&mut c)?)
+            }
+            Self::TAG_BIDDERS => {
+                let f = feeder(&mut c)?;
+                Self::Bidders(f, c.interval()?)
+            }
+            Self::TAG_RESULT => {
+                let f = feeder(&mut c)?;
+                Self::Result(f, c.interval()?)
+            }
+            Self::TAG_UPSTREAM => {
+                let f = feeder(&mut c)?;
+                Self::Upstream(f, c.interval()?)
+            }
+            Self::TAG_BID => {
+                let f = feeder(&mut c)?;
+                let k = c.interval()?;
+                Self::Bid(f, k, site(&mut c)?)
+            }
+            _ => return Err(KeyError::Bytes),
+        };
+        if !c.0.is_empty() {
+            return Err(KeyError::Bytes);
         }
+        Ok(key)
     }
 
     /// The key of the authenticated tree: SHA-256 of the key bytes.
     pub fn tree_key(&self) -> jmt::KeyHash {
         jmt::KeyHash::with::<sha2::Sha256>(self.to_bytes())
+    }
+
+    /// The feeder the key belongs to, if it is a market key of one.
+    pub fn feeder(&self) -> Option<&FeederId> {
+        match self {
+            Self::Feeder(f)
+            | Self::Schedule(f)
+            | Self::Sites(f)
+            | Self::Site(f, _)
+            | Self::Bidders(f, _)
+            | Self::Bid(f, _, _)
+            | Self::Result(f, _)
+            | Self::Upstream(f, _) => Some(f),
+            _ => None,
+        }
     }
 }
 
@@ -89,6 +250,16 @@ impl fmt::Display for StateKey {
             Self::Supply => f.write_str("supply"),
             Self::Head => f.write_str("head"),
             Self::Config => f.write_str("config"),
+            Self::MarketClock => f.write_str("market-clock"),
+            Self::Feeders => f.write_str("feeders"),
+            Self::Feeder(x) => write!(f, "feeder/{x}"),
+            Self::Schedule(x) => write!(f, "schedule/{x}"),
+            Self::Sites(x) => write!(f, "sites/{x}"),
+            Self::Site(x, s) => write!(f, "site/{x}/{s}"),
+            Self::Bidders(x, k) => write!(f, "bidders/{x}/{k}"),
+            Self::Bid(x, k, s) => write!(f, "bid/{x}/{k}/{s}"),
+            Self::Result(x, k) => write!(f, "result/{x}/{k}"),
+            Self::Upstream(x, k) => write!(f, "upstream/{x}/{k}"),
         }
     }
 }
@@ -97,15 +268,34 @@ impl FromStr for StateKey {
     type Err = KeyError;
     fn from_str(s: &str) -> Result<Self, KeyError> {
         let s = s.trim();
-        match s {
-            "supply" => Ok(Self::Supply),
-            "head" => Ok(Self::Head),
-            "config" => Ok(Self::Config),
-            _ => match s.strip_prefix("account/") {
-                Some(id) => Ok(Self::Account(id.parse()?)),
-                None => Err(KeyError::Unknown(s.chars().take(80).collect())),
-            },
-        }
+        let unknown = || KeyError::Unknown(s.chars().take(80).collect());
+        let interval = |k: &str| -> Result<Interval, KeyError> {
+            // Canonical decimal only: no sign, no leading zeros.
+            if k.is_empty() || (k.len() > 1 && k.starts_with('0')) {
+                return Err(KeyError::Interval(k.chars().take(24).collect()));
+            }
+            k.parse::<u64>()
+                .map(Interval)
+                .map_err(|_| KeyError::Interval(k.chars().take(24).collect()))
+        };
+        let parts: Vec<&str> = s.split('/').collect();
+        Ok(match parts.as_slice() {
+            ["supply"] => Self::Supply,
+            ["head"] => Self::Head,
+            ["config"] => Self::Config,
+            ["market-clock"] => Self::MarketClock,
+            ["feeders"] => Self::Feeders,
+            ["account", id] => Self::Account(id.parse()?),
+            ["feeder", f] => Self::Feeder(FeederId::new(*f)?),
+            ["schedule", f] => Self::Schedule(FeederId::new(*f)?),
+            ["sites", f] => Self::Sites(FeederId::new(*f)?),
+            ["site", f, x] => Self::Site(FeederId::new(*f)?, SiteId::new(*x)?),
+            ["bidders", f, k] => Self::Bidders(FeederId::new(*f)?, interval(k)?),
+            ["bid", f, k, x] => Self::Bid(FeederId::new(*f)?, interval(k)?, SiteId::new(*x)?),
+            ["result", f, k] => Self::Result(FeederId::new(*f)?, interval(k)?),
+            ["upstream", f, k] => Self::Upstream(FeederId::new(*f)?, interval(k)?),
+            _ => return Err(unknown()),
+        })
     }
 }
 
@@ -114,17 +304,38 @@ mod tests {
     use super::*;
     use commonware_cryptography::{Signer, ed25519::PrivateKey};
 
-    #[test]
-    fn keys_round_trip_through_bytes_and_strings() {
+    fn all() -> Vec<StateKey> {
         let id = AccountId::from_public_key(&PrivateKey::from_seed(1).public_key());
-        for key in [
+        let f = FeederId::new("LV1.101").unwrap();
+        let s = SiteId::new("LV1.101 Load 7").unwrap();
+        let k = Interval(96 * 365);
+        vec![
             StateKey::Account(id),
             StateKey::Supply,
             StateKey::Head,
             StateKey::Config,
-        ] {
-            assert_eq!(StateKey::from_bytes(&key.to_bytes()), Ok(key));
-            assert_eq!(key.to_string().parse::<StateKey>(), Ok(key));
+            StateKey::MarketClock,
+            StateKey::Feeders,
+            StateKey::Feeder(f.clone()),
+            StateKey::Schedule(f.clone()),
+            StateKey::Sites(f.clone()),
+            StateKey::Site(f.clone(), s.clone()),
+            StateKey::Bidders(f.clone(), k),
+            StateKey::Bid(f.clone(), k, s),
+            StateKey::Result(f.clone(), k),
+            StateKey::Upstream(f, k),
+        ]
+    }
+
+    #[test]
+    fn keys_round_trip_through_bytes_and_strings() {
+        for key in all() {
+            assert_eq!(StateKey::from_bytes(&key.to_bytes()), Ok(key.clone()));
+            assert_eq!(
+                key.to_string().parse::<StateKey>(),
+                Ok(key.clone()),
+                "{key}"
+            );
         }
     }
 
@@ -132,6 +343,11 @@ mod tests {
     fn bad_keys_are_refused_with_a_reason() {
         assert_eq!(StateKey::from_bytes(&[]), Err(KeyError::Bytes));
         assert_eq!(StateKey::from_bytes(&[1, 2, 3]), Err(KeyError::Bytes));
+        assert_eq!(StateKey::from_bytes(&[0x10, 3, b'a']), Err(KeyError::Bytes));
+        assert_eq!(StateKey::from_bytes(&[0x10, 1, b'/']), Err(KeyError::Bytes));
+        let mut trailing = StateKey::Feeder(FeederId::new("f").unwrap()).to_bytes();
+        trailing.push(0);
+        assert_eq!(StateKey::from_bytes(&trailing), Err(KeyError::Bytes));
         assert!(matches!(
             "balance".parse::<StateKey>(),
             Err(KeyError::Unknown(_))
@@ -139,6 +355,18 @@ mod tests {
         assert!(matches!(
             "account/xyz".parse::<StateKey>(),
             Err(KeyError::Account(_))
+        ));
+        assert!(matches!(
+            "result/f/-1".parse::<StateKey>(),
+            Err(KeyError::Interval(_))
+        ));
+        assert!(matches!(
+            "result/f/07".parse::<StateKey>(),
+            Err(KeyError::Interval(_))
+        ));
+        assert!(matches!(
+            "site/f/#x".parse::<StateKey>(),
+            Err(KeyError::Id(_))
         ));
     }
 }

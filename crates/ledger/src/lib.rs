@@ -2,22 +2,35 @@
 //!
 //! Pure: no clock, no randomness of its own, no files or sockets. Callers hand it a tree reader
 //! (the committed state, possibly with speculative layers on top) and blocks; it hands back
-//! receipts, state writes, the new state root and proofs. See [`exec`] for the execution rules
-//! and [`tree`] for the authenticated state.
+//! receipts, state writes, the new state root and proofs. See [`exec`] for the driver (staged
+//! reads, nonces, dispatch, conservation), [`market`] for the market on the chain and its
+//! clearing at gate closure, and [`tree`] for the authenticated state. The domains (token,
+//! registry, market) each own their rules; money moves through one small API and
+//! authorization is one table.
 
+mod auth;
 pub mod exec;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod keys;
+pub mod market;
+pub mod market_state;
 pub mod proof;
+mod registry;
 pub mod state;
+mod token;
 pub mod tree;
+mod working;
 
+pub use auth::privilege_of;
 pub use exec::{
-    BlockInfo, ExecError, Executed, Execution, GenesisState, InvalidBlock, Prefetched, apply,
-    check_link, check_roots, genesis, reads_of, run, verify_block,
+    BlockContext, BlockInfo, ExecError, Executed, Execution, GenesisState, InvalidBlock,
+    Prefetched, apply, check_link, check_roots, genesis, plan_reads, read_planned, reads_of, run,
+    verify_block,
 };
 pub use keys::{KeyError, StateKey};
+pub use market_state::MarketClock;
 pub use proof::{ProofError, StateProof, prove};
 pub use state::{AccountState, ChainConfig, Head};
 pub use tree::{Layer, MemTree, Overlay, TreeError, WriteSet};
+pub use working::decode_value;

@@ -41,6 +41,7 @@ fn valid() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
             account: account(&a),
             amount: Amount(100),
         }],
+        market_clock_speed: 1,
     };
     let g = exec::genesis(&genesis).unwrap();
     let mut tree = MemTree::new();

@@ -41,6 +41,7 @@ fn genesis_doc() -> Genesis {
                 amount: Amount(1_000),
             })
             .collect(),
+        market_clock_speed: 1,
     }
 }
 

@@ -116,6 +116,38 @@ pub enum CurveError {
     /// An aggregated curve would reach a power beyond ±[`POWER_ABS_MAX`].
     #[error("the aggregated curve would reach a power beyond ±{max}", max = POWER_ABS_MAX)]
     SumOutOfRange,
+    /// A component's price is beyond ±[`PRICE_ABS_MAX`].
+    #[error("{kind} {index}: price {price} is beyond the limit of ±{max}", max = PRICE_ABS_MAX)]
+    ComponentPriceOutOfRange {
+        /// `step` or `ramp`.
+        kind: &'static str,
+        /// Its index (from 0).
+        index: usize,
+        /// The price.
+        price: Price,
+    },
+    /// A component does not drop: a step or ramp with a drop of zero or less, or a ramp whose
+    /// count is zero or whose end is not above its start.
+    #[error("{kind} {index}: {problem}")]
+    BadComponent {
+        /// `step` or `ramp`.
+        kind: &'static str,
+        /// Its index (from 0).
+        index: usize,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// Components are not in their canonical order (steps by price, ramps by start, end and
+    /// drop, each at most once).
+    #[error(
+        "{kind} {index}: not after the previous one (steps sorted by price, ramps by start, end and drop, none twice)"
+    )]
+    ComponentOrder {
+        /// `step` or `ramp`.
+        kind: &'static str,
+        /// Its index (from 0).
+        index: usize,
+    },
     /// An aggregated curve would have more than [`COMPONENTS_PER_CURVE_MAX`] components.
     #[error(
         "the aggregated curve would have {count} steps and ramps, more than the limit of {max}",
@@ -242,6 +274,101 @@ impl Curve {
             steps,
             ramps,
             simple: true,
+        })
+    }
+
+    /// Builds a curve from its components (MR-1.1): `base`, the power below every price, less
+    /// each step and each ramp. Steps must be sorted by price and distinct; ramps sorted by
+    /// `(start, end, drop)` and distinct (identical ramps are one ramp with a count); every drop
+    /// positive, every ramp's end above its start and its count at least 1; every price within
+    /// ±[`PRICE_ABS_MAX`] and both ends of the curve within ±[`POWER_ABS_MAX`]. This is the form
+    /// of an exact sum of curves ([`Curve::sum`]), which a point list cannot always express.
+    pub fn from_components(
+        base: Watts,
+        steps: Vec<Step>,
+        ramps: Vec<Ramp>,
+    ) -> Result<Self, CurveError> {
+        let count = steps.len() + ramps.len();
+        if count > COMPONENTS_PER_CURVE_MAX {
+            return Err(CurveError::TooManyComponents { count });
+        }
+        let price_ok = |p: Price| p.0.unsigned_abs() <= PRICE_ABS_MAX.0.unsigned_abs();
+        let mut total_drop: i64 = 0;
+        let max = POWER_ABS_MAX.0;
+        let mut add = |drop: i64| -> Result<(), CurveError> {
+            total_drop = total_drop
+                .checked_add(drop)
+                .filter(|&t| t <= 2 * max)
+                .ok_or(CurveError::SumOutOfRange)?;
+            Ok(())
+        };
+        for (index, step) in steps.iter().enumerate() {
+            let kind = "step";
+            if !price_ok(step.price) {
+                return Err(CurveError::ComponentPriceOutOfRange {
+                    kind,
+                    index,
+                    price: step.price,
+                });
+            }
+            if step.drop.0 <= 0 {
+                return Err(CurveError::BadComponent {
+                    kind,
+                    index,
+                    problem: "its drop is not positive",
+                });
+            }
+            if index > 0 && steps[index - 1].price >= step.price {
+                return Err(CurveError::ComponentOrder { kind, index });
+            }
+            add(step.drop.0)?;
+        }
+        for (index, ramp) in ramps.iter().enumerate() {
+            let kind = "ramp";
+            for price in [ramp.start, ramp.end] {
+                if !price_ok(price) {
+                    return Err(CurveError::ComponentPriceOutOfRange { kind, index, price });
+                }
+            }
+            let problem = if ramp.drop.0 <= 0 {
+                Some("its drop is not positive")
+            } else if ramp.end <= ramp.start {
+                Some("its end price is not above its start price")
+            } else if ramp.count == 0 {
+                Some("its count is zero")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Err(CurveError::BadComponent {
+                    kind,
+                    index,
+                    problem,
+                });
+            }
+            if index > 0 {
+                let p = ramps[index - 1];
+                if (p.start, p.end, p.drop) >= (ramp.start, ramp.end, ramp.drop) {
+                    return Err(CurveError::ComponentOrder { kind, index });
+                }
+            }
+            let drop = ramp
+                .drop
+                .0
+                .checked_mul(i64::from(ramp.count))
+                .ok_or(CurveError::SumOutOfRange)?;
+            add(drop)?;
+        }
+        if base.0.abs() > max || (base.0 - total_drop).abs() > max {
+            return Err(CurveError::SumOutOfRange);
+        }
+        let simple = is_simple(&steps, &ramps);
+        Ok(Self {
+            base: base.0,
+            total_drop,
+            steps,
+            ramps,
+            simple,
         })
     }
 
@@ -689,6 +816,50 @@ mod tests {
             assert_eq!(s.level(q), a.level(q) + b.level(q) + c.level(q), "at {q}");
         }
         assert!(s.to_points(Price::ZERO).is_none());
+    }
+
+    #[test]
+    fn components_build_the_same_curve_as_its_sum_and_refuse_bad_order() {
+        let a = curve(&[(0, 7_000), (3, 0)]);
+        let b = curve(&[(1, 1_001), (1, 0), (2, -5)]);
+        let sum = Curve::sum([&a, &b, &a]).unwrap();
+        let rebuilt =
+            Curve::from_components(sum.max_power(), sum.steps().to_vec(), sum.ramps().to_vec())
+                .unwrap();
+        assert_eq!(rebuilt, sum);
+        let step = |price, drop| Step {
+            price: Price(price),
+            drop: Watts(drop),
+        };
+        assert!(matches!(
+            Curve::from_components(Watts(10), vec![step(5, 1), step(5, 1)], vec![]),
+            Err(CurveError::ComponentOrder {
+                kind: "step",
+                index: 1
+            })
+        ));
+        assert!(matches!(
+            Curve::from_components(Watts(10), vec![step(5, 0)], vec![]),
+            Err(CurveError::BadComponent { kind: "step", .. })
+        ));
+        let ramp = Ramp {
+            start: Price(4),
+            end: Price(4),
+            drop: Watts(1),
+            count: 1,
+        };
+        assert!(matches!(
+            Curve::from_components(Watts(10), vec![], vec![ramp]),
+            Err(CurveError::BadComponent { kind: "ramp", .. })
+        ));
+        assert_eq!(
+            Curve::from_components(
+                POWER_ABS_MAX,
+                vec![step(0, POWER_ABS_MAX.0 * 2 + 1)],
+                vec![]
+            ),
+            Err(CurveError::SumOutOfRange)
+        );
     }
 
     #[test]

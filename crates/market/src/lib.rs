@@ -27,5 +27,7 @@ pub mod verify;
 
 pub use clear::{Clearing, Welfare, clear};
 pub use curve::{Curve, CurveError, Point, PowerRange, Ramp, Step};
-pub use market::{Bid, DEFAULT_PRICE_CAP, DEFAULT_PRICE_FLOOR, Market, MarketError, Node};
+pub use market::{
+    Bid, DEFAULT_PRICE_CAP, DEFAULT_PRICE_FLOOR, Market, MarketError, Node, PRIORITY_CLASSES,
+};
 pub use verify::{Violation, verify};

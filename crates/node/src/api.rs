@@ -712,7 +712,7 @@ async fn proof<S: Store>(
     let block = store
         .block(height)?
         .ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?;
-    let p: StateProof = prove(store, key, height).map_err(ApiError::internal)?;
+    let p: StateProof = prove(store, key.clone(), height).map_err(ApiError::internal)?;
     Ok(Json(ProofView {
         height: height.get(),
         key: key.to_string(),

@@ -214,6 +214,7 @@ mod tests {
                 account,
                 amount: Amount(1),
             }],
+            market_clock_speed: 1,
         }
     }
 

@@ -121,18 +121,21 @@ pub struct Mempool {
     next_seq: u64,
 }
 
+/// What a waiting transaction spends from its sender's balance.
 fn spends(tx: &Tx) -> u64 {
     match &tx.body().payload {
         Payload::Transfer { amount, .. } | Payload::Burn { amount } => amount.get(),
-        Payload::Mint { .. } => 0,
+        _ => 0,
     }
 }
 
-fn amount_of(tx: &Tx) -> Amount {
+/// The amount of a token transaction (the other kinds move no money themselves).
+fn amount_of(tx: &Tx) -> Option<Amount> {
     match &tx.body().payload {
         Payload::Transfer { amount, .. }
         | Payload::Burn { amount }
-        | Payload::Mint { amount, .. } => *amount,
+        | Payload::Mint { amount, .. } => Some(*amount),
+        _ => None,
     }
 }
 
@@ -166,7 +169,7 @@ impl Mempool {
         if self.txs.contains_key(&hash) {
             return Err(AdmitError::Duplicate(hex::encode(hash)));
         }
-        if amount_of(&tx).is_zero() {
+        if amount_of(&tx).is_some_and(Amount::is_zero) {
             return Err(AdmitError::ZeroAmount);
         }
         let sender_id = tx.body().sender;

@@ -87,6 +87,7 @@ pub fn prepare_dev(dir: &DataDir) -> Result<(Genesis, PrivateKey), FileError> {
             account: dev_account,
             amount: DEV_ALLOCATION,
         }],
+        market_clock_speed: 1,
     };
     // Keys first, genesis last: a directory with a genesis always has its keys.
     files::write_key(&dir.validator_key(), &validator)?;

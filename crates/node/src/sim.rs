@@ -136,6 +136,7 @@ pub fn genesis(validators: u64, accounts: u64) -> Genesis {
                 amount: Amount(1_000_000_000),
             })
             .collect(),
+        market_clock_speed: 1,
     }
 }
 

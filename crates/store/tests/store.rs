@@ -89,6 +89,7 @@ fn genesis(chain: &str) -> Genesis {
             account: account(1),
             amount: Amount(100),
         }],
+        market_clock_speed: 1,
     }
 }
 

@@ -12,7 +12,7 @@
 use crate::{
     ids::{Hash, Height, len_size, read_len, write_len},
     receipt::Receipt,
-    tx::Tx,
+    tx::{Payload, Tx},
 };
 use bytes::BufMut;
 use commonware_codec::{
@@ -249,9 +249,10 @@ impl Read for Block {
         let start = buf.remaining();
         let header = Header::read(buf)?;
         let count = read_len(buf, limits.txs_max)?;
-        // Every transaction is at least this long; refuse a count the input cannot hold before
+        // Every transaction is at least this long (the shortest chain id, sender, nonce, the
+        // shortest payload and the signature); refuse a count the input cannot hold before
         // reserving memory for it.
-        const TX_BYTES_MIN: usize = 1 + 1 + 32 + 8 + 1 + 8 + 64;
+        const TX_BYTES_MIN: usize = 1 + 1 + 32 + 8 + Payload::ENCODED_SIZE_MIN + 64;
         if count.saturating_mul(TX_BYTES_MIN) > buf.remaining() {
             return Err(CodecError::EndOfBuffer);
         }

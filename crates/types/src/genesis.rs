@@ -52,6 +52,23 @@ pub struct Genesis {
     /// Initial balances.
     #[serde(default)]
     pub allocations: Vec<Allocation>,
+    /// How fast the markets' clock runs: market time = genesis time + (block time − genesis
+    /// time) × speed (docs/market-chain-rules.md, MC-1). 1, the default, on a real network; a
+    /// simulated day at a few dozen blocks per interval needs a few thousand.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub market_clock_speed: u32,
+}
+
+/// The fastest market clock a genesis may set.
+pub const MARKET_CLOCK_SPEED_MAX: u32 = 1_000_000;
+
+const fn one() -> u32 {
+    1
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+const fn is_one(v: &u32) -> bool {
+    *v == 1
 }
 
 /// Why a genesis is not usable.
@@ -78,6 +95,9 @@ pub enum GenesisError {
     /// The allocations sum past `u64::MAX`.
     #[error("genesis allocations overflow the token supply")]
     SupplyOverflow,
+    /// The market clock speed is zero or too fast.
+    #[error("market_clock_speed {0} is not within 1 to {MARKET_CLOCK_SPEED_MAX}")]
+    BadClockSpeed(u32),
 }
 
 impl Genesis {
@@ -97,6 +117,9 @@ impl Genesis {
             if !seen.insert(v.public_key) {
                 return Err(GenesisError::DuplicateValidator(v.public_key));
             }
+        }
+        if !(1..=MARKET_CLOCK_SPEED_MAX).contains(&self.market_clock_speed) {
+            return Err(GenesisError::BadClockSpeed(self.market_clock_speed));
         }
         if self.allocations.len() > ALLOCATIONS_MAX {
             return Err(GenesisError::TooManyAllocations(self.allocations.len()));
@@ -149,6 +172,7 @@ mod tests {
                 account: account(3),
                 amount: Amount(10),
             }],
+            market_clock_speed: 1,
         }
     }
 

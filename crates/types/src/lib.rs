@@ -11,6 +11,7 @@ pub mod block;
 pub mod fuzzing;
 pub mod genesis;
 pub mod ids;
+pub mod market;
 pub mod receipt;
 pub mod tx;
 pub use bcte_units as units;
@@ -18,6 +19,10 @@ pub use bcte_units as units;
 pub use block::{Block, BlockLimits, ConsensusContext, Header};
 pub use genesis::{Allocation, Genesis, GenesisError, KeyFile, Validator};
 pub use ids::{AccountId, ChainId, Hash, Height, IdError};
+pub use market::{
+    BidEntry, CurveSpec, FeederId, GridMode, Interval, MarketConfig, NodeId, NodeSpec, SiteId,
+    SiteSpec,
+};
 pub use receipt::{Outcome, Privilege, Receipt, RejectReason};
 pub use tx::{Payload, SignatureError, Tx, TxBody};
 pub use units::{Amount, Price, WattHours, Watts};

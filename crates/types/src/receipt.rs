@@ -4,13 +4,18 @@
 //! rights) is still included in its block; its receipt records why it had no effect. A bad
 //! transaction is data, not a crash. Receipts are committed to by the block's `receipts_root`.
 
-use crate::{ids::Hash, units::Amount};
+use crate::{
+    ids::{Hash, len_size, read_len, write_len},
+    market::{FeederId, Interval, NodeId, SiteId},
+    units::Amount,
+};
 use bytes::BufMut;
 use commonware_codec::{Buf, EncodeSize, Error as CodecError, FixedSize, Read, ReadExt, Write};
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
-/// An action only the token authority may take.
+/// An action only the chain's authority (the token authority, who is also the DSO until
+/// roles arrive) may take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Privilege {
@@ -18,6 +23,18 @@ pub enum Privilege {
     Mint,
     /// Destroying tokens.
     Burn,
+    /// Registering a feeder.
+    RegisterFeeder,
+    /// Registering sites.
+    RegisterSites,
+    /// Changing an edge's limits.
+    SetEdgeLimit,
+    /// Changing a market configuration.
+    SetMarketConfig,
+    /// Setting a grid mode.
+    SetGridMode,
+    /// Posting upstream prices.
+    PostUpstreamPrices,
 }
 
 impl Privilege {
@@ -25,6 +42,12 @@ impl Privilege {
         match self {
             Self::Mint => 0,
             Self::Burn => 1,
+            Self::RegisterFeeder => 2,
+            Self::RegisterSites => 3,
+            Self::SetEdgeLimit => 4,
+            Self::SetMarketConfig => 5,
+            Self::SetGridMode => 6,
+            Self::PostUpstreamPrices => 7,
         }
     }
 
@@ -32,10 +55,33 @@ impl Privilege {
         match tag {
             0 => Ok(Self::Mint),
             1 => Ok(Self::Burn),
+            2 => Ok(Self::RegisterFeeder),
+            3 => Ok(Self::RegisterSites),
+            4 => Ok(Self::SetEdgeLimit),
+            5 => Ok(Self::SetMarketConfig),
+            6 => Ok(Self::SetGridMode),
+            7 => Ok(Self::PostUpstreamPrices),
             t => Err(CodecError::InvalidEnum(t)),
         }
     }
+
+    /// What the action is, as the end of "only the DSO may ...".
+    const fn doing(self) -> &'static str {
+        match self {
+            Self::Mint => "mint",
+            Self::Burn => "burn",
+            Self::RegisterFeeder => "register a feeder",
+            Self::RegisterSites => "register sites",
+            Self::SetEdgeLimit => "change an edge limit",
+            Self::SetMarketConfig => "change a market configuration",
+            Self::SetGridMode => "set a grid mode",
+            Self::PostUpstreamPrices => "post upstream prices",
+        }
+    }
 }
+
+/// The longest free-text reason a receipt carries, in bytes.
+pub const REASON_BYTES_MAX: usize = 1024;
 
 /// Why a transaction was rejected.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +110,62 @@ pub enum RejectReason {
     ZeroAmount,
     /// The result would not fit in 64 bits (total supply or a balance).
     Overflow,
+    /// No feeder has this id.
+    UnknownFeeder {
+        /// The id.
+        feeder: FeederId,
+    },
+    /// The feeder has no site with this id.
+    UnknownSite {
+        /// The id.
+        site: SiteId,
+    },
+    /// The feeder has no node with this id.
+    UnknownNode {
+        /// The id.
+        node: NodeId,
+    },
+    /// A feeder with this id exists already.
+    DuplicateFeeder {
+        /// The id.
+        feeder: FeederId,
+    },
+    /// A site with this id exists already on the feeder (or twice in the transaction).
+    DuplicateSite {
+        /// The id.
+        site: SiteId,
+    },
+    /// Only the site's owner may do this.
+    NotSiteOwner {
+        /// The site.
+        site: SiteId,
+    },
+    /// Only the site's owner or its delegated aggregator may bid for it.
+    NotSiteBidder {
+        /// The site.
+        site: SiteId,
+    },
+    /// The interval's gate has closed (or the change is for a past interval).
+    GateClosed {
+        /// The interval.
+        interval: Interval,
+        /// When its gate closed (or closes), market time in ms.
+        gate_ms: u64,
+        /// The block's market time in ms.
+        now_ms: u64,
+    },
+    /// The interval is further ahead than the bidding horizon.
+    BeyondHorizon {
+        /// The interval.
+        interval: Interval,
+        /// The last interval open for bids now.
+        last: Interval,
+    },
+    /// The payload breaks a rule; the text names the field, item or id and the rule.
+    Invalid {
+        /// What is wrong (at most [`REASON_BYTES_MAX`] bytes).
+        message: String,
+    },
 }
 
 impl RejectReason {
@@ -74,7 +176,30 @@ impl RejectReason {
             Self::Unauthorized { .. } => 2,
             Self::ZeroAmount => 3,
             Self::Overflow => 4,
+            Self::UnknownFeeder { .. } => 5,
+            Self::UnknownSite { .. } => 6,
+            Self::UnknownNode { .. } => 7,
+            Self::DuplicateFeeder { .. } => 8,
+            Self::DuplicateSite { .. } => 9,
+            Self::NotSiteOwner { .. } => 10,
+            Self::NotSiteBidder { .. } => 11,
+            Self::GateClosed { .. } => 12,
+            Self::BeyondHorizon { .. } => 13,
+            Self::Invalid { .. } => 14,
         }
+    }
+
+    /// A free-text reason, cut to [`REASON_BYTES_MAX`] bytes at a character boundary.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        let mut message = message.into();
+        if message.len() > REASON_BYTES_MAX {
+            let mut end = REASON_BYTES_MAX;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+        }
+        Self::Invalid { message }
     }
 }
 
@@ -99,8 +224,39 @@ impl fmt::Display for RejectReason {
             Self::Unauthorized {
                 action: Privilege::Burn,
             } => f.write_str("unauthorized: only the token authority may burn"),
+            Self::Unauthorized { action } => {
+                write!(f, "unauthorized: only the DSO may {}", action.doing())
+            }
             Self::ZeroAmount => f.write_str("amount must be positive"),
             Self::Overflow => f.write_str("amount overflows a balance or the total supply"),
+            Self::UnknownFeeder { feeder } => write!(f, "unknown feeder {feeder:?}"),
+            Self::UnknownSite { site } => write!(f, "unknown site {site:?}"),
+            Self::UnknownNode { node } => write!(f, "unknown node {node:?}"),
+            Self::DuplicateFeeder { feeder } => write!(f, "feeder {feeder:?} exists already"),
+            Self::DuplicateSite { site } => write!(f, "site {site:?} exists already"),
+            Self::NotSiteOwner { site } => {
+                write!(
+                    f,
+                    "unauthorized: only the owner of site {site:?} may do this"
+                )
+            }
+            Self::NotSiteBidder { site } => write!(
+                f,
+                "unauthorized: only the owner of site {site:?} or its delegated aggregator may bid for it"
+            ),
+            Self::GateClosed {
+                interval,
+                gate_ms,
+                now_ms,
+            } => write!(
+                f,
+                "the gate of interval {interval} closed at {gate_ms} (market time now {now_ms})"
+            ),
+            Self::BeyondHorizon { interval, last } => write!(
+                f,
+                "interval {interval} is beyond the bidding horizon (the last open interval is {last})"
+            ),
+            Self::Invalid { message } => f.write_str(message),
         }
     }
 }
@@ -119,6 +275,29 @@ impl Write for RejectReason {
             }
             Self::Unauthorized { action } => action.tag().write(buf),
             Self::ZeroAmount | Self::Overflow => {}
+            Self::UnknownFeeder { feeder } | Self::DuplicateFeeder { feeder } => feeder.write(buf),
+            Self::UnknownSite { site }
+            | Self::DuplicateSite { site }
+            | Self::NotSiteOwner { site }
+            | Self::NotSiteBidder { site } => site.write(buf),
+            Self::UnknownNode { node } => node.write(buf),
+            Self::GateClosed {
+                interval,
+                gate_ms,
+                now_ms,
+            } => {
+                interval.write(buf);
+                gate_ms.write(buf);
+                now_ms.write(buf);
+            }
+            Self::BeyondHorizon { interval, last } => {
+                interval.write(buf);
+                last.write(buf);
+            }
+            Self::Invalid { message } => {
+                write_len(message.len(), buf);
+                buf.put_slice(message.as_bytes());
+            }
         }
     }
 }
@@ -130,6 +309,17 @@ impl EncodeSize for RejectReason {
             Self::InsufficientBalance { .. } => 16,
             Self::Unauthorized { .. } => 1,
             Self::ZeroAmount | Self::Overflow => 0,
+            Self::UnknownFeeder { feeder } | Self::DuplicateFeeder { feeder } => {
+                feeder.encode_size()
+            }
+            Self::UnknownSite { site }
+            | Self::DuplicateSite { site }
+            | Self::NotSiteOwner { site }
+            | Self::NotSiteBidder { site } => site.encode_size(),
+            Self::UnknownNode { node } => node.encode_size(),
+            Self::GateClosed { .. } => 24,
+            Self::BeyondHorizon { .. } => 16,
+            Self::Invalid { message } => len_size(message.len()) + message.len(),
         }
     }
 }
@@ -151,6 +341,47 @@ impl Read for RejectReason {
             },
             3 => Self::ZeroAmount,
             4 => Self::Overflow,
+            5 => Self::UnknownFeeder {
+                feeder: FeederId::read(buf)?,
+            },
+            6 => Self::UnknownSite {
+                site: SiteId::read(buf)?,
+            },
+            7 => Self::UnknownNode {
+                node: NodeId::read(buf)?,
+            },
+            8 => Self::DuplicateFeeder {
+                feeder: FeederId::read(buf)?,
+            },
+            9 => Self::DuplicateSite {
+                site: SiteId::read(buf)?,
+            },
+            10 => Self::NotSiteOwner {
+                site: SiteId::read(buf)?,
+            },
+            11 => Self::NotSiteBidder {
+                site: SiteId::read(buf)?,
+            },
+            12 => Self::GateClosed {
+                interval: Interval::read(buf)?,
+                gate_ms: u64::read(buf)?,
+                now_ms: u64::read(buf)?,
+            },
+            13 => Self::BeyondHorizon {
+                interval: Interval::read(buf)?,
+                last: Interval::read(buf)?,
+            },
+            14 => {
+                let len = read_len(buf, REASON_BYTES_MAX)?;
+                if buf.remaining() < len {
+                    return Err(CodecError::EndOfBuffer);
+                }
+                let mut bytes = vec![0u8; len];
+                buf.copy_to_slice(&mut bytes);
+                let message = String::from_utf8(bytes)
+                    .map_err(|_| CodecError::Invalid("RejectReason", "reason is not UTF-8"))?;
+                Self::Invalid { message }
+            }
             t => return Err(CodecError::InvalidEnum(t)),
         })
     }
@@ -267,6 +498,40 @@ mod tests {
             },
             RejectReason::ZeroAmount,
             RejectReason::Overflow,
+            RejectReason::Unauthorized {
+                action: Privilege::SetGridMode,
+            },
+            RejectReason::UnknownFeeder {
+                feeder: FeederId::new("f").unwrap(),
+            },
+            RejectReason::UnknownSite {
+                site: SiteId::new("s").unwrap(),
+            },
+            RejectReason::UnknownNode {
+                node: NodeId::new("n").unwrap(),
+            },
+            RejectReason::DuplicateFeeder {
+                feeder: FeederId::new("f").unwrap(),
+            },
+            RejectReason::DuplicateSite {
+                site: SiteId::new("s").unwrap(),
+            },
+            RejectReason::NotSiteOwner {
+                site: SiteId::new("s").unwrap(),
+            },
+            RejectReason::NotSiteBidder {
+                site: SiteId::new("s").unwrap(),
+            },
+            RejectReason::GateClosed {
+                interval: Interval(3),
+                gate_ms: 10,
+                now_ms: 11,
+            },
+            RejectReason::BeyondHorizon {
+                interval: Interval(300),
+                last: Interval(200),
+            },
+            RejectReason::invalid("curve: point 1: the power rises"),
         ];
         let mut receipts = vec![Receipt {
             tx_hash: Hash::from([1; 32]),
@@ -277,6 +542,7 @@ mod tests {
             outcome: Outcome::Rejected(r),
         }));
         for r in receipts {
+            assert_eq!(r.encode().len(), r.encode_size());
             assert_eq!(Receipt::decode(r.encode()).unwrap(), r);
         }
     }

@@ -14,6 +14,10 @@
 
 use crate::{
     ids::{AccountId, ChainId, Hash},
+    market::{
+        Bids, EdgeLimit, FeederRegister, GridModeSet, MarketConfigure, SiteDelegate, SiteRevoke,
+        SitesRegister, UpstreamPrices,
+    },
     units::Amount,
 };
 use bytes::{BufMut, Bytes};
@@ -30,15 +34,24 @@ use thiserror::Error;
 /// The signing domain of transactions. Changing it invalidates every signature: a breaking change.
 pub const TX_NAMESPACE: &[u8] = b"bcte/tx/v1";
 
-/// The largest encoded transaction, in bytes.
-///
-/// Today's payloads are far smaller; the bound leaves room for market bids with curves and is
-/// what a decoder and the mempool enforce before doing any work.
+/// The largest encoded transaction of an ordinary kind, in bytes: what a decoder enforces
+/// before doing any work (see [`Payload::bytes_max`]).
 pub const TX_BYTES_MAX: usize = 16 * 1024;
+
+/// The largest encoded transaction of a bulk kind (a feeder's registration, sites registered
+/// together, an aggregator's batch of bids, a day of upstream prices), in bytes.
+pub const BULK_TX_BYTES_MAX: usize = 1024 * 1024;
+
+/// The largest encoded transaction of any kind: what a message carrying transactions must hold.
+pub const TX_BYTES_LIMIT: usize = BULK_TX_BYTES_MAX;
 
 /// What a transaction does.
 ///
-/// Tags on the wire: `0` transfer, `1` mint, `2` burn. An unknown tag is a decode error.
+/// Tags on the wire: `0` transfer, `1` mint, `2` burn (the token); `0x10` feeder register,
+/// `0x11` sites register, `0x12` site delegate, `0x13` site revoke, `0x14` edge limit (the
+/// registry); `0x20` market config, `0x21` grid mode, `0x22` upstream prices, `0x28` bids
+/// (the market). An unknown tag is a decode error. The payloads of the registry and the market
+/// are defined in [`crate::market`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Payload {
@@ -62,12 +75,44 @@ pub enum Payload {
         /// Base units to destroy; must be positive.
         amount: Amount,
     },
+    /// Register a feeder (DSO).
+    FeederRegister(FeederRegister),
+    /// Register sites of a feeder (DSO).
+    SitesRegister(SitesRegister),
+    /// Delegate bidding for a site to an aggregator (the site's owner).
+    SiteDelegate(SiteDelegate),
+    /// Revoke a site's delegation (the site's owner).
+    SiteRevoke(SiteRevoke),
+    /// Change an edge's limits from a future interval (DSO).
+    EdgeLimit(EdgeLimit),
+    /// Change a feeder's market configuration from a future interval (DSO).
+    MarketConfig(MarketConfigure),
+    /// Set a feeder's grid mode from a future interval (DSO).
+    GridMode(GridModeSet),
+    /// Post upstream prices for future intervals (DSO).
+    UpstreamPrices(UpstreamPrices),
+    /// Bid for sites and intervals (a site's owner or its aggregator).
+    Bids(Bids),
 }
 
 impl Payload {
     const TAG_TRANSFER: u8 = 0;
     const TAG_MINT: u8 = 1;
     const TAG_BURN: u8 = 2;
+    const TAG_FEEDER_REGISTER: u8 = 0x10;
+    const TAG_SITES_REGISTER: u8 = 0x11;
+    const TAG_SITE_DELEGATE: u8 = 0x12;
+    const TAG_SITE_REVOKE: u8 = 0x13;
+    const TAG_EDGE_LIMIT: u8 = 0x14;
+    const TAG_MARKET_CONFIG: u8 = 0x20;
+    const TAG_GRID_MODE: u8 = 0x21;
+    const TAG_UPSTREAM_PRICES: u8 = 0x22;
+    const TAG_BIDS: u8 = 0x28;
+
+    /// The fewest bytes any payload encodes to (a bid transaction for no site, of a feeder
+    /// with a one-byte id: tag, id and an empty list). The block decoder relies on it to refuse
+    /// a transaction count the input cannot hold.
+    pub const ENCODED_SIZE_MIN: usize = 4;
 
     /// A short name of the payload kind, as used in JSON (`"transfer"`, ...).
     pub const fn kind(&self) -> &'static str {
@@ -75,6 +120,27 @@ impl Payload {
             Self::Transfer { .. } => "transfer",
             Self::Mint { .. } => "mint",
             Self::Burn { .. } => "burn",
+            Self::FeederRegister(_) => "feeder_register",
+            Self::SitesRegister(_) => "sites_register",
+            Self::SiteDelegate(_) => "site_delegate",
+            Self::SiteRevoke(_) => "site_revoke",
+            Self::EdgeLimit(_) => "edge_limit",
+            Self::MarketConfig(_) => "market_config",
+            Self::GridMode(_) => "grid_mode",
+            Self::UpstreamPrices(_) => "upstream_prices",
+            Self::Bids(_) => "bids",
+        }
+    }
+
+    /// The largest encoded transaction of this kind ([`TX_BYTES_MAX`], or
+    /// [`BULK_TX_BYTES_MAX`] for the bulk kinds).
+    pub const fn bytes_max(&self) -> usize {
+        match self {
+            Self::FeederRegister(_)
+            | Self::SitesRegister(_)
+            | Self::UpstreamPrices(_)
+            | Self::Bids(_) => BULK_TX_BYTES_MAX,
+            _ => TX_BYTES_MAX,
         }
     }
 }
@@ -96,6 +162,42 @@ impl Write for Payload {
                 Self::TAG_BURN.write(buf);
                 amount.write(buf);
             }
+            Self::FeederRegister(p) => {
+                Self::TAG_FEEDER_REGISTER.write(buf);
+                p.write(buf);
+            }
+            Self::SitesRegister(p) => {
+                Self::TAG_SITES_REGISTER.write(buf);
+                p.write(buf);
+            }
+            Self::SiteDelegate(p) => {
+                Self::TAG_SITE_DELEGATE.write(buf);
+                p.write(buf);
+            }
+            Self::SiteRevoke(p) => {
+                Self::TAG_SITE_REVOKE.write(buf);
+                p.write(buf);
+            }
+            Self::EdgeLimit(p) => {
+                Self::TAG_EDGE_LIMIT.write(buf);
+                p.write(buf);
+            }
+            Self::MarketConfig(p) => {
+                Self::TAG_MARKET_CONFIG.write(buf);
+                p.write(buf);
+            }
+            Self::GridMode(p) => {
+                Self::TAG_GRID_MODE.write(buf);
+                p.write(buf);
+            }
+            Self::UpstreamPrices(p) => {
+                Self::TAG_UPSTREAM_PRICES.write(buf);
+                p.write(buf);
+            }
+            Self::Bids(p) => {
+                Self::TAG_BIDS.write(buf);
+                p.write(buf);
+            }
         }
     }
 }
@@ -105,6 +207,15 @@ impl EncodeSize for Payload {
         1 + match self {
             Self::Transfer { .. } | Self::Mint { .. } => AccountId::SIZE + Amount::SIZE,
             Self::Burn { .. } => Amount::SIZE,
+            Self::FeederRegister(p) => p.encode_size(),
+            Self::SitesRegister(p) => p.encode_size(),
+            Self::SiteDelegate(p) => p.encode_size(),
+            Self::SiteRevoke(p) => p.encode_size(),
+            Self::EdgeLimit(p) => p.encode_size(),
+            Self::MarketConfig(p) => p.encode_size(),
+            Self::GridMode(p) => p.encode_size(),
+            Self::UpstreamPrices(p) => p.encode_size(),
+            Self::Bids(p) => p.encode_size(),
         }
     }
 }
@@ -124,6 +235,15 @@ impl Read for Payload {
             Self::TAG_BURN => Ok(Self::Burn {
                 amount: Amount::read(buf)?,
             }),
+            Self::TAG_FEEDER_REGISTER => Ok(Self::FeederRegister(ReadExt::read(buf)?)),
+            Self::TAG_SITES_REGISTER => Ok(Self::SitesRegister(ReadExt::read(buf)?)),
+            Self::TAG_SITE_DELEGATE => Ok(Self::SiteDelegate(ReadExt::read(buf)?)),
+            Self::TAG_SITE_REVOKE => Ok(Self::SiteRevoke(ReadExt::read(buf)?)),
+            Self::TAG_EDGE_LIMIT => Ok(Self::EdgeLimit(ReadExt::read(buf)?)),
+            Self::TAG_MARKET_CONFIG => Ok(Self::MarketConfig(ReadExt::read(buf)?)),
+            Self::TAG_GRID_MODE => Ok(Self::GridMode(ReadExt::read(buf)?)),
+            Self::TAG_UPSTREAM_PRICES => Ok(Self::UpstreamPrices(ReadExt::read(buf)?)),
+            Self::TAG_BIDS => Ok(Self::Bids(ReadExt::read(buf)?)),
             tag => Err(CodecError::InvalidEnum(tag)),
         }
     }
@@ -358,7 +478,7 @@ impl Read for Tx {
         let body = TxBody::read(buf)?;
         let body_len = start - buf.remaining();
         let signature = Signature::read(buf)?;
-        if body_len + Signature::SIZE > TX_BYTES_MAX {
+        if body_len + Signature::SIZE > body.payload.bytes_max() {
             return Err(CodecError::InvalidLength(body_len + Signature::SIZE));
         }
         // Re-encode rather than keep the input slice: the codec is canonical (fixed-width
@@ -466,4 +586,139 @@ mod tests {
     }
 
     use rand::SeedableRng;
+
+    /// The smallest instance of every payload kind. The match makes a new kind without an
+    /// example here fail to compile.
+    fn smallest_of_each_kind() -> Vec<Payload> {
+        use crate::market::*;
+        let f = || FeederId::new("f").unwrap();
+        let s = || SiteId::new("s").unwrap();
+        let a = AccountId::from_public_key(&key(9).public_key());
+        let all = vec![
+            Payload::Transfer {
+                to: a,
+                amount: Amount(1),
+            },
+            Payload::Mint {
+                to: a,
+                amount: Amount(1),
+            },
+            Payload::Burn { amount: Amount(1) },
+            Payload::FeederRegister(FeederRegister {
+                feeder: f(),
+                epoch_ms: None,
+                config: MarketConfig::DEFAULT,
+                nodes: vec![],
+            }),
+            Payload::SitesRegister(SitesRegister {
+                feeder: f(),
+                sites: vec![],
+            }),
+            Payload::SiteDelegate(SiteDelegate {
+                feeder: f(),
+                site: s(),
+                aggregator: a,
+            }),
+            Payload::SiteRevoke(SiteRevoke {
+                feeder: f(),
+                site: s(),
+            }),
+            Payload::EdgeLimit(EdgeLimit {
+                feeder: f(),
+                from: Interval(0),
+                node: NodeId::new("n").unwrap(),
+                import_limit: None,
+                export_limit: None,
+            }),
+            Payload::MarketConfig(MarketConfigure {
+                feeder: f(),
+                from: Interval(0),
+                config: MarketConfig::DEFAULT,
+            }),
+            Payload::GridMode(GridModeSet {
+                feeder: f(),
+                from: Interval(0),
+                mode: GridMode::Islanded,
+            }),
+            Payload::UpstreamPrices(UpstreamPrices {
+                feeder: f(),
+                from: Interval(0),
+                prices: vec![],
+            }),
+            Payload::Bids(Bids {
+                feeder: f(),
+                bids: vec![],
+            }),
+        ];
+        for p in &all {
+            match p {
+                Payload::Transfer { .. }
+                | Payload::Mint { .. }
+                | Payload::Burn { .. }
+                | Payload::FeederRegister(_)
+                | Payload::SitesRegister(_)
+                | Payload::SiteDelegate(_)
+                | Payload::SiteRevoke(_)
+                | Payload::EdgeLimit(_)
+                | Payload::MarketConfig(_)
+                | Payload::GridMode(_)
+                | Payload::UpstreamPrices(_)
+                | Payload::Bids(_) => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_payload_kind_round_trips_and_none_is_below_the_minimum_size() {
+        let all = smallest_of_each_kind();
+        assert_eq!(all.len(), 12, "one example per kind");
+        let smallest = all.iter().map(EncodeSize::encode_size).min().unwrap();
+        assert_eq!(smallest, Payload::ENCODED_SIZE_MIN);
+        for payload in all {
+            let bytes = payload.encode();
+            assert_eq!(bytes.len(), payload.encode_size(), "{}", payload.kind());
+            assert!(
+                bytes.len() >= Payload::ENCODED_SIZE_MIN,
+                "{}",
+                payload.kind()
+            );
+            assert_eq!(Payload::decode(bytes).unwrap(), payload);
+        }
+    }
+
+    #[test]
+    fn bulk_kinds_may_exceed_the_ordinary_size_and_others_may_not() {
+        use crate::market::*;
+        let key = key(1);
+        let sign = |payload: Payload| {
+            Tx::sign(
+                TxBody {
+                    chain_id: ChainId::new("alpha").unwrap(),
+                    sender: AccountId::from_public_key(&key.public_key()),
+                    nonce: 0,
+                    payload,
+                },
+                &key,
+            )
+        };
+        let prices = |n: usize| {
+            Payload::UpstreamPrices(UpstreamPrices {
+                feeder: FeederId::new("f").unwrap(),
+                from: Interval(0),
+                prices: vec![
+                    UpstreamPrice {
+                        import_price: crate::Price(1),
+                        export_price: crate::Price(0),
+                    };
+                    n
+                ],
+            })
+        };
+        let big = sign(prices(4_000)).encode();
+        assert!(big.len() > TX_BYTES_MAX);
+        assert!(Tx::decode(big).is_ok());
+        let huge = sign(prices(BULK_TX_BYTES_MAX / 16)).encode();
+        assert!(Tx::decode(huge).is_err());
+    }
 }

@@ -1,0 +1,45 @@
+//! Authorization: which transactions only the chain's authority may send.
+//!
+//! One table ([`privilege_of`]) says, for every payload kind, whether it needs the authority
+//! (the genesis token authority, who is the DSO and registrar until roles arrive), and the
+//! driver enforces it in one place ([`authorize`]) before any domain sees the transaction.
+//! What depends on an object (the owner of a site, its delegated aggregator) is checked by the
+//! domain that owns the object, against the object's state.
+
+use crate::state::ChainConfig;
+use bcte_types::{AccountId, Payload, Privilege, RejectReason};
+
+/// The privilege a payload needs, or `None` if any account may send it (subject to the
+/// domain's own checks of ownership and delegation).
+pub const fn privilege_of(payload: &Payload) -> Option<Privilege> {
+    match payload {
+        // LR-3.1, LR-3.2.
+        Payload::Mint { .. } => Some(Privilege::Mint),
+        Payload::Burn { .. } => Some(Privilege::Burn),
+        // MC-3.1, MC-3.2, MC-3.4.
+        Payload::FeederRegister(_) => Some(Privilege::RegisterFeeder),
+        Payload::SitesRegister(_) => Some(Privilege::RegisterSites),
+        Payload::EdgeLimit(_) => Some(Privilege::SetEdgeLimit),
+        // MC-2.5, MC-4.1, MC-6.
+        Payload::MarketConfig(_) => Some(Privilege::SetMarketConfig),
+        Payload::GridMode(_) => Some(Privilege::SetGridMode),
+        Payload::UpstreamPrices(_) => Some(Privilege::PostUpstreamPrices),
+        // LR-3.3; MC-3.3 (the site's owner); MC-5.1 (the owner or its aggregator).
+        Payload::Transfer { .. }
+        | Payload::SiteDelegate(_)
+        | Payload::SiteRevoke(_)
+        | Payload::Bids(_) => None,
+    }
+}
+
+/// Refuses a transaction whose sender lacks the privilege its payload needs.
+pub fn authorize(
+    config: &ChainConfig,
+    sender: AccountId,
+    payload: &Payload,
+) -> Result<(), RejectReason> {
+    match privilege_of(payload) {
+        Some(action) if sender != config.authority => Err(RejectReason::Unauthorized { action }),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,1162 @@
+//! The market on the chain: configurations, grid modes, upstream prices, bids, and the
+//! clearing of every interval at its gate closure inside block execution.
+//!
+//! Rules MC-x.y of `docs/market-chain-rules.md`, cited at the branches. Market time is block
+//! time (through the genesis market clock, MC-1): nothing here knows another clock. After a
+//! block's transactions, [`end_of_block`] clears every interval whose gate the block's market
+//! time has passed, oldest first and within a bound per block (MC-7.1): it builds the
+//! interval's market from state (the feeder's nodes and limits in force, a site with a
+//! connection limit behind its own edge, the upstream grid as a bid at the root in normal and
+//! alert mode, every bid with its site's priority class), clears it with `bcte-market`, and
+//! writes the interval's result and each site's result into state. A block that clears
+//! nothing prunes intervals past their retention instead (MC-8).
+//!
+//! Which keys a block needs depends on state (which intervals are due, which sites bid for
+//! them): [`plan_reads`] says, from the values read so far, what else to read, and the driver
+//! reads in stages until it asks for nothing new. It and [`end_of_block`] decide with the same
+//! functions ([`due_intervals`], [`prune_plan`]), so execution never needs a key that was not
+//! read.
+
+use crate::{
+    exec::{BlockContext, ExecError},
+    keys::StateKey,
+    market_state::{
+        BidRecord, Bidders, CONFIG_CHANGES_MAX, ConfigSegment, Congestion, FeederEntry,
+        FeederIndex, FeederState, IntervalResult, LimitChange, MODE_CHANGES_MAX, Schedule,
+        SiteResult, SiteState, SiteTable,
+    },
+    working::{Prefetched, Typed, Working},
+};
+use bcte_market::{
+    Bid, Curve, CurveError, Market, Node, Point, Ramp, Step,
+    limits::{POWER_ABS_MAX, PRICE_ABS_MAX},
+};
+use bcte_types::{
+    AccountId, CurveSpec, FeederId, GridMode, Interval, MarketConfig, Payload, Price, RejectReason,
+    SiteId, Tx, Watts,
+    market::{
+        BIDS_PER_TX_MAX, BidEntry, Bids, CURVE_PARTS_MAX, GridModeSet, MarketConfigure, RampSpec,
+        SCHEDULE_HORIZON_INTERVALS, StepSpec, UPSTREAM_PRICES_PER_TX_MAX, UpstreamPrice,
+        UpstreamPrices,
+    },
+};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Most intervals one block clears (over all feeders): MC-7.1.
+pub const CLEARINGS_PER_BLOCK_MAX: usize = 8;
+
+/// Most bids one block clears, over all the intervals it clears; the first interval it clears
+/// is cleared whatever its size: MC-7.1.
+pub const CLEARING_BIDS_PER_BLOCK_MAX: usize = 20_000;
+
+/// Most bids pruned by one block (MC-8).
+pub const PRUNE_BIDS_PER_BLOCK_MAX: usize = 2_048;
+
+/// The shortest interval length (ms): MC-2.4.
+pub const INTERVAL_MS_MIN: u64 = 1_000;
+
+/// The longest interval length (ms): one hour (MC-2.4). With it and the engine's limits no
+/// charge of the settlement can overflow.
+pub const INTERVAL_MS_MAX: u64 = 3_600_000;
+
+/// The longest gate closure lead (ms): a week (MC-2.4).
+pub const GATE_LEAD_MS_MAX: u64 = 7 * 24 * 3_600_000;
+
+/// The longest retention of cleared intervals (MC-8).
+pub const RETENTION_INTERVALS_MAX: u32 = 1_000_000;
+
+/// The market's typed values touched by a block.
+#[derive(Default)]
+pub(crate) struct MarketValues {
+    pub(crate) index: Typed<FeederIndex>,
+    pub(crate) feeders: Typed<FeederState>,
+    pub(crate) schedules: Typed<Schedule>,
+    pub(crate) site_tables: Typed<SiteTable>,
+    pub(crate) sites: Typed<SiteState>,
+    pub(crate) bidders: Typed<Bidders>,
+    pub(crate) bids: Typed<BidRecord>,
+    pub(crate) results: Typed<IntervalResult>,
+    pub(crate) upstream: Typed<UpstreamPrice>,
+}
+
+/// A domain handler's answer: accepted, rejected with a reason, or a failure of execution.
+pub(crate) type Handled = Result<Result<(), RejectReason>, ExecError>;
+
+/// Returns early with a rejection.
+macro_rules! reject {
+    ($reason:expr) => {
+        return Ok(Err($reason))
+    };
+}
+pub(crate) use reject;
+
+/// MC-2.4: the rules a configuration follows; the error names the field.
+pub fn check_config(c: &MarketConfig) -> Result<(), String> {
+    let price_ok = |p: Price| p.0.unsigned_abs() <= PRICE_ABS_MAX.0.unsigned_abs();
+    let power_ok = |w: Watts| (0..=POWER_ABS_MAX.0).contains(&w.0);
+    if !(INTERVAL_MS_MIN..=INTERVAL_MS_MAX).contains(&c.interval_ms) {
+        return Err(format!(
+            "config: interval_ms {} is not within {INTERVAL_MS_MIN} to {INTERVAL_MS_MAX}",
+            c.interval_ms
+        ));
+    }
+    if c.gate_lead_ms > GATE_LEAD_MS_MAX {
+        return Err(format!(
+            "config: gate_lead_ms {} is above the limit of {GATE_LEAD_MS_MAX}",
+            c.gate_lead_ms
+        ));
+    }
+    for (field, p) in [("price_floor", c.price_floor), ("price_cap", c.price_cap)] {
+        if !price_ok(p) {
+            return Err(format!(
+                "config: {field} {} is beyond the limit of ±{}",
+                p.0, PRICE_ABS_MAX.0
+            ));
+        }
+    }
+    if c.price_floor >= c.price_cap {
+        return Err(format!(
+            "config: price_floor {} is not below price_cap {}",
+            c.price_floor.0, c.price_cap.0
+        ));
+    }
+    for (field, p) in [
+        ("import_price", c.import_price),
+        ("export_price", c.export_price),
+    ] {
+        if p < c.price_floor || p > c.price_cap {
+            return Err(format!(
+                "config: {field} {} is outside [price_floor, price_cap]",
+                p.0
+            ));
+        }
+    }
+    if c.export_price > c.import_price {
+        return Err(format!(
+            "config: export_price {} is above import_price {}",
+            c.export_price.0, c.import_price.0
+        ));
+    }
+    for (field, w) in [
+        ("import_limit", c.import_limit),
+        ("export_limit", c.export_limit),
+        ("alert_import_limit", c.alert_import_limit),
+    ] {
+        if !power_ok(w) {
+            return Err(format!(
+                "config: {field} {} W is not within [0, {}]",
+                w.0, POWER_ABS_MAX.0
+            ));
+        }
+    }
+    if c.alert_import_limit > c.import_limit {
+        return Err(format!(
+            "config: alert_import_limit {} W is above import_limit {} W",
+            c.alert_import_limit.0, c.import_limit.0
+        ));
+    }
+    if !(1..=RETENTION_INTERVALS_MAX).contains(&c.retention_intervals) {
+        return Err(format!(
+            "config: retention_intervals {} is not within 1 to {RETENTION_INTERVALS_MAX}",
+            c.retention_intervals
+        ));
+    }
+    Ok(())
+}
+
+/// The first interval whose gate is after `now_ms` (a new feeder's first interval to clear).
+pub(crate) fn first_open_interval(epoch_ms: u64, config: &MarketConfig, now_ms: u64) -> Interval {
+    let reach = now_ms.saturating_add(config.gate_lead_ms);
+    if reach < epoch_ms {
+        return Interval(0);
+    }
+    Interval((reach - epoch_ms) / config.interval_ms + 1)
+}
+
+/// The schedule of a feeder as the block sees it, or the rejection that the feeder is unknown.
+pub(crate) fn schedule<'w>(
+    w: &'w mut Working<'_>,
+    feeder: &FeederId,
+) -> Result<Result<&'w Schedule, RejectReason>, ExecError> {
+    let key = StateKey::Schedule(feeder.clone());
+    Ok(w.market
+        .schedules
+        .get(w.pre, &key)?
+        .ok_or(RejectReason::UnknownFeeder {
+            feeder: feeder.clone(),
+        }))
+}
+
+/// MC-2.5: a change from interval `from` is accepted only while `from`'s gate is open.
+pub(crate) fn check_open(s: &Schedule, from: Interval, now_ms: u64) -> Result<(), RejectReason> {
+    let gate_ms = s.gate_ms(from);
+    if from < s.next_clear || gate_ms <= now_ms {
+        return Err(RejectReason::GateClosed {
+            interval: from,
+            gate_ms,
+            now_ms,
+        });
+    }
+    if from.0 > s.next_clear.0.saturating_add(SCHEDULE_HORIZON_INTERVALS) {
+        return Err(RejectReason::BeyondHorizon {
+            interval: from,
+            last: Interval(s.next_clear.0.saturating_add(SCHEDULE_HORIZON_INTERVALS)),
+        });
+    }
+    Ok(())
+}
+
+/// Brings a feeder's index entry up to date with its schedule: its next gate closure and
+/// whether an interval is due for pruning (MC-8.1).
+pub(crate) fn refresh_index(w: &mut Working<'_>, feeder: &FeederId) -> Result<(), ExecError> {
+    let key = StateKey::Schedule(feeder.clone());
+    let Some(s) = w.market.schedules.get(w.pre, &key)? else {
+        return Ok(());
+    };
+    let entry = FeederEntry {
+        feeder: feeder.clone(),
+        next_gate_ms: s.gate_ms(s.next_clear),
+        prune: prune_due(s),
+    };
+    let index_key = StateKey::Feeders;
+    let mut index = w
+        .market
+        .index
+        .get(w.pre, &index_key)?
+        .cloned()
+        .unwrap_or_default();
+    if index.get(feeder) != Some(&entry) {
+        index.put(entry);
+        w.market.index.put(index_key, index);
+    }
+    Ok(())
+}
+
+/// MC-8.1: the interval to prune next, if it is past its retention.
+pub(crate) fn prune_due(s: &Schedule) -> Option<Interval> {
+    let retention = u64::from(s.config_at(s.next_clear).retention_intervals);
+    (s.prune_next.0.saturating_add(retention) < s.next_clear.0).then_some(s.prune_next)
+}
+
+/// Converts a curve as submitted into the engine's curve (MR-1.1), or says why it is not one.
+pub fn curve_of(spec: &CurveSpec) -> Result<Curve, CurveError> {
+    match spec {
+        CurveSpec::Points(points) => {
+            let points: Vec<Point> = points
+                .iter()
+                .map(|&(price, power)| Point { price, power })
+                .collect();
+            Curve::from_points(&points)
+        }
+        CurveSpec::Components { base, steps, ramps } => Curve::from_components(
+            *base,
+            steps
+                .iter()
+                .map(|s| Step {
+                    price: s.price,
+                    drop: s.drop,
+                })
+                .collect(),
+            ramps
+                .iter()
+                .map(|r| Ramp {
+                    start: r.start,
+                    end: r.end,
+                    drop: r.drop,
+                    count: r.count,
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// The component form of an engine curve, as the chain stores it.
+pub fn components_of(curve: &Curve) -> CurveSpec {
+    CurveSpec::Components {
+        base: curve.max_power(),
+        steps: curve
+            .steps()
+            .iter()
+            .map(|s| StepSpec {
+                price: s.price,
+                drop: s.drop,
+            })
+            .collect(),
+        ramps: curve
+            .ramps()
+            .iter()
+            .map(|r| RampSpec {
+                start: r.start,
+                end: r.end,
+                drop: r.drop,
+                count: r.count,
+            })
+            .collect(),
+    }
+}
+
+/// Whether every price of `curve` is within `[floor, cap]`.
+fn within(curve: &Curve, floor: Price, cap: Price) -> bool {
+    curve
+        .price_span()
+        .is_none_or(|(low, high)| low >= floor && high <= cap)
+}
+
+/// MC-2.5: replaces a feeder's configuration from a future interval.
+pub(crate) fn configure(w: &mut Working<'_>, ctx: &BlockContext, op: &MarketConfigure) -> Handled {
+    if let Err(e) = check_config(&op.config) {
+        reject!(RejectReason::invalid(e));
+    }
+    let s = match schedule(w, &op.feeder)? {
+        Ok(s) => s,
+        Err(r) => reject!(r),
+    };
+    if let Err(r) = check_open(s, op.from, ctx.now_ms) {
+        reject!(r);
+    }
+    // MC-2.2: a change of Δ keeps the start of its first interval.
+    let start_ms = s.start_ms(op.from);
+    let gate_ms = start_ms.saturating_sub(op.config.gate_lead_ms);
+    if gate_ms <= ctx.now_ms {
+        reject!(RejectReason::GateClosed {
+            interval: op.from,
+            gate_ms,
+            now_ms: ctx.now_ms,
+        });
+    }
+    // MC-2.5: gates stay increasing, so intervals clear in order.
+    if op.from.0 > 0 && gate_ms <= s.gate_ms(Interval(op.from.0 - 1)) {
+        reject!(RejectReason::invalid(format!(
+            "config: gate_lead_ms {} would close interval {}'s gate before interval {}'s",
+            op.config.gate_lead_ms,
+            op.from,
+            op.from.0 - 1
+        )));
+    }
+    let mut configs: Vec<ConfigSegment> = s
+        .configs
+        .iter()
+        .filter(|seg| seg.from < op.from)
+        .copied()
+        .collect();
+    configs.push(ConfigSegment {
+        from: op.from,
+        start_ms,
+        config: op.config,
+    });
+    if configs.len() > CONFIG_CHANGES_MAX + 1 {
+        reject!(RejectReason::invalid(format!(
+            "config: {CONFIG_CHANGES_MAX} changes are scheduled already"
+        )));
+    }
+    let key = StateKey::Schedule(op.feeder.clone());
+    let s = w
+        .market
+        .schedules
+        .get_mut(w.pre, &key)?
+        .expect("read above");
+    s.configs = configs;
+    refresh_index(w, &op.feeder)?;
+    Ok(Ok(()))
+}
+
+/// MC-4.1: sets a feeder's grid mode from a future interval.
+pub(crate) fn set_mode(w: &mut Working<'_>, ctx: &BlockContext, op: &GridModeSet) -> Handled {
+    let s = match schedule(w, &op.feeder)? {
+        Ok(s) => s,
+        Err(r) => reject!(r),
+    };
+    if let Err(r) = check_open(s, op.from, ctx.now_ms) {
+        reject!(r);
+    }
+    let mut modes: Vec<(Interval, GridMode)> =
+        s.modes.iter().filter(|m| m.0 < op.from).copied().collect();
+    modes.push((op.from, op.mode));
+    if modes.len() > MODE_CHANGES_MAX + 1 {
+        reject!(RejectReason::invalid(format!(
+            "mode: {MODE_CHANGES_MAX} changes are scheduled already"
+        )));
+    }
+    let key = StateKey::Schedule(op.feeder.clone());
+    w.market
+        .schedules
+        .get_mut(w.pre, &key)?
+        .expect("read above")
+        .modes = modes;
+    Ok(Ok(()))
+}
+
+/// MC-6: posts upstream prices for consecutive future intervals.
+pub(crate) fn post_prices(w: &mut Working<'_>, ctx: &BlockContext, op: &UpstreamPrices) -> Handled {
+    if op.prices.is_empty() || op.prices.len() > UPSTREAM_PRICES_PER_TX_MAX {
+        reject!(RejectReason::invalid(format!(
+            "prices: {} prices; post 1 to {UPSTREAM_PRICES_PER_TX_MAX} at once",
+            op.prices.len()
+        )));
+    }
+    let s = match schedule(w, &op.feeder)? {
+        Ok(s) => s,
+        Err(r) => reject!(r),
+    };
+    if let Err(r) = check_open(s, op.from, ctx.now_ms) {
+        reject!(r);
+    }
+    let last = Interval(op.from.0.saturating_add(op.prices.len() as u64 - 1));
+    if let Err(r) = check_open(s, last, ctx.now_ms) {
+        reject!(r);
+    }
+    for (i, p) in op.prices.iter().enumerate() {
+        let k = Interval(op.from.0 + i as u64);
+        let c = s.config_at(k);
+        for (field, price) in [
+            ("import_price", p.import_price),
+            ("export_price", p.export_price),
+        ] {
+            if price < c.price_floor || price > c.price_cap {
+                reject!(RejectReason::invalid(format!(
+                    "prices[{i}] (interval {k}), {field}: {} is outside the interval's \
+                     [price_floor, price_cap] = [{}, {}]",
+                    price.0, c.price_floor.0, c.price_cap.0
+                )));
+            }
+        }
+        if p.export_price > p.import_price {
+            reject!(RejectReason::invalid(format!(
+                "prices[{i}] (interval {k}): export_price {} is above import_price {}",
+                p.export_price.0, p.import_price.0
+            )));
+        }
+    }
+    for (i, p) in op.prices.iter().enumerate() {
+        let k = Interval(op.from.0 + i as u64);
+        w.market
+            .upstream
+            .put(StateKey::Upstream(op.feeder.clone(), k), *p);
+    }
+    Ok(Ok(()))
+}
+
+/// A bid that passed every check, ready to write.
+struct CheckedBid {
+    site: SiteId,
+    index: u32,
+    interval: Interval,
+    curve: Option<CurveSpec>,
+}
+
+/// MC-5: bids (and withdrawals) for sites of one feeder, all or none.
+pub(crate) fn bid(
+    w: &mut Working<'_>,
+    ctx: &BlockContext,
+    sender: AccountId,
+    op: &Bids,
+) -> Handled {
+    if op.bids.is_empty() || op.bids.len() > BIDS_PER_TX_MAX {
+        reject!(RejectReason::invalid(format!(
+            "bids: {} bids; send 1 to {BIDS_PER_TX_MAX} in one transaction",
+            op.bids.len()
+        )));
+    }
+    let s = match schedule(w, &op.feeder)? {
+        Ok(s) => s.clone(),
+        Err(r) => reject!(r),
+    };
+    let mut checked = Vec::with_capacity(op.bids.len());
+    let mut seen = BTreeSet::new();
+    for (i, entry) in op.bids.iter().enumerate() {
+        let BidEntry {
+            site,
+            interval,
+            curve,
+        } = entry;
+        let where_ = || format!("bids[{i}] (site {site:?}, interval {interval})");
+        let key = StateKey::Site(op.feeder.clone(), site.clone());
+        let Some(state) = w.market.sites.get(w.pre, &key)? else {
+            reject!(RejectReason::UnknownSite { site: site.clone() });
+        };
+        // MC-5.1: the owner, or the aggregator it delegated bidding to.
+        if sender != state.owner && state.aggregator != Some(sender) {
+            reject!(RejectReason::NotSiteBidder { site: site.clone() });
+        }
+        let index = state.index;
+        // MC-5.2: only while the gate is open, and not beyond the horizon.
+        let gate_ms = s.gate_ms(*interval);
+        if *interval < s.next_clear || gate_ms <= ctx.now_ms {
+            reject!(RejectReason::GateClosed {
+                interval: *interval,
+                gate_ms,
+                now_ms: ctx.now_ms,
+            });
+        }
+        if *interval > s.horizon() {
+            reject!(RejectReason::BeyondHorizon {
+                interval: *interval,
+                last: s.horizon(),
+            });
+        }
+        if !seen.insert((site.clone(), *interval)) {
+            reject!(RejectReason::invalid(format!(
+                "{}: the site bids twice for this interval in one transaction",
+                where_()
+            )));
+        }
+        // MC-5.3: a curve within the limits and the interval's price bounds, stored in
+        // component form.
+        let curve = match curve {
+            None => None,
+            Some(spec) => {
+                if spec.len() > CURVE_PARTS_MAX {
+                    reject!(RejectReason::invalid(format!(
+                        "{}, curve: {} points or components, more than the limit of {CURVE_PARTS_MAX}",
+                        where_(),
+                        spec.len()
+                    )));
+                }
+                let curve = match curve_of(spec) {
+                    Ok(c) => c,
+                    Err(e) => reject!(RejectReason::invalid(format!("{}, curve: {e}", where_()))),
+                };
+                let c = s.config_at(*interval);
+                if !within(&curve, c.price_floor, c.price_cap) {
+                    reject!(RejectReason::invalid(format!(
+                        "{}, curve: a price is outside the interval's [price_floor, price_cap] = [{}, {}]",
+                        where_(),
+                        c.price_floor.0,
+                        c.price_cap.0
+                    )));
+                }
+                Some(components_of(&curve))
+            }
+        };
+        checked.push(CheckedBid {
+            site: site.clone(),
+            index,
+            interval: *interval,
+            curve,
+        });
+    }
+    for b in checked {
+        // MC-5.4: a later bid replaces an earlier one; no curve withdraws it.
+        let bid_key = StateKey::Bid(op.feeder.clone(), b.interval, b.site.clone());
+        let bidders_key = StateKey::Bidders(op.feeder.clone(), b.interval);
+        let site_key = StateKey::Site(op.feeder.clone(), b.site.clone());
+        let mut site = w
+            .market
+            .sites
+            .get(w.pre, &site_key)?
+            .cloned()
+            .expect("checked above");
+        // An absent set starts empty; an emptied one is deleted with the block's writes.
+        let bidders = w.market.bidders.get_or_default(w.pre, &bidders_key)?;
+        site.open.retain(|k| *k >= s.next_clear);
+        match b.curve {
+            Some(curve) => {
+                bidders.insert(b.index);
+                w.market.bids.put(
+                    bid_key,
+                    BidRecord {
+                        bidder: sender,
+                        curve,
+                        result: None,
+                    },
+                );
+                if let Err(at) = site.open.binary_search(&b.interval) {
+                    site.open.insert(at, b.interval);
+                }
+            }
+            None => {
+                // Withdrawing a bid that does not exist changes nothing.
+                if bidders.contains(b.index) {
+                    bidders.remove(b.index);
+                    w.market.bids.delete(bid_key);
+                }
+                site.open.retain(|k| *k != b.interval);
+            }
+        }
+        w.market.sites.put(site_key, site);
+    }
+    Ok(Ok(()))
+}
+
+/// MC-3.3: withdraws `aggregator`'s bids for `site` whose gate is still open.
+pub(crate) fn withdraw_bids_of(
+    w: &mut Working<'_>,
+    ctx: &BlockContext,
+    feeder: &FeederId,
+    site: &SiteId,
+    aggregator: AccountId,
+) -> Result<(), ExecError> {
+    let s = w
+        .market
+        .schedules
+        .get(w.pre, &StateKey::Schedule(feeder.clone()))?
+        .cloned()
+        .ok_or_else(|| ExecError::Bug("a site's feeder has no schedule".into()))?;
+    let site_key = StateKey::Site(feeder.clone(), site.clone());
+    let mut state = w
+        .market
+        .sites
+        .get(w.pre, &site_key)?
+        .cloned()
+        .ok_or_else(|| ExecError::Bug("withdrawing bids of an unknown site".into()))?;
+    let mut kept = Vec::with_capacity(state.open.len());
+    for k in state.open.iter().copied() {
+        if k < s.next_clear || s.gate_ms(k) <= ctx.now_ms {
+            continue;
+        }
+        let bid_key = StateKey::Bid(feeder.clone(), k, site.clone());
+        let by_aggregator = w
+            .market
+            .bids
+            .get(w.pre, &bid_key)?
+            .is_some_and(|b| b.bidder == aggregator);
+        if !by_aggregator {
+            kept.push(k);
+            continue;
+        }
+        w.market.bids.delete(bid_key);
+        let bidders_key = StateKey::Bidders(feeder.clone(), k);
+        w.market
+            .bidders
+            .get_or_default(w.pre, &bidders_key)?
+            .remove(state.index);
+    }
+    state.open = kept;
+    w.market.sites.put(site_key, state);
+    Ok(())
+}
+
+/// MC-7.1: the intervals a block clears, over the due feeders in id order, each from its next
+/// interval on while the block's market time has passed its gate: at most
+/// [`CLEARINGS_PER_BLOCK_MAX`], and no more bids than [`CLEARING_BIDS_PER_BLOCK_MAX`] once
+/// one interval is cleared. `bids_of(feeder, interval)` is the interval's number of bids, or
+/// `None` if its bidders are not known yet: the answer is then `Err` with that interval, which
+/// the read planner reads next.
+pub(crate) fn due_intervals<'s>(
+    due: impl IntoIterator<Item = (&'s FeederId, &'s Schedule)>,
+    now_ms: u64,
+    mut bids_of: impl FnMut(&FeederId, Interval) -> Option<usize>,
+) -> Result<Vec<(FeederId, Interval)>, (FeederId, Interval)> {
+    let mut out = Vec::new();
+    let mut bids = 0usize;
+    for (feeder, s) in due {
+        let mut k = s.next_clear;
+        while out.len() < CLEARINGS_PER_BLOCK_MAX && s.gate_ms(k) <= now_ms {
+            let n = bids_of(feeder, k).ok_or_else(|| (feeder.clone(), k))?;
+            if !out.is_empty() && bids + n > CLEARING_BIDS_PER_BLOCK_MAX {
+                return Ok(out);
+            }
+            bids += n;
+            out.push((feeder.clone(), k));
+            k = Interval(k.0 + 1);
+        }
+        if out.len() == CLEARINGS_PER_BLOCK_MAX {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// MC-8.2: the bids a block prunes for one feeder: the site indices of interval `k` from the
+/// schedule's cursor on, at most [`PRUNE_BIDS_PER_BLOCK_MAX`], and whether that finishes it.
+pub(crate) fn prune_plan(s: &Schedule, bidders: Option<&Bidders>) -> (Vec<u32>, bool) {
+    let Some(bidders) = bidders else {
+        return (Vec::new(), true);
+    };
+    let mut indices: Vec<u32> = bidders
+        .iter()
+        .filter(|&i| i >= s.prune_cursor)
+        .take(PRUNE_BIDS_PER_BLOCK_MAX + 1)
+        .collect();
+    let done = indices.len() <= PRUNE_BIDS_PER_BLOCK_MAX;
+    indices.truncate(PRUNE_BIDS_PER_BLOCK_MAX);
+    (indices, done)
+}
+
+/// The keys a market end of block and the block's market transactions need, beyond the ones
+/// every transaction names itself, given what has been read so far (see [`crate::exec`]).
+pub(crate) fn plan_reads(
+    pre: &Prefetched,
+    now_ms: Option<u64>,
+    txs: &[Tx],
+) -> Result<BTreeSet<StateKey>, ExecError> {
+    let mut want = BTreeSet::new();
+    // Revocations and re-delegations withdraw an aggregator's open bids: those of the
+    // intervals the site's state lists.
+    for tx in txs {
+        let (feeder, site) = match &tx.body().payload {
+            Payload::SiteDelegate(op) => (&op.feeder, &op.site),
+            Payload::SiteRevoke(op) => (&op.feeder, &op.site),
+            _ => continue,
+        };
+        let key = StateKey::Site(feeder.clone(), site.clone());
+        if let Some(Some(state)) = pre.peek_decode::<SiteState>(&key)? {
+            for k in state.open {
+                want.insert(StateKey::Bid(feeder.clone(), k, site.clone()));
+                want.insert(StateKey::Bidders(feeder.clone(), k));
+            }
+        }
+    }
+    let (Some(now_ms), Some(Some(index))) =
+        (now_ms, pre.peek_decode::<FeederIndex>(&StateKey::Feeders)?)
+    else {
+        return Ok(want);
+    };
+    let due: Vec<&FeederEntry> = index
+        .feeders
+        .iter()
+        .filter(|e| e.next_gate_ms <= now_ms)
+        .collect();
+    if due.is_empty() {
+        // MC-8.2: a block that clears nothing prunes.
+        for e in index.feeders.iter() {
+            let Some(k) = e.prune else { continue };
+            let f = &e.feeder;
+            want.insert(StateKey::Schedule(f.clone()));
+            want.insert(StateKey::Sites(f.clone()));
+            want.insert(StateKey::Bidders(f.clone(), k));
+            want.insert(StateKey::Upstream(f.clone(), k));
+            let (Some(Some(s)), Some(Some(table)), Some(bidders)) = (
+                pre.peek_decode::<Schedule>(&StateKey::Schedule(f.clone()))?,
+                pre.peek_decode::<SiteTable>(&StateKey::Sites(f.clone()))?,
+                pre.peek_decode::<Bidders>(&StateKey::Bidders(f.clone(), k))?,
+            ) else {
+                continue;
+            };
+            let (indices, _) = prune_plan(&s, bidders.as_ref());
+            for i in indices {
+                if let Some(site) = table.sites.get(i as usize) {
+                    want.insert(StateKey::Bid(f.clone(), k, site.id.clone()));
+                }
+            }
+        }
+        return Ok(want);
+    }
+    let mut schedules: BTreeMap<FeederId, Schedule> = BTreeMap::new();
+    for e in &due {
+        let f = &e.feeder;
+        for key in [
+            StateKey::Schedule(f.clone()),
+            StateKey::Feeder(f.clone()),
+            StateKey::Sites(f.clone()),
+        ] {
+            want.insert(key);
+        }
+        if let Some(Some(s)) = pre.peek_decode::<Schedule>(&StateKey::Schedule(f.clone()))? {
+            schedules.insert(f.clone(), s);
+        }
+    }
+    if schedules.len() < due.len() {
+        return Ok(want);
+    }
+    // Each interval's bidders are read before deciding whether it fits this block.
+    let mut counts: BTreeMap<(FeederId, Interval), Option<Bidders>> = BTreeMap::new();
+    let plan = loop {
+        let result = due_intervals(schedules.iter(), now_ms, |f, k| {
+            counts
+                .get(&(f.clone(), k))
+                .map(|b| b.as_ref().map_or(0, Bidders::count))
+        });
+        match result {
+            Ok(plan) => break plan,
+            Err((f, k)) => {
+                let key = StateKey::Bidders(f.clone(), k);
+                want.insert(key.clone());
+                want.insert(StateKey::Upstream(f.clone(), k));
+                match pre.peek_decode::<Bidders>(&key)? {
+                    Some(b) => {
+                        counts.insert((f, k), b);
+                    }
+                    None => return Ok(want),
+                }
+            }
+        }
+    };
+    for (f, k) in plan {
+        let Some(Some(table)) = pre.peek_decode::<SiteTable>(&StateKey::Sites(f.clone()))? else {
+            continue;
+        };
+        if let Some(Some(bidders)) = counts.get(&(f.clone(), k)) {
+            for i in bidders.iter() {
+                if let Some(site) = table.sites.get(i as usize) {
+                    want.insert(StateKey::Bid(f.clone(), k, site.id.clone()));
+                }
+            }
+        }
+    }
+    Ok(want)
+}
+
+/// MC-7 and MC-8: after the block's transactions, clears the due intervals or, if there are
+/// none, prunes old ones.
+pub(crate) fn end_of_block(w: &mut Working<'_>, ctx: &BlockContext) -> Result<(), ExecError> {
+    let Some(index) = w.market.index.get(w.pre, &StateKey::Feeders)?.cloned() else {
+        return Ok(());
+    };
+    let due: Vec<FeederId> = index
+        .feeders
+        .iter()
+        .filter(|e| e.next_gate_ms <= ctx.now_ms)
+        .map(|e| e.feeder.clone())
+        .collect();
+    if due.is_empty() {
+        for e in &index.feeders {
+            if let Some(k) = e.prune {
+                prune(w, &e.feeder, k)?;
+            }
+        }
+        return Ok(());
+    }
+    let mut schedules = BTreeMap::new();
+    for f in &due {
+        let s = w
+            .market
+            .schedules
+            .get(w.pre, &StateKey::Schedule(f.clone()))?
+            .cloned()
+            .ok_or_else(|| ExecError::Bug(format!("feeder {f} has no schedule")))?;
+        schedules.insert(f.clone(), s);
+    }
+    // The bidders are read lazily in the order the planner read them (see `plan_reads`).
+    let mut failure = None;
+    let plan = due_intervals(schedules.iter(), ctx.now_ms, |f, k| {
+        let key = StateKey::Bidders(f.clone(), k);
+        match w.market.bidders.get(w.pre, &key) {
+            Ok(b) => Some(b.map_or(0, Bidders::count)),
+            Err(e) => {
+                failure = Some(e);
+                Some(0)
+            }
+        }
+    })
+    .map_err(|(f, k)| ExecError::Bug(format!("bidders of {f} interval {k} not read")))?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    for (f, k) in plan {
+        clear_interval(w, ctx, &f, k)?;
+    }
+    Ok(())
+}
+
+/// The market of interval `k`, as MC-7.2 builds it from state, with the site index of each
+/// bid (`None` for the upstream grid's) and the sites left out (MC-7.4).
+struct IntervalMarket {
+    market: Market,
+    bid_sites: Vec<Option<u32>>,
+    excluded: Vec<u32>,
+    import_price: Price,
+    export_price: Price,
+}
+
+/// MC-4.2: the upstream grid as a bid at the root: supply at the import price up to the
+/// import limit, demand at the export price up to the export limit.
+fn upstream_curve(import_price: Price, import: Watts, export_price: Price, export: Watts) -> Curve {
+    let points = [
+        Point {
+            price: export_price,
+            power: export,
+        },
+        Point {
+            price: export_price,
+            power: Watts::ZERO,
+        },
+        Point {
+            price: import_price,
+            power: Watts::ZERO,
+        },
+        Point {
+            price: import_price,
+            power: Watts(-import.0),
+        },
+    ];
+    Curve::from_points(&points).expect("checked by the configuration rules (MC-2.4)")
+}
+
+fn build_market(
+    w: &mut Working<'_>,
+    feeder: &FeederId,
+    k: Interval,
+    s: &Schedule,
+    nodes: &FeederState,
+    table: &SiteTable,
+) -> Result<IntervalMarket, ExecError> {
+    let c = s.config_at(k);
+    let mode = s.mode_at(k);
+    let mut market_nodes: Vec<Node> = nodes
+        .nodes
+        .iter()
+        .map(|n| Node {
+            id: n.id.as_str().to_owned(),
+            parent: (n.parent != u32::MAX)
+                .then(|| nodes.nodes[n.parent as usize].id.as_str().to_owned()),
+            import_limit: n.import_limit,
+            export_limit: n.export_limit,
+        })
+        .collect();
+    let mut bids = Vec::new();
+    let mut bid_sites = Vec::new();
+    let mut excluded = Vec::new();
+    let upstream_prices = w
+        .market
+        .upstream
+        .get(w.pre, &StateKey::Upstream(feeder.clone(), k))?
+        .copied();
+    // MC-6: posted prices replace the tariff's for their interval.
+    let (import_price, export_price) = match upstream_prices {
+        Some(p) => (p.import_price, p.export_price),
+        None => (c.import_price, c.export_price),
+    };
+    let root = nodes.nodes[nodes.root() as usize].id.as_str().to_owned();
+    // MC-4.2: normal and alert add the upstream grid at the root; islanded adds nothing.
+    let import = match mode {
+        GridMode::Normal => Some(c.import_limit),
+        GridMode::Alert => Some(c.alert_import_limit),
+        GridMode::Islanded => None,
+    };
+    if let Some(import) = import {
+        bids.push(Bid::new(
+            SiteId::UPSTREAM,
+            root,
+            upstream_curve(import_price, import, export_price, c.export_limit),
+        ));
+        bid_sites.push(None);
+    }
+    let bidders = w
+        .market
+        .bidders
+        .get(w.pre, &StateKey::Bidders(feeder.clone(), k))?
+        .cloned()
+        .unwrap_or_default();
+    for i in bidders.iter() {
+        let site = table
+            .sites
+            .get(i as usize)
+            .ok_or_else(|| ExecError::Bug(format!("bidder {i} of {feeder} is not a site")))?;
+        let record = w
+            .market
+            .bids
+            .get(w.pre, &StateKey::Bid(feeder.clone(), k, site.id.clone()))?
+            .ok_or_else(|| ExecError::Bug(format!("bid of {} in {feeder} {k} missing", site.id)))?;
+        let curve = curve_of(&record.curve)
+            .map_err(|e| ExecError::Bug(format!("stored curve of {}: {e}", site.id)))?;
+        // MC-7.4: a bid the interval's price bounds no longer admit is left out.
+        if !within(&curve, c.price_floor, c.price_cap) {
+            excluded.push(i);
+            continue;
+        }
+        let node = nodes.nodes[site.node as usize].id.as_str().to_owned();
+        // MC-7.2: a connection limit is an edge of the site's own.
+        let node = if site.import_limit.is_some() || site.export_limit.is_some() {
+            let own = format!("#{i}");
+            market_nodes.push(Node {
+                id: own.clone(),
+                parent: Some(node),
+                import_limit: site.import_limit,
+                export_limit: site.export_limit,
+            });
+            own
+        } else {
+            node
+        };
+        bids.push(Bid {
+            id: site.id.as_str().to_owned(),
+            node,
+            curve,
+            priority: site.priority,
+        });
+        bid_sites.push(Some(i));
+    }
+    let market = Market::new(c.price_floor, c.price_cap, market_nodes, bids)
+        .map_err(|e| ExecError::Bug(format!("interval {k} of {feeder} is not a market: {e}")))?;
+    Ok(IntervalMarket {
+        market,
+        bid_sites,
+        excluded,
+        import_price,
+        export_price,
+    })
+}
+
+/// MC-7: clears interval `k` of `feeder` and writes its results.
+fn clear_interval(
+    w: &mut Working<'_>,
+    ctx: &BlockContext,
+    feeder: &FeederId,
+    k: Interval,
+) -> Result<(), ExecError> {
+    let schedule_key = StateKey::Schedule(feeder.clone());
+    let feeder_key = StateKey::Feeder(feeder.clone());
+    let mut s = w
+        .market
+        .schedules
+        .get(w.pre, &schedule_key)?
+        .cloned()
+        .ok_or_else(|| ExecError::Bug(format!("feeder {feeder} has no schedule")))?;
+    debug_assert_eq!(s.next_clear, k, "intervals clear in order");
+    // MC-3.4: limit changes from this interval on take effect now.
+    let (effective, pending): (Vec<LimitChange>, Vec<LimitChange>) =
+        s.limits.iter().partition(|l| l.from <= k);
+    if !effective.is_empty() {
+        let nodes = w
+            .market
+            .feeders
+            .get_mut(w.pre, &feeder_key)?
+            .ok_or_else(|| ExecError::Bug(format!("feeder {feeder} has no nodes")))?;
+        for l in &effective {
+            let n = &mut nodes.nodes[l.node as usize];
+            n.import_limit = l.import_limit;
+            n.export_limit = l.export_limit;
+        }
+        s.limits = pending;
+    }
+    let nodes = w
+        .market
+        .feeders
+        .get(w.pre, &feeder_key)?
+        .cloned()
+        .ok_or_else(|| ExecError::Bug(format!("feeder {feeder} has no nodes")))?;
+    let table = w
+        .market
+        .site_tables
+        .get(w.pre, &StateKey::Sites(feeder.clone()))?
+        .cloned()
+        .unwrap_or_default();
+    let built = build_market(w, feeder, k, &s, &nodes, &table)?;
+    let clearing = bcte_market::clear(&built.market);
+    let c = *s.config_at(k);
+    let n = nodes.nodes.len();
+    let congested = (0..n)
+        .filter(|&i| nodes.nodes[i].parent != u32::MAX)
+        .filter_map(|i| {
+            let flow = clearing.flows[i];
+            let node = &nodes.nodes[i];
+            if node.import_limit == Some(flow) {
+                Some((i as u32, Congestion::Import))
+            } else if node.export_limit.map(|e| Watts(-e.0)) == Some(flow) {
+                Some((i as u32, Congestion::Export))
+            } else {
+                None
+            }
+        })
+        .collect();
+    let sparse = |v: &[Watts]| -> Vec<(u32, Watts)> {
+        v.iter()
+            .take(n)
+            .enumerate()
+            .filter(|(_, w)| !w.is_zero())
+            .map(|(i, w)| (i as u32, *w))
+            .collect()
+    };
+    // A site behind its own edge reports its shed and spill at its node.
+    let mut shed = clearing.shed[..n].to_vec();
+    let mut spilled = clearing.spilled[..n].to_vec();
+    let mut upstream = Watts::ZERO;
+    let mut bids = 0u32;
+    for (b, site) in built.bid_sites.iter().enumerate() {
+        let Some(i) = site else {
+            upstream = clearing.allocations[b];
+            continue;
+        };
+        bids += 1;
+        let info = &table.sites[*i as usize];
+        let node = info.node as usize;
+        let own_node = built.market.node_of_bid(b);
+        if own_node >= n {
+            shed[node] = Watts(shed[node].0 + clearing.shed[own_node].0);
+            spilled[node] = Watts(spilled[node].0 + clearing.spilled[own_node].0);
+        }
+        let key = StateKey::Bid(feeder.clone(), k, info.id.clone());
+        let record = w
+            .market
+            .bids
+            .get_mut(w.pre, &key)?
+            .ok_or_else(|| ExecError::Bug(format!("bid of {} vanished", info.id)))?;
+        // MC-7.3: each site's result is its own key, provable on its own.
+        record.result = Some(SiteResult {
+            price: clearing.prices[node],
+            allocation: clearing.allocations[b],
+            shed: clearing.bid_shed[b],
+            spilled: clearing.bid_spilled[b],
+        });
+    }
+    let result = IntervalResult {
+        height: ctx.height.get(),
+        mode: s.mode_at(k),
+        start_ms: s.start_ms(k),
+        interval_ms: c.interval_ms,
+        price_floor: c.price_floor,
+        price_cap: c.price_cap,
+        import_price: built.import_price,
+        export_price: built.export_price,
+        prices: clearing.prices[..n].to_vec(),
+        flows: clearing.flows[..n].to_vec(),
+        shed: sparse(&shed),
+        spilled: sparse(&spilled),
+        congested,
+        upstream,
+        welfare: clearing.welfare.0,
+        bids,
+        excluded: built.excluded,
+    };
+    w.market
+        .results
+        .put(StateKey::Result(feeder.clone(), k), result);
+    // Intervals clear in order; configurations and modes superseded from here on go.
+    let next = Interval(k.0 + 1);
+    s.next_clear = next;
+    let keep_from = s
+        .configs
+        .partition_point(|seg| seg.from <= next)
+        .saturating_sub(1);
+    s.configs.drain(..keep_from);
+    let keep_from = s.modes.partition_point(|m| m.0 <= next).saturating_sub(1);
+    s.modes.drain(..keep_from);
+    w.market.schedules.put(schedule_key, s);
+    refresh_index(w, feeder)?;
+    Ok(())
+}
+
+/// MC-8.2: prunes part of interval `k`, the oldest past its retention.
+fn prune(w: &mut Working<'_>, feeder: &FeederId, k: Interval) -> Result<(), ExecError> {
+    let schedule_key = StateKey::Schedule(feeder.clone());
+    let Some(mut s) = w.market.schedules.get(w.pre, &schedule_key)?.cloned() else {
+        return Err(ExecError::Bug(format!("feeder {feeder} has no schedule")));
+    };
+    if prune_due(&s) != Some(k) {
+        return Err(ExecError::Bug(format!(
+            "feeder {feeder}: the index prunes interval {k}, the schedule {:?}",
+            prune_due(&s)
+        )));
+    }
+    let bidders_key = StateKey::Bidders(feeder.clone(), k);
+    let bidders = w.market.bidders.get(w.pre, &bidders_key)?.cloned();
+    let (indices, done) = prune_plan(&s, bidders.as_ref());
+    let table = w
+        .market
+        .site_tables
+        .get(w.pre, &StateKey::Sites(feeder.clone()))?
+        .cloned()
+        .unwrap_or_default();
+    for &i in &indices {
+        if let Some(site) = table.sites.get(i as usize) {
+            w.market
+                .bids
+                .delete(StateKey::Bid(feeder.clone(), k, site.id.clone()));
+        }
+    }
+    if done {
+        w.market.bidders.delete(bidders_key);
+        w.market.results.delete(StateKey::Result(feeder.clone(), k));
+        let upstream_key = StateKey::Upstream(feeder.clone(), k);
+        if w.market.upstream.get(w.pre, &upstream_key)?.is_some() {
+            w.market.upstream.delete(upstream_key);
+        }
+        s.prune_next = Interval(k.0 + 1);
+        s.prune_cursor = 0;
+    } else {
+        s.prune_cursor = indices.last().map_or(0, |i| i + 1);
+    }
+    w.market.schedules.put(schedule_key, s);
+    refresh_index(w, feeder)
+}
