@@ -25,6 +25,61 @@ fn account(k: &PrivateKey) -> AccountId {
     AccountId::from_public_key(&k.public_key())
 }
 
+/// A valid bid transaction: a batch of two curves, in point and component form, and a
+/// withdrawal.
+fn valid_bids() -> Vec<u8> {
+    use bcte_types::{
+        CurveSpec, FeederId, Interval, Price, SiteId, Watts,
+        market::{BidEntry, Bids, RampSpec, StepSpec},
+    };
+    let a = PrivateKey::from_seed(3);
+    let site = |s: &str| SiteId::new(s).unwrap();
+    let tx = Tx::sign(
+        TxBody {
+            chain_id: ChainId::new("fuzz").unwrap(),
+            sender: account(&a),
+            nonce: 4,
+            payload: Payload::Bids(Bids {
+                feeder: FeederId::new("feeder-1").unwrap(),
+                bids: vec![
+                    BidEntry {
+                        site: site("house 7"),
+                        interval: Interval(96),
+                        curve: Some(CurveSpec::Points(vec![
+                            (Price(0), Watts(6_500)),
+                            (Price(120_000_000), Watts(2_000)),
+                        ])),
+                    },
+                    BidEntry {
+                        site: site("pv-3"),
+                        interval: Interval(96),
+                        curve: Some(CurveSpec::Components {
+                            base: Watts(3_000),
+                            steps: vec![StepSpec {
+                                price: Price(-10_000_000),
+                                drop: Watts(1_000),
+                            }],
+                            ramps: vec![RampSpec {
+                                start: Price(0),
+                                end: Price(50_000_000),
+                                drop: Watts(500),
+                                count: 3,
+                            }],
+                        }),
+                    },
+                    BidEntry {
+                        site: site("ev-1"),
+                        interval: Interval(97),
+                        curve: None,
+                    },
+                ],
+            }),
+        },
+        &a,
+    );
+    tx.encode().to_vec()
+}
+
 /// Valid encodings of a transaction, a block and a proof.
 fn valid() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let a = PrivateKey::from_seed(1);
@@ -115,14 +170,15 @@ fn mutations(valid: &[u8], body: fn(&[u8])) {
 fn seed_corpus_replays_without_panic() {
     let (tx, block, proof) = valid();
     if std::env::var("BCTE_WRITE_SEEDS").is_ok() {
-        for (target, bytes) in [
-            ("decode_tx", &tx),
-            ("decode_block", &block),
-            ("check_proof", &proof),
+        for (target, name, bytes) in [
+            ("decode_tx", "valid", &tx),
+            ("decode_tx", "bids", &valid_bids()),
+            ("decode_block", "valid", &block),
+            ("check_proof", "valid", &proof),
         ] {
             let dir = seeds_dir(target);
             std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(dir.join("valid"), bytes).unwrap();
+            std::fs::write(dir.join(name), bytes).unwrap();
         }
     }
     assert!(replay_dir("decode_tx", decode_tx) > 0);
@@ -134,6 +190,7 @@ fn seed_corpus_replays_without_panic() {
 fn every_single_byte_mutation_of_valid_encodings_is_handled() {
     let (tx, block, proof) = valid();
     mutations(&tx, decode_tx);
+    mutations(&valid_bids(), decode_tx);
     mutations(&block, decode_block);
     mutations(&proof, check_proof);
 }
