@@ -469,7 +469,7 @@ pub(crate) fn bid(
             interval,
             curve,
         } = entry;
-        let where_ = || format!("bids[{i}] (site {site:?}, interval {interval})");
+        let where_ = || format!("bids[{i}] (site {:?}, interval {interval})", site.as_str());
         let key = StateKey::Site(op.feeder.clone(), site.clone());
         let Some(state) = w.market.sites.get(w.pre, &key)? else {
             reject!(RejectReason::UnknownSite { site: site.clone() });
@@ -517,7 +517,15 @@ pub(crate) fn bid(
                     Err(e) => reject!(RejectReason::invalid(format!("{}, curve: {e}", where_()))),
                 };
                 let c = s.config_at(*interval);
-                if !within(&curve, c.price_floor, c.price_cap) {
+                // As in a market file, every point's price is within the bounds, even a flat
+                // curve's.
+                let points_within = match spec {
+                    CurveSpec::Points(points) => points
+                        .iter()
+                        .all(|(p, _)| *p >= c.price_floor && *p <= c.price_cap),
+                    CurveSpec::Components { .. } => true,
+                };
+                if !points_within || !within(&curve, c.price_floor, c.price_cap) {
                     reject!(RejectReason::invalid(format!(
                         "{}, curve: a price is outside the interval's [price_floor, price_cap] = [{}, {}]",
                         where_(),

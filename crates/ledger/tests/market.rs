@@ -314,3 +314,863 @@ fn a_bid_after_its_gate_or_beyond_the_horizon_is_refused_with_the_reason() {
         }
     );
 }
+
+/// A feeder `root` — `t1` with one site, `load` at t1 owned by key(2), and the configuration's
+/// tariff (import at 80 up to 5,000 kW, 1,000 kW in alert; export at 20).
+fn load_feeder(chain: &mut Chain) {
+    register(
+        chain,
+        vec![
+            node("root", None, None, None),
+            node("t1", Some("root"), None, None),
+        ],
+    );
+    let dso = chain.dso.clone();
+    accepted(&chain.send(
+        &dso,
+        Payload::SitesRegister(SitesRegister {
+            feeder: f(),
+            sites: vec![site("load", "t1", 2, 0)],
+        }),
+    ));
+}
+
+fn set_mode(chain: &mut Chain, from: u64, mode: GridMode) -> Outcome {
+    let dso = chain.dso.clone();
+    chain.send(
+        &dso,
+        Payload::GridMode(GridModeSet {
+            feeder: f(),
+            from: Interval(from),
+            mode,
+        }),
+    )
+}
+
+#[test]
+fn each_mode_adds_the_right_upstream_bid_normal_alert_islanded_normal() {
+    let mut chain = Chain::new(1);
+    load_feeder(&mut chain);
+    accepted(&set_mode(&mut chain, 1, GridMode::Alert));
+    accepted(&set_mode(&mut chain, 2, GridMode::Islanded));
+    accepted(&set_mode(&mut chain, 3, GridMode::Normal));
+    let entries = (0..4)
+        .map(|k| bid("load", k, Some(points(&[(0, 2_000 * KW)]))))
+        .collect();
+    accepted(&chain.send(&key(2), bids(entries)));
+    for k in 0..4 {
+        chain.block_at(gate(k), vec![]);
+    }
+    let cap = Price(3_000 * UNIT);
+    // Normal: the grid imports all 2,000 kW at its import price.
+    let r = result(&chain, 0);
+    assert_eq!(
+        (r.mode, r.upstream, r.prices[0]),
+        (GridMode::Normal, Watts(-2_000 * KW), Price(80 * UNIT))
+    );
+    assert!(r.shed.is_empty());
+    // Alert: import capped at 1,000 kW; the other 1,000 kW are shed at the cap.
+    let r = result(&chain, 1);
+    assert_eq!(
+        (r.mode, r.upstream, r.prices[1]),
+        (GridMode::Alert, Watts(-1_000 * KW), cap)
+    );
+    assert_eq!(r.shed, vec![(1, Watts(1_000 * KW))]);
+    assert_eq!(
+        record(&chain, 1, "load").result.unwrap().shed,
+        Watts(1_000 * KW)
+    );
+    // Islanded: no upstream bid at all; everything is shed.
+    let r = result(&chain, 2);
+    assert_eq!((r.mode, r.upstream), (GridMode::Islanded, Watts(0)));
+    assert_eq!(r.shed, vec![(1, Watts(2_000 * KW))]);
+    assert_eq!(record(&chain, 2, "load").result.unwrap().served(), Watts(0));
+    // Normal again.
+    let r = result(&chain, 3);
+    assert_eq!((r.mode, r.upstream), (GridMode::Normal, Watts(-2_000 * KW)));
+}
+
+#[test]
+fn islanded_the_lowest_priority_class_is_shed_first_across_the_feeder() {
+    let mut chain = Chain::new(1);
+    register(
+        &mut chain,
+        vec![
+            node("r", None, None, None),
+            node("c", Some("r"), Some(50), None),
+        ],
+    );
+    let dso = chain.dso.clone();
+    accepted(&chain.send(
+        &dso,
+        Payload::SitesRegister(SitesRegister {
+            feeder: f(),
+            sites: vec![
+                site("gen", "r", 2, 0),
+                site("house-r", "r", 3, 0),
+                site("house-c", "c", 4, 0),
+                site("school", "c", 5, 3),
+                site("hospital", "c", 6, 7),
+            ],
+        }),
+    ));
+    accepted(&set_mode(&mut chain, 0, GridMode::Islanded));
+    let offers = [
+        (2, "gen", points(&[(40, 0), (40, -12 * KW)])),
+        (3, "house-r", points(&[(0, 3 * KW)])),
+        (4, "house-c", points(&[(0, 2 * KW)])),
+        (5, "school", points(&[(0, 4 * KW)])),
+        (6, "hospital", points(&[(0, 11 * KW)])),
+    ];
+    let txs = offers
+        .into_iter()
+        .map(|(k, s, c)| chain.sign(&key(k), bids(vec![bid(s, 0, Some(c))])))
+        .collect();
+    chain.block(1, txs);
+    chain.block_at(gate(0), vec![]);
+    // The worked example of market rule MR-2.4 (docs and the engine's tests): 8 kW short; both
+    // households (class 0) in full, then 3 of the school's 4 (class 3); the hospital keeps all.
+    let shed = |s| record(&chain, 0, s).result.unwrap().shed;
+    assert_eq!(shed("house-r"), Watts(3 * KW));
+    assert_eq!(shed("house-c"), Watts(2 * KW));
+    assert_eq!(shed("school"), Watts(3 * KW));
+    assert_eq!(shed("hospital"), Watts(0));
+    assert_eq!(
+        record(&chain, 0, "hospital").result.unwrap().served(),
+        Watts(11 * KW)
+    );
+    let r = result(&chain, 0);
+    assert_eq!(r.shed, vec![(0, Watts(3 * KW)), (1, Watts(5 * KW))]);
+    assert_eq!(r.flows[1], Watts(12 * KW));
+}
+
+#[test]
+fn a_later_bid_replaces_an_earlier_one_and_an_empty_bid_withdraws_it() {
+    let mut chain = Chain::new(1);
+    load_feeder(&mut chain);
+    accepted(&chain.send(
+        &key(2),
+        bids(vec![bid("load", 0, Some(points(&[(0, 100 * KW)])))]),
+    ));
+    accepted(&chain.send(
+        &key(2),
+        bids(vec![bid("load", 0, Some(points(&[(0, 40 * KW)])))]),
+    ));
+    accepted(&chain.send(
+        &key(2),
+        bids(vec![bid("load", 1, Some(points(&[(0, 40 * KW)])))]),
+    ));
+    accepted(&chain.send(&key(2), bids(vec![bid("load", 1, None)])));
+    // Withdrawing what is not there changes nothing and is not an error.
+    accepted(&chain.send(&key(2), bids(vec![bid("load", 2, None)])));
+    chain.block_at(gate(0), vec![]);
+    chain.block_at(gate(1), vec![]);
+    assert_eq!(
+        record(&chain, 0, "load").result.unwrap().allocation,
+        Watts(40 * KW)
+    );
+    assert_eq!(result(&chain, 0).bids, 1);
+    assert_eq!(result(&chain, 1).bids, 0);
+    assert!(
+        chain
+            .read::<BidRecord>(&StateKey::Bid(
+                f(),
+                Interval(1),
+                SiteId::new("load").unwrap()
+            ))
+            .is_none()
+    );
+}
+
+fn delegate(chain: &mut Chain, owner: u64, site: &str, aggregator: u64) -> Outcome {
+    chain.send(
+        &key(owner),
+        Payload::SiteDelegate(bcte_types::market::SiteDelegate {
+            feeder: f(),
+            site: SiteId::new(site).unwrap(),
+            aggregator: account(&key(aggregator)),
+        }),
+    )
+}
+
+fn revoke(chain: &mut Chain, owner: u64, site: &str) -> Outcome {
+    chain.send(
+        &key(owner),
+        Payload::SiteRevoke(bcte_types::market::SiteRevoke {
+            feeder: f(),
+            site: SiteId::new(site).unwrap(),
+        }),
+    )
+}
+
+#[test]
+fn a_delegated_aggregator_bids_in_batch_and_a_revoked_one_loses_its_open_bids() {
+    let mut chain = Chain::new(1);
+    register(
+        &mut chain,
+        vec![
+            node("root", None, None, None),
+            node("t1", Some("root"), None, None),
+        ],
+    );
+    let dso = chain.dso.clone();
+    accepted(&chain.send(
+        &dso,
+        Payload::SitesRegister(SitesRegister {
+            feeder: f(),
+            sites: vec![
+                site("a", "t1", 2, 0),
+                site("b", "t1", 3, 0),
+                site("c", "t1", 4, 0),
+            ],
+        }),
+    ));
+    let aggregator = 7;
+    for (owner, s) in [(2, "a"), (3, "b"), (4, "c")] {
+        accepted(&delegate(&mut chain, owner, s, aggregator));
+    }
+    let batch: Vec<BidEntry> = ["a", "b", "c"]
+        .iter()
+        .flat_map(|s| (0..2).map(move |k| bid(s, k, Some(points(&[(0, 10 * KW)])))))
+        .collect();
+    accepted(&chain.send(&key(aggregator), bids(batch)));
+    // Site b revokes: the aggregator's bids for b with open gates go.
+    accepted(&revoke(&mut chain, 3, "b"));
+    let refused = chain.send(
+        &key(aggregator),
+        bids(vec![bid("b", 1, Some(points(&[(0, 1)])))]),
+    );
+    assert_eq!(
+        rejected(&refused),
+        RejectReason::NotSiteBidder {
+            site: SiteId::new("b").unwrap()
+        }
+    );
+    // A revocation only the owner may send; a second one has nothing to revoke.
+    assert_eq!(
+        rejected(&revoke(&mut chain, aggregator, "a")),
+        RejectReason::NotSiteOwner {
+            site: SiteId::new("a").unwrap()
+        }
+    );
+    assert!(matches!(
+        rejected(&revoke(&mut chain, 3, "b")),
+        RejectReason::Invalid { .. }
+    ));
+    chain.block_at(gate(0), vec![]);
+    let r = result(&chain, 0);
+    assert_eq!(r.bids, 2, "a and c only");
+    assert!(record(&chain, 0, "a").result.is_some());
+    assert!(
+        chain
+            .read::<BidRecord>(&StateKey::Bid(f(), Interval(0), SiteId::new("b").unwrap()))
+            .is_none()
+    );
+    // The owner still bids for its own site.
+    accepted(&chain.send(
+        &key(3),
+        bids(vec![bid("b", 1, Some(points(&[(0, 5 * KW)])))]),
+    ));
+    chain.block_at(gate(1), vec![]);
+    assert_eq!(
+        record(&chain, 1, "b").result.unwrap().allocation,
+        Watts(5 * KW)
+    );
+}
+
+#[test]
+fn a_connection_limit_clips_the_site_and_it_still_pays_its_nodes_price() {
+    let mut chain = Chain::new(1);
+    register(
+        &mut chain,
+        vec![
+            node("root", None, None, None),
+            node("t1", Some("root"), None, None),
+        ],
+    );
+    let dso = chain.dso.clone();
+    let mut limited = site("ev", "t1", 2, 0);
+    limited.import_limit = Some(Watts(3 * KW));
+    limited.export_limit = Some(Watts(0));
+    accepted(&chain.send(
+        &dso,
+        Payload::SitesRegister(SitesRegister {
+            feeder: f(),
+            sites: vec![limited, site("pv", "t1", 3, 0)],
+        }),
+    ));
+    accepted(&chain.send(
+        &key(2),
+        bids(vec![bid("ev", 0, Some(points(&[(0, 11 * KW), (500, 0)])))]),
+    ));
+    accepted(&chain.send(
+        &key(3),
+        bids(vec![bid("pv", 0, Some(points(&[(0, -2 * KW)])))]),
+    ));
+    chain.block_at(gate(0), vec![]);
+    let ev = record(&chain, 0, "ev").result.unwrap();
+    let r = result(&chain, 0);
+    assert_eq!(ev.allocation, Watts(3 * KW), "clipped to its import limit");
+    assert_eq!(ev.price, r.prices[1], "the site sees its node's price");
+    assert_eq!(
+        r.prices.len(),
+        2,
+        "the site's own edge is not a node of the result"
+    );
+    assert_eq!(r.flows[1], Watts(KW), "3 kW charging less 2 kW of PV");
+}
+
+#[test]
+fn an_edge_limit_change_applies_from_its_interval_on() {
+    let mut chain = Chain::new(1);
+    register(
+        &mut chain,
+        vec![
+            node("root", None, None, None),
+            node("t1", Some("root"), Some(400), None),
+        ],
+    );
+    let dso = chain.dso.clone();
+    accepted(&chain.send(
+        &dso,
+        Payload::SitesRegister(SitesRegister {
+            feeder: f(),
+            sites: vec![site("load", "t1", 2, 0)],
+        }),
+    ));
+    let change = Payload::EdgeLimit(bcte_types::market::EdgeLimit {
+        feeder: f(),
+        from: Interval(1),
+        node: NodeId::new("t1").unwrap(),
+        import_limit: Some(Watts(100 * KW)),
+        export_limit: None,
+    });
+    accepted(&chain.send(&dso, change));
+    let curve = points(&[(0, 300 * KW), (3_000, 300 * KW)]);
+    accepted(&chain.send(
+        &key(2),
+        bids(vec![
+            bid("load", 0, Some(curve.clone())),
+            bid("load", 1, Some(curve)),
+        ]),
+    ));
+    chain.block_at(gate(0), vec![]);
+    chain.block_at(gate(1), vec![]);
+    assert_eq!(result(&chain, 0).flows[1], Watts(300 * KW));
+    let r = result(&chain, 1);
+    assert_eq!(r.flows[1], Watts(100 * KW));
+    assert_eq!(
+        r.congested,
+        vec![(1, bcte_ledger::market_state::Congestion::Import)]
+    );
+    assert_eq!(r.shed, vec![(1, Watts(200 * KW))]);
+}
+
+#[test]
+fn a_new_interval_length_keeps_the_start_of_its_first_interval() {
+    let mut chain = Chain::new(1);
+    load_feeder(&mut chain);
+    let dso = chain.dso.clone();
+    let shorter = MarketConfig {
+        interval_ms: 1_000,
+        gate_lead_ms: 400,
+        ..config()
+    };
+    accepted(&chain.send(
+        &dso,
+        Payload::MarketConfig(bcte_types::market::MarketConfigure {
+            feeder: f(),
+            from: Interval(3),
+            config: shorter,
+        }),
+    ));
+    let s: Schedule = chain.read(&StateKey::Schedule(f())).unwrap();
+    assert_eq!(s.start_ms(Interval(3)), EPOCH + 3 * 2_000);
+    assert_eq!(s.start_ms(Interval(5)), EPOCH + 3 * 2_000 + 2 * 1_000);
+    assert_eq!(s.gate_ms(Interval(5)), EPOCH + 3 * 2_000 + 2 * 1_000 - 400);
+    // A change whose first gate would close before the previous interval's is refused, and
+    // so is one for an interval whose gate has closed.
+    let bad = MarketConfig {
+        gate_lead_ms: 5_000,
+        ..config()
+    };
+    let r = chain.send(
+        &dso,
+        Payload::MarketConfig(bcte_types::market::MarketConfigure {
+            feeder: f(),
+            from: Interval(2),
+            config: bad,
+        }),
+    );
+    assert!(
+        matches!(
+            rejected(&r),
+            RejectReason::Invalid { .. } | RejectReason::GateClosed { .. }
+        ),
+        "{r:?}"
+    );
+    chain.block_at(gate(0), vec![]);
+    let r = chain.send(
+        &dso,
+        Payload::MarketConfig(bcte_types::market::MarketConfigure {
+            feeder: f(),
+            from: Interval(0),
+            config: config(),
+        }),
+    );
+    assert!(matches!(rejected(&r), RejectReason::GateClosed { .. }));
+    // Intervals 3 and 4 clear on the new grid.
+    for k in 1..5 {
+        let s: Schedule = chain.read(&StateKey::Schedule(f())).unwrap();
+        chain.block_at(s.gate_ms(Interval(k)).max(chain.time_ms + 1), vec![]);
+    }
+    assert_eq!(result(&chain, 3).interval_ms, 1_000);
+    assert_eq!(result(&chain, 4).start_ms, EPOCH + 3 * 2_000 + 1_000);
+}
+
+#[test]
+fn posted_upstream_prices_replace_the_tariff_for_their_intervals() {
+    let mut chain = Chain::new(1);
+    load_feeder(&mut chain);
+    let dso = chain.dso.clone();
+    accepted(&chain.send(
+        &dso,
+        Payload::UpstreamPrices(bcte_types::market::UpstreamPrices {
+            feeder: f(),
+            from: Interval(1),
+            prices: vec![bcte_types::market::UpstreamPrice {
+                import_price: Price(150 * UNIT),
+                export_price: Price(60 * UNIT),
+            }],
+        }),
+    ));
+    let curve = points(&[(0, 50 * KW)]);
+    accepted(&chain.send(
+        &key(2),
+        bids(vec![
+            bid("load", 0, Some(curve.clone())),
+            bid("load", 1, Some(curve)),
+        ]),
+    ));
+    chain.block_at(gate(0), vec![]);
+    chain.block_at(gate(1), vec![]);
+    assert_eq!(result(&chain, 0).prices[0], Price(80 * UNIT));
+    let r = result(&chain, 1);
+    assert_eq!(
+        (r.import_price, r.prices[0]),
+        (Price(150 * UNIT), Price(150 * UNIT))
+    );
+}
+
+#[test]
+fn cleared_intervals_past_their_retention_leave_the_state_but_stay_provable() {
+    let mut chain = Chain::new(1);
+    load_feeder(&mut chain);
+    accepted(&chain.send(
+        &key(2),
+        bids(vec![bid("load", 0, Some(points(&[(0, 5 * KW)])))]),
+    ));
+    chain.block_at(gate(0), vec![]);
+    let cleared_at = chain.height;
+    // Retention is 10 intervals: clear 11 more, each gate in its own block, with blocks that
+    // clear nothing in between (those prune).
+    for k in 1..=12 {
+        chain.block_at(gate(k), vec![]);
+        chain.block(1, vec![]);
+    }
+    let key0 = StateKey::Bid(f(), Interval(0), SiteId::new("load").unwrap());
+    assert!(chain.read::<BidRecord>(&key0).is_none(), "pruned");
+    assert!(
+        chain
+            .read::<IntervalResult>(&StateKey::Result(f(), Interval(0)))
+            .is_none()
+    );
+    assert!(
+        chain
+            .read::<IntervalResult>(&StateKey::Result(f(), Interval(5)))
+            .is_some()
+    );
+    // Still there at the height that cleared it.
+    let old = bcte_ledger::tree::read_value(&chain.tree, cleared_at, &key0).unwrap();
+    assert!(old.is_some());
+}
+
+#[test]
+fn the_same_transactions_give_the_same_state_root() {
+    let run = || {
+        let mut chain = Chain::new(1);
+        small_example(&mut chain);
+        chain.block_at(gate(0), vec![]);
+        chain.root()
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn a_market_clock_speed_runs_intervals_in_less_block_time() {
+    // At speed 1000, a 15-minute interval passes in 0.9 s of block time.
+    let mut chain = Chain::new(1_000);
+    let dso = chain.dso.clone();
+    accepted(&chain.send(
+        &dso,
+        Payload::FeederRegister(FeederRegister {
+            feeder: f(),
+            epoch_ms: Some(GENESIS_MS + 900_000),
+            config: MarketConfig::DEFAULT,
+            nodes: vec![node("root", None, None, None)],
+        }),
+    ));
+    let s: Schedule = chain.read(&StateKey::Schedule(f())).unwrap();
+    // The registering block at genesis + 1 ms is at market time genesis + 1 s; interval 0
+    // starts 15 minutes after genesis and its gate closes 5 minutes before, at block time
+    // genesis + 600 ms.
+    assert_eq!(s.next_clear, Interval(0));
+    chain.block_at(GENESIS_MS + 599, vec![]);
+    assert!(
+        chain
+            .read::<IntervalResult>(&StateKey::Result(f(), Interval(0)))
+            .is_none()
+    );
+    chain.block_at(GENESIS_MS + 600, vec![]);
+    let r = result(&chain, 0);
+    assert_eq!(
+        r.interval_ms,
+        15 * 60 * 1000,
+        "the nominal length, whatever the block times"
+    );
+}
+
+/// Sends `payload` alone in a block and returns its rejection, after checking that the block
+/// wrote nothing but the sender's account (its nonce is consumed, LR-2.2) and the head.
+#[track_caller]
+fn refused(chain: &mut Chain, k: u64, payload: Payload) -> RejectReason {
+    let sender = account(&key(k));
+    let before: Option<bcte_ledger::AccountState> = chain.read(&StateKey::Account(sender));
+    let tx = chain.sign(&key(k), payload);
+    let e = chain.block(1, vec![tx]);
+    let reason = rejected(&e.receipts[0].outcome);
+    let keys: Vec<&StateKey> = e.writes.keys().collect();
+    assert_eq!(
+        keys,
+        vec![&StateKey::Account(sender), &StateKey::Head],
+        "{reason}"
+    );
+    let after: bcte_ledger::AccountState = chain.read(&StateKey::Account(sender)).unwrap();
+    assert_eq!(
+        after.nonce,
+        before.map_or(0, |a| a.nonce) + 1,
+        "the nonce is consumed"
+    );
+    reason
+}
+
+fn message(r: RejectReason) -> String {
+    match r {
+        RejectReason::Invalid { message } => message,
+        other => panic!("expected a message, got {other:?}"),
+    }
+}
+
+#[test]
+fn every_bad_bid_is_refused_with_a_reason_that_names_it() {
+    let mut chain = Chain::new(1);
+    small_example(&mut chain);
+    let house = |curve| bids(vec![bid("house-7", 1, Some(curve))]);
+    assert_eq!(
+        refused(
+            &mut chain,
+            3,
+            bids(vec![bid("nobody", 1, Some(points(&[(0, 1)])))])
+        ),
+        RejectReason::UnknownSite {
+            site: SiteId::new("nobody").unwrap()
+        }
+    );
+    assert_eq!(
+        refused(
+            &mut chain,
+            3,
+            Payload::Bids(Bids {
+                feeder: FeederId::new("elsewhere").unwrap(),
+                bids: vec![bid("house-7", 1, None)]
+            })
+        ),
+        RejectReason::UnknownFeeder {
+            feeder: FeederId::new("elsewhere").unwrap()
+        }
+    );
+    assert_eq!(
+        message(refused(&mut chain, 3, house(points(&[(0, 1), (10, 5)])))),
+        "bids[0] (site \"house-7\", interval 1), curve: point 1: its power is above the previous point's"
+    );
+    assert_eq!(
+        message(refused(&mut chain, 3, house(points(&[(10, 1), (5, 0)])))),
+        "bids[0] (site \"house-7\", interval 1), curve: point 1: its price is below the previous point's"
+    );
+    let oversized: Vec<(i64, i64)> = (0..257).map(|i| (i, 0)).collect();
+    assert!(
+        message(refused(&mut chain, 3, house(points(&oversized))))
+            .contains("257 points or components, more than the limit of 256")
+    );
+    assert!(
+        message(refused(&mut chain, 3, house(points(&[(5_000, 1)]))))
+            .contains("outside the interval's [price_floor, price_cap]")
+    );
+    assert!(message(refused(&mut chain, 3, bids(vec![]))).starts_with("bids: 0 bids"));
+    let twice = bids(vec![
+        bid("house-7", 1, None),
+        bid("house-7", 1, Some(points(&[(0, 1)]))),
+    ]);
+    assert!(message(refused(&mut chain, 3, twice)).contains("bids twice for this interval"));
+    // One bad entry refuses the whole batch (the good one is not stored either).
+    let mixed = bids(vec![
+        bid("house-7", 1, Some(points(&[(0, 1)]))),
+        bid("grid", 1, None),
+    ]);
+    assert_eq!(
+        refused(&mut chain, 3, mixed),
+        RejectReason::NotSiteBidder {
+            site: SiteId::new("grid").unwrap()
+        }
+    );
+}
+
+#[test]
+fn every_dso_action_by_anyone_else_is_refused_naming_the_action() {
+    use bcte_types::{
+        Privilege,
+        market::{EdgeLimit, MarketConfigure, UpstreamPrice, UpstreamPrices},
+    };
+    let mut chain = Chain::new(1);
+    small_example(&mut chain);
+    let f = f;
+    let cases = [
+        (
+            Payload::FeederRegister(FeederRegister {
+                feeder: FeederId::new("g").unwrap(),
+                epoch_ms: None,
+                config: config(),
+                nodes: vec![node("r", None, None, None)],
+            }),
+            Privilege::RegisterFeeder,
+        ),
+        (
+            Payload::SitesRegister(SitesRegister {
+                feeder: f(),
+                sites: vec![site("new", "t1", 3, 0)],
+            }),
+            Privilege::RegisterSites,
+        ),
+        (
+            Payload::EdgeLimit(EdgeLimit {
+                feeder: f(),
+                from: Interval(2),
+                node: NodeId::new("t1").unwrap(),
+                import_limit: None,
+                export_limit: None,
+            }),
+            Privilege::SetEdgeLimit,
+        ),
+        (
+            Payload::MarketConfig(MarketConfigure {
+                feeder: f(),
+                from: Interval(2),
+                config: config(),
+            }),
+            Privilege::SetMarketConfig,
+        ),
+        (
+            Payload::GridMode(GridModeSet {
+                feeder: f(),
+                from: Interval(2),
+                mode: GridMode::Alert,
+            }),
+            Privilege::SetGridMode,
+        ),
+        (
+            Payload::UpstreamPrices(UpstreamPrices {
+                feeder: f(),
+                from: Interval(2),
+                prices: vec![UpstreamPrice {
+                    import_price: Price(0),
+                    export_price: Price(0),
+                }],
+            }),
+            Privilege::PostUpstreamPrices,
+        ),
+    ];
+    for (payload, action) in cases {
+        let reason = refused(&mut chain, 3, payload);
+        assert_eq!(reason, RejectReason::Unauthorized { action });
+        assert!(
+            reason
+                .to_string()
+                .starts_with("unauthorized: only the DSO may "),
+            "{reason}"
+        );
+    }
+}
+
+#[test]
+fn changes_for_an_interval_whose_gate_closed_are_refused() {
+    use bcte_types::market::{EdgeLimit, UpstreamPrice, UpstreamPrices};
+    let mut chain = Chain::new(1);
+    small_example(&mut chain);
+    chain.block_at(gate(0), vec![]);
+    let closed = |r: RejectReason| {
+        matches!(
+            r,
+            RejectReason::GateClosed {
+                interval: Interval(0),
+                ..
+            }
+        )
+    };
+    assert!(closed(refused(
+        &mut chain,
+        1,
+        Payload::GridMode(GridModeSet {
+            feeder: f(),
+            from: Interval(0),
+            mode: GridMode::Normal,
+        })
+    )));
+    assert!(closed(refused(
+        &mut chain,
+        1,
+        Payload::EdgeLimit(EdgeLimit {
+            feeder: f(),
+            from: Interval(0),
+            node: NodeId::new("t1").unwrap(),
+            import_limit: None,
+            export_limit: None,
+        })
+    )));
+    assert!(closed(refused(
+        &mut chain,
+        1,
+        Payload::UpstreamPrices(UpstreamPrices {
+            feeder: f(),
+            from: Interval(0),
+            prices: vec![UpstreamPrice {
+                import_price: Price(0),
+                export_price: Price(0)
+            }],
+        })
+    )));
+}
+
+#[test]
+fn bad_feeders_sites_and_limits_are_refused_with_the_reason() {
+    let mut chain = Chain::new(1);
+    small_example(&mut chain);
+    let feeder = |id: &str, nodes| {
+        Payload::FeederRegister(FeederRegister {
+            feeder: FeederId::new(id).unwrap(),
+            epoch_ms: None,
+            config: config(),
+            nodes,
+        })
+    };
+    assert_eq!(
+        refused(
+            &mut chain,
+            1,
+            feeder("f", vec![node("r", None, None, None)])
+        ),
+        RejectReason::DuplicateFeeder { feeder: f() }
+    );
+    let cycle = vec![
+        node("r", None, None, None),
+        node("a", Some("b"), None, None),
+        node("b", Some("a"), None, None),
+    ];
+    assert!(
+        message(refused(&mut chain, 1, feeder("g", cycle))).contains("the parents form a cycle")
+    );
+    let two_roots = vec![node("r", None, None, None), node("s", None, None, None)];
+    assert!(message(refused(&mut chain, 1, feeder("g", two_roots))).contains("two roots"));
+    let orphan = vec![
+        node("r", None, None, None),
+        node("a", Some("q"), None, None),
+    ];
+    assert!(message(refused(&mut chain, 1, feeder("g", orphan))).contains("unknown node \"q\""));
+    let twice = vec![
+        node("r", None, None, None),
+        node("r", Some("r"), None, None),
+    ];
+    assert!(message(refused(&mut chain, 1, feeder("g", twice))).contains("duplicate node id"));
+    let mut bad_config = config();
+    bad_config.export_price = Price(200 * UNIT);
+    assert!(
+        message(refused(
+            &mut chain,
+            1,
+            Payload::FeederRegister(FeederRegister {
+                feeder: FeederId::new("g").unwrap(),
+                epoch_ms: None,
+                config: bad_config,
+                nodes: vec![node("r", None, None, None)],
+            })
+        ))
+        .contains("export_price 200000000 is above import_price 80000000")
+    );
+
+    let sites = |list| {
+        Payload::SitesRegister(SitesRegister {
+            feeder: f(),
+            sites: list,
+        })
+    };
+    assert_eq!(
+        refused(&mut chain, 1, sites(vec![site("x", "nowhere", 3, 0)])),
+        RejectReason::UnknownNode {
+            node: NodeId::new("nowhere").unwrap()
+        }
+    );
+    assert_eq!(
+        refused(&mut chain, 1, sites(vec![site("house-7", "t1", 3, 0)])),
+        RejectReason::DuplicateSite {
+            site: SiteId::new("house-7").unwrap()
+        }
+    );
+    assert_eq!(
+        refused(
+            &mut chain,
+            1,
+            sites(vec![site("x", "t1", 3, 0), site("x", "t1", 4, 0)])
+        ),
+        RejectReason::DuplicateSite {
+            site: SiteId::new("x").unwrap()
+        }
+    );
+    assert!(
+        message(refused(&mut chain, 1, sites(vec![site("x", "t1", 3, 8)])))
+            .contains("priority: 8 is not a class from 0 to 7")
+    );
+    assert!(
+        message(refused(
+            &mut chain,
+            1,
+            sites(vec![site("upstream", "t1", 3, 0)])
+        ))
+        .contains("reserved")
+    );
+
+    let limit = |n: &str| {
+        Payload::EdgeLimit(bcte_types::market::EdgeLimit {
+            feeder: f(),
+            from: Interval(1),
+            node: NodeId::new(n).unwrap(),
+            import_limit: Some(Watts(1)),
+            export_limit: None,
+        })
+    };
+    assert_eq!(
+        refused(&mut chain, 1, limit("nowhere")),
+        RejectReason::UnknownNode {
+            node: NodeId::new("nowhere").unwrap()
+        }
+    );
+    assert!(message(refused(&mut chain, 1, limit("substation"))).contains("is the root"));
+}

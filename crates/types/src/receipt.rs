@@ -229,11 +229,13 @@ impl fmt::Display for RejectReason {
             }
             Self::ZeroAmount => f.write_str("amount must be positive"),
             Self::Overflow => f.write_str("amount overflows a balance or the total supply"),
-            Self::UnknownFeeder { feeder } => write!(f, "unknown feeder {feeder:?}"),
-            Self::UnknownSite { site } => write!(f, "unknown site {site:?}"),
-            Self::UnknownNode { node } => write!(f, "unknown node {node:?}"),
-            Self::DuplicateFeeder { feeder } => write!(f, "feeder {feeder:?} exists already"),
-            Self::DuplicateSite { site } => write!(f, "site {site:?} exists already"),
+            Self::UnknownFeeder { feeder } => write!(f, "unknown feeder {:?}", feeder.as_str()),
+            Self::UnknownSite { site } => write!(f, "unknown site {:?}", site.as_str()),
+            Self::UnknownNode { node } => write!(f, "unknown node {:?}", node.as_str()),
+            Self::DuplicateFeeder { feeder } => {
+                write!(f, "feeder {:?} exists already", feeder.as_str())
+            }
+            Self::DuplicateSite { site } => write!(f, "site {:?} exists already", site.as_str()),
             Self::NotSiteOwner { site } => {
                 write!(
                     f,
@@ -242,7 +244,8 @@ impl fmt::Display for RejectReason {
             }
             Self::NotSiteBidder { site } => write!(
                 f,
-                "unauthorized: only the owner of site {site:?} or its delegated aggregator may bid for it"
+                "unauthorized: only the owner of site {:?} or its delegated aggregator may bid for it",
+                site.as_str()
             ),
             Self::GateClosed {
                 interval,
