@@ -12,10 +12,11 @@
 //! ([`prove_final`] checks the links).
 
 use crate::{app::Scheme, chain_block::Digest, engine::consensus_namespace};
-use bcte_types::{Genesis, Hash, Header};
+use bcte_types::{ChainId, Genesis, Hash, Header};
 use commonware_codec::{Copying, Decode, DecodeExt as _};
 use commonware_consensus::simplex::types::Finalization;
 use commonware_cryptography::certificate::Verifier as _;
+use commonware_cryptography::{Signer as _, ed25519::PrivateKey};
 use commonware_parallel::Sequential;
 use commonware_utils::ordered::Set;
 use rand::CryptoRng;
@@ -188,13 +189,55 @@ pub fn prove_final(
     })
 }
 
+/// A finality certificate of `block` (the encoded simplex finalization in `view`) signed by the
+/// first `signers` of `keys`, the validators of a chain `chain_id`: certificates for tests and
+/// tools that do not run consensus.
+pub fn sign_finalization(
+    chain_id: &ChainId,
+    keys: &[PrivateKey],
+    signers: usize,
+    block: Hash,
+    view: u64,
+) -> Vec<u8> {
+    use commonware_codec::Encode as _;
+    use commonware_consensus::{
+        simplex::types::{Finalization, Finalize, Proposal},
+        types::{Epoch, Round, View},
+    };
+    let participants = Set::from_iter_dedup(keys.iter().map(|k| k.public_key()));
+    let namespace = consensus_namespace(chain_id);
+    let proposal = Proposal {
+        round: Round::new(Epoch::new(0), View::new(view)),
+        parent: View::new(view.saturating_sub(1)),
+        payload: block,
+    };
+    let votes: Vec<Finalize<Scheme, Hash>> = keys
+        .iter()
+        .take(signers)
+        .map(|k| {
+            let scheme = Scheme::signer(&namespace, participants.clone(), k.clone())
+                .expect("a key of the set");
+            Finalize::sign(&scheme, proposal.clone()).expect("signs")
+        })
+        .collect();
+    let scheme = Scheme::verifier(&namespace, participants);
+    Finalization::from_finalizes(
+        &scheme,
+        commonware_utils::iter::NonEmpty::try_new(votes.iter()).expect("at least one signer"),
+        &commonware_parallel::Sequential,
+    )
+    .expect("the votes agree")
+    .encode()
+    .to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::files::generate_key;
     use bcte_types::{AccountId, Allocation, Amount, ChainId, Height, Validator};
     use commonware_codec::Encode as _;
-    use commonware_cryptography::{Signer as _, certificate::Signers, ed25519::PrivateKey};
+    use commonware_cryptography::certificate::Signers;
 
     fn genesis_of(keys: &[PrivateKey], chain: &str) -> Genesis {
         let account = AccountId::from_public_key(&keys[0].public_key());
@@ -238,7 +281,7 @@ mod tests {
 
     /// A finalization of `header` signed by the first `signers` validators.
     fn certify(genesis: &Genesis, keys: &[PrivateKey], header: &Header, signers: usize) -> Vec<u8> {
-        crate::sim::finalization(&genesis.chain_id, keys, signers, header.hash(), 9)
+        sign_finalization(&genesis.chain_id, keys, signers, header.hash(), 9)
     }
 
     fn setup() -> (Vec<PrivateKey>, Genesis, Header, Vec<u8>) {

@@ -18,4 +18,3 @@ pub mod finalizer;
 pub mod gossip;
 pub mod mempool;
 pub mod run;
-pub mod sim;

@@ -10,8 +10,8 @@ use bcte_node::{
     api::{self, ApiState},
     app::{BuildParams, Shared},
     executor::Executor,
-    sim,
 };
+use bcte_sim as sim;
 use bcte_store::{ChainStore, MemStore};
 use bcte_types::{AccountId, BlockLimits, ChainId, ConsensusContext, Genesis, Header, Tx, TxBody};
 use commonware_codec::{Copying, DecodeExt, Encode};

@@ -5,8 +5,8 @@ use bcte_ledger::StateKey;
 use bcte_node::{
     audit::{AuditFailure, audit},
     executor::Executor,
-    sim,
 };
+use bcte_sim as sim;
 use bcte_store::{ChainStore, RedbStore, Store, Table, chain::value_key_bytes};
 use bcte_types::{BlockLimits, ConsensusContext, Tx};
 use rand::{RngExt, SeedableRng, rngs::StdRng};

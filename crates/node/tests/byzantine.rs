@@ -19,8 +19,9 @@ use bcte_node::{
     app::Scheme,
     chain_block::PublicKey,
     engine::{self, Channels},
-    sim::{self, Load, SimNet, SimValidator, Witness, config, for_each_seed, wait_height},
 };
+use bcte_sim as sim;
+use bcte_sim::{Load, SimNet, SimValidator, Witness, config, for_each_seed, wait_height};
 use bcte_store::MemStore;
 use commonware_consensus::{
     simplex::{

@@ -6,8 +6,9 @@
 use bcte_node::{
     gossip::{self, RESEND_FIRST, RESEND_MAX},
     mempool::AdmitError,
-    sim::{self, SimNet, config, lan},
 };
+use bcte_sim as sim;
+use bcte_sim::{SimNet, config, lan};
 use bcte_store::MemStore;
 use bcte_types::Tx;
 use commonware_codec::{Copying, Decode as _, RangeCfg};

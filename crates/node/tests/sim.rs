@@ -7,8 +7,9 @@
 //! same state root at every height, and every transaction once final still final with the same
 //! receipt. Progress is asserted whenever at most f = 1 of the 4 validators is faulty.
 
-use bcte_node::sim::{
-    self, Load, SimNet, SimValidator, Witness, assert_stalled, config, for_each_seed, wait_height,
+use bcte_sim as sim;
+use bcte_sim::{
+    Load, SimNet, SimValidator, Witness, assert_stalled, config, for_each_seed, wait_height,
 };
 use bcte_types::Hash;
 use commonware_runtime::{Runner as _, deterministic};

@@ -1,6 +1,9 @@
-//! Whole-network simulation: validators in one process on commonware's deterministic runtime and
-//! simulated network, each with an in-memory store that survives a simulated crash exactly as
-//! redb survives a real one (committed batches kept, nothing else).
+//! Whole-network simulation of bcte validators on the deterministic runtime, for tests and in-process runs.
+//!
+//! Validators in one process on commonware's deterministic runtime and simulated network, each
+//! with an in-memory store that survives a simulated crash exactly as redb survives a real one
+//! (committed batches kept, nothing else). The harness lives in its own crate so that the node
+//! library that validators run ships none of it.
 //!
 //! The validators run the same [`engine::start`] as real nodes. A simulation is a function of its
 //! seed: the runtime orders tasks and draws randomness from it, and time is simulated, so the
@@ -21,8 +24,9 @@
 //! (as the operating system keeps a `kill -9`ed process's writes), while a whole-runtime crash
 //! (`start_and_recover`) also drops the unsynced blob writes (a power cut).
 
-use crate::{
-    app::{BuildParams, Scheme, Shared},
+pub use bcte_node::cert::sign_finalization as finalization;
+use bcte_node::{
+    app::{BuildParams, Shared},
     chain_block::{ChainBlock, PublicKey},
     engine::{self, Channels, Running, Timing, ValidatorConfig},
     executor::Executor,
@@ -51,48 +55,6 @@ use std::{
     time::Duration,
 };
 use tracing::{Event, Level, Metadata, field, level_filters::LevelFilter, span};
-
-/// A finality certificate of `block` (the encoded simplex finalization in `view`) signed by the
-/// first `signers` of `keys`, the validators of a chain `chain_id`: certificates for tests that
-/// do not run consensus.
-pub fn finalization(
-    chain_id: &ChainId,
-    keys: &[PrivateKey],
-    signers: usize,
-    block: Hash,
-    view: u64,
-) -> Vec<u8> {
-    use commonware_codec::Encode as _;
-    use commonware_consensus::{
-        simplex::types::{Finalization, Finalize, Proposal},
-        types::{Epoch, Round, View},
-    };
-    let participants = Set::from_iter_dedup(keys.iter().map(|k| k.public_key()));
-    let namespace = engine::consensus_namespace(chain_id);
-    let proposal = Proposal {
-        round: Round::new(Epoch::new(0), View::new(view)),
-        parent: View::new(view.saturating_sub(1)),
-        payload: block,
-    };
-    let votes: Vec<Finalize<Scheme, Hash>> = keys
-        .iter()
-        .take(signers)
-        .map(|k| {
-            let scheme = Scheme::signer(&namespace, participants.clone(), k.clone())
-                .expect("a key of the set");
-            Finalize::sign(&scheme, proposal.clone()).expect("signs")
-        })
-        .collect();
-    let scheme = Scheme::verifier(&namespace, participants);
-    Finalization::from_finalizes(
-        &scheme,
-        commonware_utils::iter::NonEmpty::try_new(votes.iter()).expect("at least one signer"),
-        &commonware_parallel::Sequential,
-    )
-    .expect("the votes agree")
-    .encode()
-    .to_vec()
-}
 
 /// The runtime context of a simulation.
 pub type Ctx = deterministic::Context;
