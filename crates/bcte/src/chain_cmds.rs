@@ -74,13 +74,13 @@ pub enum KeysCommand {
 pub struct TxCommon {
     /// The node's API URL.
     #[arg(long, value_name = "URL", default_value = DEFAULT_NODE)]
-    node: String,
+    pub(crate) node: String,
     /// The sender's key file.
     #[arg(long, value_name = "FILE")]
-    key: PathBuf,
+    pub(crate) key: PathBuf,
     /// How long to wait for finality, in seconds.
     #[arg(long, default_value_t = 60)]
-    timeout_s: u64,
+    pub(crate) timeout_s: u64,
 }
 
 /// `bcte tx` subcommands.
@@ -116,6 +116,19 @@ pub enum TxCommand {
         #[arg(long)]
         amount: u64,
     },
+    /// Feeders: register one, change an edge limit (DSO).
+    #[command(subcommand)]
+    Feeder(crate::market_cmds::FeederCommand),
+    /// Sites: register (DSO), delegate bidding to an aggregator and revoke it (the owner).
+    #[command(subcommand)]
+    Site(crate::market_cmds::SiteCommand),
+    /// The market configuration and upstream prices (DSO).
+    #[command(subcommand)]
+    Market(crate::market_cmds::MarketTxCommand),
+    /// Set a feeder's grid mode from an interval on: normal, alert or islanded (DSO).
+    GridMode(crate::market_cmds::GridModeArgs),
+    /// Bid for a site and interval, withdraw a bid, or send a batch of bids from a file.
+    Bid(crate::market_cmds::BidArgs),
 }
 
 /// `bcte query` subcommands.
@@ -187,12 +200,22 @@ pub struct VerifyArgs {
     data_dir: PathBuf,
 }
 
-fn fail(e: &anyhow::Error) -> ExitCode {
+/// Invalid arguments or input (a malformed file, an unknown feeder): exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InputError(pub String);
+
+/// Reports an error in one line; exit code 2 for invalid input, 1 otherwise.
+pub(crate) fn fail(e: &anyhow::Error) -> ExitCode {
     eprintln!("error: {e:#}");
-    ExitCode::from(1)
+    if e.downcast_ref::<InputError>().is_some() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::from(1)
+    }
 }
 
-fn emit(json: bool, value: &Value, text: impl FnOnce() -> String) {
+pub(crate) fn emit(json: bool, value: &Value, text: impl FnOnce() -> String) {
     if json {
         println!("{value}");
     } else {
@@ -245,46 +268,69 @@ pub fn run_keys(cmd: KeysCommand, json: bool) -> ExitCode {
     result.map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS)
 }
 
-/// Signs `payload` with the key in `common`, submits it, waits for finality and prints the result.
-fn submit(common: &TxCommon, payload: Payload, json: bool) -> anyhow::Result<ExitCode> {
-    let key = files::read_key(&common.key)?;
+/// Signs `payload` with `key` and its next nonce on the node's chain.
+pub(crate) fn sign_for(
+    client: &Client,
+    key: &commonware_cryptography::ed25519::PrivateKey,
+    payload: Payload,
+) -> anyhow::Result<Tx> {
     let sender = AccountId::from_public_key(&key.public_key());
-    let client = Client::new(&common.node);
     let head: HeadView = client.get("/v1/head")?;
     let chain_id =
         ChainId::new(head.chain_id.clone()).context("the node reports an invalid chain id")?;
     let account: AccountView = client.get(&format!("/v1/accounts/{sender}"))?;
-    let tx = Tx::sign(
+    Ok(Tx::sign(
         TxBody {
             chain_id,
             sender,
             nonce: account.nonce,
             payload,
         },
-        &key,
-    );
+        key,
+    ))
+}
+
+/// Submits a signed transaction and returns its hash.
+pub(crate) fn post_tx(client: &Client, tx: &Tx) -> anyhow::Result<String> {
     let submitted: SubmitResponse = client.post(
         "/v1/txs",
         &SubmitRequest {
             tx: hex::encode(tx.encode()),
         },
     )?;
-    let deadline = Instant::now() + Duration::from_secs(common.timeout_s);
-    let status = loop {
+    Ok(submitted.hash)
+}
+
+/// Waits (at most `timeout`) for a submitted transaction to be final.
+pub(crate) fn wait_final(
+    client: &Client,
+    hash: &str,
+    timeout: Duration,
+) -> anyhow::Result<TxStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let wait = left.as_millis().min(10_000) as u64;
-        let status: TxStatus = client.get(&format!("/v1/txs/{}?wait_ms={wait}", submitted.hash))?;
+        let status: TxStatus = client.get(&format!("/v1/txs/{hash}?wait_ms={wait}"))?;
         if status.status != "pending" {
-            break status;
+            return Ok(status);
         }
         if Instant::now() >= deadline {
             bail!(
-                "transaction {} is still pending after {} s",
-                submitted.hash,
-                common.timeout_s
+                "transaction {hash} is still pending after {} s",
+                timeout.as_secs()
             );
         }
-    };
+    }
+}
+
+/// Signs `payload` with the key in `common`, submits it, waits for finality and prints the result.
+pub(crate) fn submit(common: &TxCommon, payload: Payload, json: bool) -> anyhow::Result<ExitCode> {
+    let key = files::read_key(&common.key)?;
+    let client = Client::new(&common.node);
+    let tx = sign_for(&client, &key, payload)?;
+    let hash = post_tx(&client, &tx)?;
+    let status = wait_final(&client, &hash, Duration::from_secs(common.timeout_s))?;
     let value = json!({
         "hash": status.hash,
         "height": status.height,
@@ -311,7 +357,13 @@ fn submit(common: &TxCommon, payload: Payload, json: bool) -> anyhow::Result<Exi
 
 /// Runs a `bcte tx` subcommand.
 pub fn run_tx(cmd: TxCommand, json: bool) -> ExitCode {
+    use crate::market_cmds;
     let (common, payload) = match cmd {
+        TxCommand::Feeder(cmd) => return market_cmds::run_feeder(cmd, json),
+        TxCommand::Site(cmd) => return market_cmds::run_site(cmd, json),
+        TxCommand::Market(cmd) => return market_cmds::run_market_tx(cmd, json),
+        TxCommand::GridMode(args) => return market_cmds::run_grid_mode(args, json),
+        TxCommand::Bid(args) => return market_cmds::run_bid(args, json),
         TxCommand::Transfer { common, to, amount } => (
             common,
             Payload::Transfer {

@@ -33,6 +33,30 @@ pub enum MarketCommand {
     /// Generate a seeded random market file: a feeder in levels below a substation, an
     /// upstream-grid bid, household devices, and edge limits that bind on a given share of edges.
     Gen(GenArgs),
+    /// Where a feeder's market is: the interval in progress, the next gate closure, the mode.
+    Status(crate::market_cmds::QueryArgs),
+    /// A cleared interval's result (`bcte clear`'s result and the chain's facts); with
+    /// `--site`, that site's result with its state proof checked.
+    Result {
+        /// The interval.
+        interval: u64,
+        /// Show one site's result, proven.
+        #[arg(long)]
+        site: Option<String>,
+        #[command(flatten)]
+        query: crate::market_cmds::QueryArgs,
+    },
+    /// A cleared interval's bids (sealed until the interval clears).
+    Bids {
+        /// The interval.
+        interval: u64,
+        #[command(flatten)]
+        query: crate::market_cmds::QueryArgs,
+    },
+    /// Run a market file through the chain by transactions (a fresh islanded feeder, one site
+    /// per bid owned by a fresh key), read the result back with every site's proof checked,
+    /// and compare it with clearing the file here (`matches_local`; exit 1 if they differ).
+    Replay(crate::market_cmds::ReplayArgs),
 }
 
 /// Arguments of `bcte market gen`.
@@ -129,9 +153,21 @@ pub fn run_clear(args: ClearArgs) -> ExitCode {
 }
 
 /// Runs a `bcte market` subcommand.
-pub fn run_market(cmd: MarketCommand) -> ExitCode {
+pub fn run_market(cmd: MarketCommand, json: bool) -> ExitCode {
+    use crate::market_cmds;
+    let query = |r: anyhow::Result<()>| {
+        r.map_or_else(|e| crate::chain_cmds::fail(&e), |()| ExitCode::SUCCESS)
+    };
     match cmd {
         MarketCommand::Gen(args) => run_gen(args),
+        MarketCommand::Status(q) => query(market_cmds::status(&q, json)),
+        MarketCommand::Result {
+            interval,
+            site,
+            query: q,
+        } => query(market_cmds::result(&q, interval, site.as_deref(), json)),
+        MarketCommand::Bids { interval, query: q } => query(market_cmds::bids(&q, interval, json)),
+        MarketCommand::Replay(args) => market_cmds::run_replay(&args, json),
     }
 }
 

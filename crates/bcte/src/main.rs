@@ -13,6 +13,7 @@ mod chain_cmds;
 mod clear;
 mod client;
 mod localnet;
+mod market_cmds;
 
 /// bcte: blockchain-enabled transactive energy.
 #[derive(Parser, Debug)]
@@ -50,7 +51,8 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Clear one market interval from a market file and print the result as JSON.
     Clear(clear::ClearArgs),
-    /// Market tools: generate test markets.
+    /// The market: status, results and bids of the chain's feeders, replay of a market file
+    /// through the chain, and generated test markets.
     #[command(subcommand)]
     Market(clear::MarketCommand),
 }
@@ -85,6 +87,6 @@ fn main() -> ExitCode {
         Command::Localnet(cmd) => localnet::run_localnet(cmd, cli.json),
         Command::Bench(cmd) => bench::run_bench(cmd, cli.json),
         Command::Clear(args) => clear::run_clear(args),
-        Command::Market(cmd) => clear::run_market(cmd),
+        Command::Market(cmd) => clear::run_market(cmd, cli.json),
     }
 }

@@ -238,6 +238,33 @@ pub(crate) fn prune_due(s: &Schedule) -> Option<Interval> {
     (s.prune_next.0.saturating_add(retention) < s.next_clear.0).then_some(s.prune_next)
 }
 
+/// When the next gate of any feeder closes, as the first block timestamp at or after it
+/// (through the market clock, MC-1), in the state at `height`: a proposer stops waiting for
+/// transactions then, so the block that clears comes on time.
+pub fn next_gate_block_ms<R: jmt::storage::TreeReader>(
+    reader: &R,
+    height: bcte_types::Height,
+) -> Result<Option<u64>, crate::tree::TreeError> {
+    let corrupt =
+        |key: &StateKey| crate::tree::TreeError(format!("stored value of {key} is corrupt"));
+    let read = |key: &StateKey| crate::tree::read_value(reader, height, key);
+    let Some(bytes) = read(&StateKey::Feeders)? else {
+        return Ok(None);
+    };
+    let index: FeederIndex =
+        crate::working::decode_value(&bytes).ok_or_else(|| corrupt(&StateKey::Feeders))?;
+    let Some(gate) = index.next_gate_ms() else {
+        return Ok(None);
+    };
+    let clock = match read(&StateKey::MarketClock)? {
+        None => crate::market_state::MarketClock::REAL_TIME,
+        Some(b) => {
+            crate::working::decode_value(&b).ok_or_else(|| corrupt(&StateKey::MarketClock))?
+        }
+    };
+    Ok(Some(clock.block_time_of(gate)))
+}
+
 /// Converts a curve as submitted into the engine's curve (MR-1.1), or says why it is not one.
 pub fn curve_of(spec: &CurveSpec) -> Result<Curve, CurveError> {
     match spec {

@@ -309,7 +309,9 @@ impl<'t> Item<'t> {
     }
 }
 
-fn price_from(x: f64) -> Result<Price, String> {
+/// A price in currency/MWh as written, to 1 µ/MWh (rounded half away from zero, MR-1.1), or
+/// why it is not one.
+pub fn price_from(x: f64) -> Result<Price, String> {
     match to_fixed(x, PRICE_DECIMALS) {
         Some(v) if v.unsigned_abs() <= PRICE_ABS_MAX.0.unsigned_abs() => Ok(Price(v)),
         _ => Err(format!(
@@ -319,7 +321,9 @@ fn price_from(x: f64) -> Result<Price, String> {
     }
 }
 
-fn power_from(x: f64) -> Result<Watts, String> {
+/// A power in kW as written, to 1 W (rounded half away from zero, MR-1.1), or why it is not
+/// one.
+pub fn power_from(x: f64) -> Result<Watts, String> {
     match to_fixed(x, KW_DECIMALS) {
         Some(v) if v.unsigned_abs() <= POWER_ABS_MAX.0.unsigned_abs() => Ok(Watts(v)),
         _ => Err(format!(
@@ -329,7 +333,8 @@ fn power_from(x: f64) -> Result<Watts, String> {
     }
 }
 
-fn limit_from(x: f64) -> Result<Watts, String> {
+/// An edge limit in kW as written, to 1 W, or why it is not one (negative, too large).
+pub fn limit_from(x: f64) -> Result<Watts, String> {
     match to_fixed(x, KW_DECIMALS) {
         Some(v) if v < 0 => Err(format!("negative limit {x} kW")),
         Some(v) if v <= LIMIT_MAX.0 => Ok(Watts(v)),
@@ -338,6 +343,21 @@ fn limit_from(x: f64) -> Result<Watts, String> {
             from_fixed(LIMIT_MAX.0.into(), KW_DECIMALS)
         )),
     }
+}
+
+/// A power in kW, exact at the engine's resolution (1 W).
+pub fn kw(w: Watts) -> f64 {
+    from_fixed(w.0.into(), KW_DECIMALS)
+}
+
+/// A price in currency/MWh, exact at the engine's resolution (1 µ/MWh).
+pub fn per_mwh(p: Price) -> f64 {
+    from_fixed(p.0.into(), PRICE_DECIMALS)
+}
+
+/// A welfare in currency/h, to 10⁻⁶ currency/h (MR-4).
+pub fn welfare_per_hour(w: crate::clear::Welfare) -> f64 {
+    from_fixed(w.micro_per_hour(), 6)
 }
 
 /// Parses and validates a market file. See the [module documentation](self).

@@ -21,12 +21,17 @@ use bcte_store::{Store, StoreError};
 use bcte_types::{AccountId, Block, Hash, Height, Outcome, Payload, Receipt, Tx, ids::parse_hash};
 use commonware_codec::{Copying, DecodeExt, Encode};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::{sync::Arc, time::Duration};
 use tracing::error;
 use utoipa::{OpenApi, ToSchema};
 
-/// The largest request body accepted (a hex-encoded transaction of the largest size, and JSON).
+/// The largest request body accepted by every route but the two that submit transactions.
 pub const BODY_BYTES_MAX: usize = 64 * 1024;
+
+/// The largest `POST /v1/txs` body: a hex-encoded transaction of the largest (bulk) kind, and
+/// the JSON around it.
+pub const SUBMIT_BODY_BYTES_MAX: usize = 2 * bcte_types::tx::TX_BYTES_LIMIT + 1024;
 
 /// Most transactions in one `POST /v1/txs/batch`.
 pub const BATCH_TXS_MAX: usize = 4_096;
@@ -59,21 +64,37 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn bad_request(message: impl ToString) -> Self {
+    /// 400: the request is malformed; `message` says how.
+    pub(crate) fn bad_request(message: impl ToString) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             message: message.to_string(),
         }
     }
 
-    fn not_found(message: impl ToString) -> Self {
+    /// 403: the request is well formed but what it asks for may not be read (yet).
+    pub(crate) fn forbidden(message: impl ToString) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            message: message.to_string(),
+        }
+    }
+
+    /// 404: what it names does not exist (or not yet).
+    pub(crate) fn not_found(message: impl ToString) -> Self {
         Self {
             status: StatusCode::NOT_FOUND,
             message: message.to_string(),
         }
     }
 
-    fn internal(e: impl std::fmt::Display) -> Self {
+    /// What the error says.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// 500, logged once: the node failed, not the request.
+    pub(crate) fn internal(e: impl std::fmt::Display) -> Self {
         error!(error = %e, "API internal error");
         Self {
             status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -215,9 +236,10 @@ pub struct TxView {
     pub sender: String,
     /// Nonce.
     pub nonce: u64,
-    /// What it does: `{"type": "transfer", "to": ACCOUNT, "amount": N}` and the like.
+    /// What it does: `{"type": "transfer", "to": ACCOUNT, "amount": N}` and the like; a bid's
+    /// curve reads `"sealed"` until its interval is cleared.
     #[schema(value_type = Object)]
-    pub payload: Payload,
+    pub payload: Value,
     /// `accepted` or `rejected`.
     pub status: String,
     /// Why it was rejected.
@@ -317,7 +339,9 @@ struct ApiDoc;
 
 /// The OpenAPI description of this API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    doc.merge(crate::market_api::MarketDoc::openapi());
+    doc
 }
 
 /// The API's routes over `state`.
@@ -327,7 +351,10 @@ pub fn router<S: Store>(state: Arc<ApiState<S>>) -> Router {
         .route("/openapi.json", get(|| async { Json(openapi()) }))
         .route("/metrics", get(metrics::<S>))
         .route("/v1/head", get(head::<S>))
-        .route("/v1/txs", post(submit_tx::<S>))
+        .route(
+            "/v1/txs",
+            post(submit_tx::<S>).layer(DefaultBodyLimit::max(SUBMIT_BODY_BYTES_MAX)),
+        )
         .route(
             "/v1/txs/batch",
             post(submit_batch::<S>).layer(DefaultBodyLimit::max(BATCH_BODY_BYTES_MAX)),
@@ -337,6 +364,7 @@ pub fn router<S: Store>(state: Arc<ApiState<S>>) -> Router {
         .route("/v1/blocks/{id}", get(block::<S>))
         .route("/v1/proofs/{*key}", get(proof::<S>))
         .route("/v1/certificates/{height}", get(certificate::<S>))
+        .merge(crate::market_api::routes::<S>())
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state)
 }
@@ -403,7 +431,7 @@ fn parse_tx(text: &str, what: &str) -> Result<Tx, String> {
     responses(
         (status = 202, body = SubmitResponse, description = "admitted; poll GET /v1/txs/{hash}"),
         (status = 400, body = ErrorBody, description = "malformed, wrong chain, bad signature, bad nonce, overdraft"),
-        (status = 413, description = "body larger than 64 KiB"),
+        (status = 413, description = "body larger than 2 MiB (a bulk transaction of 1 MiB, hex-encoded)"),
         (status = 503, body = ErrorBody, description = "mempool full; retry later"),
     )
 )]
@@ -438,6 +466,7 @@ async fn submit_tx<S: Store>(
             status: StatusCode::SERVICE_UNAVAILABLE,
             message: e.to_string(),
         }),
+        Err(e @ AdmitError::Storage(_)) => Err(ApiError::internal(e)),
         Err(e) => Err(ApiError::bad_request(e)),
     }
 }
@@ -611,9 +640,52 @@ async fn account<S: Store>(
     }))
 }
 
-fn block_view(block: &Block, receipts: &[Receipt], certified: bool) -> BlockView {
+/// A transaction's payload as JSON, with the curves of bids whose interval is not cleared
+/// replaced by `"sealed"`: nobody reads a rival's curve before it can no longer change it.
+fn payload_view<S: Store>(st: &ApiState<S>, payload: &Payload) -> Result<Value, ApiError> {
+    let mut value = serde_json::to_value(payload).map_err(ApiError::internal)?;
+    if let Payload::Bids(op) = payload {
+        let mut sealed = std::collections::BTreeMap::new();
+        for b in &op.bids {
+            if let std::collections::btree_map::Entry::Vacant(e) = sealed.entry(b.interval) {
+                e.insert(crate::market_api::bid_is_sealed(
+                    st, &op.feeder, b.interval,
+                )?);
+            }
+        }
+        if let Some(entries) = value.get_mut("bids").and_then(Value::as_array_mut) {
+            for (entry, b) in entries.iter_mut().zip(&op.bids) {
+                if sealed[&b.interval] && b.curve.is_some() {
+                    entry["curve"] = Value::String("sealed".into());
+                }
+            }
+        }
+    }
+    Ok(value)
+}
+
+fn block_view<S: Store>(
+    st: &ApiState<S>,
+    block: &Block,
+    receipts: &[Receipt],
+    certified: bool,
+) -> Result<BlockView, ApiError> {
     let h = block.header();
-    BlockView {
+    let mut txs = Vec::with_capacity(block.txs().len());
+    for (tx, r) in block.txs().iter().zip(receipts) {
+        txs.push(TxView {
+            hash: hex::encode(tx.hash()),
+            sender: tx.body().sender.to_string(),
+            nonce: tx.body().nonce,
+            payload: payload_view(st, &tx.body().payload)?,
+            status: r.outcome.status().into(),
+            reason: match &r.outcome {
+                Outcome::Accepted => None,
+                Outcome::Rejected(reason) => Some(reason.to_string()),
+            },
+        });
+    }
+    Ok(BlockView {
         height: h.height.get(),
         hash: hex::encode(block.hash()),
         parent: hex::encode(h.parent),
@@ -624,23 +696,8 @@ fn block_view(block: &Block, receipts: &[Receipt], certified: bool) -> BlockView
         proposer: hex::encode(h.context.leader),
         header: hex::encode(h.encode()),
         certified,
-        txs: block
-            .txs()
-            .iter()
-            .zip(receipts)
-            .map(|(tx, r)| TxView {
-                hash: hex::encode(tx.hash()),
-                sender: tx.body().sender.to_string(),
-                nonce: tx.body().nonce,
-                payload: tx.body().payload.clone(),
-                status: r.outcome.status().into(),
-                reason: match &r.outcome {
-                    Outcome::Accepted => None,
-                    Outcome::Rejected(reason) => Some(reason.to_string()),
-                },
-            })
-            .collect(),
-    }
+        txs,
+    })
 }
 
 fn resolve_height<S: Store>(shared: &Shared<S>, id: &str) -> Result<Height, ApiError> {
@@ -680,7 +737,7 @@ async fn block<S: Store>(
         .ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?;
     let receipts = store.receipts(height)?.unwrap_or_default();
     let certified = store.certificate(height)?.is_some();
-    Ok(Json(block_view(&block, &receipts, certified)))
+    Ok(Json(block_view(&st, &block, &receipts, certified)?))
 }
 
 /// A proof of a state key's value (or absence) at a height (default: the tip), checkable
@@ -700,6 +757,9 @@ async fn proof<S: Store>(
     let key: StateKey = key
         .parse()
         .map_err(|e| ApiError::bad_request(format!("bad key: {e}")))?;
+    if let Some(reason) = crate::market_api::sealed(&st, &key)? {
+        return Err(ApiError::forbidden(reason));
+    }
     let tip = st.shared.executor.tip();
     let height = Height(q.height.unwrap_or(tip.height.get()));
     if height > tip.height {

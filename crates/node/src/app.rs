@@ -173,17 +173,23 @@ impl<S: Store> Shared<S> {
             .map(|tx| {
                 let tx = tx?;
                 let sender = tx.body().sender;
-                let state = *committed.entry(sender).or_insert_with(|| {
-                    tree::read_value(
-                        self.executor.store(),
-                        tip.height,
-                        &StateKey::Account(sender),
-                    )
-                    .ok()
-                    .flatten()
-                    .and_then(|b| decode_account(&b))
-                    .unwrap_or_default()
-                });
+                let state = match committed.get(&sender) {
+                    Some(state) => *state,
+                    None => {
+                        // A failing store is the node's error, never an empty account.
+                        let key = StateKey::Account(sender);
+                        let state = match tree::read_value(self.executor.store(), tip.height, &key)
+                        {
+                            Err(e) => return Err(AdmitError::Storage(e.to_string())),
+                            Ok(None) => Default::default(),
+                            Ok(Some(b)) => decode_account(&b).ok_or_else(|| {
+                                AdmitError::Storage(format!("stored value of {key} is corrupt"))
+                            })?,
+                        };
+                        committed.insert(sender, state);
+                        state
+                    }
+                };
                 pool.admit(tx, state)
             })
             .collect();
@@ -217,11 +223,11 @@ impl<S: Store> App<S> {
     /// Makes sure the state after `first` (the newest block of `ancestry`'s remainder) is known,
     /// executing any unknown ancestors oldest first. `Err` if the branch cannot be finalized or an
     /// ancestor is invalid.
-    async fn ensure_known(
+    async fn ensure_known<E: Spawner + CryptoRng>(
         &self,
         first: Digested<ChainBlock>,
         ancestry: &mut (impl Ancestry<ChainBlock> + 'static),
-        rng: &mut impl CryptoRng,
+        runtime: &E,
     ) -> Result<(), ExecuteError> {
         let ex = &self.shared.executor;
         let mut missing = Vec::new();
@@ -239,7 +245,13 @@ impl<S: Store> App<S> {
             cursor = ancestry.next().await.ok_or(ExecuteError::Stale)?;
         }
         for block in missing.into_iter().rev() {
-            match self.shared.verify(block.clone(), rng) {
+            let shared = self.shared.clone();
+            let ancestor = block.clone();
+            // Catching up executes whole blocks: off the tasks that carry votes.
+            let verified = off_loop(runtime, move |ctx| shared.verify(ancestor, ctx))
+                .await
+                .ok_or(ExecuteError::Stale)?;
+            match verified {
                 Ok(_) => {}
                 // Finalized and committed since we looked: known, not stale.
                 Err(ExecuteError::Stale) if is_committed(ex, &block.hash()) => {}
@@ -257,6 +269,25 @@ impl<S: Store> App<S> {
 /// honest validator that cannot certify is one fault more.
 fn is_committed<S: Store>(ex: &Executor<S>, hash: &Hash) -> bool {
     matches!(ex.store().height_of(hash), Ok(Some(_)))
+}
+
+/// Runs CPU-heavy `work` (executing a block: its transactions, a market clearing, a state
+/// root) on the runtime's blocking pool, off the tasks that carry votes and p2p. `None` if the
+/// task was aborted (the node is stopping).
+pub async fn off_loop<E, T>(
+    runtime: &E,
+    work: impl FnOnce(&mut E) -> T + Send + 'static,
+) -> Option<T>
+where
+    E: Spawner,
+    T: Send + 'static,
+{
+    runtime
+        .child("execute")
+        .shared(true)
+        .spawn(move |mut ctx| async move { work(&mut ctx) })
+        .await
+        .ok()
 }
 
 fn now_ms(clock: &impl Clock) -> u64 {
@@ -278,35 +309,58 @@ where
 
     async fn propose(
         &mut self,
-        (mut runtime, context): (E, Ctx),
+        (runtime, context): (E, Ctx),
         mut ancestry: impl Ancestry<ChainBlock>,
         _input: (),
     ) -> Option<Digested<ChainBlock>> {
         let parent = ancestry.next().await?;
         let parent_hash: Hash = parent.digest();
-        if let Err(e) = self.ensure_known(parent, &mut ancestry, &mut runtime).await {
+        if let Err(e) = self.ensure_known(parent, &mut ancestry, &runtime).await {
             warn!(error = %e, "cannot build on this parent");
             return None;
         }
 
-        // Wait (bounded) for work. Interest is registered before looking at the pool, so a
-        // transaction arriving between the look and the wait is not missed.
+        // Wait (bounded) for work, but never past the next gate closure: the block that
+        // crosses it clears the interval, and should come on time (MC-7.1).
         let shared = &self.shared;
-        let deadline = runtime.current() + shared.params.propose_wait;
         let ex = &shared.executor;
+        let mut deadline = runtime.current() + shared.params.propose_wait;
+        match ex.next_gate_block_ms(&parent_hash) {
+            Ok(Some(gate_ms)) => {
+                deadline = deadline.min(UNIX_EPOCH + Duration::from_millis(gate_ms));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                error!(error = %e, "cannot read the market schedule; not proposing");
+                return None;
+            }
+        }
+        // Interest is registered before looking at the pool, so a transaction arriving
+        // between the look and the wait is not missed.
         let txs = loop {
             let notified = shared.mempool_notify.notified();
             futures::pin_mut!(notified);
             notified.as_mut().enable();
+            let mut failed = None;
             let txs = {
                 let pool = shared.mempool.lock().unwrap_or_else(|e| e.into_inner());
                 pool.select(
                     shared.params.limits.txs_max,
                     // Leave room for the header and the count.
                     shared.params.limits.bytes_max - 1024,
-                    |id| ex.account_at(&parent_hash, id).map_or(0, |a| a.nonce),
+                    |id| match ex.account_at(&parent_hash, id) {
+                        Ok(account) => account.map_or(0, |a| a.nonce),
+                        Err(e) => {
+                            failed.get_or_insert(e);
+                            0
+                        }
+                    },
                 )
             };
+            if let Some(e) = failed {
+                error!(error = %e, "cannot read the parent's state; not proposing");
+                return None;
+            }
             if !txs.is_empty() || runtime.current() >= deadline {
                 break txs;
             }
@@ -317,12 +371,15 @@ where
         };
 
         let count = txs.len();
-        match ex.build(
-            &parent_hash,
-            now_ms(&runtime),
-            context_to_header(&context),
-            txs,
-        ) {
+        let timestamp_ms = now_ms(&runtime);
+        let header_context = context_to_header(&context);
+        let executor = ex.clone();
+        // Executing the block (a gate closure clears a market) is CPU work: off the loop.
+        let built = off_loop(&runtime, move |_| {
+            executor.build(&parent_hash, timestamp_ms, header_context, txs)
+        })
+        .await?;
+        match built {
             Ok(pending) => {
                 debug!(height = %pending.block.height(), txs = count, "proposed");
                 let digest = pending.block.hash();
@@ -340,7 +397,7 @@ where
 
     async fn verify(
         &mut self,
-        (mut runtime, _context): (E, Ctx),
+        (runtime, _context): (E, Ctx),
         mut ancestry: impl Ancestry<ChainBlock>,
     ) -> bool {
         let Some(block) = ancestry.next().await else {
@@ -363,7 +420,7 @@ where
             let Some(parent) = ancestry.next().await else {
                 return false;
             };
-            match self.ensure_known(parent, &mut ancestry, &mut runtime).await {
+            match self.ensure_known(parent, &mut ancestry, &runtime).await {
                 Ok(()) => {}
                 Err(ExecuteError::Invalid(e)) if !e.is_block_fault() => {
                     error!(error = %e, "cannot execute an ancestor; abstaining");
@@ -375,7 +432,14 @@ where
                 }
             }
         }
-        match self.shared.verify(block.inner().0.clone(), &mut runtime) {
+        let shared = self.shared.clone();
+        let candidate = block.inner().0.clone();
+        let Some(verified) = off_loop(&runtime, move |ctx| shared.verify(candidate, ctx)).await
+        else {
+            // The node is stopping: abstain rather than vote either way.
+            return futures::future::pending().await;
+        };
+        match verified {
             Ok(_) => true,
             // Finalized and committed while we verified it.
             Err(ExecuteError::Stale) if is_committed(&ex, &block.digest()) => true,

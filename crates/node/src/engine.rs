@@ -13,7 +13,7 @@ use crate::{
     gossip,
 };
 use bcte_store::Store;
-use bcte_types::{BlockLimits, ChainId, tx::TX_BYTES_MAX};
+use bcte_types::{BlockLimits, ChainId, tx::TX_BYTES_LIMIT};
 use commonware_broadcast::buffered;
 use commonware_consensus::{
     marshal::{
@@ -98,7 +98,7 @@ pub fn max_message_size(participants: u32, limits: &BlockLimits) -> u32 {
     commonware_p2p::max_message_size(&[
         simplex::max_payload_size::<Scheme, Digest>(participants),
         marshal::max_payload_size::<Standard<ChainBlock>, Scheme>(participants, limits),
-        gossip::max_message_size(TX_BYTES_MAX),
+        gossip::max_message_size(TX_BYTES_LIMIT),
     ])
 }
 

@@ -17,7 +17,7 @@
 
 use bcte_ledger::{
     AccountState, BlockInfo, Executed, Execution, InvalidBlock, Layer, Overlay, StateKey,
-    exec::decode_account, tree,
+    TreeError, exec::decode_account, tree,
 };
 use bcte_store::{ChainStore, CommitBlock, Store, StoreError};
 use bcte_types::{Block, ChainId, ConsensusContext, Hash, Header, Height, Tx};
@@ -204,12 +204,35 @@ impl<S: Store> Executor<S> {
         Some((header, layers))
     }
 
-    /// The account state after block `parent` (which must be known).
-    pub fn account_at(&self, parent: &Hash, id: &bcte_types::AccountId) -> Option<AccountState> {
-        let (header, layers) = self.base_of(parent)?;
+    /// The account state after block `parent`: `Ok(None)` if `parent` is not known here. A
+    /// failing store or a corrupt value is an error, never an empty account.
+    pub fn account_at(
+        &self,
+        parent: &Hash,
+        id: &bcte_types::AccountId,
+    ) -> Result<Option<AccountState>, TreeError> {
+        let Some((header, layers)) = self.base_of(parent) else {
+            return Ok(None);
+        };
         let overlay = Overlay::new(&self.store, &layers);
-        let bytes = tree::read_value(&overlay, header.height, &StateKey::Account(*id)).ok()?;
-        Some(bytes.and_then(|b| decode_account(&b)).unwrap_or_default())
+        let key = StateKey::Account(*id);
+        match tree::read_value(&overlay, header.height, &key)? {
+            None => Ok(Some(AccountState::default())),
+            Some(b) => decode_account(&b)
+                .map(Some)
+                .ok_or_else(|| TreeError(format!("stored value of {key} is corrupt"))),
+        }
+    }
+
+    /// When the next gate closes after block `parent`, as a block timestamp (ms): a proposer
+    /// building on `parent` must not wait for transactions past it. `Ok(None)` if no feeder
+    /// is registered or `parent` is not known here.
+    pub fn next_gate_block_ms(&self, parent: &Hash) -> Result<Option<u64>, TreeError> {
+        let Some((header, layers)) = self.base_of(parent) else {
+            return Ok(None);
+        };
+        let overlay = Overlay::new(&self.store, &layers);
+        bcte_ledger::market::next_gate_block_ms(&overlay, header.height)
     }
 
     /// Builds a block of `txs` on `parent`: executes them and fills in the roots. The block is

@@ -21,6 +21,7 @@ use commonware_consensus::{
     Heightable, Reporter,
     marshal::{Update, core::Mailbox, standard::Standard},
 };
+use commonware_runtime::Spawner;
 use commonware_utils::{Acknowledgement as _, channel::mpsc};
 use rand::CryptoRng;
 use std::sync::{Arc, Mutex};
@@ -69,10 +70,12 @@ impl<S: Store> Finalizer<S> {
     }
 
     /// Runs until marshal closes the mailbox (`Ok`) or a block cannot be committed (`Err`).
-    pub async fn run(
+    /// Committing a block that was not executed here (catch-up) executes it, on the runtime's
+    /// blocking pool (see [`crate::app::off_loop`]).
+    pub async fn run<E: Spawner + CryptoRng>(
         mut self,
         marshal: Mailbox<Scheme, Standard<ChainBlock>>,
-        mut rng: impl CryptoRng,
+        runtime: E,
     ) -> Result<(), FatalError> {
         while let Some(update) = self.receiver.recv().await {
             let (block, ack) = match update {
@@ -88,9 +91,17 @@ impl<S: Store> Finalizer<S> {
             } else {
                 None
             };
-            let result =
-                self.executor
-                    .finalize(block.inner().0.clone(), certificate.as_deref(), &mut rng);
+            let executor = self.executor.clone();
+            let finalized = block.inner().0.clone();
+            let certified = certificate.is_some();
+            let Some(result) = crate::app::off_loop(&runtime, move |ctx| {
+                executor.finalize(finalized, certificate.as_deref(), ctx)
+            })
+            .await
+            else {
+                // The node is stopping; marshal redelivers what was not acknowledged.
+                return Ok(());
+            };
             match result {
                 Ok(Finalized::AlreadyCommitted) => {
                     debug!(%height, "already committed; acknowledging the redelivery");
@@ -110,7 +121,7 @@ impl<S: Store> Finalizer<S> {
                         info!(
                             %height,
                             txs = pending.block.txs().len(),
-                            certified = certificate.is_some(),
+                            certified,
                             "finalized"
                         );
                     }

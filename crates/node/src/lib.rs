@@ -16,5 +16,6 @@ pub mod executor;
 pub mod files;
 pub mod finalizer;
 pub mod gossip;
+pub mod market_api;
 pub mod mempool;
 pub mod run;

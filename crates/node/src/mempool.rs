@@ -86,6 +86,10 @@ pub enum AdmitError {
     /// The sender has too many waiting transactions.
     #[error("sender has {0} transactions waiting; wait for some to be included")]
     SenderFull(usize),
+    /// The committed state could not be read (a failing disk, a corrupt value): the node's
+    /// fault, not the transaction's.
+    #[error("the node could not read its state: {0}")]
+    Storage(String),
 }
 
 impl AdmitError {

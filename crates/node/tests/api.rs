@@ -66,7 +66,7 @@ impl Fixture {
             .lock()
             .unwrap()
             .select(100, 1 << 20, |id| {
-                ex.account_at(&tip.hash, id).map_or(0, |a| a.nonce)
+                ex.account_at(&tip.hash, id).unwrap().map_or(0, |a| a.nonce)
             });
         let pending = ex
             .build(
