@@ -73,7 +73,7 @@ pub enum KeysCommand {
 #[derive(Args, Debug)]
 pub struct TxCommon {
     /// The node's API URL.
-    #[arg(long, value_name = "URL", default_value = DEFAULT_NODE)]
+    #[arg(long, value_name = "URL", default_value = DEFAULT_NODE, env = "BCTE_NODE")]
     pub(crate) node: String,
     /// The sender's key file.
     #[arg(long, value_name = "FILE")]
@@ -198,6 +198,32 @@ pub struct VerifyArgs {
     /// The node's data directory.
     #[arg(long, value_name = "DIR")]
     data_dir: PathBuf,
+}
+
+/// Where to send a transaction and with which key, for the commands whose `--node` names a
+/// node of the grid (`tx site register`, `tx feeder limit`): the API's URL is `--node-url`.
+#[derive(Args, Debug)]
+pub struct TxCommonGrid {
+    /// The node's API URL (`--node` names the grid's node here).
+    #[arg(long, value_name = "URL", default_value = DEFAULT_NODE, env = "BCTE_NODE")]
+    pub(crate) node_url: String,
+    /// The sender's key file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) key: PathBuf,
+    /// How long to wait for finality, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) timeout_s: u64,
+}
+
+impl TxCommonGrid {
+    /// The same, as the common arguments of every transaction.
+    pub(crate) fn common(&self) -> TxCommon {
+        TxCommon {
+            node: self.node_url.clone(),
+            key: self.key.clone(),
+            timeout_s: self.timeout_s,
+        }
+    }
 }
 
 /// Invalid arguments or input (a malformed file, an unknown feeder): exit code 2.

@@ -43,6 +43,9 @@ pub enum MarketCommand {
         /// Show one site's result, proven.
         #[arg(long)]
         site: Option<String>,
+        /// Wait up to this many seconds for the interval to clear.
+        #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+        wait: u64,
         #[command(flatten)]
         query: crate::market_cmds::QueryArgs,
     },
@@ -164,8 +167,9 @@ pub fn run_market(cmd: MarketCommand, json: bool) -> ExitCode {
         MarketCommand::Result {
             interval,
             site,
+            wait,
             query: q,
-        } => query(market_cmds::result(&q, interval, site.as_deref(), json)),
+        } => query(market_cmds::result(&q, interval, site.as_deref(), wait, json)),
         MarketCommand::Bids { interval, query: q } => query(market_cmds::bids(&q, interval, json)),
         MarketCommand::Replay(args) => market_cmds::run_replay(&args, json),
     }

@@ -90,3 +90,16 @@ fn main() -> ExitCode {
         Command::Market(cmd) => clear::run_market(cmd, cli.json),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Clap checks its definitions (unique names, valid conflicts) only when a command runs:
+    /// this runs the check for every command at once.
+    #[test]
+    fn every_command_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

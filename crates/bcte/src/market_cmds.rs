@@ -9,7 +9,8 @@
 
 use crate::{
     chain_cmds::{
-        DEFAULT_NODE, InputError, TxCommon, emit, fail, post_tx, sign_for, submit, wait_final,
+        DEFAULT_NODE, InputError, TxCommon, TxCommonGrid, emit, fail, post_tx, sign_for, submit,
+        wait_final,
     },
     client::Client,
 };
@@ -377,7 +378,7 @@ pub enum FeederCommand {
     /// Change the limits of the edge above a node from an interval on (DSO).
     Limit {
         #[command(flatten)]
-        common: TxCommon,
+        common: TxCommonGrid,
         /// The feeder (optional when the chain has one).
         #[arg(long)]
         feeder: Option<String>,
@@ -402,7 +403,7 @@ pub enum SiteCommand {
     /// Register a site at a node, owned by an account (DSO); or many from `--file`.
     Register {
         #[command(flatten)]
-        common: TxCommon,
+        common: TxCommonGrid,
         /// The feeder (optional when the chain has one).
         #[arg(long)]
         feeder: Option<String>,
@@ -561,6 +562,7 @@ pub fn run_feeder(cmd: FeederCommand, json: bool) -> ExitCode {
                 export_kw,
                 from_interval: from,
             } => {
+                let common = common.common();
                 let client = Client::new(&common.node);
                 let feeder = resolve_feeder(&client, feeder.as_deref())?;
                 let payload = Payload::EdgeLimit(EdgeLimit {
@@ -592,6 +594,7 @@ pub fn run_site(cmd: SiteCommand, json: bool) -> ExitCode {
                 export_kw,
                 file,
             } => {
+                let common = common.common();
                 let client = Client::new(&common.node);
                 let feeder = resolve_feeder(&client, feeder.as_deref())?;
                 let sites: Vec<SiteFile> = match file {
@@ -808,7 +811,7 @@ pub fn run_bid(args: BidArgs, json: bool) -> ExitCode {
 #[derive(Args, Debug)]
 pub struct QueryArgs {
     /// The node's API URL.
-    #[arg(long, value_name = "URL", default_value = DEFAULT_NODE)]
+    #[arg(long, value_name = "URL", default_value = DEFAULT_NODE, env = "BCTE_NODE")]
     node: String,
     /// The feeder (optional when the chain has one).
     #[arg(long)]
@@ -821,7 +824,7 @@ pub struct ReplayArgs {
     /// The market file to run through the chain.
     pub file: PathBuf,
     /// The node's API URL.
-    #[arg(long, value_name = "URL", default_value = DEFAULT_NODE)]
+    #[arg(long, value_name = "URL", default_value = DEFAULT_NODE, env = "BCTE_NODE")]
     node: String,
     /// The DSO's key file (the chain's authority).
     #[arg(long, value_name = "FILE", default_value = "./dev-chain/dev.key")]
@@ -916,10 +919,29 @@ pub fn proven_site_result(
     Ok(view)
 }
 
+/// Waits up to `wait_s` seconds for interval `k` of `feeder` to be cleared.
+fn wait_cleared(client: &Client, feeder: &FeederId, k: u64, wait_s: u64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(wait_s);
+    loop {
+        let s = schedule(client, feeder)?;
+        if s.next_interval > k || Instant::now() >= deadline {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Prints `bcte market result K`.
-pub fn result(q: &QueryArgs, interval: u64, site: Option<&str>, json: bool) -> anyhow::Result<()> {
+pub fn result(
+    q: &QueryArgs,
+    interval: u64,
+    site: Option<&str>,
+    wait_s: u64,
+    json: bool,
+) -> anyhow::Result<()> {
     let client = Client::new(&q.node);
     let feeder = resolve_feeder(&client, q.feeder.as_deref())?;
+    wait_cleared(&client, &feeder, interval, wait_s)?;
     if let Some(site) = site {
         let site = site_id(site)?;
         let view = proven_site_result(&client, &feeder, interval, &site, &mut Default::default())?;

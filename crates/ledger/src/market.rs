@@ -471,7 +471,8 @@ struct CheckedBid {
     curve: Option<CurveSpec>,
 }
 
-/// MC-5: bids (and withdrawals) for sites of one feeder, all or none.
+/// MC-5: bids (and withdrawals) for sites of one feeder, all or none (MC-5.5): every entry is
+/// checked before any is written.
 pub(crate) fn bid(
     w: &mut Working<'_>,
     ctx: &BlockContext,
