@@ -1,5 +1,7 @@
 //! Helpers shared by the real-process tests: run the `bcte` binary and read its JSON.
 
+#![allow(dead_code)] // each test binary uses its own part
+
 use serde_json::Value;
 use std::{
     ffi::OsStr,

@@ -1,0 +1,401 @@
+//! The market on the chain through the `bcte` CLI against a real dev node: the README's walk
+//! through, `market replay` of every example, modes and priority shedding, an aggregator's
+//! batch and its revocation, and bad input getting exit code 2 (input) or 3 (rejected by the
+//! ledger) with one line that says why.
+
+use serde_json::{Value, json};
+use std::{
+    ffi::OsStr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output},
+};
+
+mod common;
+
+use common::{BIN, assert_ok, json_of, show_log_if_failing, start_node};
+
+/// A dev node in a temporary directory, and the CLI pointed at it.
+struct Dev {
+    child: Child,
+    url: String,
+    dir: tempfile::TempDir,
+    dso: PathBuf,
+    log: PathBuf,
+}
+
+impl Dev {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("chain");
+        let log = dir.path().join("node.log");
+        let (child, url, before) = start_node(
+            [
+                OsStr::new("--dev"),
+                OsStr::new("--data-dir"),
+                data.as_os_str(),
+                OsStr::new("--http"),
+                OsStr::new("127.0.0.1:0"),
+            ],
+            &log,
+        );
+        let dso = before
+            .iter()
+            .find_map(|l| l.strip_prefix("dev key: "))
+            .map(PathBuf::from)
+            .expect("dev key line");
+        Self {
+            child,
+            url,
+            dir,
+            dso,
+            log,
+        }
+    }
+
+    /// Runs `bcte ARGS` against this node.
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("BCTE_NODE", &self.url)
+            .output()
+            .expect("run bcte")
+    }
+
+    /// Runs `bcte --json ARGS`, asserts success and returns the JSON.
+    fn ok(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.run(&all);
+        assert_ok(&out);
+        json_of(&out)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn dso(&self) -> &str {
+        self.dso.to_str().unwrap()
+    }
+
+    /// A new key file and its account.
+    fn key(&self, name: &str) -> (String, String) {
+        let file = self.path(&format!("{name}.key"));
+        let file = file.to_str().unwrap().to_owned();
+        let v = self.ok(&["keys", "new", "--out", &file]);
+        (file, v["account"].as_str().unwrap().to_owned())
+    }
+
+    fn write(&self, name: &str, value: &Value) -> String {
+        let path = self.path(name);
+        std::fs::write(&path, value.to_string()).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+
+    /// Registers a feeder of 2-second intervals whose gate closes a second before.
+    fn fast_feeder(&self, id: &str, nodes: Value) {
+        let file = self.write(
+            &format!("{id}.json"),
+            &json!({
+                "id": id,
+                "config": {
+                    "interval_ms": 2000, "gate_lead_ms": 1000,
+                    "import_price": 80.0, "export_price": 20.0,
+                    "import_limit_kw": 100.0, "export_limit_kw": 100.0,
+                    "alert_import_limit_kw": 30.0
+                },
+                "nodes": nodes
+            }),
+        );
+        let v = self.ok(&["tx", "feeder", "register", "--key", self.dso(), "--file", &file]);
+        assert_eq!(v["status"], "accepted", "{v}");
+    }
+
+    /// The first interval whose gate is at least a few seconds away.
+    fn next_open(&self, feeder: &str, ahead: u64) -> u64 {
+        let s = self.ok(&["market", "status", "--feeder", feeder]);
+        s["next_interval"].as_u64().unwrap() + ahead
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        show_log_if_failing("the dev node", &self.log, 40);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name)
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// stderr as one line, asserting it is one line starting with `error: `.
+fn one_error_line(out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    assert!(err.starts_with("error: "), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    err
+}
+
+#[test]
+fn the_readme_walkthrough_clears_a_bid_at_its_gate_and_proves_the_sites_result() {
+    let dev = Dev::start();
+    let v = dev.ok(&[
+        "tx",
+        "feeder",
+        "register",
+        "--key",
+        dev.dso(),
+        "--file",
+        &example("chain/feeder.json"),
+    ]);
+    assert_eq!(v["status"], "accepted");
+    let (house_key, house) = dev.key("house");
+    let v = dev.ok(&[
+        "tx", "site", "register", "--key", dev.dso(), "--site", "house-7", "--node", "t1",
+        "--owner", &house,
+    ]);
+    assert_eq!(v["status"], "accepted");
+    // Only one feeder: --feeder may be left out everywhere.
+    let k = dev.next_open("demo", 1).to_string();
+    let v = dev.ok(&[
+        "tx", "bid", "--key", &house_key, "--site", "house-7", "--interval", &k, "--curve",
+        "[[0, 6.5], [120, 2]]",
+    ]);
+    assert_eq!(v["status"], "accepted");
+    let r = dev.ok(&["market", "result", &k, "--wait", "60"]);
+    assert_eq!(r["prices"], json!({"substation": 80.0, "t1": 80.0}));
+    assert_eq!(r["allocations"], json!({"house-7": 3.5, "upstream": -3.5}));
+    assert_eq!(r["mode"], "normal");
+    assert_eq!(r["upstream_kw"], 3.5);
+    assert_eq!(r["welfare"], 5.87);
+    let site = dev.ok(&["market", "result", &k, "--site", "house-7"]);
+    assert_eq!(site["verified"], true);
+    assert_eq!(site["allocation_kw"], 3.5);
+    assert_eq!(site["key"], format!("bid/demo/{k}/house-7"));
+    // Once cleared, the interval's bids are public.
+    let bids = dev.ok(&["market", "bids", &k]);
+    assert_eq!(bids["bids"][0]["curve"], json!([[0.0, 6.5], [120.0, 2.0]]));
+}
+
+#[test]
+fn replaying_every_example_on_the_chain_matches_clearing_it_locally() {
+    let dev = Dev::start();
+    for name in [
+        "market/feeder-small.json",
+        "market/feeder-congested.json",
+        "market/microgrid-islanded.json",
+    ] {
+        let keys = dev.path(&format!("keys-{}", name.replace('/', "-")));
+        let out = dev.run(&[
+            "--json",
+            "market",
+            "replay",
+            &example(name),
+            "--key",
+            dev.dso(),
+            "--keys-dir",
+            keys.to_str().unwrap(),
+        ]);
+        assert_ok(&out);
+        let v = json_of(&out);
+        assert_eq!(v["matches_local"], true, "{name}: {v}");
+        assert_eq!(v["mode"], "islanded");
+        assert!(v["proofs_checked"].as_u64().unwrap() > 0);
+        // The chain's result carries bcte clear's fields exactly.
+        let local = dev.run(&["clear", &example(name)]);
+        let mut local = json_of(&local);
+        local.as_object_mut().unwrap().remove("stats");
+        for (field, value) in local.as_object().unwrap() {
+            assert_eq!(&v[field], value, "{name}: {field}");
+        }
+    }
+    // A kept key is a key file of its site's owner.
+    let kept = dev.path("keys-market-feeder-small.json").join("house-7.key");
+    assert!(kept.exists());
+}
+
+#[test]
+fn each_grid_mode_gives_its_upstream_bid_and_islanded_shortage_sheds_the_lowest_class_first() {
+    let dev = Dev::start();
+    dev.fast_feeder(
+        "mg",
+        json!([{"id": "r"}, {"id": "c", "parent": "r", "import_limit_kw": 500.0}]),
+    );
+    let (house_key, house) = dev.key("house");
+    let (clinic_key, clinic) = dev.key("clinic");
+    let sites = dev.write(
+        "sites.json",
+        &json!([
+            {"site": "house", "node": "c", "owner": house},
+            {"site": "clinic", "node": "c", "owner": clinic, "priority": 7}
+        ]),
+    );
+    let v = dev.ok(&["tx", "site", "register", "--key", dev.dso(), "--file", &sites]);
+    assert_eq!(v["status"], "accepted");
+    let k = dev.next_open("mg", 2);
+    for (offset, mode) in [(1, "alert"), (2, "islanded"), (3, "normal")] {
+        let from = (k + offset).to_string();
+        let v = dev.ok(&["tx", "grid-mode", mode, "--key", dev.dso(), "--from-interval", &from]);
+        assert_eq!(v["status"], "accepted", "{mode}");
+    }
+    // Each site bids 40 kW for the four intervals in one transaction.
+    for (key, site) in [(&house_key, "house"), (&clinic_key, "clinic")] {
+        let bids: Vec<Value> = (k..k + 4)
+            .map(|i| json!({"site": site, "interval": i, "curve": [[0.0, 40.0]]}))
+            .collect();
+        let file = dev.write(&format!("{site}-bids.json"), &json!({"bids": bids}));
+        let v = dev.ok(&["tx", "bid", "--key", key, "--file", &file]);
+        assert_eq!(v["status"], "accepted");
+    }
+    let result = |i: u64| dev.ok(&["market", "result", &i.to_string(), "--wait", "60"]);
+    // Normal: the upstream grid supplies all 80 kW (its limit is 100).
+    let r = result(k);
+    assert_eq!((r["mode"].clone(), r["allocations"]["upstream"].clone()), (json!("normal"), json!(-80.0)));
+    assert_eq!(r["shed_kw"], json!({}));
+    // Alert: import capped at 30 kW; 50 kW are shed, the house (class 0) first, in full.
+    let r = result(k + 1);
+    assert_eq!(r["mode"], "alert");
+    assert_eq!(r["allocations"]["upstream"], -30.0);
+    assert_eq!(r["bid_shed_kw"], json!({"house": 40.0, "clinic": 10.0}));
+    // Islanded: no upstream bid at all; everything is shed.
+    let r = result(k + 2);
+    assert_eq!(r["mode"], "islanded");
+    assert!(r["allocations"].get("upstream").is_none());
+    assert_eq!(r["sites"]["clinic"]["served_kw"], 0.0);
+    // Normal again.
+    let r = result(k + 3);
+    assert_eq!(r["allocations"]["upstream"], -80.0);
+}
+
+#[test]
+fn a_delegated_aggregator_bids_for_its_sites_in_one_batch_until_revoked() {
+    let dev = Dev::start();
+    dev.fast_feeder("agg", json!([{"id": "r"}]));
+    let (aggregator_key, aggregator) = dev.key("aggregator");
+    let owners: Vec<(String, String)> = (0..3).map(|i| dev.key(&format!("owner{i}"))).collect();
+    let sites: Vec<Value> = owners
+        .iter()
+        .enumerate()
+        .map(|(i, (_, owner))| json!({"site": format!("s{i}"), "node": "r", "owner": owner}))
+        .collect();
+    let file = dev.write("sites.json", &Value::Array(sites));
+    dev.ok(&["tx", "site", "register", "--key", dev.dso(), "--file", &file]);
+    for (i, (key, _)) in owners.iter().enumerate() {
+        let site = format!("s{i}");
+        let v = dev.ok(&[
+            "tx", "site", "delegate", "--key", key, "--site", &site, "--aggregator", &aggregator,
+        ]);
+        assert_eq!(v["status"], "accepted");
+    }
+    let k = dev.next_open("agg", 2);
+    let bids: Vec<Value> = (0..3)
+        .map(|i| json!({"site": format!("s{i}"), "interval": k, "curve": [[0.0, 2.0]]}))
+        .collect();
+    let file = dev.write("batch.json", &json!({"feeder": "agg", "bids": bids}));
+    let v = dev.ok(&["tx", "bid", "--key", &aggregator_key, "--file", &file]);
+    assert_eq!(v["status"], "accepted");
+    // s1's owner revokes: the aggregator's open bid for s1 goes, and it may not bid again.
+    let v = dev.ok(&["tx", "site", "revoke", "--key", &owners[1].0, "--site", "s1"]);
+    assert_eq!(v["status"], "accepted");
+    let out = dev.run(&[
+        "tx", "bid", "--key", &aggregator_key, "--site", "s1", "--interval",
+        &(k + 1).to_string(), "--curve", "[[0, 1]]",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("only the owner of site \"s1\" or its delegated aggregator may bid for it"),
+        "{text}"
+    );
+    let r = dev.ok(&["market", "result", &k.to_string(), "--wait", "60"]);
+    assert_eq!(r["allocations"], json!({"s0": 2.0, "s2": 2.0, "upstream": -4.0}));
+}
+
+#[test]
+fn bad_input_gets_exit_code_2_and_a_rejection_exit_code_3_each_with_its_reason() {
+    let dev = Dev::start();
+    // A malformed feeder file: exit 2, one line naming the file and the place.
+    let bad = dev.write("bad.json", &json!({"id": "x", "nodes": [{"id": "r", "colour": 1}]}));
+    let out = dev.run(&["tx", "feeder", "register", "--key", dev.dso(), "--file", &bad]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = one_error_line(&out);
+    assert!(err.contains("bad.json") && err.contains("unknown field `colour`"), "{err}");
+    // An id the chain does not allow.
+    let slash = dev.write("slash.json", &json!({"id": "a/b", "nodes": [{"id": "r"}]}));
+    let out = dev.run(&["tx", "feeder", "register", "--key", dev.dso(), "--file", &slash]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("invalid feeder id \"a/b\""));
+    // No feeder yet: a market command says so.
+    let out = dev.run(&["market", "status"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("the chain has no feeder yet"));
+    // Registered by someone who is not the DSO: rejected by the ledger, exit 3.
+    let (stranger, _) = dev.key("stranger");
+    let ok = dev.write("ok.json", &json!({"id": "f", "nodes": [{"id": "r"}]}));
+    let out = dev.run(&["tx", "feeder", "register", "--key", &stranger, "--file", &ok]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("reason:      unauthorized: only the DSO may register a feeder")
+    );
+    dev.fast_feeder("f", json!([{"id": "r"}, {"id": "t", "parent": "r"}]));
+    let (owner_key, owner) = dev.key("owner");
+    dev.ok(&[
+        "tx", "site", "register", "--key", dev.dso(), "--site", "s", "--node", "t", "--owner",
+        &owner,
+    ]);
+    let k = dev.next_open("f", 2).to_string();
+    // A curve whose power rises: rejected naming the bid and the point.
+    let out = dev.run(&[
+        "--json", "tx", "bid", "--key", &owner_key, "--site", "s", "--interval", &k, "--curve",
+        "[[0, 1], [10, 5]]",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let v = json_of(&out);
+    assert_eq!(
+        v["reason"],
+        format!("bids[0] (site \"s\", interval {k}), curve: point 1: its power is above the previous point's")
+    );
+    // Too far ahead.
+    let out = dev.run(&[
+        "--json", "tx", "bid", "--key", &owner_key, "--site", "s", "--interval", "100000",
+        "--curve", "[[0, 1]]",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(json_of(&out)["reason"].as_str().unwrap().contains("beyond the bidding horizon"));
+    // A curve that is not JSON: exit 2 before anything is sent.
+    let out = dev.run(&[
+        "tx", "bid", "--key", &owner_key, "--site", "s", "--interval", &k, "--curve", "[[0,",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("--curve"));
+    // A limit on a node that does not exist.
+    let out = dev.run(&[
+        "--json", "tx", "feeder", "limit", "--key", dev.dso(), "--node", "nowhere",
+        "--import-kw", "5",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(json_of(&out)["reason"], "unknown node \"nowhere\"");
+    // Sealed bids and results not there yet: the node refuses, exit 1, one line.
+    let out = dev.run(&["market", "bids", &k]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(one_error_line(&out).contains("sealed until it clears"));
+    let out = dev.run(&["market", "result", &k]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(one_error_line(&out).contains("is not cleared yet"));
+    // Replay refuses a file beyond the chain's rules before sending anything.
+    let reserved = dev.write(
+        "reserved.json",
+        &json!({"nodes": [{"id": "r"}], "bids": [{"id": "upstream", "node": "r", "curve": [[0, 1]]}]}),
+    );
+    let out = dev.run(&["market", "replay", &reserved, "--key", dev.dso()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("reserved on the chain"));
+}
