@@ -169,7 +169,13 @@ pub fn run_market(cmd: MarketCommand, json: bool) -> ExitCode {
             site,
             wait,
             query: q,
-        } => query(market_cmds::result(&q, interval, site.as_deref(), wait, json)),
+        } => query(market_cmds::result(
+            &q,
+            interval,
+            site.as_deref(),
+            wait,
+            json,
+        )),
         MarketCommand::Bids { interval, query: q } => query(market_cmds::bids(&q, interval, json)),
         MarketCommand::Replay(args) => market_cmds::run_replay(&args, json),
     }

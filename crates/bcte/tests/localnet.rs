@@ -566,3 +566,310 @@ fn inconsistent_configs_are_refused_at_start_up_with_the_reason() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a network"));
 }
+
+/// Runs `bcte --json ARGS` against `url`, asserts success and returns the JSON.
+fn cli(url: &str, args: &[&str]) -> Value {
+    let out = Command::new(BIN)
+        .arg("--json")
+        .args(args)
+        .env("BCTE_NODE", url)
+        .output()
+        .expect("run bcte");
+    assert_ok(&out);
+    json_of(&out)
+}
+
+#[test]
+fn four_validators_clear_every_interval_alike_and_exactly_as_the_engine() {
+    let work = tempfile::tempdir().unwrap();
+    let mut net = init(&work.path().join("net"), 4, 0);
+    for node in &mut net.nodes {
+        node.start();
+    }
+    let urls: Vec<String> = net.nodes.iter().map(|n| n.url.clone()).collect();
+    wait_until("the network finalizes", Duration::from_secs(60), || {
+        urls.iter().all(|u| height(u).is_some_and(|h| h >= 2))
+    });
+    let dso = net.dir.join("faucet.key");
+    let dso = dso.to_str().unwrap();
+    let example = |name: &str| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/market")
+            .join(name)
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+
+    // 1. A market file through validator 0: the chain's result equals the engine's.
+    let v = cli(
+        &urls[0],
+        &[
+            "market",
+            "replay",
+            &example("feeder-congested.json"),
+            "--key",
+            dso,
+        ],
+    );
+    assert_eq!(v["matches_local"], true, "{v}");
+    let (feeder, k, cleared) = (
+        v["feeder"].as_str().unwrap().to_owned(),
+        v["interval"].as_u64().unwrap().to_string(),
+        v["height"].as_u64().unwrap(),
+    );
+    wait_until(
+        "every validator has the clearing block",
+        Duration::from_secs(30),
+        || urls.iter().all(|u| height(u).is_some_and(|h| h >= cleared)),
+    );
+    let results: Vec<Value> = urls
+        .iter()
+        .map(|u| cli(u, &["market", "result", &k, "--feeder", &feeder]))
+        .collect();
+    assert!(
+        results.windows(2).all(|w| w[0] == w[1]),
+        "every validator the same result"
+    );
+    // Every site's result is proven by another validator than the one that took the bids.
+    for site in results[0]["sites"].as_object().unwrap().keys() {
+        let p = cli(
+            &urls[3],
+            &["market", "result", &k, "--feeder", &feeder, "--site", site],
+        );
+        assert_eq!(p["verified"], true);
+    }
+
+    // 2. A feeder of our own: modes, priorities, an aggregator's batch, replace and withdraw,
+    // each transaction through another validator.
+    let feeder_file = work.path().join("mg.json");
+    std::fs::write(
+        &feeder_file,
+        serde_json::json!({
+            "id": "mg",
+            "config": {"interval_ms": 2000, "gate_lead_ms": 1000, "import_price": 80.0,
+                       "export_price": 20.0, "import_limit_kw": 100.0,
+                       "export_limit_kw": 100.0, "alert_import_limit_kw": 30.0},
+            "nodes": [{"id": "r"}, {"id": "c", "parent": "r"}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let v = cli(
+        &urls[1],
+        &[
+            "tx",
+            "feeder",
+            "register",
+            "--key",
+            dso,
+            "--file",
+            feeder_file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(v["status"], "accepted");
+    let key = |name: &str| {
+        let file = work.path().join(format!("{name}.key"));
+        let v = cli(&urls[0], &["keys", "new", "--out", file.to_str().unwrap()]);
+        (
+            file.to_str().unwrap().to_owned(),
+            v["account"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (house_key, house) = key("house");
+    let (clinic_key, clinic) = key("clinic");
+    let (agg_key, agg) = key("aggregator");
+    let sites_file = work.path().join("sites.json");
+    std::fs::write(
+        &sites_file,
+        serde_json::json!([
+            {"site": "house", "node": "c", "owner": house},
+            {"site": "clinic", "node": "c", "owner": clinic, "priority": 7}
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    cli(
+        &urls[2],
+        &[
+            "tx",
+            "site",
+            "register",
+            "--key",
+            dso,
+            "--feeder",
+            "mg",
+            "--file",
+            sites_file.to_str().unwrap(),
+        ],
+    );
+    cli(
+        &urls[3],
+        &[
+            "tx",
+            "site",
+            "delegate",
+            "--key",
+            &house_key,
+            "--feeder",
+            "mg",
+            "--site",
+            "house",
+            "--aggregator",
+            &agg,
+        ],
+    );
+    let status = cli(&urls[0], &["market", "status", "--feeder", "mg"]);
+    let k0 = status["next_interval"].as_u64().unwrap() + 3;
+    for (offset, mode) in [(1, "alert"), (2, "islanded"), (3, "normal")] {
+        let from = (k0 + offset).to_string();
+        let v = cli(
+            &urls[offset as usize % 4],
+            &[
+                "tx",
+                "grid-mode",
+                mode,
+                "--key",
+                dso,
+                "--feeder",
+                "mg",
+                "--from-interval",
+                &from,
+            ],
+        );
+        assert_eq!(v["status"], "accepted", "{mode}");
+    }
+    // The aggregator bids for the house, the clinic for itself; the house first bids too much
+    // and the aggregator replaces it; a bid for k0 + 4 is withdrawn again.
+    let batch = |kw: f64| {
+        let bids: Vec<Value> = (k0..k0 + 5)
+            .map(|i| serde_json::json!({"site": "house", "interval": i, "curve": [[0.0, kw]]}))
+            .collect();
+        let file = work.path().join(format!("agg-{kw}.json"));
+        std::fs::write(
+            &file,
+            serde_json::json!({"feeder": "mg", "bids": bids}).to_string(),
+        )
+        .unwrap();
+        file.to_str().unwrap().to_owned()
+    };
+    assert_eq!(
+        cli(
+            &urls[1],
+            &["tx", "bid", "--key", &agg_key, "--file", &batch(90.0)]
+        )["status"],
+        "accepted"
+    );
+    assert_eq!(
+        cli(
+            &urls[2],
+            &["tx", "bid", "--key", &agg_key, "--file", &batch(40.0)]
+        )["status"],
+        "accepted"
+    );
+    let last = (k0 + 4).to_string();
+    cli(
+        &urls[3],
+        &[
+            "tx",
+            "bid",
+            "--key",
+            &agg_key,
+            "--feeder",
+            "mg",
+            "--site",
+            "house",
+            "--interval",
+            &last,
+            "--withdraw",
+        ],
+    );
+    let clinic_bids: Vec<Value> = (k0..k0 + 5)
+        .map(|i| serde_json::json!({"site": "clinic", "interval": i, "curve": [[0.0, 40.0]]}))
+        .collect();
+    let clinic_file = work.path().join("clinic.json");
+    std::fs::write(
+        &clinic_file,
+        serde_json::json!({"feeder": "mg", "bids": clinic_bids}).to_string(),
+    )
+    .unwrap();
+    cli(
+        &urls[0],
+        &[
+            "tx",
+            "bid",
+            "--key",
+            &clinic_key,
+            "--file",
+            clinic_file.to_str().unwrap(),
+        ],
+    );
+    let result = |i: u64, u: &str| {
+        cli(
+            u,
+            &[
+                "market",
+                "result",
+                &i.to_string(),
+                "--feeder",
+                "mg",
+                "--wait",
+                "60",
+            ],
+        )
+    };
+    let normal = result(k0, &urls[1]);
+    assert_eq!(normal["allocations"]["upstream"], -80.0);
+    let alert = result(k0 + 1, &urls[2]);
+    assert_eq!(alert["allocations"]["upstream"], -30.0);
+    assert_eq!(
+        alert["bid_shed_kw"],
+        serde_json::json!({"house": 40.0, "clinic": 10.0})
+    );
+    let islanded = result(k0 + 2, &urls[3]);
+    assert!(islanded["allocations"].get("upstream").is_none());
+    let again = result(k0 + 3, &urls[0]);
+    assert_eq!(again["allocations"]["upstream"], -80.0);
+    let withdrawn = result(k0 + 4, &urls[1]);
+    assert!(withdrawn["sites"].get("house").is_none());
+    for i in k0..k0 + 5 {
+        let all: Vec<Value> = urls.iter().map(|u| result(i, u)).collect();
+        assert!(
+            all.windows(2).all(|w| w[0] == w[1]),
+            "interval {i}: every validator alike"
+        );
+    }
+    // The house revokes its aggregator, which is then refused.
+    cli(
+        &urls[2],
+        &[
+            "tx", "site", "revoke", "--key", &house_key, "--feeder", "mg", "--site", "house",
+        ],
+    );
+    let out = Command::new(BIN)
+        .args([
+            "--json",
+            "tx",
+            "bid",
+            "--key",
+            &agg_key,
+            "--feeder",
+            "mg",
+            "--site",
+            "house",
+            "--interval",
+            &(k0 + 40).to_string(),
+            "--curve",
+            "[[0, 1]]",
+        ])
+        .env("BCTE_NODE", &urls[3])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        json_of(&out)["reason"]
+            .as_str()
+            .unwrap()
+            .contains("delegated aggregator")
+    );
+}

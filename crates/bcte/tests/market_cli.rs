@@ -107,7 +107,15 @@ impl Dev {
                 "nodes": nodes
             }),
         );
-        let v = self.ok(&["tx", "feeder", "register", "--key", self.dso(), "--file", &file]);
+        let v = self.ok(&[
+            "tx",
+            "feeder",
+            "register",
+            "--key",
+            self.dso(),
+            "--file",
+            &file,
+        ]);
         assert_eq!(v["status"], "accepted", "{v}");
     }
 
@@ -158,14 +166,31 @@ fn the_readme_walkthrough_clears_a_bid_at_its_gate_and_proves_the_sites_result()
     assert_eq!(v["status"], "accepted");
     let (house_key, house) = dev.key("house");
     let v = dev.ok(&[
-        "tx", "site", "register", "--key", dev.dso(), "--site", "house-7", "--node", "t1",
-        "--owner", &house,
+        "tx",
+        "site",
+        "register",
+        "--key",
+        dev.dso(),
+        "--site",
+        "house-7",
+        "--node",
+        "t1",
+        "--owner",
+        &house,
     ]);
     assert_eq!(v["status"], "accepted");
     // Only one feeder: --feeder may be left out everywhere.
     let k = dev.next_open("demo", 1).to_string();
     let v = dev.ok(&[
-        "tx", "bid", "--key", &house_key, "--site", "house-7", "--interval", &k, "--curve",
+        "tx",
+        "bid",
+        "--key",
+        &house_key,
+        "--site",
+        "house-7",
+        "--interval",
+        &k,
+        "--curve",
         "[[0, 6.5], [120, 2]]",
     ]);
     assert_eq!(v["status"], "accepted");
@@ -217,7 +242,9 @@ fn replaying_every_example_on_the_chain_matches_clearing_it_locally() {
         }
     }
     // A kept key is a key file of its site's owner.
-    let kept = dev.path("keys-market-feeder-small.json").join("house-7.key");
+    let kept = dev
+        .path("keys-market-feeder-small.json")
+        .join("house-7.key");
     assert!(kept.exists());
 }
 
@@ -237,12 +264,28 @@ fn each_grid_mode_gives_its_upstream_bid_and_islanded_shortage_sheds_the_lowest_
             {"site": "clinic", "node": "c", "owner": clinic, "priority": 7}
         ]),
     );
-    let v = dev.ok(&["tx", "site", "register", "--key", dev.dso(), "--file", &sites]);
+    let v = dev.ok(&[
+        "tx",
+        "site",
+        "register",
+        "--key",
+        dev.dso(),
+        "--file",
+        &sites,
+    ]);
     assert_eq!(v["status"], "accepted");
     let k = dev.next_open("mg", 2);
     for (offset, mode) in [(1, "alert"), (2, "islanded"), (3, "normal")] {
         let from = (k + offset).to_string();
-        let v = dev.ok(&["tx", "grid-mode", mode, "--key", dev.dso(), "--from-interval", &from]);
+        let v = dev.ok(&[
+            "tx",
+            "grid-mode",
+            mode,
+            "--key",
+            dev.dso(),
+            "--from-interval",
+            &from,
+        ]);
         assert_eq!(v["status"], "accepted", "{mode}");
     }
     // Each site bids 40 kW for the four intervals in one transaction.
@@ -257,7 +300,10 @@ fn each_grid_mode_gives_its_upstream_bid_and_islanded_shortage_sheds_the_lowest_
     let result = |i: u64| dev.ok(&["market", "result", &i.to_string(), "--wait", "60"]);
     // Normal: the upstream grid supplies all 80 kW (its limit is 100).
     let r = result(k);
-    assert_eq!((r["mode"].clone(), r["allocations"]["upstream"].clone()), (json!("normal"), json!(-80.0)));
+    assert_eq!(
+        (r["mode"].clone(), r["allocations"]["upstream"].clone()),
+        (json!("normal"), json!(-80.0))
+    );
     assert_eq!(r["shed_kw"], json!({}));
     // Alert: import capped at 30 kW; 50 kW are shed, the house (class 0) first, in full.
     let r = result(k + 1);
@@ -286,11 +332,27 @@ fn a_delegated_aggregator_bids_for_its_sites_in_one_batch_until_revoked() {
         .map(|(i, (_, owner))| json!({"site": format!("s{i}"), "node": "r", "owner": owner}))
         .collect();
     let file = dev.write("sites.json", &Value::Array(sites));
-    dev.ok(&["tx", "site", "register", "--key", dev.dso(), "--file", &file]);
+    dev.ok(&[
+        "tx",
+        "site",
+        "register",
+        "--key",
+        dev.dso(),
+        "--file",
+        &file,
+    ]);
     for (i, (key, _)) in owners.iter().enumerate() {
         let site = format!("s{i}");
         let v = dev.ok(&[
-            "tx", "site", "delegate", "--key", key, "--site", &site, "--aggregator", &aggregator,
+            "tx",
+            "site",
+            "delegate",
+            "--key",
+            key,
+            "--site",
+            &site,
+            "--aggregator",
+            &aggregator,
         ]);
         assert_eq!(v["status"], "accepted");
     }
@@ -302,11 +364,27 @@ fn a_delegated_aggregator_bids_for_its_sites_in_one_batch_until_revoked() {
     let v = dev.ok(&["tx", "bid", "--key", &aggregator_key, "--file", &file]);
     assert_eq!(v["status"], "accepted");
     // s1's owner revokes: the aggregator's open bid for s1 goes, and it may not bid again.
-    let v = dev.ok(&["tx", "site", "revoke", "--key", &owners[1].0, "--site", "s1"]);
+    let v = dev.ok(&[
+        "tx",
+        "site",
+        "revoke",
+        "--key",
+        &owners[1].0,
+        "--site",
+        "s1",
+    ]);
     assert_eq!(v["status"], "accepted");
     let out = dev.run(&[
-        "tx", "bid", "--key", &aggregator_key, "--site", "s1", "--interval",
-        &(k + 1).to_string(), "--curve", "[[0, 1]]",
+        "tx",
+        "bid",
+        "--key",
+        &aggregator_key,
+        "--site",
+        "s1",
+        "--interval",
+        &(k + 1).to_string(),
+        "--curve",
+        "[[0, 1]]",
     ]);
     assert_eq!(out.status.code(), Some(3));
     let text = String::from_utf8_lossy(&out.stdout);
@@ -315,21 +393,46 @@ fn a_delegated_aggregator_bids_for_its_sites_in_one_batch_until_revoked() {
         "{text}"
     );
     let r = dev.ok(&["market", "result", &k.to_string(), "--wait", "60"]);
-    assert_eq!(r["allocations"], json!({"s0": 2.0, "s2": 2.0, "upstream": -4.0}));
+    assert_eq!(
+        r["allocations"],
+        json!({"s0": 2.0, "s2": 2.0, "upstream": -4.0})
+    );
 }
 
 #[test]
 fn bad_input_gets_exit_code_2_and_a_rejection_exit_code_3_each_with_its_reason() {
     let dev = Dev::start();
     // A malformed feeder file: exit 2, one line naming the file and the place.
-    let bad = dev.write("bad.json", &json!({"id": "x", "nodes": [{"id": "r", "colour": 1}]}));
-    let out = dev.run(&["tx", "feeder", "register", "--key", dev.dso(), "--file", &bad]);
+    let bad = dev.write(
+        "bad.json",
+        &json!({"id": "x", "nodes": [{"id": "r", "colour": 1}]}),
+    );
+    let out = dev.run(&[
+        "tx",
+        "feeder",
+        "register",
+        "--key",
+        dev.dso(),
+        "--file",
+        &bad,
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = one_error_line(&out);
-    assert!(err.contains("bad.json") && err.contains("unknown field `colour`"), "{err}");
+    assert!(
+        err.contains("bad.json") && err.contains("unknown field `colour`"),
+        "{err}"
+    );
     // An id the chain does not allow.
     let slash = dev.write("slash.json", &json!({"id": "a/b", "nodes": [{"id": "r"}]}));
-    let out = dev.run(&["tx", "feeder", "register", "--key", dev.dso(), "--file", &slash]);
+    let out = dev.run(&[
+        "tx",
+        "feeder",
+        "register",
+        "--key",
+        dev.dso(),
+        "--file",
+        &slash,
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(one_error_line(&out).contains("invalid feeder id \"a/b\""));
     // No feeder yet: a market command says so.
@@ -339,7 +442,9 @@ fn bad_input_gets_exit_code_2_and_a_rejection_exit_code_3_each_with_its_reason()
     // Registered by someone who is not the DSO: rejected by the ledger, exit 3.
     let (stranger, _) = dev.key("stranger");
     let ok = dev.write("ok.json", &json!({"id": "f", "nodes": [{"id": "r"}]}));
-    let out = dev.run(&["tx", "feeder", "register", "--key", &stranger, "--file", &ok]);
+    let out = dev.run(&[
+        "tx", "feeder", "register", "--key", &stranger, "--file", &ok,
+    ]);
     assert_eq!(out.status.code(), Some(3));
     assert!(
         String::from_utf8_lossy(&out.stdout)
@@ -348,38 +453,89 @@ fn bad_input_gets_exit_code_2_and_a_rejection_exit_code_3_each_with_its_reason()
     dev.fast_feeder("f", json!([{"id": "r"}, {"id": "t", "parent": "r"}]));
     let (owner_key, owner) = dev.key("owner");
     dev.ok(&[
-        "tx", "site", "register", "--key", dev.dso(), "--site", "s", "--node", "t", "--owner",
+        "tx",
+        "site",
+        "register",
+        "--key",
+        dev.dso(),
+        "--site",
+        "s",
+        "--node",
+        "t",
+        "--owner",
         &owner,
     ]);
     let k = dev.next_open("f", 2).to_string();
     // A curve whose power rises: rejected naming the bid and the point.
     let out = dev.run(&[
-        "--json", "tx", "bid", "--key", &owner_key, "--site", "s", "--interval", &k, "--curve",
+        "--json",
+        "tx",
+        "bid",
+        "--key",
+        &owner_key,
+        "--site",
+        "s",
+        "--interval",
+        &k,
+        "--curve",
         "[[0, 1], [10, 5]]",
     ]);
     assert_eq!(out.status.code(), Some(3));
     let v = json_of(&out);
     assert_eq!(
         v["reason"],
-        format!("bids[0] (site \"s\", interval {k}), curve: point 1: its power is above the previous point's")
+        format!(
+            "bids[0] (site \"s\", interval {k}), curve: point 1: its power is above the previous point's"
+        )
     );
     // Too far ahead.
     let out = dev.run(&[
-        "--json", "tx", "bid", "--key", &owner_key, "--site", "s", "--interval", "100000",
-        "--curve", "[[0, 1]]",
+        "--json",
+        "tx",
+        "bid",
+        "--key",
+        &owner_key,
+        "--site",
+        "s",
+        "--interval",
+        "100000",
+        "--curve",
+        "[[0, 1]]",
     ]);
     assert_eq!(out.status.code(), Some(3));
-    assert!(json_of(&out)["reason"].as_str().unwrap().contains("beyond the bidding horizon"));
+    assert!(
+        json_of(&out)["reason"]
+            .as_str()
+            .unwrap()
+            .contains("beyond the bidding horizon")
+    );
     // A curve that is not JSON: exit 2 before anything is sent.
     let out = dev.run(&[
-        "tx", "bid", "--key", &owner_key, "--site", "s", "--interval", &k, "--curve", "[[0,",
+        "tx",
+        "bid",
+        "--key",
+        &owner_key,
+        "--site",
+        "s",
+        "--interval",
+        &k,
+        "--curve",
+        "[[0,",
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(one_error_line(&out).contains("--curve"));
     // A limit on a node that does not exist.
     let out = dev.run(&[
-        "--json", "tx", "feeder", "limit", "--key", dev.dso(), "--node", "nowhere",
-        "--import-kw", "5",
+        "--json",
+        "tx",
+        "feeder",
+        "limit",
+        "--key",
+        dev.dso(),
+        "--node",
+        "nowhere",
+        "--import-kw",
+        "5",
     ]);
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(json_of(&out)["reason"], "unknown node \"nowhere\"");
