@@ -58,6 +58,12 @@ impl Fixture {
     }
 
     fn commit(&self, certified: bool) {
+        let next = self.shared.executor.tip().header.timestamp_ms + 1;
+        self.commit_at(next, certified);
+    }
+
+    /// Commits one block stamped `timestamp_ms` (which must be after the tip's).
+    fn commit_at(&self, timestamp_ms: u64, certified: bool) {
         let ex = &self.shared.executor;
         let tip = ex.tip();
         let txs = self
@@ -69,12 +75,7 @@ impl Fixture {
                 ex.account_at(&tip.hash, id).unwrap().map_or(0, |a| a.nonce)
             });
         let pending = ex
-            .build(
-                &tip.hash,
-                tip.header.timestamp_ms + 1,
-                ConsensusContext::GENESIS,
-                txs,
-            )
+            .build(&tip.hash, timestamp_ms, ConsensusContext::GENESIS, txs)
             .unwrap();
         let certificate = certified.then(|| {
             sim::finalization(
@@ -313,7 +314,7 @@ async fn bad_submissions_get_4xx_with_a_reason() {
     let (s, v) = f.submit(&tx).await;
     expect(s, &v, StatusCode::BAD_REQUEST, "already used");
 
-    let huge = format!("{{\"tx\": \"{}\"}}", "00".repeat(api::BODY_BYTES_MAX));
+    let huge = format!("{{\"tx\": \"{}\"}}", "00".repeat(api::SUBMIT_BODY_BYTES_MAX));
     let (s, _) = f.post("/v1/txs", huge).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
 }
@@ -439,4 +440,151 @@ async fn a_batch_is_admitted_in_order_with_a_reason_for_each_refusal() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(v["error"].as_str().unwrap().contains("at most 4096"), "{v}");
+}
+
+/// A transaction of `payload` from account `i` with nonce `nonce`.
+fn signed(f: &Fixture, i: u64, nonce: u64, payload: bcte_types::Payload) -> Tx {
+    Tx::sign(
+        TxBody {
+            chain_id: f.genesis.chain_id.clone(),
+            sender: account(i),
+            nonce,
+            payload,
+        },
+        &sim::account_key(i),
+    )
+}
+
+#[tokio::test]
+async fn market_routes_serve_results_and_keep_bids_sealed_until_the_interval_clears() {
+    use bcte_types::{
+        CurveSpec, FeederId, Interval, MarketConfig, NodeId, NodeSpec, Payload, Price, SiteId,
+        SiteSpec, Watts,
+        market::{BidEntry, Bids, FeederRegister, SitesRegister},
+    };
+    let f = fixture();
+    let feeder = FeederId::new("lv 1").unwrap();
+    let config = MarketConfig {
+        interval_ms: 10_000,
+        gate_lead_ms: 5_000,
+        ..MarketConfig::DEFAULT
+    };
+    // Interval 0 starts at 60 s and its gate closes at 55 s (the genesis is at 0).
+    let register = Payload::FeederRegister(FeederRegister {
+        feeder: feeder.clone(),
+        epoch_ms: Some(60_000),
+        config,
+        nodes: vec![NodeSpec {
+            id: NodeId::new("sub").unwrap(),
+            parent: None,
+            import_limit: None,
+            export_limit: None,
+        }],
+    });
+    let sites = Payload::SitesRegister(SitesRegister {
+        feeder: feeder.clone(),
+        sites: vec![SiteSpec {
+            site: SiteId::new("home 1").unwrap(),
+            node: NodeId::new("sub").unwrap(),
+            owner: account(1),
+            priority: 0,
+            import_limit: None,
+            export_limit: None,
+        }],
+    });
+    let bid = Payload::Bids(Bids {
+        feeder: feeder.clone(),
+        bids: vec![BidEntry {
+            site: SiteId::new("home 1").unwrap(),
+            interval: Interval(0),
+            curve: Some(CurveSpec::Points(vec![(Price(0), Watts(2_000))])),
+        }],
+    });
+    assert_eq!(
+        f.submit(&signed(&f, 0, 0, register)).await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        f.submit(&signed(&f, 0, 1, sites)).await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        f.submit(&signed(&f, 1, 0, bid)).await.0,
+        StatusCode::ACCEPTED
+    );
+    f.commit_at(1_000, false);
+
+    let (s, v) = f.get("/v1/feeders").await;
+    assert_eq!(
+        (s, v["feeders"][0]["id"].clone()),
+        (StatusCode::OK, json!("lv 1"))
+    );
+    let (s, v) = f.get("/v1/feeders/lv%201/schedule").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["next_interval"], 0);
+    assert_eq!(v["next_gate_ms"], 55_000);
+    let (s, v) = f.get("/v1/feeders/lv%201/sites/home%201").await;
+    assert_eq!(
+        (s, v["owner"].clone()),
+        (StatusCode::OK, json!(account(1).to_string()))
+    );
+    // Sealed: the bids, their state keys and their curves in blocks.
+    let (s, v) = f.get("/v1/feeders/lv%201/intervals/0/bids").await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("sealed until it clears")
+    );
+    let (s, _) = f.get("/v1/proofs/bid/lv%201/0/home%201").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (_, block) = f.get("/v1/blocks/latest").await;
+    let bid_view = block["txs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["payload"]["type"] == "bids")
+        .unwrap();
+    assert_eq!(bid_view["payload"]["bids"][0]["curve"], "sealed");
+    let (s, v) = f.get("/v1/feeders/lv%201/intervals/0/result").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(v["error"].as_str().unwrap().contains("not cleared yet"));
+    // Bad and unknown ids.
+    assert_eq!(f.get("/v1/feeders/%23x").await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(f.get("/v1/feeders/nope").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        f.get("/v1/feeders/lv%201/intervals/x/result").await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        f.get("/v1/feeders/lv%201/sites/nobody").await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // The block at the gate clears interval 0: everything is public now.
+    f.commit_at(55_000, false);
+    let (s, r) = f.get("/v1/feeders/lv%201/intervals/0/result").await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(
+        r["prices"]["sub"], 100.0,
+        "the default tariff's import price"
+    );
+    assert_eq!(r["allocations"], json!({"home 1": 2.0, "upstream": -2.0}));
+    assert_eq!(r["sites"]["home 1"]["served_kw"], 2.0);
+    let (s, v) = f.get("/v1/feeders/lv%201/intervals/0/bids").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["bids"][0]["curve"], json!([[0.0, 2.0]]));
+    let (s, p) = f.get("/v1/feeders/lv%201/intervals/0/sites/home%201").await;
+    assert_eq!(s, StatusCode::OK);
+    let proof =
+        StateProof::from_bytes(&hex::decode(p["proof"].as_str().unwrap()).unwrap()).unwrap();
+    let root = bcte_types::ids::parse_hash(p["state_root"].as_str().unwrap()).unwrap();
+    proof.verify(&root).unwrap();
+    let (_, block) = f.get("/v1/blocks/1").await;
+    assert_eq!(
+        block["txs"][2]["payload"]["bids"][0]["curve"]["points"],
+        json!([[0, 2000]]),
+        "the curve is shown once its interval is cleared"
+    );
 }
