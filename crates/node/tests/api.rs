@@ -314,7 +314,10 @@ async fn bad_submissions_get_4xx_with_a_reason() {
     let (s, v) = f.submit(&tx).await;
     expect(s, &v, StatusCode::BAD_REQUEST, "already used");
 
-    let huge = format!("{{\"tx\": \"{}\"}}", "00".repeat(api::SUBMIT_BODY_BYTES_MAX));
+    let huge = format!(
+        "{{\"tx\": \"{}\"}}",
+        "00".repeat(api::SUBMIT_BODY_BYTES_MAX)
+    );
     let (s, _) = f.post("/v1/txs", huge).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
 }

@@ -654,6 +654,35 @@ pub async fn assert_stalled(
     tip(&after)
 }
 
+/// A transaction of `payload` from account `from` (see [`account_key`]) with `nonce`.
+pub fn sign(genesis: &Genesis, from: u64, nonce: u64, payload: Payload) -> Tx {
+    let key = account_key(from);
+    Tx::sign(
+        TxBody {
+            chain_id: genesis.chain_id.clone(),
+            sender: AccountId::from_public_key(&key.public_key()),
+            nonce,
+            payload,
+        },
+        &key,
+    )
+}
+
+/// Counts the views that the validators' simplex engines nullified or timed out, from the
+/// runtime's metrics (`nullifications` and `timeouts` of every validator).
+pub fn nullified_views(context: &Ctx) -> u64 {
+    context
+        .encode()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            let name = l.split(['{', ' ']).next().unwrap_or("");
+            name.contains("voter_state_nullifications") || name.contains("voter_state_timeouts")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 /// A transfer from test account `from` with `nonce`.
 pub fn transfer(genesis: &Genesis, from: u64, nonce: u64, to: u64, amount: u64) -> Tx {
     let key = account_key(from);
