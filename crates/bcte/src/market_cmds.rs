@@ -15,7 +15,7 @@ use crate::{
     client::Client,
 };
 use anyhow::{Context as _, bail};
-use bcte_ledger::{StateKey, StateProof, decode_value, market_state::BidRecord};
+use bcte_ledger::{StateKey, StateProof, decode_value, market_state::ResultBucket};
 use bcte_market::file::{clearing_to_json, limit_from, parse_market, power_from, price_from};
 use bcte_node::{
     api::{BlockView, SubmitBatchRequest, SubmitBatchResponse, TxStatus},
@@ -880,7 +880,11 @@ pub fn proven_site_result(
     ))?;
     let bytes = hex::decode(&view.proof).context("the node sent a proof that is not hex")?;
     let proof = StateProof::from_bytes(&bytes).context("the node sent a malformed proof")?;
-    let key = StateKey::Bid(feeder.clone(), Interval(interval), site.clone());
+    let key = StateKey::Results(
+        feeder.clone(),
+        Interval(interval),
+        bcte_ledger::book_bucket(site),
+    );
     if proof.key != key || proof.height.get() != view.height {
         bail!("the node sent a proof of another key or height");
     }
@@ -902,12 +906,14 @@ pub fn proven_site_result(
     proof
         .verify(&header.state_root)
         .context("the proof does not check against the block's state root")?;
-    let record: BidRecord = proof
+    let bucket: ResultBucket = proof
         .value
         .as_deref()
         .and_then(decode_value)
-        .context("the proven value is not a bid record")?;
-    let result = record.result.context("the proven bid has no result")?;
+        .context("the proven value is not a bucket of site results")?;
+    let result = *bucket
+        .get(site)
+        .context("the proven bucket holds no result of the site")?;
     let kw = bcte_market::file::kw;
     if kw(result.allocation) != view.part.allocation_kw
         || kw(result.shed) != view.part.shed_kw

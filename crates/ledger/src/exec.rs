@@ -220,7 +220,9 @@ pub fn reads_of(txs: &[Tx]) -> BTreeSet<StateKey> {
                 keys.insert(schedule(&op.feeder));
                 for b in &op.bids {
                     keys.insert(StateKey::Site(op.feeder.clone(), b.site.clone()));
-                    keys.insert(StateKey::Bidders(op.feeder.clone(), b.interval));
+                    keys.insert(StateKey::Book(op.feeder.clone(), b.interval));
+                    let bucket = crate::keys::book_bucket(&b.site);
+                    keys.insert(StateKey::Bids(op.feeder.clone(), b.interval, bucket));
                 }
             }
         }

@@ -12,14 +12,23 @@
 //! | its schedule             | `0x11 ‖ F`                             | [`Schedule`](crate::market_state::Schedule) | `schedule/<F>` |
 //! | its site table           | `0x12 ‖ F`                             | [`SiteTable`](crate::market_state::SiteTable) | `sites/<F>` |
 //! | a site                   | `0x13 ‖ F ‖ S`                         | [`SiteState`](crate::market_state::SiteState) | `site/<F>/<S>` |
-//! | an interval's bidders    | `0x14 ‖ F ‖ K:u64`                     | a bitmap of site indices | `bidders/<F>/<K>` |
-//! | a site's bid and result  | `0x15 ‖ F ‖ K:u64 ‖ S`                 | [`BidRecord`](crate::market_state::BidRecord) | `bid/<F>/<K>/<S>` |
+//! | an interval's book index | `0x14 ‖ F ‖ K:u64`                     | [`BookIndex`](crate::market_state::BookIndex) | `book/<F>/<K>` |
+//! | a bucket of its bids     | `0x15 ‖ F ‖ K:u64 ‖ B:u16`             | [`BidBucket`](crate::market_state::BidBucket) | `bids/<F>/<K>/<B>` |
 //! | an interval's result     | `0x16 ‖ F ‖ K:u64`                     | [`IntervalResult`](crate::market_state::IntervalResult) | `result/<F>/<K>` |
 //! | an interval's upstream prices | `0x17 ‖ F ‖ K:u64`                | [`UpstreamPrice`](bcte_types::market::UpstreamPrice) | `upstream/<F>/<K>` |
+//! | a bucket of its site results | `0x18 ‖ F ‖ K:u64 ‖ B:u16`         | [`ResultBucket`](crate::market_state::ResultBucket) | `results/<F>/<K>/<B>` |
 //!
-//! `F` and `S` are a feeder and a site id, each `len:u8 ‖ bytes`; `K` an interval. Ids hold no
-//! `/`, so the string forms parse back unambiguously. The authenticated tree is keyed by
-//! `SHA-256(key bytes)`; the bytes above are the preimage.
+//! `F` and `S` are a feeder and a site id, each `len:u8 ‖ bytes`; `K` an interval; `B` a book
+//! bucket, a function of the site id ([`book_bucket`]). Ids hold no `/`, so the string forms
+//! parse back unambiguously. The authenticated tree is keyed by `SHA-256(key bytes)`; the bytes
+//! above are the preimage.
+//!
+//! Why buckets: an interval's bids and its sites' results are kept in [`BOOK_BUCKETS`] values
+//! per interval, each holding the sites whose id hashes to it, rather than one value per site.
+//! A clearing of 10,000 bids then writes about a thousand values, not ten thousand (the state
+//! root's cost is per value written), a site's bucket is known from its id alone (so the keys
+//! a bid touches follow from the transaction), and a site's proof of its result is the proof of
+//! one bucket of a few results.
 
 use bcte_types::{AccountId, FeederId, IdError, Interval, SiteId, market::MarketIdError};
 use core::{fmt, str::FromStr};
@@ -48,14 +57,34 @@ pub enum StateKey {
     Sites(FeederId),
     /// A site's owner, aggregator and the intervals it has bids for.
     Site(FeederId, SiteId),
-    /// The sites with a bid for an interval.
-    Bidders(FeederId, Interval),
-    /// A site's bid for an interval, and its result once cleared.
-    Bid(FeederId, Interval, SiteId),
+    /// How many bids an interval has, and which of its buckets hold any.
+    Book(FeederId, Interval),
+    /// The bids of the sites of one bucket for an interval.
+    Bids(FeederId, Interval, u16),
     /// An interval's result.
     Result(FeederId, Interval),
     /// Upstream prices the DSO posted for an interval.
     Upstream(FeederId, Interval),
+    /// The results of the sites of one bucket for a cleared interval.
+    Results(FeederId, Interval, u16),
+}
+
+/// Buckets of an interval's bids and results (see the [module documentation](self)).
+pub const BOOK_BUCKETS: u16 = 1_024;
+
+/// The signing-free domain of the bucket hash. Changing it moves every site to another bucket:
+/// a breaking change.
+const BUCKET_DOMAIN: &[u8] = b"bcte/book/v1";
+
+/// The bucket of a site: the first two bytes of `SHA-256(domain ‖ site id)`, modulo
+/// [`BOOK_BUCKETS`].
+pub fn book_bucket(site: &SiteId) -> u16 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::new()
+        .chain_update(BUCKET_DOMAIN)
+        .chain_update(site.as_str().as_bytes())
+        .finalize();
+    u16::from_be_bytes([digest[0], digest[1]]) % BOOK_BUCKETS
 }
 
 /// Why bytes or a string are not a state key.
@@ -68,7 +97,8 @@ pub enum KeyError {
     #[error(
         "unknown state key {0:?}: expected account/<ACCOUNT>, supply, head, config, \
          market-clock, feeders, feeder/<F>, schedule/<F>, sites/<F>, site/<F>/<S>, \
-         bidders/<F>/<K>, bid/<F>/<K>/<S>, result/<F>/<K> or upstream/<F>/<K>"
+         book/<F>/<K>, bids/<F>/<K>/<B>, result/<F>/<K>, upstream/<F>/<K> or \
+         results/<F>/<K>/<B>"
     )]
     Unknown(String),
     /// The account part is not an account.
@@ -80,6 +110,9 @@ pub enum KeyError {
     /// The interval part is not a number.
     #[error("bad interval in state key: {0:?} is not a non-negative integer")]
     Interval(String),
+    /// The bucket part is not a bucket.
+    #[error("bad bucket in state key: {0:?} is not a bucket from 0 to 1023")]
+    Bucket(String),
 }
 
 impl StateKey {
@@ -93,10 +126,11 @@ impl StateKey {
     const TAG_SCHEDULE: u8 = 0x11;
     const TAG_SITES: u8 = 0x12;
     const TAG_SITE: u8 = 0x13;
-    const TAG_BIDDERS: u8 = 0x14;
-    const TAG_BID: u8 = 0x15;
+    const TAG_BOOK: u8 = 0x14;
+    const TAG_BIDS: u8 = 0x15;
     const TAG_RESULT: u8 = 0x16;
     const TAG_UPSTREAM: u8 = 0x17;
+    const TAG_RESULTS: u8 = 0x18;
 
     /// The key's bytes (the preimage of its tree key).
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -128,20 +162,24 @@ impl StateKey {
                 id(&mut v, f.as_str());
                 id(&mut v, s.as_str());
             }
-            Self::Bidders(f, k) | Self::Result(f, k) | Self::Upstream(f, k) => {
+            Self::Book(f, k) | Self::Result(f, k) | Self::Upstream(f, k) => {
                 v.push(match self {
-                    Self::Bidders(..) => Self::TAG_BIDDERS,
+                    Self::Book(..) => Self::TAG_BOOK,
                     Self::Result(..) => Self::TAG_RESULT,
                     _ => Self::TAG_UPSTREAM,
                 });
                 id(&mut v, f.as_str());
                 v.extend_from_slice(&k.0.to_be_bytes());
             }
-            Self::Bid(f, k, s) => {
-                v.push(Self::TAG_BID);
+            Self::Bids(f, k, b) | Self::Results(f, k, b) => {
+                v.push(if matches!(self, Self::Bids(..)) {
+                    Self::TAG_BIDS
+                } else {
+                    Self::TAG_RESULTS
+                });
                 id(&mut v, f.as_str());
                 v.extend_from_slice(&k.0.to_be_bytes());
-                id(&mut v, s.as_str());
+                v.extend_from_slice(&b.to_be_bytes());
             }
         }
         v
@@ -161,6 +199,18 @@ impl StateKey {
                 self.0 = rest;
                 String::from_utf8(s.to_vec()).map_err(|_| KeyError::Bytes)
             }
+            fn bucket(&mut self) -> Result<u16, KeyError> {
+                if self.0.len() < 2 {
+                    return Err(KeyError::Bytes);
+                }
+                let (b, rest) = self.0.split_at(2);
+                self.0 = rest;
+                let b = u16::from_be_bytes([b[0], b[1]]);
+                if b >= BOOK_BUCKETS {
+                    return Err(KeyError::Bytes);
+                }
+                Ok(b)
+            }
             fn interval(&mut self) -> Result<Interval, KeyError> {
                 if self.0.len() < 8 {
                     return Err(KeyError::Bytes);
@@ -177,6 +227,10 @@ impl StateKey {
         };
         let site = |c: &mut Cursor<'_>| -> Result<SiteId, KeyError> {
             SiteId::new(c.id()?).map_err(|_| KeyError::Bytes)
+        };
+        let interval_of = |c: &mut Cursor<'_>| -> Result<(FeederId, Interval), KeyError> {
+            let f = feeder(c)?;
+            Ok((f, c.interval()?))
         };
         let key = match tag {
             Self::TAG_ACCOUNT if rest.len() == 32 => {
@@ -197,22 +251,25 @@ impl StateKey {
                 let f = feeder(&mut c)?;
                 Self::Site(f, site(&mut c)?)
             }
-            Self::TAG_BIDDERS => {
-                let f = feeder(&mut c)?;
-                Self::Bidders(f, c.interval()?)
+            Self::TAG_BOOK => {
+                let (f, k) = interval_of(&mut c)?;
+                Self::Book(f, k)
             }
             Self::TAG_RESULT => {
-                let f = feeder(&mut c)?;
-                Self::Result(f, c.interval()?)
+                let (f, k) = interval_of(&mut c)?;
+                Self::Result(f, k)
             }
             Self::TAG_UPSTREAM => {
-                let f = feeder(&mut c)?;
-                Self::Upstream(f, c.interval()?)
+                let (f, k) = interval_of(&mut c)?;
+                Self::Upstream(f, k)
             }
-            Self::TAG_BID => {
-                let f = feeder(&mut c)?;
-                let k = c.interval()?;
-                Self::Bid(f, k, site(&mut c)?)
+            Self::TAG_BIDS => {
+                let (f, k) = interval_of(&mut c)?;
+                Self::Bids(f, k, c.bucket()?)
+            }
+            Self::TAG_RESULTS => {
+                let (f, k) = interval_of(&mut c)?;
+                Self::Results(f, k, c.bucket()?)
             }
             _ => return Err(KeyError::Bytes),
         };
@@ -234,10 +291,11 @@ impl StateKey {
             | Self::Schedule(f)
             | Self::Sites(f)
             | Self::Site(f, _)
-            | Self::Bidders(f, _)
-            | Self::Bid(f, _, _)
+            | Self::Book(f, _)
+            | Self::Bids(f, _, _)
             | Self::Result(f, _)
-            | Self::Upstream(f, _) => Some(f),
+            | Self::Upstream(f, _)
+            | Self::Results(f, _, _) => Some(f),
             _ => None,
         }
     }
@@ -256,10 +314,11 @@ impl fmt::Display for StateKey {
             Self::Schedule(x) => write!(f, "schedule/{x}"),
             Self::Sites(x) => write!(f, "sites/{x}"),
             Self::Site(x, s) => write!(f, "site/{x}/{s}"),
-            Self::Bidders(x, k) => write!(f, "bidders/{x}/{k}"),
-            Self::Bid(x, k, s) => write!(f, "bid/{x}/{k}/{s}"),
+            Self::Book(x, k) => write!(f, "book/{x}/{k}"),
+            Self::Bids(x, k, b) => write!(f, "bids/{x}/{k}/{b}"),
             Self::Result(x, k) => write!(f, "result/{x}/{k}"),
             Self::Upstream(x, k) => write!(f, "upstream/{x}/{k}"),
+            Self::Results(x, k, b) => write!(f, "results/{x}/{k}/{b}"),
         }
     }
 }
@@ -269,14 +328,24 @@ impl FromStr for StateKey {
     fn from_str(s: &str) -> Result<Self, KeyError> {
         let s = s.trim();
         let unknown = || KeyError::Unknown(s.chars().take(80).collect());
+        // Numbers in canonical decimal only ("7", not "07" or "+7"), so a key has one string form.
+        let canonical = |n: &str| {
+            !n.is_empty()
+                && n.bytes().all(|c| c.is_ascii_digit())
+                && (n == "0" || !n.starts_with('0'))
+        };
         let interval = |k: &str| -> Result<Interval, KeyError> {
-            // Canonical decimal only: no sign, no leading zeros.
-            if k.is_empty() || (k.len() > 1 && k.starts_with('0')) {
-                return Err(KeyError::Interval(k.chars().take(24).collect()));
-            }
             k.parse::<u64>()
+                .ok()
+                .filter(|_| canonical(k))
                 .map(Interval)
-                .map_err(|_| KeyError::Interval(k.chars().take(24).collect()))
+                .ok_or_else(|| KeyError::Interval(k.chars().take(24).collect()))
+        };
+        let bucket = |b: &str| -> Result<u16, KeyError> {
+            b.parse::<u16>()
+                .ok()
+                .filter(|&n| canonical(b) && n < BOOK_BUCKETS)
+                .ok_or_else(|| KeyError::Bucket(b.chars().take(24).collect()))
         };
         let parts: Vec<&str> = s.split('/').collect();
         Ok(match parts.as_slice() {
@@ -290,10 +359,11 @@ impl FromStr for StateKey {
             ["schedule", f] => Self::Schedule(FeederId::new(*f)?),
             ["sites", f] => Self::Sites(FeederId::new(*f)?),
             ["site", f, x] => Self::Site(FeederId::new(*f)?, SiteId::new(*x)?),
-            ["bidders", f, k] => Self::Bidders(FeederId::new(*f)?, interval(k)?),
-            ["bid", f, k, x] => Self::Bid(FeederId::new(*f)?, interval(k)?, SiteId::new(*x)?),
+            ["book", f, k] => Self::Book(FeederId::new(*f)?, interval(k)?),
+            ["bids", f, k, b] => Self::Bids(FeederId::new(*f)?, interval(k)?, bucket(b)?),
             ["result", f, k] => Self::Result(FeederId::new(*f)?, interval(k)?),
             ["upstream", f, k] => Self::Upstream(FeederId::new(*f)?, interval(k)?),
+            ["results", f, k, b] => Self::Results(FeederId::new(*f)?, interval(k)?, bucket(b)?),
             _ => return Err(unknown()),
         })
     }
@@ -320,10 +390,11 @@ mod tests {
             StateKey::Schedule(f.clone()),
             StateKey::Sites(f.clone()),
             StateKey::Site(f.clone(), s.clone()),
-            StateKey::Bidders(f.clone(), k),
-            StateKey::Bid(f.clone(), k, s),
+            StateKey::Book(f.clone(), k),
+            StateKey::Bids(f.clone(), k, book_bucket(&s)),
             StateKey::Result(f.clone(), k),
-            StateKey::Upstream(f, k),
+            StateKey::Upstream(f.clone(), k),
+            StateKey::Results(f, k, BOOK_BUCKETS - 1),
         ]
     }
 
@@ -368,5 +439,47 @@ mod tests {
             "site/f/#x".parse::<StateKey>(),
             Err(KeyError::Id(_))
         ));
+        for k in ["result/f/+7", "result/f/", "result/f/7x"] {
+            assert!(
+                matches!(k.parse::<StateKey>(), Err(KeyError::Interval(_))),
+                "{k}"
+            );
+        }
+        for k in ["bids/f/1/1024", "bids/f/1/+3", "bids/f/1/03", "bids/f/1/"] {
+            assert!(
+                matches!(k.parse::<StateKey>(), Err(KeyError::Bucket(_))),
+                "{k}"
+            );
+        }
+        assert_eq!(
+            "results/f/0/0".parse::<StateKey>(),
+            Ok(StateKey::Results(
+                FeederId::new("f").unwrap(),
+                Interval(0),
+                0
+            ))
+        );
+        let mut bad_bucket = StateKey::Bids(FeederId::new("f").unwrap(), Interval(1), 3).to_bytes();
+        let n = bad_bucket.len();
+        bad_bucket[n - 2..].copy_from_slice(&1024u16.to_be_bytes());
+        assert_eq!(StateKey::from_bytes(&bad_bucket), Err(KeyError::Bytes));
+    }
+
+    #[test]
+    fn buckets_spread_sites_and_are_pinned() {
+        let bucket = |s: &str| book_bucket(&SiteId::new(s).unwrap());
+        // Pinned, computed with Python's hashlib: changing the hash moves every site.
+        assert_eq!(bucket("house-7"), 880);
+        assert_eq!(bucket("site-0"), 953);
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..2_000 {
+            seen.insert(bucket(&format!("site-{i}")));
+        }
+        assert!(
+            seen.len() > 800,
+            "2,000 sites fill most of the 1,024 buckets: {}",
+            seen.len()
+        );
+        assert!(seen.iter().all(|&b| b < BOOK_BUCKETS));
     }
 }

@@ -28,7 +28,7 @@ pub use exec::{
     Prefetched, apply, check_link, check_roots, genesis, plan_reads, read_planned, reads_of, run,
     verify_block,
 };
-pub use keys::{KeyError, StateKey};
+pub use keys::{BOOK_BUCKETS, KeyError, StateKey, book_bucket};
 pub use market_state::MarketClock;
 pub use proof::{ProofError, StateProof, prove};
 pub use state::{AccountState, ChainConfig, Head};

@@ -20,10 +20,11 @@
 use crate::{
     exec::{BlockContext, ExecError},
     keys::StateKey,
+    keys::book_bucket,
     market_state::{
-        BidRecord, Bidders, CONFIG_CHANGES_MAX, ConfigSegment, Congestion, FeederEntry,
-        FeederIndex, FeederState, IntervalResult, LimitChange, MODE_CHANGES_MAX, Schedule,
-        SiteResult, SiteState, SiteTable,
+        BidBucket, BidRecord, BookIndex, CONFIG_CHANGES_MAX, ConfigSegment, Congestion,
+        FeederEntry, FeederIndex, FeederState, IntervalResult, LimitChange, MODE_CHANGES_MAX,
+        ResultBucket, Schedule, SiteResult, SiteTable,
     },
     working::{Prefetched, Typed, Working},
 };
@@ -49,8 +50,8 @@ pub const CLEARINGS_PER_BLOCK_MAX: usize = 8;
 /// is cleared whatever its size: MC-7.1.
 pub const CLEARING_BIDS_PER_BLOCK_MAX: usize = 20_000;
 
-/// Most bids pruned by one block (MC-8).
-pub const PRUNE_BIDS_PER_BLOCK_MAX: usize = 2_048;
+/// Most book buckets (of bids and of results) one block prunes (MC-8.2).
+pub const PRUNE_BUCKETS_PER_BLOCK_MAX: usize = 512;
 
 /// The shortest interval length (ms): MC-2.4.
 pub const INTERVAL_MS_MIN: u64 = 1_000;
@@ -72,10 +73,11 @@ pub(crate) struct MarketValues {
     pub(crate) feeders: Typed<FeederState>,
     pub(crate) schedules: Typed<Schedule>,
     pub(crate) site_tables: Typed<SiteTable>,
-    pub(crate) sites: Typed<SiteState>,
-    pub(crate) bidders: Typed<Bidders>,
-    pub(crate) bids: Typed<BidRecord>,
+    pub(crate) sites: Typed<crate::market_state::SiteState>,
+    pub(crate) books: Typed<BookIndex>,
+    pub(crate) bids: Typed<BidBucket>,
     pub(crate) results: Typed<IntervalResult>,
+    pub(crate) site_results: Typed<ResultBucket>,
     pub(crate) upstream: Typed<UpstreamPrice>,
 }
 
@@ -573,48 +575,38 @@ pub(crate) fn bid(
     }
     for b in checked {
         // MC-5.4: a later bid replaces an earlier one; no curve withdraws it.
-        let bid_key = StateKey::Bid(op.feeder.clone(), b.interval, b.site.clone());
-        let bidders_key = StateKey::Bidders(op.feeder.clone(), b.interval);
-        let site_key = StateKey::Site(op.feeder.clone(), b.site.clone());
-        let mut site = w
-            .market
-            .sites
-            .get(w.pre, &site_key)?
-            .cloned()
-            .expect("checked above");
-        // An absent set starts empty; an emptied one is deleted with the block's writes.
-        let bidders = w.market.bidders.get_or_default(w.pre, &bidders_key)?;
-        site.open.retain(|k| *k >= s.next_clear);
-        match b.curve {
-            Some(curve) => {
-                bidders.insert(b.index);
-                w.market.bids.put(
-                    bid_key,
-                    BidRecord {
-                        bidder: sender,
-                        curve,
-                        result: None,
-                    },
-                );
-                if let Err(at) = site.open.binary_search(&b.interval) {
-                    site.open.insert(at, b.interval);
-                }
-            }
-            None => {
-                // Withdrawing a bid that does not exist changes nothing.
-                if bidders.contains(b.index) {
-                    bidders.remove(b.index);
-                    w.market.bids.delete(bid_key);
-                }
-                site.open.retain(|k| *k != b.interval);
-            }
+        let bucket = book_bucket(&b.site);
+        let bids_key = StateKey::Bids(op.feeder.clone(), b.interval, bucket);
+        let book_key = StateKey::Book(op.feeder.clone(), b.interval);
+        // An absent bucket or index starts empty; an emptied one is deleted with the
+        // block's writes.
+        let bids = w.market.bids.get_or_default(w.pre, &bids_key)?;
+        let change: i64 = match b.curve {
+            Some(curve) => i64::from(bids.put(BidRecord {
+                site: b.site,
+                index: b.index,
+                bidder: sender,
+                curve,
+            })),
+            // Withdrawing a bid that does not exist changes nothing.
+            None => -i64::from(bids.remove(&b.site).is_some()),
+        };
+        let emptied = bids.is_empty();
+        let book = w.market.books.get_or_default(w.pre, &book_key)?;
+        book.bids = (i64::from(book.bids) + change) as u32;
+        if emptied {
+            book.remove(bucket);
+        } else {
+            book.insert(bucket);
         }
-        w.market.sites.put(site_key, site);
     }
     Ok(Ok(()))
 }
 
-/// MC-3.3: withdraws `aggregator`'s bids for `site` whose gate is still open.
+/// MC-3.3: withdraws `aggregator`'s bids for `site` whose gate is still open: those of the
+/// intervals from the next to clear to the horizon. The bucket of each was read before the
+/// block (see [`plan_reads`]) or written by it; one neither read nor written holds no bid
+/// (its feeder was registered in this very block).
 pub(crate) fn withdraw_bids_of(
     w: &mut Working<'_>,
     ctx: &BlockContext,
@@ -628,37 +620,34 @@ pub(crate) fn withdraw_bids_of(
         .get(w.pre, &StateKey::Schedule(feeder.clone()))?
         .cloned()
         .ok_or_else(|| ExecError::Bug("a site's feeder has no schedule".into()))?;
-    let site_key = StateKey::Site(feeder.clone(), site.clone());
-    let mut state = w
-        .market
-        .sites
-        .get(w.pre, &site_key)?
-        .cloned()
-        .ok_or_else(|| ExecError::Bug("withdrawing bids of an unknown site".into()))?;
-    let mut kept = Vec::with_capacity(state.open.len());
-    for k in state.open.iter().copied() {
-        if k < s.next_clear || s.gate_ms(k) <= ctx.now_ms {
+    let bucket = book_bucket(site);
+    for k in s.next_clear.0..=s.horizon().0 {
+        let k = Interval(k);
+        if s.gate_ms(k) <= ctx.now_ms {
             continue;
         }
-        let bid_key = StateKey::Bid(feeder.clone(), k, site.clone());
-        let by_aggregator = w
+        let bids_key = StateKey::Bids(feeder.clone(), k, bucket);
+        if !w.market.bids.known(w.pre, &bids_key) {
+            continue;
+        }
+        let Some(bids) = w.market.bids.get_mut(w.pre, &bids_key)? else {
+            continue;
+        };
+        if bids.get(site).is_none_or(|b| b.bidder != aggregator) {
+            continue;
+        }
+        bids.remove(site);
+        let emptied = bids.is_empty();
+        let book = w
             .market
-            .bids
-            .get(w.pre, &bid_key)?
-            .is_some_and(|b| b.bidder == aggregator);
-        if !by_aggregator {
-            kept.push(k);
-            continue;
+            .books
+            .get_mut(w.pre, &StateKey::Book(feeder.clone(), k))?
+            .ok_or_else(|| ExecError::Bug(format!("a bid of {feeder} {k} without its book")))?;
+        book.bids -= 1;
+        if emptied {
+            book.remove(bucket);
         }
-        w.market.bids.delete(bid_key);
-        let bidders_key = StateKey::Bidders(feeder.clone(), k);
-        w.market
-            .bidders
-            .get_or_default(w.pre, &bidders_key)?
-            .remove(state.index);
     }
-    state.open = kept;
-    w.market.sites.put(site_key, state);
     Ok(())
 }
 
@@ -693,20 +682,21 @@ pub(crate) fn due_intervals<'s>(
     Ok(out)
 }
 
-/// MC-8.2: the bids a block prunes for one feeder: the site indices of interval `k` from the
-/// schedule's cursor on, at most [`PRUNE_BIDS_PER_BLOCK_MAX`], and whether that finishes it.
-pub(crate) fn prune_plan(s: &Schedule, bidders: Option<&Bidders>) -> (Vec<u32>, bool) {
-    let Some(bidders) = bidders else {
+/// MC-8.2: the buckets of interval `k` a block prunes for one feeder: those holding bids from
+/// the schedule's cursor on, at most [`PRUNE_BUCKETS_PER_BLOCK_MAX`], and whether that finishes
+/// the interval.
+pub(crate) fn prune_plan(s: &Schedule, book: Option<&BookIndex>) -> (Vec<u16>, bool) {
+    let Some(book) = book else {
         return (Vec::new(), true);
     };
-    let mut indices: Vec<u32> = bidders
+    let mut buckets: Vec<u16> = book
         .iter()
-        .filter(|&i| i >= s.prune_cursor)
-        .take(PRUNE_BIDS_PER_BLOCK_MAX + 1)
+        .filter(|&b| u32::from(b) >= s.prune_cursor)
+        .take(PRUNE_BUCKETS_PER_BLOCK_MAX + 1)
         .collect();
-    let done = indices.len() <= PRUNE_BIDS_PER_BLOCK_MAX;
-    indices.truncate(PRUNE_BIDS_PER_BLOCK_MAX);
-    (indices, done)
+    let done = buckets.len() <= PRUNE_BUCKETS_PER_BLOCK_MAX;
+    buckets.truncate(PRUNE_BUCKETS_PER_BLOCK_MAX);
+    (buckets, done)
 }
 
 /// The keys a market end of block and the block's market transactions need, beyond the ones
@@ -717,19 +707,19 @@ pub(crate) fn plan_reads(
     txs: &[Tx],
 ) -> Result<BTreeSet<StateKey>, ExecError> {
     let mut want = BTreeSet::new();
-    // Revocations and re-delegations withdraw an aggregator's open bids: those of the
-    // intervals the site's state lists.
+    // Revocations and re-delegations withdraw an aggregator's open bids: the site's bucket of
+    // every interval from the next to clear to the horizon (`withdraw_bids_of`).
     for tx in txs {
         let (feeder, site) = match &tx.body().payload {
             Payload::SiteDelegate(op) => (&op.feeder, &op.site),
             Payload::SiteRevoke(op) => (&op.feeder, &op.site),
             _ => continue,
         };
-        let key = StateKey::Site(feeder.clone(), site.clone());
-        if let Some(Some(state)) = pre.peek_decode::<SiteState>(&key)? {
-            for k in state.open {
-                want.insert(StateKey::Bid(feeder.clone(), k, site.clone()));
-                want.insert(StateKey::Bidders(feeder.clone(), k));
+        if let Some(Some(s)) = pre.peek_decode::<Schedule>(&StateKey::Schedule(feeder.clone()))? {
+            let bucket = book_bucket(site);
+            for k in s.next_clear.0..=s.horizon().0 {
+                want.insert(StateKey::Bids(feeder.clone(), Interval(k), bucket));
+                want.insert(StateKey::Book(feeder.clone(), Interval(k)));
             }
         }
     }
@@ -748,22 +738,22 @@ pub(crate) fn plan_reads(
         for e in index.feeders.iter() {
             let Some(k) = e.prune else { continue };
             let f = &e.feeder;
-            want.insert(StateKey::Schedule(f.clone()));
-            want.insert(StateKey::Sites(f.clone()));
-            want.insert(StateKey::Bidders(f.clone(), k));
-            want.insert(StateKey::Upstream(f.clone(), k));
-            let (Some(Some(s)), Some(Some(table)), Some(bidders)) = (
+            for key in [
+                StateKey::Schedule(f.clone()),
+                StateKey::Book(f.clone(), k),
+                StateKey::Upstream(f.clone(), k),
+            ] {
+                want.insert(key);
+            }
+            let (Some(Some(s)), Some(book)) = (
                 pre.peek_decode::<Schedule>(&StateKey::Schedule(f.clone()))?,
-                pre.peek_decode::<SiteTable>(&StateKey::Sites(f.clone()))?,
-                pre.peek_decode::<Bidders>(&StateKey::Bidders(f.clone(), k))?,
+                pre.peek_decode::<BookIndex>(&StateKey::Book(f.clone(), k))?,
             ) else {
                 continue;
             };
-            let (indices, _) = prune_plan(&s, bidders.as_ref());
-            for i in indices {
-                if let Some(site) = table.sites.get(i as usize) {
-                    want.insert(StateKey::Bid(f.clone(), k, site.id.clone()));
-                }
+            let (buckets, _) = prune_plan(&s, book.as_ref());
+            for b in buckets {
+                want.insert(StateKey::Results(f.clone(), k, b));
             }
         }
         return Ok(want);
@@ -785,23 +775,23 @@ pub(crate) fn plan_reads(
     if schedules.len() < due.len() {
         return Ok(want);
     }
-    // Each interval's bidders are read before deciding whether it fits this block.
-    let mut counts: BTreeMap<(FeederId, Interval), Option<Bidders>> = BTreeMap::new();
+    // Each interval's book is read before deciding whether it fits this block.
+    let mut books: BTreeMap<(FeederId, Interval), Option<BookIndex>> = BTreeMap::new();
     let plan = loop {
         let result = due_intervals(schedules.iter(), now_ms, |f, k| {
-            counts
+            books
                 .get(&(f.clone(), k))
-                .map(|b| b.as_ref().map_or(0, Bidders::count))
+                .map(|b| b.as_ref().map_or(0, |b| b.bids as usize))
         });
         match result {
             Ok(plan) => break plan,
             Err((f, k)) => {
-                let key = StateKey::Bidders(f.clone(), k);
+                let key = StateKey::Book(f.clone(), k);
                 want.insert(key.clone());
                 want.insert(StateKey::Upstream(f.clone(), k));
-                match pre.peek_decode::<Bidders>(&key)? {
+                match pre.peek_decode::<BookIndex>(&key)? {
                     Some(b) => {
-                        counts.insert((f, k), b);
+                        books.insert((f, k), b);
                     }
                     None => return Ok(want),
                 }
@@ -809,14 +799,9 @@ pub(crate) fn plan_reads(
         }
     };
     for (f, k) in plan {
-        let Some(Some(table)) = pre.peek_decode::<SiteTable>(&StateKey::Sites(f.clone()))? else {
-            continue;
-        };
-        if let Some(Some(bidders)) = counts.get(&(f.clone(), k)) {
-            for i in bidders.iter() {
-                if let Some(site) = table.sites.get(i as usize) {
-                    want.insert(StateKey::Bid(f.clone(), k, site.id.clone()));
-                }
+        if let Some(Some(book)) = books.get(&(f.clone(), k)) {
+            for b in book.iter() {
+                want.insert(StateKey::Bids(f.clone(), k, b));
             }
         }
     }
@@ -853,19 +838,19 @@ pub(crate) fn end_of_block(w: &mut Working<'_>, ctx: &BlockContext) -> Result<()
             .ok_or_else(|| ExecError::Bug(format!("feeder {f} has no schedule")))?;
         schedules.insert(f.clone(), s);
     }
-    // The bidders are read lazily in the order the planner read them (see `plan_reads`).
+    // The books are read lazily in the order the planner read them (see `plan_reads`).
     let mut failure = None;
     let plan = due_intervals(schedules.iter(), ctx.now_ms, |f, k| {
-        let key = StateKey::Bidders(f.clone(), k);
-        match w.market.bidders.get(w.pre, &key) {
-            Ok(b) => Some(b.map_or(0, Bidders::count)),
+        let key = StateKey::Book(f.clone(), k);
+        match w.market.books.get(w.pre, &key) {
+            Ok(b) => Some(b.map_or(0, |b| b.bids as usize)),
             Err(e) => {
                 failure = Some(e);
                 Some(0)
             }
         }
     })
-    .map_err(|(f, k)| ExecError::Bug(format!("bidders of {f} interval {k} not read")))?;
+    .map_err(|(f, k)| ExecError::Bug(format!("the book of {f} interval {k} not read")))?;
     if let Some(e) = failure {
         return Err(e);
     }
@@ -958,51 +943,55 @@ fn build_market(
         ));
         bid_sites.push(None);
     }
-    let bidders = w
+    let book = w
         .market
-        .bidders
-        .get(w.pre, &StateKey::Bidders(feeder.clone(), k))?
+        .books
+        .get(w.pre, &StateKey::Book(feeder.clone(), k))?
         .cloned()
         .unwrap_or_default();
-    for i in bidders.iter() {
-        let site = table
-            .sites
-            .get(i as usize)
-            .ok_or_else(|| ExecError::Bug(format!("bidder {i} of {feeder} is not a site")))?;
-        let record = w
+    for bucket in book.iter() {
+        let records = w
             .market
             .bids
-            .get(w.pre, &StateKey::Bid(feeder.clone(), k, site.id.clone()))?
-            .ok_or_else(|| ExecError::Bug(format!("bid of {} in {feeder} {k} missing", site.id)))?;
-        let curve = curve_of(&record.curve)
-            .map_err(|e| ExecError::Bug(format!("stored curve of {}: {e}", site.id)))?;
-        // MC-7.4: a bid the interval's price bounds no longer admit is left out.
-        if !within(&curve, c.price_floor, c.price_cap) {
-            excluded.push(i);
-            continue;
-        }
-        let node = nodes.nodes[site.node as usize].id.as_str().to_owned();
-        // MC-7.2: a connection limit is an edge of the site's own.
-        let node = if site.import_limit.is_some() || site.export_limit.is_some() {
-            let own = format!("#{i}");
-            market_nodes.push(Node {
-                id: own.clone(),
-                parent: Some(node),
-                import_limit: site.import_limit,
-                export_limit: site.export_limit,
+            .get(w.pre, &StateKey::Bids(feeder.clone(), k, bucket))?
+            .ok_or_else(|| ExecError::Bug(format!("bucket {bucket} of {feeder} {k} missing")))?;
+        for record in &records.bids {
+            let i = record.index;
+            let site = table
+                .sites
+                .get(i as usize)
+                .ok_or_else(|| ExecError::Bug(format!("bid of {} is not a site", record.site)))?;
+            let curve = curve_of(&record.curve)
+                .map_err(|e| ExecError::Bug(format!("stored curve of {}: {e}", site.id)))?;
+            // MC-7.4: a bid the interval's price bounds no longer admit is left out.
+            if !within(&curve, c.price_floor, c.price_cap) {
+                excluded.push(i);
+                continue;
+            }
+            let node = nodes.nodes[site.node as usize].id.as_str().to_owned();
+            // MC-7.2: a connection limit is an edge of the site's own.
+            let node = if site.import_limit.is_some() || site.export_limit.is_some() {
+                let own = format!("#{i}");
+                market_nodes.push(Node {
+                    id: own.clone(),
+                    parent: Some(node),
+                    import_limit: site.import_limit,
+                    export_limit: site.export_limit,
+                });
+                own
+            } else {
+                node
+            };
+            bids.push(Bid {
+                id: site.id.as_str().to_owned(),
+                node,
+                curve,
+                priority: site.priority,
             });
-            own
-        } else {
-            node
-        };
-        bids.push(Bid {
-            id: site.id.as_str().to_owned(),
-            node,
-            curve,
-            priority: site.priority,
-        });
-        bid_sites.push(Some(i));
+            bid_sites.push(Some(i));
+        }
     }
+    excluded.sort_unstable();
     let market = Market::new(c.price_floor, c.price_cap, market_nodes, bids)
         .map_err(|e| ExecError::Bug(format!("interval {k} of {feeder} is not a market: {e}")))?;
     Ok(IntervalMarket {
@@ -1089,6 +1078,7 @@ fn clear_interval(
     let mut spilled = clearing.spilled[..n].to_vec();
     let mut upstream = Watts::ZERO;
     let mut bids = 0u32;
+    let mut buckets: BTreeMap<u16, ResultBucket> = BTreeMap::new();
     for (b, site) in built.bid_sites.iter().enumerate() {
         let Some(i) = site else {
             upstream = clearing.allocations[b];
@@ -1102,19 +1092,26 @@ fn clear_interval(
             shed[node] = Watts(shed[node].0 + clearing.shed[own_node].0);
             spilled[node] = Watts(spilled[node].0 + clearing.spilled[own_node].0);
         }
-        let key = StateKey::Bid(feeder.clone(), k, info.id.clone());
-        let record = w
-            .market
-            .bids
-            .get_mut(w.pre, &key)?
-            .ok_or_else(|| ExecError::Bug(format!("bid of {} vanished", info.id)))?;
-        // MC-7.3: each site's result is its own key, provable on its own.
-        record.result = Some(SiteResult {
-            price: clearing.prices[node],
-            allocation: clearing.allocations[b],
-            shed: clearing.bid_shed[b],
-            spilled: clearing.bid_spilled[b],
-        });
+        // MC-7.3: each site's result is provable on its own, with its bucket's.
+        buckets
+            .entry(book_bucket(&info.id))
+            .or_default()
+            .results
+            .push((
+                info.id.clone(),
+                SiteResult {
+                    price: clearing.prices[node],
+                    allocation: clearing.allocations[b],
+                    shed: clearing.bid_shed[b],
+                    spilled: clearing.bid_spilled[b],
+                },
+            ));
+    }
+    for (bucket, mut results) in buckets {
+        results.results.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        w.market
+            .site_results
+            .put(StateKey::Results(feeder.clone(), k, bucket), results);
     }
     let result = IntervalResult {
         height: ctx.height.get(),
@@ -1165,24 +1162,20 @@ fn prune(w: &mut Working<'_>, feeder: &FeederId, k: Interval) -> Result<(), Exec
             prune_due(&s)
         )));
     }
-    let bidders_key = StateKey::Bidders(feeder.clone(), k);
-    let bidders = w.market.bidders.get(w.pre, &bidders_key)?.cloned();
-    let (indices, done) = prune_plan(&s, bidders.as_ref());
-    let table = w
-        .market
-        .site_tables
-        .get(w.pre, &StateKey::Sites(feeder.clone()))?
-        .cloned()
-        .unwrap_or_default();
-    for &i in &indices {
-        if let Some(site) = table.sites.get(i as usize) {
-            w.market
-                .bids
-                .delete(StateKey::Bid(feeder.clone(), k, site.id.clone()));
+    let book_key = StateKey::Book(feeder.clone(), k);
+    let book = w.market.books.get(w.pre, &book_key)?.cloned();
+    let (buckets, done) = prune_plan(&s, book.as_ref());
+    for &b in &buckets {
+        w.market.bids.delete(StateKey::Bids(feeder.clone(), k, b));
+        let results_key = StateKey::Results(feeder.clone(), k, b);
+        if w.market.site_results.get(w.pre, &results_key)?.is_some() {
+            w.market.site_results.delete(results_key);
         }
     }
     if done {
-        w.market.bidders.delete(bidders_key);
+        if book.is_some() {
+            w.market.books.delete(book_key);
+        }
         w.market.results.delete(StateKey::Result(feeder.clone(), k));
         let upstream_key = StateKey::Upstream(feeder.clone(), k);
         if w.market.upstream.get(w.pre, &upstream_key)?.is_some() {
@@ -1191,7 +1184,7 @@ fn prune(w: &mut Working<'_>, feeder: &FeederId, k: Interval) -> Result<(), Exec
         s.prune_next = Interval(k.0 + 1);
         s.prune_cursor = 0;
     } else {
-        s.prune_cursor = indices.last().map_or(0, |i| i + 1);
+        s.prune_cursor = buckets.last().map_or(0, |b| u32::from(*b) + 1);
     }
     w.market.schedules.put(schedule_key, s);
     refresh_index(w, feeder)

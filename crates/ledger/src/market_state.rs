@@ -3,15 +3,17 @@
 //! Per feeder: its nodes ([`FeederState`]), its schedule ([`Schedule`]: the next interval to
 //! clear, the configurations, modes and limit changes in force and to come), its site table
 //! ([`SiteTable`]: each site's node, priority and connection limit, by index) and per site the
-//! mutable part ([`SiteState`]: owner, aggregator, intervals it has bids for). Per interval: the
-//! bitmap of sites that bid ([`Bidders`]), each site's bid and, once cleared, its result
-//! ([`BidRecord`]), and the interval's result ([`IntervalResult`]). Chain-wide: the feeders
-//! with their next gate closures ([`FeederIndex`]), read by every block.
+//! mutable part ([`SiteState`]: owner, aggregator). Per interval: how many bids and in which
+//! buckets ([`BookIndex`]), the bids bucket by bucket ([`BidBucket`]), once cleared each
+//! site's result bucket by bucket ([`ResultBucket`]), and the interval's result
+//! ([`IntervalResult`]). Chain-wide: the feeders with their next gate closures
+//! ([`FeederIndex`]), read by every block.
 //!
 //! Every decoder bounds its lists by the registry's limits, so a stored value can never make a
 //! reader allocate without bound; the values are part of the consensus rules (the state root
 //! commits to their bytes) and are pinned by golden tests.
 
+use crate::keys::BOOK_BUCKETS;
 use bcte_types::{
     AccountId, CurveSpec, FeederId, GridMode, Interval, MarketConfig, NodeId, Price, SiteId, Watts,
     market::{BID_HORIZON_INTERVALS, FEEDER_NODES_MAX, FEEDER_SITES_MAX},
@@ -353,7 +355,7 @@ pub struct Schedule {
     pub limits: Vec<LimitChange>,
     /// The next interval whose bids and results are to be pruned (MC-8).
     pub prune_next: Interval,
-    /// Within `prune_next`, the site index to prune from.
+    /// Within `prune_next`, the bucket to prune from.
     pub prune_cursor: u32,
 }
 
@@ -550,7 +552,7 @@ impl Read for SiteTable {
     }
 }
 
-/// A site's owner, aggregator and the intervals it has a live bid for.
+/// A site's owner and aggregator.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SiteState {
     /// Its index in the feeder's site table.
@@ -559,9 +561,6 @@ pub struct SiteState {
     pub owner: AccountId,
     /// The aggregator it delegated bidding to, if any.
     pub aggregator: Option<AccountId>,
-    /// Intervals, increasing, for which it has a bid whose gate had not closed when last seen
-    /// (earlier ones are dropped whenever the site is written).
-    pub open: Vec<Interval>,
 }
 
 impl Write for SiteState {
@@ -575,20 +574,12 @@ impl Write for SiteState {
                 a.write(buf);
             }
         }
-        write_len(self.open.len(), buf);
-        for k in &self.open {
-            k.write(buf);
-        }
     }
 }
 
 impl EncodeSize for SiteState {
     fn encode_size(&self) -> usize {
-        4 + 32
-            + 1
-            + if self.aggregator.is_some() { 32 } else { 0 }
-            + len_size(self.open.len())
-            + 8 * self.open.len()
+        4 + 32 + 1 + if self.aggregator.is_some() { 32 } else { 0 }
     }
 }
 
@@ -602,104 +593,178 @@ impl Read for SiteState {
             1 => Some(AccountId::read(buf)?),
             t => return Err(CodecError::InvalidEnum(t)),
         };
-        let n = read_len(buf, BID_HORIZON_INTERVALS as usize + 1)?;
-        let mut open = Vec::with_capacity(n);
-        for _ in 0..n {
-            open.push(Interval::read(buf)?);
-        }
         Ok(Self {
             index,
             owner,
             aggregator,
-            open,
         })
     }
 }
 
-/// The sites with a bid for an interval: bit `i` (of byte `i / 8`, least significant first)
-/// for site index `i`. No trailing zero bytes, so the encoding is canonical.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Bidders {
-    bytes: Vec<u8>,
+/// How many bids an interval has, and which of its [`BOOK_BUCKETS`] buckets hold any: one
+/// bit per bucket (bit `b` of byte `b / 8`, least significant first).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BookIndex {
+    /// The number of sites with a bid.
+    pub bids: u32,
+    buckets: [u8; BOOK_BUCKETS as usize / 8],
 }
 
-impl Bidders {
-    /// Whether site `i` has a bid.
-    pub fn contains(&self, i: u32) -> bool {
-        let (byte, bit) = ((i / 8) as usize, i % 8);
-        self.bytes.get(byte).is_some_and(|b| b & (1 << bit) != 0)
-    }
-
-    /// Marks site `i` as having a bid.
-    pub fn insert(&mut self, i: u32) {
-        let (byte, bit) = ((i / 8) as usize, i % 8);
-        if self.bytes.len() <= byte {
-            self.bytes.resize(byte + 1, 0);
-        }
-        self.bytes[byte] |= 1 << bit;
-    }
-
-    /// Clears site `i`.
-    pub fn remove(&mut self, i: u32) {
-        let (byte, bit) = ((i / 8) as usize, i % 8);
-        if let Some(b) = self.bytes.get_mut(byte) {
-            *b &= !(1 << bit);
-        }
-        while self.bytes.last() == Some(&0) {
-            self.bytes.pop();
+impl Default for BookIndex {
+    fn default() -> Self {
+        Self {
+            bids: 0,
+            buckets: [0; BOOK_BUCKETS as usize / 8],
         }
     }
+}
 
-    /// The site indices, increasing.
-    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
-        self.bytes.iter().enumerate().flat_map(|(byte, &b)| {
-            (0..8u32)
-                .filter(move |bit| b & (1 << bit) != 0)
-                .map(move |bit| byte as u32 * 8 + bit)
-        })
+impl BookIndex {
+    /// Whether bucket `b` holds a bid.
+    pub fn contains(&self, b: u16) -> bool {
+        self.buckets[usize::from(b / 8)] & (1 << (b % 8)) != 0
     }
 
-    /// How many sites have a bid.
-    pub fn count(&self) -> usize {
-        self.bytes.iter().map(|b| b.count_ones() as usize).sum()
+    /// Marks bucket `b` as holding bids.
+    pub fn insert(&mut self, b: u16) {
+        self.buckets[usize::from(b / 8)] |= 1 << (b % 8);
+    }
+
+    /// Marks bucket `b` as empty.
+    pub fn remove(&mut self, b: u16) {
+        self.buckets[usize::from(b / 8)] &= !(1 << (b % 8));
+    }
+
+    /// The buckets holding bids, increasing.
+    pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
+        (0..BOOK_BUCKETS).filter(|&b| self.contains(b))
     }
 
     /// Whether no site has a bid.
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.bids == 0
     }
 }
 
-impl Write for Bidders {
+impl Write for BookIndex {
     fn write(&self, buf: &mut impl BufMut) {
-        write_len(self.bytes.len(), buf);
-        buf.put_slice(&self.bytes);
+        self.bids.write(buf);
+        buf.put_slice(&self.buckets);
     }
 }
 
-impl EncodeSize for Bidders {
-    fn encode_size(&self) -> usize {
-        len_size(self.bytes.len()) + self.bytes.len()
-    }
-}
-
-impl Read for Bidders {
+impl Read for BookIndex {
     type Cfg = ();
     fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
-        let n = read_len(buf, FEEDER_SITES_MAX / 8)?;
-        if buf.remaining() < n {
-            return Err(CodecError::EndOfBuffer);
-        }
-        let mut bytes = vec![0u8; n];
-        buf.copy_to_slice(&mut bytes);
-        if bytes.last() == Some(&0) {
-            return Err(CodecError::Invalid("Bidders", "trailing zero byte"));
-        }
-        Ok(Self { bytes })
+        let bids = u32::read(buf)?;
+        let buckets = <[u8; BOOK_BUCKETS as usize / 8]>::read(buf)?;
+        Ok(Self { bids, buckets })
     }
 }
 
-/// A site's result in an interval (its own key, so it can prove it with one state proof).
+impl FixedSize for BookIndex {
+    const SIZE: usize = 4 + BOOK_BUCKETS as usize / 8;
+}
+
+/// A site's bid for an interval.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BidRecord {
+    /// The site.
+    pub site: SiteId,
+    /// Its index in the feeder's site table.
+    pub index: u32,
+    /// Who submitted it (the owner or its aggregator).
+    pub bidder: AccountId,
+    /// The curve, in component form.
+    pub curve: CurveSpec,
+}
+
+/// The bids of one bucket's sites for an interval, sorted by site id.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BidBucket {
+    /// The bids, by site id.
+    pub bids: Vec<BidRecord>,
+}
+
+impl BidBucket {
+    fn position(&self, site: &SiteId) -> Result<usize, usize> {
+        self.bids.binary_search_by(|b| b.site.cmp(site))
+    }
+
+    /// The bid of `site`, if it has one.
+    pub fn get(&self, site: &SiteId) -> Option<&BidRecord> {
+        self.position(site).ok().map(|i| &self.bids[i])
+    }
+
+    /// Sets `record`'s site's bid; `true` if the site had none.
+    pub fn put(&mut self, record: BidRecord) -> bool {
+        match self.position(&record.site) {
+            Ok(i) => {
+                self.bids[i] = record;
+                false
+            }
+            Err(i) => {
+                self.bids.insert(i, record);
+                true
+            }
+        }
+    }
+
+    /// Removes `site`'s bid, returning it.
+    pub fn remove(&mut self, site: &SiteId) -> Option<BidRecord> {
+        self.position(site).ok().map(|i| self.bids.remove(i))
+    }
+
+    /// Whether the bucket holds no bid.
+    pub fn is_empty(&self) -> bool {
+        self.bids.is_empty()
+    }
+}
+
+impl Write for BidBucket {
+    fn write(&self, buf: &mut impl BufMut) {
+        write_len(self.bids.len(), buf);
+        for b in &self.bids {
+            b.site.write(buf);
+            b.index.write(buf);
+            b.bidder.write(buf);
+            b.curve.write(buf);
+        }
+    }
+}
+
+impl EncodeSize for BidBucket {
+    fn encode_size(&self) -> usize {
+        len_size(self.bids.len())
+            + self
+                .bids
+                .iter()
+                .map(|b| b.site.encode_size() + 4 + 32 + b.curve.encode_size())
+                .sum::<usize>()
+    }
+}
+
+impl Read for BidBucket {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        let n = read_len(buf, FEEDER_SITES_MAX)?;
+        let mut bids = Vec::with_capacity(n.min(1_024));
+        for _ in 0..n {
+            bids.push(BidRecord {
+                site: SiteId::read(buf)?,
+                index: u32::read(buf)?,
+                bidder: AccountId::read(buf)?,
+                curve: CurveSpec::read(buf)?,
+            });
+        }
+        if bids.windows(2).any(|w| w[0].site >= w[1].site) {
+            return Err(CodecError::Invalid("BidBucket", "bids not sorted by site"));
+        }
+        Ok(Self { bids })
+    }
+}
+
+/// A site's result in an interval.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SiteResult {
     /// Its node's price (µ/MWh).
@@ -719,60 +784,72 @@ impl SiteResult {
     }
 }
 
-/// A site's bid for an interval, and its result once the interval is cleared.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BidRecord {
-    /// Who submitted it (the owner or its aggregator).
-    pub bidder: AccountId,
-    /// The curve, in component form.
-    pub curve: CurveSpec,
-    /// The result, once cleared; `None` before, or if the bid was excluded (MC-7.4).
-    pub result: Option<SiteResult>,
+/// The results of one bucket's sites in a cleared interval, sorted by site id: the value a
+/// site's proof of its result shows (MC-7.3).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResultBucket {
+    /// The results, by site id.
+    pub results: Vec<(SiteId, SiteResult)>,
 }
 
-impl Write for BidRecord {
+impl ResultBucket {
+    /// The result of `site`, if it has one.
+    pub fn get(&self, site: &SiteId) -> Option<&SiteResult> {
+        self.results
+            .binary_search_by(|(s, _)| s.cmp(site))
+            .ok()
+            .map(|i| &self.results[i].1)
+    }
+}
+
+impl Write for ResultBucket {
     fn write(&self, buf: &mut impl BufMut) {
-        self.bidder.write(buf);
-        self.curve.write(buf);
-        match &self.result {
-            None => 0u8.write(buf),
-            Some(r) => {
-                1u8.write(buf);
-                r.price.write(buf);
-                r.allocation.write(buf);
-                r.shed.write(buf);
-                r.spilled.write(buf);
-            }
+        write_len(self.results.len(), buf);
+        for (site, r) in &self.results {
+            site.write(buf);
+            r.price.write(buf);
+            r.allocation.write(buf);
+            r.shed.write(buf);
+            r.spilled.write(buf);
         }
     }
 }
 
-impl EncodeSize for BidRecord {
+impl EncodeSize for ResultBucket {
     fn encode_size(&self) -> usize {
-        32 + self.curve.encode_size() + 1 + if self.result.is_some() { 32 } else { 0 }
+        len_size(self.results.len())
+            + self
+                .results
+                .iter()
+                .map(|(s, _)| s.encode_size() + 32)
+                .sum::<usize>()
     }
 }
 
-impl Read for BidRecord {
+impl Read for ResultBucket {
     type Cfg = ();
     fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
-        let bidder = AccountId::read(buf)?;
-        let curve = CurveSpec::read(buf)?;
-        let result = match u8::read(buf)? {
-            0 => None,
-            1 => Some(SiteResult {
-                price: Price::read(buf)?,
-                allocation: Watts::read(buf)?,
-                shed: Watts::read(buf)?,
-                spilled: Watts::read(buf)?,
-            }),
-            t => return Err(CodecError::InvalidEnum(t)),
-        };
-        Ok(Self {
-            bidder,
-            curve,
-            result,
-        })
+        let n = read_len(buf, FEEDER_SITES_MAX)?;
+        let mut results = Vec::with_capacity(n.min(1_024));
+        for _ in 0..n {
+            let site = SiteId::read(buf)?;
+            results.push((
+                site,
+                SiteResult {
+                    price: Price::read(buf)?,
+                    allocation: Watts::read(buf)?,
+                    shed: Watts::read(buf)?,
+                    spilled: Watts::read(buf)?,
+                },
+            ));
+        }
+        if results.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err(CodecError::Invalid(
+                "ResultBucket",
+                "results not sorted by site",
+            ));
+        }
+        Ok(Self { results })
     }
 }
 
@@ -963,18 +1040,33 @@ mod tests {
     use commonware_codec::{DecodeExt, Encode};
 
     #[test]
-    fn bitmaps_keep_no_trailing_zeros() {
-        let mut b = Bidders::default();
-        b.insert(3);
-        b.insert(17);
-        assert_eq!(b.iter().collect::<Vec<_>>(), vec![3, 17]);
-        assert_eq!(b.count(), 2);
-        b.remove(17);
-        assert_eq!(b.encode().len(), 2);
-        assert_eq!(Bidders::decode(b.encode()).unwrap(), b);
-        b.remove(3);
-        assert!(b.is_empty());
-        assert!(Bidders::decode(commonware_codec::Copying(&[1u8, 0])).is_err());
+    fn book_indices_and_buckets_round_trip_and_keep_their_order() {
+        let mut index = BookIndex::default();
+        index.insert(3);
+        index.insert(1_023);
+        index.bids = 5;
+        assert_eq!(index.iter().collect::<Vec<_>>(), vec![3, 1_023]);
+        index.remove(3);
+        assert_eq!(BookIndex::decode(index.encode()).unwrap(), index);
+        let record = |site: &str| BidRecord {
+            site: SiteId::new(site).unwrap(),
+            index: 1,
+            bidder: AccountId([7; 32]),
+            curve: CurveSpec::Points(vec![(Price(0), Watts(1))]),
+        };
+        let mut bucket = BidBucket::default();
+        assert!(bucket.put(record("b")));
+        assert!(bucket.put(record("a")));
+        assert!(!bucket.put(record("a")), "a replacement");
+        assert_eq!(BidBucket::decode(bucket.encode()).unwrap(), bucket);
+        assert_eq!(bucket.encode().len(), bucket.encode_size());
+        assert!(bucket.remove(&SiteId::new("a").unwrap()).is_some());
+        assert!(bucket.get(&SiteId::new("a").unwrap()).is_none());
+        // Out of order: refused.
+        let unsorted = BidBucket {
+            bids: vec![record("b"), record("a")],
+        };
+        assert!(BidBucket::decode(unsorted.encode()).is_err());
     }
 
     #[test]

@@ -21,8 +21,8 @@ use thiserror::Error;
 /// site table of the most sites with the longest ids).
 pub const PROOF_VALUE_BYTES_MAX: usize = 32 * 1024 * 1024;
 
-/// The longest state key, in bytes (a bid's key: tag, two ids of 128 bytes, an interval).
-pub const PROOF_KEY_BYTES_MAX: usize = 1 + 2 * (1 + 128) + 8;
+/// The longest state key, in bytes (a site's key: its tag and two ids of 128 bytes).
+pub const PROOF_KEY_BYTES_MAX: usize = 1 + 2 * (1 + 128);
 
 /// The largest encoded sparse Merkle proof (256 siblings of at most 65 bytes, and framing).
 pub const PROOF_BYTES_MAX: usize = 256 * 80 + 64;
@@ -198,7 +198,7 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
     use crate::tree::{MemTree, WriteSet, commit};
-    use bcte_types::{FeederId, Interval, SiteId};
+    use bcte_types::{FeederId, SiteId};
 
     #[test]
     fn varints_are_canonical_and_bounded() {
@@ -215,9 +215,8 @@ mod tests {
     #[test]
     fn long_keys_and_values_over_64_kib_round_trip() {
         let long = "x".repeat(128);
-        let key = StateKey::Bid(
+        let key = StateKey::Site(
             FeederId::new(long.clone()).unwrap(),
-            Interval(u64::MAX),
             SiteId::new(long).unwrap(),
         );
         assert_eq!(key.to_bytes().len(), PROOF_KEY_BYTES_MAX);

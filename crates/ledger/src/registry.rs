@@ -239,7 +239,6 @@ pub(crate) fn register_sites(w: &mut Working<'_>, op: &SitesRegister) -> Handled
                 index: first + i as u32,
                 owner: s.owner,
                 aggregator: None,
-                open: Vec::new(),
             },
         );
     }

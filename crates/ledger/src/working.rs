@@ -154,6 +154,12 @@ impl<V: Read<Cfg = ()> + Encode> Typed<V> {
         Ok(slot.value.as_mut())
     }
 
+    /// Whether `key` was read before the block or written by it (so reading it cannot fail
+    /// for want of a prefetch).
+    pub(crate) fn known(&self, pre: &Prefetched, key: &StateKey) -> bool {
+        self.slots.contains_key(key) || pre.contains(key)
+    }
+
     /// The value of `key` to change in place, starting from the default if it is absent.
     pub(crate) fn get_or_default(
         &mut self,
@@ -426,9 +432,10 @@ impl crate::market::MarketValues {
             schedules,
             site_tables,
             sites,
-            bidders,
+            books,
             bids,
             results,
+            site_results,
             upstream,
         } = self;
         index.write_into(out);
@@ -436,10 +443,11 @@ impl crate::market::MarketValues {
         schedules.write_into(out);
         site_tables.write_into(out);
         sites.write_into(out);
-        // An interval nobody bids for any more has no bidders key.
-        bidders.write_into_unless(out, crate::market_state::Bidders::is_empty);
-        bids.write_into(out);
+        // An interval nobody bids for any more has no book, and an emptied bucket no key.
+        books.write_into_unless(out, crate::market_state::BookIndex::is_empty);
+        bids.write_into_unless(out, crate::market_state::BidBucket::is_empty);
         results.write_into(out);
+        site_results.write_into(out);
         upstream.write_into(out);
     }
 }

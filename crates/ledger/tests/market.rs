@@ -6,7 +6,7 @@ mod common;
 
 use bcte_ledger::{
     StateKey,
-    market_state::{BidRecord, IntervalResult, Schedule},
+    market_state::{IntervalResult, Schedule, SiteResult},
 };
 use bcte_market::{Bid, Curve, Market, Node, Point, clear};
 use bcte_types::{
@@ -111,10 +111,18 @@ fn result(chain: &Chain, k: u64) -> IntervalResult {
         .expect("interval cleared")
 }
 
-fn record(chain: &Chain, k: u64, site: &str) -> BidRecord {
+/// A site's result in interval `k`.
+fn site_result(chain: &Chain, k: u64, site: &str) -> SiteResult {
     chain
-        .read(&StateKey::Bid(f(), Interval(k), SiteId::new(site).unwrap()))
-        .expect("bid stored")
+        .site_result(&f(), Interval(k), &SiteId::new(site).unwrap())
+        .expect("the site's result")
+}
+
+/// Whether a site has a bid for interval `k`.
+fn has_bid(chain: &Chain, k: u64, site: &str) -> bool {
+    chain
+        .bid_of(&f(), Interval(k), &SiteId::new(site).unwrap())
+        .is_some()
 }
 
 /// The feeder-small example of the README, on the chain: the grid's offer is a site like any
@@ -194,13 +202,10 @@ fn an_interval_clears_at_its_gate_closure_exactly_as_the_engine_does() {
     assert_eq!(r.prices, vec![Price(80 * UNIT), Price(80 * UNIT)]);
     assert_eq!(r.flows, vec![Watts(0), Watts(3_500)]);
     assert_eq!(r.upstream, Watts(0));
-    let house = record(&chain, 0, "house-7").result.expect("cleared");
+    let house = site_result(&chain, 0, "house-7");
     assert_eq!(house.allocation, Watts(3_500));
     assert_eq!(house.price, Price(80 * UNIT));
-    assert_eq!(
-        record(&chain, 0, "grid").result.unwrap().allocation,
-        Watts(-3_500)
-    );
+    assert_eq!(site_result(&chain, 0, "grid").allocation, Watts(-3_500));
 
     // The same market cleared by the engine directly.
     let market = Market::new(
@@ -376,15 +381,12 @@ fn each_mode_adds_the_right_upstream_bid_normal_alert_islanded_normal() {
         (GridMode::Alert, Watts(-1_000 * KW), cap)
     );
     assert_eq!(r.shed, vec![(1, Watts(1_000 * KW))]);
-    assert_eq!(
-        record(&chain, 1, "load").result.unwrap().shed,
-        Watts(1_000 * KW)
-    );
+    assert_eq!(site_result(&chain, 1, "load").shed, Watts(1_000 * KW));
     // Islanded: no upstream bid at all; everything is shed.
     let r = result(&chain, 2);
     assert_eq!((r.mode, r.upstream), (GridMode::Islanded, Watts(0)));
     assert_eq!(r.shed, vec![(1, Watts(2_000 * KW))]);
-    assert_eq!(record(&chain, 2, "load").result.unwrap().served(), Watts(0));
+    assert_eq!(site_result(&chain, 2, "load").served(), Watts(0));
     // Normal again.
     let r = result(&chain, 3);
     assert_eq!((r.mode, r.upstream), (GridMode::Normal, Watts(-2_000 * KW)));
@@ -430,15 +432,12 @@ fn islanded_the_lowest_priority_class_is_shed_first_across_the_feeder() {
     chain.block_at(gate(0), vec![]);
     // The worked example of market rule MR-2.4 (docs and the engine's tests): 8 kW short; both
     // households (class 0) in full, then 3 of the school's 4 (class 3); the hospital keeps all.
-    let shed = |s| record(&chain, 0, s).result.unwrap().shed;
+    let shed = |s| site_result(&chain, 0, s).shed;
     assert_eq!(shed("house-r"), Watts(3 * KW));
     assert_eq!(shed("house-c"), Watts(2 * KW));
     assert_eq!(shed("school"), Watts(3 * KW));
     assert_eq!(shed("hospital"), Watts(0));
-    assert_eq!(
-        record(&chain, 0, "hospital").result.unwrap().served(),
-        Watts(11 * KW)
-    );
+    assert_eq!(site_result(&chain, 0, "hospital").served(), Watts(11 * KW));
     let r = result(&chain, 0);
     assert_eq!(r.shed, vec![(0, Watts(3 * KW)), (1, Watts(5 * KW))]);
     assert_eq!(r.flows[1], Watts(12 * KW));
@@ -465,21 +464,10 @@ fn a_later_bid_replaces_an_earlier_one_and_an_empty_bid_withdraws_it() {
     accepted(&chain.send(&key(2), bids(vec![bid("load", 2, None)])));
     chain.block_at(gate(0), vec![]);
     chain.block_at(gate(1), vec![]);
-    assert_eq!(
-        record(&chain, 0, "load").result.unwrap().allocation,
-        Watts(40 * KW)
-    );
+    assert_eq!(site_result(&chain, 0, "load").allocation, Watts(40 * KW));
     assert_eq!(result(&chain, 0).bids, 1);
     assert_eq!(result(&chain, 1).bids, 0);
-    assert!(
-        chain
-            .read::<BidRecord>(&StateKey::Bid(
-                f(),
-                Interval(1),
-                SiteId::new("load").unwrap()
-            ))
-            .is_none()
-    );
+    assert!(!has_bid(&chain, 1, "load"));
 }
 
 fn delegate(chain: &mut Chain, owner: u64, site: &str, aggregator: u64) -> Outcome {
@@ -560,22 +548,19 @@ fn a_delegated_aggregator_bids_in_batch_and_a_revoked_one_loses_its_open_bids() 
     chain.block_at(gate(0), vec![]);
     let r = result(&chain, 0);
     assert_eq!(r.bids, 2, "a and c only");
-    assert!(record(&chain, 0, "a").result.is_some());
     assert!(
         chain
-            .read::<BidRecord>(&StateKey::Bid(f(), Interval(0), SiteId::new("b").unwrap()))
-            .is_none()
+            .site_result(&f(), Interval(0), &SiteId::new("a").unwrap())
+            .is_some()
     );
+    assert!(!has_bid(&chain, 0, "b"));
     // The owner still bids for its own site.
     accepted(&chain.send(
         &key(3),
         bids(vec![bid("b", 1, Some(points(&[(0, 5 * KW)])))]),
     ));
     chain.block_at(gate(1), vec![]);
-    assert_eq!(
-        record(&chain, 1, "b").result.unwrap().allocation,
-        Watts(5 * KW)
-    );
+    assert_eq!(site_result(&chain, 1, "b").allocation, Watts(5 * KW));
 }
 
 #[test]
@@ -608,7 +593,7 @@ fn a_connection_limit_clips_the_site_and_it_still_pays_its_nodes_price() {
         bids(vec![bid("pv", 0, Some(points(&[(0, -2 * KW)])))]),
     ));
     chain.block_at(gate(0), vec![]);
-    let ev = record(&chain, 0, "ev").result.unwrap();
+    let ev = site_result(&chain, 0, "ev");
     let r = result(&chain, 0);
     assert_eq!(ev.allocation, Watts(3 * KW), "clipped to its import limit");
     assert_eq!(ev.price, r.prices[1], "the site sees its node's price");
@@ -778,8 +763,13 @@ fn cleared_intervals_past_their_retention_leave_the_state_but_stay_provable() {
         chain.block_at(gate(k), vec![]);
         chain.block(1, vec![]);
     }
-    let key0 = StateKey::Bid(f(), Interval(0), SiteId::new("load").unwrap());
-    assert!(chain.read::<BidRecord>(&key0).is_none(), "pruned");
+    let load = SiteId::new("load").unwrap();
+    let key0 = StateKey::Bids(f(), Interval(0), bcte_ledger::book_bucket(&load));
+    assert!(!has_bid(&chain, 0, "load"), "pruned");
+    assert!(
+        chain.site_result(&f(), Interval(0), &load).is_none(),
+        "pruned"
+    );
     assert!(
         chain
             .read::<IntervalResult>(&StateKey::Result(f(), Interval(0)))

@@ -4,10 +4,7 @@
 
 mod common;
 
-use bcte_ledger::{
-    StateKey,
-    market_state::{BidRecord, IntervalResult},
-};
+use bcte_ledger::{StateKey, market_state::IntervalResult};
 use bcte_market::{Bid, Curve, Market, Node, Point, clear, verify};
 use bcte_types::{
     CurveSpec, FeederId, GridMode, Interval, MarketConfig, NodeId, NodeSpec, Outcome, Payload,
@@ -209,10 +206,9 @@ proptest! {
         prop_assert_eq!(&result.shed, &sparse(&local.shed));
         prop_assert_eq!(&result.spilled, &sparse(&local.spilled));
         for (j, _) in sites.iter().enumerate() {
-            let record: BidRecord = chain
-                .read(&StateKey::Bid(f.clone(), Interval(0), SiteId::new(site_id(j)).unwrap()))
-                .unwrap();
-            let r = record.result.unwrap();
+            let r = chain
+                .site_result(&f, Interval(0), &SiteId::new(site_id(j)).unwrap())
+                .expect("every site's result");
             prop_assert_eq!(r.allocation, local.allocations[j]);
             prop_assert_eq!(r.shed, local.bid_shed[j]);
             prop_assert_eq!(r.spilled, local.bid_spilled[j]);

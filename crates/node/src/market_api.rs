@@ -21,10 +21,10 @@ use axum::{
     routing::get,
 };
 use bcte_ledger::{
-    StateKey, decode_value,
+    StateKey, book_bucket, decode_value,
     market_state::{
-        BidRecord, Bidders, Congestion, FeederIndex, FeederState, IntervalResult, MarketClock,
-        Schedule, SiteState, SiteTable,
+        BidBucket, BookIndex, Congestion, FeederIndex, FeederState, IntervalResult, MarketClock,
+        ResultBucket, Schedule, SiteState, SiteTable,
     },
     prove, tree,
 };
@@ -538,7 +538,7 @@ pub struct BidsView {
     pub feeder: String,
     /// The interval.
     pub interval: u64,
-    /// The bids, by site index (registration order).
+    /// The bids, in the sites' registration order.
     pub bids: Vec<BidView>,
 }
 
@@ -579,23 +579,23 @@ async fn bids<S: Store>(
     let tip = st.shared.executor.tip();
     let s = schedule_of(&st, tip.height, &f)?;
     require_cleared(&s, &f, k)?;
-    let table: SiteTable = read(&st, tip.height, &StateKey::Sites(f.clone()))?.unwrap_or_default();
-    let bidders: Bidders =
-        read(&st, tip.height, &StateKey::Bidders(f.clone(), k))?.unwrap_or_default();
-    let mut out = Vec::with_capacity(bidders.count());
-    for i in bidders.iter() {
-        let Some(info) = table.sites.get(i as usize) else {
-            continue;
-        };
-        let key = StateKey::Bid(f.clone(), k, info.id.clone());
-        if let Some(record) = read::<S, BidRecord>(&st, tip.height, &key)? {
-            out.push(BidView {
-                site: info.id.to_string(),
-                bidder: record.bidder.to_string(),
-                curve: curve_view(&record.curve),
-            });
+    let book: BookIndex = read(&st, tip.height, &StateKey::Book(f.clone(), k))?.unwrap_or_default();
+    let mut records = Vec::with_capacity(book.bids as usize);
+    for bucket in book.iter() {
+        let key = StateKey::Bids(f.clone(), k, bucket);
+        if let Some(b) = read::<S, BidBucket>(&st, tip.height, &key)? {
+            records.extend(b.bids);
         }
     }
+    records.sort_by_key(|r| r.index);
+    let out = records
+        .iter()
+        .map(|r| BidView {
+            site: r.site.to_string(),
+            bidder: r.bidder.to_string(),
+            curve: curve_view(&r.curve),
+        })
+        .collect();
     Ok(Json(BidsView {
         feeder: f.to_string(),
         interval: k.0,
@@ -691,8 +691,7 @@ async fn result<S: Store>(
     let nodes: FeederState = read(&st, tip.height, &StateKey::Feeder(f.clone()))?
         .ok_or_else(|| ApiError::internal("a feeder without nodes"))?;
     let table: SiteTable = read(&st, tip.height, &StateKey::Sites(f.clone()))?.unwrap_or_default();
-    let bidders: Bidders =
-        read(&st, tip.height, &StateKey::Bidders(f.clone(), k))?.unwrap_or_default();
+    let book: BookIndex = read(&st, tip.height, &StateKey::Book(f.clone(), k))?.unwrap_or_default();
     let id = |i: u32| nodes.nodes[i as usize].id.to_string();
     let mut view = ResultView {
         prices: r
@@ -745,32 +744,30 @@ async fn result<S: Store>(
         view.allocations
             .insert(SiteId::UPSTREAM.to_owned(), kw(r.upstream));
     }
-    for i in bidders.iter() {
-        let Some(info) = table.sites.get(i as usize) else {
+    for bucket in book.iter() {
+        let key = StateKey::Results(f.clone(), k, bucket);
+        let Some(results) = read::<S, ResultBucket>(&st, tip.height, &key)? else {
             continue;
         };
-        let key = StateKey::Bid(f.clone(), k, info.id.clone());
-        let Some(result) = read::<S, BidRecord>(&st, tip.height, &key)?.and_then(|b| b.result)
-        else {
-            continue;
-        };
-        let name = info.id.to_string();
-        view.allocations.insert(name.clone(), kw(result.allocation));
-        if !result.shed.is_zero() {
-            view.bid_shed_kw.insert(name.clone(), kw(result.shed));
+        for (site, result) in results.results {
+            let name = site.to_string();
+            view.allocations.insert(name.clone(), kw(result.allocation));
+            if !result.shed.is_zero() {
+                view.bid_shed_kw.insert(name.clone(), kw(result.shed));
+            }
+            if !result.spilled.is_zero() {
+                view.bid_spilled_kw.insert(name.clone(), kw(result.spilled));
+            }
+            view.sites.insert(
+                name,
+                SitePart {
+                    allocation_kw: kw(result.allocation),
+                    served_kw: kw(result.served()),
+                    shed_kw: kw(result.shed),
+                    spilled_kw: kw(result.spilled),
+                },
+            );
         }
-        if !result.spilled.is_zero() {
-            view.bid_spilled_kw.insert(name.clone(), kw(result.spilled));
-        }
-        view.sites.insert(
-            name,
-            SitePart {
-                allocation_kw: kw(result.allocation),
-                served_kw: kw(result.served()),
-                shed_kw: kw(result.shed),
-                spilled_kw: kw(result.spilled),
-            },
-        );
     }
     Ok(Json(view))
 }
@@ -795,11 +792,9 @@ pub struct SiteResultView {
     /// Its allocation, served, shed and spilled power.
     #[serde(flatten)]
     pub part: SitePart,
-    /// Who bid (the owner or its aggregator).
-    pub bidder: String,
     /// The height the proof speaks for.
     pub height: u64,
-    /// The state key, `bid/<feeder>/<interval>/<site>`.
+    /// The state key of the site's result bucket, `results/<feeder>/<interval>/<bucket>`.
     pub key: String,
     /// The value's bytes, hex.
     pub value: String,
@@ -811,8 +806,9 @@ pub struct SiteResultView {
     pub block_hash: String,
 }
 
-/// A site's result in a cleared interval with the state proof of its own key, checkable
-/// against the state root of block `height` (default: the tip).
+/// A site's result in a cleared interval with the state proof of its result bucket (the site
+/// and the few others whose id hashes to the same bucket), checkable against the state root of
+/// block `height` (default: the tip).
 #[utoipa::path(
     get,
     path = "/v1/feeders/{feeder}/intervals/{interval}/sites/{site}",
@@ -838,15 +834,13 @@ async fn site_result<S: Store>(
             tip.height
         )));
     }
-    let key = StateKey::Bid(f.clone(), k, site.clone());
-    let record: BidRecord = read(&st, height, &key)?.ok_or_else(|| {
+    let key = StateKey::Results(f.clone(), k, book_bucket(&site));
+    let bucket: Option<ResultBucket> = read(&st, height, &key)?;
+    let result = *bucket.as_ref().and_then(|b| b.get(&site)).ok_or_else(|| {
         ApiError::not_found(format!(
-            "site {:?} has no bid in interval {k} at height {height}",
+            "site {:?} has no result in interval {k} at height {height}",
             site.as_str()
         ))
-    })?;
-    let result = record.result.ok_or_else(|| {
-        ApiError::not_found(format!("interval {k} was not cleared at height {height}"))
     })?;
     let store = st.shared.executor.store();
     let block = store
@@ -864,7 +858,6 @@ async fn site_result<S: Store>(
             shed_kw: kw(result.shed),
             spilled_kw: kw(result.spilled),
         },
-        bidder: record.bidder.to_string(),
         height: height.get(),
         key: key.to_string(),
         value: proof.value.as_ref().map(hex::encode).unwrap_or_default(),
@@ -878,7 +871,7 @@ async fn site_result<S: Store>(
 /// `/v1/proofs` refuses them as the bids route does.
 pub fn sealed<S: Store>(st: &ApiState<S>, key: &StateKey) -> Result<Option<String>, ApiError> {
     let (f, k) = match key {
-        StateKey::Bid(f, k, _) | StateKey::Bidders(f, k) => (f, *k),
+        StateKey::Bids(f, k, _) | StateKey::Book(f, k) => (f, *k),
         _ => return Ok(None),
     };
     let tip = st.shared.executor.tip();

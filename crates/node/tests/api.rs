@@ -540,7 +540,8 @@ async fn market_routes_serve_results_and_keep_bids_sealed_until_the_interval_cle
             .unwrap()
             .contains("sealed until it clears")
     );
-    let (s, _) = f.get("/v1/proofs/bid/lv%201/0/home%201").await;
+    let bucket = bcte_ledger::book_bucket(&SiteId::new("home 1").unwrap());
+    let (s, _) = f.get(&format!("/v1/proofs/bids/lv%201/0/{bucket}")).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     let (_, block) = f.get("/v1/blocks/latest").await;
     let bid_view = block["txs"]
@@ -584,6 +585,9 @@ async fn market_routes_serve_results_and_keep_bids_sealed_until_the_interval_cle
         StateProof::from_bytes(&hex::decode(p["proof"].as_str().unwrap()).unwrap()).unwrap();
     let root = bcte_types::ids::parse_hash(p["state_root"].as_str().unwrap()).unwrap();
     proof.verify(&root).unwrap();
+    assert_eq!(p["key"], format!("results/lv 1/0/{bucket}"));
+    let (s, _) = f.get(&format!("/v1/proofs/bids/lv%201/0/{bucket}")).await;
+    assert_eq!(s, StatusCode::OK, "bids are public once cleared");
     let (_, block) = f.get("/v1/blocks/1").await;
     assert_eq!(
         block["txs"][2]["payload"]["bids"][0]["curve"]["points"],

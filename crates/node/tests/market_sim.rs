@@ -420,8 +420,11 @@ fn a_gate_closure_that_clears_ten_thousand_bids_nullifies_no_view() {
         // Everything is final before interval 2's gate (at 2 s + 2 s - 0.5 s).
         wait_height(&context, &refs, 3, WITHIN).await;
         let v = refs[0];
-        let key = StateKey::Bid(feeder(), Interval(2), site(SITES - 1));
-        while read::<bcte_ledger::market_state::BidRecord>(v, v.height().get(), &key).is_none() {
+        let last = site(SITES - 1);
+        let key = StateKey::Bids(feeder(), Interval(2), bcte_ledger::book_bucket(&last));
+        while read::<bcte_ledger::market_state::BidBucket>(v, v.height().get(), &key)
+            .is_none_or(|bucket| bucket.get(&last).is_none())
+        {
             context.sleep(Duration::from_millis(50)).await;
         }
         let nullified = sim::nullified_views(&context);

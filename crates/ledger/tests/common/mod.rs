@@ -118,6 +118,30 @@ impl Chain {
             .map(|b| decode_value::<T>(&b).expect("decodes"))
     }
 
+    /// A site's result in a cleared interval, from its result bucket.
+    pub fn site_result(
+        &self,
+        feeder: &bcte_types::FeederId,
+        k: bcte_types::Interval,
+        site: &bcte_types::SiteId,
+    ) -> Option<bcte_ledger::market_state::SiteResult> {
+        let key = StateKey::Results(feeder.clone(), k, bcte_ledger::book_bucket(site));
+        self.read::<bcte_ledger::market_state::ResultBucket>(&key)
+            .and_then(|b| b.get(site).copied())
+    }
+
+    /// A site's bid for an interval, from its bid bucket.
+    pub fn bid_of(
+        &self,
+        feeder: &bcte_types::FeederId,
+        k: bcte_types::Interval,
+        site: &bcte_types::SiteId,
+    ) -> Option<bcte_ledger::market_state::BidRecord> {
+        let key = StateKey::Bids(feeder.clone(), k, bcte_ledger::book_bucket(site));
+        self.read::<bcte_ledger::market_state::BidBucket>(&key)
+            .and_then(|b| b.get(site).cloned())
+    }
+
     /// The state root at the tip.
     pub fn root(&self) -> Hash {
         tree::root_at(&self.tree, self.height).unwrap()
