@@ -203,8 +203,8 @@ fn the_readme_walkthrough_clears_a_bid_at_its_gate_and_proves_the_sites_result()
     let site = dev.ok(&["market", "result", &k, "--site", "house-7"]);
     assert_eq!(site["verified"], true);
     assert_eq!(site["allocation_kw"], 3.5);
-    // house-7 falls in bucket 880 of 1024 (MC-7.3).
-    assert_eq!(site["key"], format!("results/demo/{k}/880"));
+    // house-7 falls in bucket 112 of 256 (MC-7.3).
+    assert_eq!(site["key"], format!("results/demo/{k}/112"));
     // Once cleared, the interval's bids are public.
     let bids = dev.ok(&["market", "bids", &k]);
     assert_eq!(bids["bids"][0]["curve"], json!([[0.0, 6.5], [120.0, 2.0]]));

@@ -51,7 +51,7 @@ pub const CLEARINGS_PER_BLOCK_MAX: usize = 8;
 pub const CLEARING_BIDS_PER_BLOCK_MAX: usize = 20_000;
 
 /// Most book buckets (of bids and of results) one block prunes (MC-8.2).
-pub const PRUNE_BUCKETS_PER_BLOCK_MAX: usize = 512;
+pub const PRUNE_BUCKETS_PER_BLOCK_MAX: usize = 128;
 
 /// The shortest interval length (ms): MC-2.4.
 pub const INTERVAL_MS_MIN: u64 = 1_000;
@@ -573,6 +573,23 @@ pub(crate) fn bid(
             curve,
         });
     }
+    // MC-3.3: how far a revocation must look for bids (an upper bound: withdrawals leave it).
+    let furthest = checked
+        .iter()
+        .filter(|b| b.curve.is_some())
+        .map(|b| b.interval)
+        .max();
+    if let Some(k) = furthest
+        && s.bids_through.is_none_or(|t| t < k)
+    {
+        let key = StateKey::Schedule(op.feeder.clone());
+        let schedule = w
+            .market
+            .schedules
+            .get_mut(w.pre, &key)?
+            .ok_or_else(|| ExecError::Bug(format!("feeder {} has no schedule", op.feeder)))?;
+        schedule.bids_through = Some(k);
+    }
     for b in checked {
         // MC-5.4: a later bid replaces an earlier one; no curve withdraws it.
         let bucket = book_bucket(&b.site);
@@ -604,9 +621,9 @@ pub(crate) fn bid(
 }
 
 /// MC-3.3: withdraws `aggregator`'s bids for `site` whose gate is still open: those of the
-/// intervals from the next to clear to the horizon. The bucket of each was read before the
-/// block (see [`plan_reads`]) or written by it; one neither read nor written holds no bid
-/// (its feeder was registered in this very block).
+/// intervals from the next to clear to the last any site bid for (the schedule's
+/// `bids_through`). The bucket of each was read before the block (see [`plan_reads`]) or
+/// written by it; one neither read nor written holds no bid.
 pub(crate) fn withdraw_bids_of(
     w: &mut Working<'_>,
     ctx: &BlockContext,
@@ -620,8 +637,11 @@ pub(crate) fn withdraw_bids_of(
         .get(w.pre, &StateKey::Schedule(feeder.clone()))?
         .cloned()
         .ok_or_else(|| ExecError::Bug("a site's feeder has no schedule".into()))?;
+    let Some(through) = s.bids_through else {
+        return Ok(());
+    };
     let bucket = book_bucket(site);
-    for k in s.next_clear.0..=s.horizon().0 {
+    for k in s.next_clear.0..=through.0.min(s.horizon().0) {
         let k = Interval(k);
         if s.gate_ms(k) <= ctx.now_ms {
             continue;
@@ -708,16 +728,24 @@ pub(crate) fn plan_reads(
 ) -> Result<BTreeSet<StateKey>, ExecError> {
     let mut want = BTreeSet::new();
     // Revocations and re-delegations withdraw an aggregator's open bids: the site's bucket of
-    // every interval from the next to clear to the horizon (`withdraw_bids_of`).
+    // every interval from the next to clear to the last with a bid before the block
+    // (`withdraw_bids_of`; the buckets of bids made in the block are read for those bids).
+    let mut schedules: BTreeMap<&FeederId, Option<Schedule>> = BTreeMap::new();
     for tx in txs {
         let (feeder, site) = match &tx.body().payload {
             Payload::SiteDelegate(op) => (&op.feeder, &op.site),
             Payload::SiteRevoke(op) => (&op.feeder, &op.site),
             _ => continue,
         };
-        if let Some(Some(s)) = pre.peek_decode::<Schedule>(&StateKey::Schedule(feeder.clone()))? {
+        if !schedules.contains_key(feeder) {
+            let s = pre.peek_decode::<Schedule>(&StateKey::Schedule(feeder.clone()))?;
+            schedules.insert(feeder, s.flatten());
+        }
+        if let Some(Some(s)) = schedules.get(feeder)
+            && let Some(through) = s.bids_through
+        {
             let bucket = book_bucket(site);
-            for k in s.next_clear.0..=s.horizon().0 {
+            for k in s.next_clear.0..=through.0.min(s.horizon().0) {
                 want.insert(StateKey::Bids(feeder.clone(), Interval(k), bucket));
                 want.insert(StateKey::Book(feeder.clone(), Interval(k)));
             }

@@ -357,6 +357,9 @@ pub struct Schedule {
     pub prune_next: Interval,
     /// Within `prune_next`, the bucket to prune from.
     pub prune_cursor: u32,
+    /// The last interval any site has bid for (`None` before the first bid): no interval
+    /// after it holds a bid, so a revocation (MC-3.3) looks no further.
+    pub bids_through: Option<Interval>,
 }
 
 impl Schedule {
@@ -422,6 +425,13 @@ impl Write for Schedule {
         }
         self.prune_next.write(buf);
         self.prune_cursor.write(buf);
+        match self.bids_through {
+            None => 0u8.write(buf),
+            Some(k) => {
+                1u8.write(buf);
+                k.write(buf);
+            }
+        }
     }
 }
 
@@ -438,6 +448,8 @@ impl EncodeSize for Schedule {
                 .map(|l| 12 + opt_watts_size(l.import_limit) + opt_watts_size(l.export_limit))
                 .sum::<usize>()
             + 12
+            + 1
+            + if self.bids_through.is_some() { 8 } else { 0 }
     }
 }
 
@@ -479,6 +491,11 @@ impl Read for Schedule {
             limits,
             prune_next: Interval::read(buf)?,
             prune_cursor: u32::read(buf)?,
+            bids_through: match u8::read(buf)? {
+                0 => None,
+                1 => Some(Interval::read(buf)?),
+                t => return Err(CodecError::InvalidEnum(t)),
+            },
         })
     }
 }
@@ -1043,9 +1060,9 @@ mod tests {
     fn book_indices_and_buckets_round_trip_and_keep_their_order() {
         let mut index = BookIndex::default();
         index.insert(3);
-        index.insert(1_023);
+        index.insert(BOOK_BUCKETS - 1);
         index.bids = 5;
-        assert_eq!(index.iter().collect::<Vec<_>>(), vec![3, 1_023]);
+        assert_eq!(index.iter().collect::<Vec<_>>(), vec![3, BOOK_BUCKETS - 1]);
         index.remove(3);
         assert_eq!(BookIndex::decode(index.encode()).unwrap(), index);
         let record = |site: &str| BidRecord {
@@ -1108,6 +1125,7 @@ mod tests {
             limits: vec![],
             prune_next: Interval(0),
             prune_cursor: 0,
+            bids_through: Some(Interval(9)),
         };
         assert_eq!(s.start_ms(Interval(4)), 4 * 900_000);
         assert_eq!(s.start_ms(Interval(12)), 10 * 900_000 + 2 * 300_000);

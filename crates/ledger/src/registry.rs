@@ -119,6 +119,7 @@ pub(crate) fn register_feeder(
         limits: Vec::new(),
         prune_next: next_clear,
         prune_cursor: 0,
+        bids_through: None,
     };
     let f = &op.feeder;
     w.market.feeders.put(

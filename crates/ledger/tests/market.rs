@@ -564,6 +564,73 @@ fn a_delegated_aggregator_bids_in_batch_and_a_revoked_one_loses_its_open_bids() 
 }
 
 #[test]
+fn a_revocation_withdraws_every_open_bid_of_the_aggregator_however_far_ahead_and_no_other() {
+    let mut chain = Chain::new(1);
+    register(
+        &mut chain,
+        vec![
+            node("root", None, None, None),
+            node("t1", Some("root"), None, None),
+        ],
+    );
+    let dso = chain.dso.clone();
+    accepted(&chain.send(
+        &dso,
+        Payload::SitesRegister(SitesRegister {
+            feeder: f(),
+            sites: vec![site("a", "t1", 2, 0), site("z", "t1", 3, 0)],
+        }),
+    ));
+    let curve = || Some(points(&[(0, KW)]));
+    accepted(&delegate(&mut chain, 2, "a", 7));
+    // The aggregator bids near and far ahead (the horizon is 192 intervals); the owner bids
+    // for an interval of its own; another site's bids are the aggregator's too.
+    accepted(&chain.send(
+        &key(7),
+        bids(vec![
+            bid("a", 0, curve()),
+            bid("a", 5, curve()),
+            bid("a", 150, curve()),
+        ]),
+    ));
+    accepted(&chain.send(&key(2), bids(vec![bid("a", 3, curve())])));
+    accepted(&delegate(&mut chain, 3, "z", 7));
+    accepted(&chain.send(&key(7), bids(vec![bid("z", 150, curve())])));
+    // In one block: the aggregator bids further still, then the owner revokes.
+    let late = chain.sign(&key(7), bids(vec![bid("a", 190, curve())]));
+    let revocation = chain.sign(
+        &key(2),
+        Payload::SiteRevoke(bcte_types::market::SiteRevoke {
+            feeder: f(),
+            site: SiteId::new("a").unwrap(),
+        }),
+    );
+    let e = chain.block(1, vec![late, revocation]);
+    assert!(e.receipts.iter().all(|r| r.outcome == Outcome::Accepted));
+    for k in [0, 5, 150, 190] {
+        assert!(
+            !has_bid(&chain, k, "a"),
+            "the aggregator's bid for {k} is withdrawn"
+        );
+    }
+    assert!(has_bid(&chain, 3, "a"), "the owner's own bid stays");
+    assert!(has_bid(&chain, 150, "z"), "another site's bid stays");
+    assert_eq!(
+        chain
+            .read::<bcte_ledger::market_state::BookIndex>(&StateKey::Book(f(), Interval(150)))
+            .unwrap()
+            .bids,
+        1
+    );
+    // A new aggregator's bids go when the owner moves to a third one.
+    accepted(&delegate(&mut chain, 2, "a", 8));
+    accepted(&chain.send(&key(8), bids(vec![bid("a", 9, curve())])));
+    accepted(&delegate(&mut chain, 2, "a", 9));
+    assert!(!has_bid(&chain, 9, "a"));
+    assert!(has_bid(&chain, 3, "a"));
+}
+
+#[test]
 fn a_connection_limit_clips_the_site_and_it_still_pays_its_nodes_price() {
     let mut chain = Chain::new(1);
     register(
@@ -783,6 +850,89 @@ fn cleared_intervals_past_their_retention_leave_the_state_but_stay_provable() {
     // Still there at the height that cleared it.
     let old = bcte_ledger::tree::read_value(&chain.tree, cleared_at, &key0).unwrap();
     assert!(old.is_some());
+}
+
+#[test]
+fn an_interval_with_more_buckets_than_a_block_prunes_leaves_the_state_over_two_blocks() {
+    let mut chain = Chain::new(1);
+    register(
+        &mut chain,
+        vec![
+            node("root", None, None, None),
+            node("t1", Some("root"), None, None),
+        ],
+    );
+    let dso = chain.dso.clone();
+    let ids: Vec<String> = (0..400).map(|i| format!("s{i}")).collect();
+    accepted(&chain.send(
+        &dso,
+        Payload::SitesRegister(SitesRegister {
+            feeder: f(),
+            sites: ids.iter().map(|s| site(s, "t1", 2, 0)).collect(),
+        }),
+    ));
+    accepted(
+        &chain.send(
+            &key(2),
+            bids(
+                ids.iter()
+                    .map(|s| bid(s, 0, Some(points(&[(0, KW)]))))
+                    .collect(),
+            ),
+        ),
+    );
+    let book = |chain: &Chain| {
+        chain.read::<bcte_ledger::market_state::BookIndex>(&StateKey::Book(f(), Interval(0)))
+    };
+    let used = book(&chain).unwrap().iter().count();
+    assert!(
+        used > bcte_ledger::market::PRUNE_BUCKETS_PER_BLOCK_MAX,
+        "400 sites use {used} buckets"
+    );
+    // Clear 0 to 11 (retention 10), each gate in its own block, so no block prunes yet.
+    for k in 0..=11 {
+        chain.block_at(gate(k), vec![]);
+    }
+    let in_state = |chain: &Chain| {
+        ids.iter()
+            .filter(|s| {
+                chain
+                    .site_result(&f(), Interval(0), &SiteId::new(s.as_str()).unwrap())
+                    .is_some()
+            })
+            .count()
+    };
+    assert_eq!(in_state(&chain), 400);
+    // The first block that clears nothing prunes 128 buckets, the second the rest and the
+    // interval's result and book.
+    chain.block(1, vec![]);
+    let left = in_state(&chain);
+    assert!(
+        0 < left && left < 400,
+        "{left} results left after one block"
+    );
+    assert!(book(&chain).is_some());
+    chain.block(1, vec![]);
+    assert_eq!(in_state(&chain), 0);
+    assert!(book(&chain).is_none());
+    assert!(
+        chain
+            .read::<IntervalResult>(&StateKey::Result(f(), Interval(0)))
+            .is_none()
+    );
+    assert!(!has_bid(&chain, 0, "s0"));
+    // Interval 1 had no bids: the next block prunes its result.
+    assert!(
+        chain
+            .read::<IntervalResult>(&StateKey::Result(f(), Interval(1)))
+            .is_some()
+    );
+    chain.block(1, vec![]);
+    assert!(
+        chain
+            .read::<IntervalResult>(&StateKey::Result(f(), Interval(1)))
+            .is_none()
+    );
 }
 
 #[test]
