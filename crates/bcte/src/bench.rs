@@ -39,6 +39,9 @@ use std::{
 pub enum BenchCommand {
     /// Start a local network, drive signed transfers into it, report throughput and latency.
     Chain(ChainArgs),
+    /// Start a local network with a feeder, stream bids into it across gate closures, report
+    /// bids final per second, their latency, and gate closure to result on every validator.
+    Market(crate::bench_market::MarketArgs),
 }
 
 /// Arguments of `bcte bench chain`.
@@ -82,9 +85,21 @@ struct BlockTxs {
 #[derive(serde::Deserialize)]
 struct TxHash {
     hash: String,
+    status: String,
+    reason: Option<String>,
 }
 
-fn agent() -> ureq::Agent {
+/// One of our transactions seen in a finalized block.
+pub(crate) struct Seen {
+    /// Its index in the load.
+    pub index: usize,
+    /// When the watcher saw its block (ns since the load's start).
+    pub at_ns: u64,
+    /// Why it was rejected, if it was.
+    pub rejected: Option<String>,
+}
+
+pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
@@ -123,20 +138,34 @@ fn sign_all(keys: &[PrivateKey], chain_id: &ChainId, count: usize) -> Vec<Tx> {
     })
 }
 
-struct Shared {
+pub(crate) struct Shared {
     /// Nanoseconds since the window's start at which each transaction's batch was sent.
-    submitted_at: Vec<AtomicU64>,
+    pub submitted_at: Vec<AtomicU64>,
     /// Index of each transaction by hash.
-    index: HashMap<Hash, usize>,
+    pub index: HashMap<Hash, usize>,
     /// Submitted so far.
-    submitted: AtomicU64,
+    pub submitted: AtomicU64,
     /// Seen final so far (ours).
-    finalized: AtomicU64,
-    stop_submitting: AtomicBool,
-    stop_watching: AtomicBool,
+    pub finalized: AtomicU64,
+    pub stop_submitting: AtomicBool,
+    pub stop_watching: AtomicBool,
 }
 
-const UNSENT: u64 = u64::MAX;
+impl Shared {
+    /// The shared state of a load of the transactions in `index`.
+    pub fn new(index: HashMap<Hash, usize>) -> Self {
+        Self {
+            submitted_at: (0..index.len()).map(|_| AtomicU64::new(UNSENT)).collect(),
+            index,
+            submitted: AtomicU64::new(0),
+            finalized: AtomicU64::new(0),
+            stop_submitting: AtomicBool::new(false),
+            stop_watching: AtomicBool::new(false),
+        }
+    }
+}
+
+pub(crate) const UNSENT: u64 = u64::MAX;
 
 /// Submits node `j`'s share (`txs`, indices into the whole list) to `url`.
 fn submit(
@@ -195,9 +224,9 @@ fn submit(
     Ok(())
 }
 
-/// Follows node 0's finalized blocks; returns the observation time (ns since start) of each of
-/// our transactions, by index.
-fn watch(url: &str, shared: &Shared, start: Instant, first_height: u64) -> Vec<(usize, u64)> {
+/// Follows node 0's finalized blocks; returns each of our transactions it sees, with the time
+/// (ns since start) it saw it and its outcome.
+pub(crate) fn watch(url: &str, shared: &Shared, start: Instant, first_height: u64) -> Vec<Seen> {
     let agent = agent();
     let mut next = first_height + 1;
     let mut seen = Vec::new();
@@ -225,7 +254,12 @@ fn watch(url: &str, shared: &Shared, start: Instant, first_height: u64) -> Vec<(
                     .ok()
                     .and_then(|h| shared.index.get(&h))
                 {
-                    seen.push((i, at));
+                    seen.push(Seen {
+                        index: i,
+                        at_ns: at,
+                        rejected: (t.status != "accepted")
+                            .then(|| t.reason.clone().unwrap_or_default()),
+                    });
                     ours += 1;
                 }
             }
@@ -237,7 +271,7 @@ fn watch(url: &str, shared: &Shared, start: Instant, first_height: u64) -> Vec<(
     seen
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -245,7 +279,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-struct Nodes(Vec<Child>);
+/// Node processes, killed when dropped.
+pub(crate) struct Nodes(pub Vec<Child>);
 
 impl Drop for Nodes {
     fn drop(&mut self) {
@@ -256,14 +291,91 @@ impl Drop for Nodes {
     }
 }
 
-fn run_chain(args: &ChainArgs, json: bool) -> anyhow::Result<()> {
-    if args.validators == 0 || args.duration == 0 || args.senders == 0 {
-        bail!("--validators, --duration and --senders must be positive");
+/// A local network started for a benchmark: its directory (deleted on drop unless kept), what
+/// `localnet init` wrote, the node processes and their API URLs.
+pub(crate) struct Network {
+    pub dir: tempfile::TempDir,
+    pub net: localnet::Init,
+    pub nodes: Nodes,
+    pub urls: Vec<String>,
+}
+
+impl Network {
+    /// Stops every node; keeps the directory (and says where) if `keep`.
+    pub fn stop(self, keep: bool) {
+        drop(self.nodes);
+        if keep {
+            let kept = self.dir.keep();
+            eprintln!("network kept in {}", kept.display());
+        }
     }
+}
+
+/// Writes a network of `validators` as `bcte localnet init` does, with `allocations` in its
+/// genesis, and starts every validator as its own process.
+pub(crate) fn launch(validators: usize, allocations: &[Allocation]) -> anyhow::Result<Network> {
     let dir = tempfile::Builder::new()
         .prefix("bcte-bench-")
         .tempdir()
         .context("creating a temporary directory")?;
+    let net = localnet::init(
+        dir.path(),
+        validators,
+        0,
+        None,
+        allocations,
+        Tuning::default(),
+    )?;
+    let mut nodes = Nodes(Vec::new());
+    for node in &net.nodes {
+        let log = node.config.with_file_name(&node.name).join("node.log");
+        nodes.0.push(localnet::spawn_node(&node.config, &log)?);
+    }
+    let urls = net
+        .nodes
+        .iter()
+        .map(|n| format!("http://{}", n.http))
+        .collect();
+    Ok(Network {
+        dir,
+        net,
+        nodes,
+        urls,
+    })
+}
+
+/// Waits (at most a minute) until every node serves a block; returns the highest tip seen.
+pub(crate) fn wait_up(network: &Network) -> anyhow::Result<u64> {
+    let agent = agent();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut first_height = 0;
+    for url in &network.urls {
+        loop {
+            if let Ok(head) = agent
+                .get(&format!("{url}/v1/head"))
+                .call()
+                .and_then(|mut r| r.body_mut().read_json::<HeadView>())
+                && head.height >= 1
+            {
+                first_height = first_height.max(head.height);
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the network did not start within a minute (logs in {})",
+                    network.dir.path().display()
+                );
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(first_height)
+}
+
+fn run_chain(args: &ChainArgs, json: bool) -> anyhow::Result<()> {
+    if args.validators == 0 || args.duration == 0 || args.senders == 0 {
+        bail!("--validators, --duration and --senders must be positive");
+    }
     let keys: Vec<PrivateKey> = (0..args.senders).map(|_| files::generate_key()).collect();
     let allocations: Vec<Allocation> = keys
         .iter()
@@ -272,24 +384,8 @@ fn run_chain(args: &ChainArgs, json: bool) -> anyhow::Result<()> {
             amount: Amount(1_000_000 * Amount::PER_TOKEN),
         })
         .collect();
-    let net = localnet::init(
-        dir.path(),
-        args.validators,
-        0,
-        None,
-        &allocations,
-        Tuning::default(),
-    )?;
-    let mut nodes = Nodes(Vec::new());
-    for node in &net.nodes {
-        let log = node.config.with_file_name(&node.name).join("node.log");
-        nodes.0.push(localnet::spawn_node(&node.config, &log)?);
-    }
-    let urls: Vec<String> = net
-        .nodes
-        .iter()
-        .map(|n| format!("http://{}", n.http))
-        .collect();
+    let network = launch(args.validators, &allocations)?;
+    let (dir, net, urls) = (&network.dir, &network.net, &network.urls);
 
     // Sign while the nodes start.
     let count = args.rate.unwrap_or(SATURATION_TX_PER_S) * (args.warmup + args.duration);
@@ -306,38 +402,9 @@ fn run_chain(args: &ChainArgs, json: bool) -> anyhow::Result<()> {
     }
     drop(txs);
 
-    let agent = agent();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut first_height = 0;
-    for url in &urls {
-        loop {
-            if let Ok(head) = agent
-                .get(&format!("{url}/v1/head"))
-                .call()
-                .and_then(|mut r| r.body_mut().read_json::<HeadView>())
-                && head.height >= 1
-            {
-                first_height = first_height.max(head.height);
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "the network did not start within a minute (logs in {})",
-                    dir.path().display()
-                );
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-    }
+    let first_height = wait_up(&network)?;
 
-    let shared = Arc::new(Shared {
-        submitted_at: (0..count).map(|_| AtomicU64::new(UNSENT)).collect(),
-        index,
-        submitted: AtomicU64::new(0),
-        finalized: AtomicU64::new(0),
-        stop_submitting: AtomicBool::new(false),
-        stop_watching: AtomicBool::new(false),
-    });
+    let shared = Arc::new(Shared::new(index));
     eprintln!(
         "network up; offering load for {} s of warm-up and {} s timed ...",
         args.warmup, args.duration
@@ -388,12 +455,12 @@ fn run_chain(args: &ChainArgs, json: bool) -> anyhow::Result<()> {
         .iter()
         .filter(|t| inside(t.load(Ordering::SeqCst)))
         .count();
-    let final_in_window = seen.iter().filter(|(_, at)| inside(*at)).count();
+    let final_in_window = seen.iter().filter(|t| inside(t.at_ns)).count();
     let mut latencies: Vec<f64> = seen
         .iter()
-        .filter_map(|&(i, at)| {
-            let sent = shared.submitted_at[i].load(Ordering::SeqCst);
-            inside(sent).then(|| at.saturating_sub(sent) as f64 / 1e6)
+        .filter_map(|t| {
+            let sent = shared.submitted_at[t.index].load(Ordering::SeqCst);
+            inside(sent).then(|| t.at_ns.saturating_sub(sent) as f64 / 1e6)
         })
         .collect();
     latencies.sort_by(f64::total_cmp);
@@ -413,11 +480,7 @@ fn run_chain(args: &ChainArgs, json: bool) -> anyhow::Result<()> {
         "latency_samples": latencies.len(),
         "mode": if args.rate.is_some() { "fixed rate" } else { "saturation" },
     });
-    drop(nodes);
-    if args.keep {
-        let kept = dir.keep();
-        eprintln!("network kept in {}", kept.display());
-    }
+    network.stop(args.keep);
     if json {
         println!("{report}");
     } else {
@@ -439,6 +502,7 @@ fn run_chain(args: &ChainArgs, json: bool) -> anyhow::Result<()> {
 pub fn run_bench(cmd: BenchCommand, json: bool) -> ExitCode {
     let result = match cmd {
         BenchCommand::Chain(args) => run_chain(&args, json),
+        BenchCommand::Market(args) => crate::bench_market::run_market(&args, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

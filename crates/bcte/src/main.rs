@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod bench;
+mod bench_market;
 mod chain_cmds;
 mod clear;
 mod client;
@@ -46,7 +47,8 @@ enum Command {
     VerifyCert(chain_cmds::VerifyCertArgs),
     /// Audit a node's data directory offline: hashes, signatures, certificates, replay.
     Verify(chain_cmds::VerifyArgs),
-    /// Benchmarks: `bench chain` measures a local network's throughput and latency.
+    /// Benchmarks on a local network: `bench chain` (transfers), `bench market` (bids and
+    /// gate closures).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
     /// Clear one market interval from a market file and print the result as JSON.
