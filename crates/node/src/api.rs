@@ -42,6 +42,9 @@ pub const BATCH_BODY_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// The longest a client may ask `GET /v1/txs/{hash}` to wait for finality.
 pub const WAIT_MS_MAX: u64 = 60_000;
 
+/// How long `GET /v1/txs/{hash}` waits for a transaction this node does not know.
+const UNKNOWN_WAIT_MS: u64 = 2_000;
+
 /// What the API serves from.
 pub struct ApiState<S: Store> {
     /// Node state.
@@ -161,6 +164,7 @@ pub struct HeadView {
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
     /// The transaction's canonical encoding, hex.
+    #[schema(pattern = "^([0-9a-fA-F]{2})+$")]
     pub tx: String,
 }
 
@@ -171,11 +175,18 @@ pub struct SubmitResponse {
     pub hash: String,
 }
 
+/// A transaction's canonical encoding, hex (the schema of each entry of a batch).
+#[derive(ToSchema)]
+#[schema(pattern = "^([0-9a-fA-F]{2})+$")]
+#[allow(dead_code)] // only a schema
+pub struct HexTx(String);
+
 /// `POST /v1/txs/batch` request: many encoded transactions, admitted in order.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitBatchRequest {
     /// The transactions' canonical encodings, hex (at most 4096).
+    #[schema(value_type = Vec<HexTx>, max_items = 4096)]
     pub txs: Vec<String>,
 }
 
@@ -322,6 +333,7 @@ struct HeightQuery {
         Health,
         HeadView,
         SubmitRequest,
+        HexTx,
         SubmitResponse,
         SubmitBatchRequest,
         SubmitBatchResponse,
@@ -365,8 +377,65 @@ pub fn router<S: Store>(state: Arc<ApiState<S>>) -> Router {
         .route("/v1/proofs/{*key}", get(proof::<S>))
         .route("/v1/certificates/{height}", get(certificate::<S>))
         .merge(crate::market_api::routes::<S>())
+        .fallback(|| async { ApiError::not_found("no such route (see /openapi.json)") })
+        .method_not_allowed_fallback(|| async {
+            ApiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                message: "method not allowed on this route (see /openapi.json)".into(),
+            }
+        })
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
+}
+
+/// Makes every error a JSON `{"error"}` body, as the module promises, whatever produced it:
+/// axum's own rejections (a path or query parameter that does not parse, a missing or wrong
+/// content type, a JSON body of the wrong shape, a body over its limit) answer in plain text,
+/// and with 415 or 422 for the body. Those are malformed requests like any other: 400, with
+/// axum's text as the message. Other statuses (413, 405 with its `Allow` header) are kept.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let status = match status {
+        StatusCode::UNSUPPORTED_MEDIA_TYPE | StatusCode::UNPROCESSABLE_ENTITY => {
+            StatusCode::BAD_REQUEST
+        }
+        s => s,
+    };
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json && status == response.status() {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, BODY_BYTES_MAX)
+        .await
+        .unwrap_or_default();
+    let message = if is_json {
+        serde_json::from_slice::<ErrorBody>(&bytes)
+            .map(|b| b.error)
+            .unwrap_or_default()
+    } else {
+        String::from_utf8_lossy(&bytes).trim().to_owned()
+    };
+    let message = if message.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        message
+    };
+    let json = serde_json::to_vec(&ErrorBody { error: message }).unwrap_or_default();
+    parts.status = status;
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, axum::body::Body::from(json))
 }
 
 /// Liveness: 200 once the node serves requests.
@@ -417,6 +486,19 @@ async fn head<S: Store>(State(st): State<Arc<ApiState<S>>>) -> Json<HeadView> {
     })
 }
 
+/// A body that did not parse: 413 if over its limit, otherwise 400 (axum answers 415 for a
+/// missing content type and 422 for JSON of the wrong shape; both are malformed requests here).
+fn body_error(e: JsonRejection) -> ApiError {
+    let status = match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError {
+        status,
+        message: format!("malformed request body: {}", e.body_text()),
+    }
+}
+
 /// Decodes the hex of an encoded transaction; the error names `what` was wrong.
 fn parse_tx(text: &str, what: &str) -> Result<Tx, String> {
     let bytes = hex::decode(text.trim()).map_err(|e| format!("{what} is not hex: {e}"))?;
@@ -431,7 +513,7 @@ fn parse_tx(text: &str, what: &str) -> Result<Tx, String> {
     responses(
         (status = 202, body = SubmitResponse, description = "admitted; poll GET /v1/txs/{hash}"),
         (status = 400, body = ErrorBody, description = "malformed, wrong chain, bad signature, bad nonce, overdraft"),
-        (status = 413, description = "body larger than 2 MiB (a bulk transaction of 1 MiB, hex-encoded)"),
+        (status = 413, body = ErrorBody, description = "body larger than 2 MiB (a bulk transaction of 1 MiB, hex-encoded)"),
         (status = 503, body = ErrorBody, description = "mempool full; retry later"),
     )
 )]
@@ -439,10 +521,7 @@ async fn submit_tx<S: Store>(
     State(st): State<Arc<ApiState<S>>>,
     body: Result<Json<SubmitRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
-    let Json(req) = body.map_err(|e| ApiError {
-        status: e.status(),
-        message: format!("malformed request body: {}", e.body_text()),
-    })?;
+    let Json(req) = body.map_err(body_error)?;
     let tx = parse_tx(&req.tx, "field tx").map_err(ApiError::bad_request)?;
     let shared = st.shared.clone();
     let submitted = tx.clone();
@@ -480,25 +559,31 @@ async fn submit_tx<S: Store>(
     request_body = SubmitBatchRequest,
     responses(
         (status = 200, body = SubmitBatchResponse, description = "per-transaction outcome"),
-        (status = 400, body = ErrorBody, description = "malformed body or more than 4096 transactions"),
-        (status = 413, description = "body larger than 8 MiB"),
+        (status = 400, body = ErrorBody, description = "malformed body, an entry that is not hex, or more than 4096 transactions"),
+        (status = 413, body = ErrorBody, description = "body larger than 8 MiB"),
     )
 )]
 async fn submit_batch<S: Store>(
     State(st): State<Arc<ApiState<S>>>,
     body: Result<Json<SubmitBatchRequest>, JsonRejection>,
 ) -> Result<Json<SubmitBatchResponse>, ApiError> {
-    let Json(req) = body.map_err(|e| ApiError {
-        status: e.status(),
-        message: format!("malformed request body: {}", e.body_text()),
-    })?;
+    let Json(req) = body.map_err(body_error)?;
     if req.txs.len() > BATCH_TXS_MAX {
         return Err(ApiError::bad_request(format!(
             "{} transactions in one batch; at most {BATCH_TXS_MAX}",
             req.txs.len()
         )));
     }
-    // Decode everything first; undecodable entries are refused in place.
+    // An entry that is not hex makes the request malformed (the schema's rule); one that is
+    // hex but not a transaction is refused in place, like one the mempool refuses.
+    if let Some(i) = req.txs.iter().position(|t| {
+        let t = t.trim();
+        t.is_empty() || hex::decode(t).is_err()
+    }) {
+        return Err(ApiError::bad_request(format!(
+            "txs[{i}] is not a hex encoding of bytes"
+        )));
+    }
     let mut results: Vec<BatchItem> = Vec::with_capacity(req.txs.len());
     let mut decoded = Vec::with_capacity(req.txs.len());
     for (i, text) in req.txs.iter().enumerate() {
@@ -567,9 +652,9 @@ fn final_status<S: Store>(shared: &Shared<S>, hash: &Hash) -> Result<Option<TxSt
 #[utoipa::path(
     get,
     path = "/v1/txs/{hash}",
-    params(("hash" = String, Path, description = "transaction hash, hex"),
-           ("wait_ms" = Option<u64>, Query, description = "wait up to this long for finality")),
-    responses((status = 200, body = TxStatus), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody))
+    params(("hash" = String, Path, pattern = "^[0-9a-fA-F]{64}$", description = "transaction hash, hex"),
+           ("wait_ms" = Option<u64>, Query, minimum = 0, maximum = 60000, description = "wait up to this long for finality (ms)")),
+    responses((status = 200, body = TxStatus), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody, description = "neither final nor waiting in this node's mempool"))
 )]
 async fn tx_status<S: Store>(
     State(st): State<Arc<ApiState<S>>>,
@@ -577,9 +662,19 @@ async fn tx_status<S: Store>(
     Query(q): Query<WaitQuery>,
 ) -> ApiResult<TxStatus> {
     let hash = parse_hash(&hash).map_err(|e| ApiError::bad_request(format!("bad hash: {e}")))?;
-    let wait = Duration::from_millis(q.wait_ms.unwrap_or(0).min(WAIT_MS_MAX));
+    let wait_ms = q.wait_ms.unwrap_or(0);
+    if wait_ms > WAIT_MS_MAX {
+        return Err(ApiError::bad_request(format!(
+            "wait_ms {wait_ms} is above the limit of {WAIT_MS_MAX}"
+        )));
+    }
+    let wait = Duration::from_millis(wait_ms);
     let mut tips = st.shared.executor.subscribe();
-    let deadline = tokio::time::Instant::now() + wait;
+    let now = tokio::time::Instant::now();
+    let deadline = now + wait;
+    // A transaction neither final nor waiting here is waited for only briefly (it may be
+    // between leaving the mempool and its block's commit): nothing else would bring it.
+    let unknown_deadline = deadline.min(now + Duration::from_millis(UNKNOWN_WAIT_MS));
     loop {
         if let Some(s) = final_status(&st.shared, &hash)? {
             return Ok(Json(s));
@@ -590,7 +685,8 @@ async fn tx_status<S: Store>(
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .contains(&hash);
-        let waited = tokio::time::timeout_at(deadline, tips.changed()).await;
+        let until = if pending { deadline } else { unknown_deadline };
+        let waited = tokio::time::timeout_at(until, tips.changed()).await;
         if !matches!(waited, Ok(Ok(()))) {
             if pending {
                 return Ok(Json(TxStatus {
@@ -614,7 +710,7 @@ async fn tx_status<S: Store>(
 #[utoipa::path(
     get,
     path = "/v1/accounts/{account}",
-    params(("account" = String, Path, description = "ACCOUNT: hex of the 32-byte public key")),
+    params(("account" = String, Path, pattern = "^[0-9a-fA-F]{64}$", description = "ACCOUNT: hex of the 32-byte ed25519 public key; 400 for 32 bytes that are not a public key (no one could sign for that account)")),
     responses((status = 200, body = AccountView), (status = 400, body = ErrorBody))
 )]
 async fn account<S: Store>(
@@ -723,7 +819,7 @@ fn resolve_height<S: Store>(shared: &Shared<S>, id: &str) -> Result<Height, ApiE
 #[utoipa::path(
     get,
     path = "/v1/blocks/{id}",
-    params(("id" = String, Path, description = "a height, a block hash (hex) or `latest`")),
+    params(("id" = String, Path, pattern = "^(latest|[0-9]{1,19}|[0-9a-fA-F]{64})$", description = "a height, a block hash (hex) or `latest`")),
     responses((status = 200, body = BlockView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
 async fn block<S: Store>(
@@ -745,9 +841,9 @@ async fn block<S: Store>(
 #[utoipa::path(
     get,
     path = "/v1/proofs/{key}",
-    params(("key" = String, Path, description = "account/<ACCOUNT>, supply, head or config"),
-           ("height" = Option<u64>, Query, description = "the height to prove at (default: latest)")),
-    responses((status = 200, body = ProofView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody))
+    params(("key" = String, Path, pattern = r#"^(supply|head|config|market-clock|feeders|account/[0-9a-fA-F]{64}|(feeder|schedule|sites)/[!"$-.0-~]([ -.0-~]{0,126}[!-.0-~])?|site/[!"$-.0-~]([ -.0-~]{0,126}[!-.0-~])?/[!"$-.0-~]([ -.0-~]{0,126}[!-.0-~])?|(book|result|upstream)/[!"$-.0-~]([ -.0-~]{0,126}[!-.0-~])?/(0|[1-9][0-9]{0,18})|(bids|results)/[!"$-.0-~]([ -.0-~]{0,126}[!-.0-~])?/(0|[1-9][0-9]{0,18})/(0|[1-9][0-9]?|1[0-9]{2}|2[0-4][0-9]|25[0-5]))$"#, description = "a state key (docs/encoding.md): supply, head, config, market-clock, feeders, account/<ACCOUNT> (a public key), feeder/<F>, schedule/<F>, sites/<F>, site/<F>/<S>, book/<F>/<K>, bids/<F>/<K>/<B>, result/<F>/<K>, results/<F>/<K>/<B>, upstream/<F>/<K>"),
+           ("height" = Option<u64>, Query, minimum = 0, description = "the height to prove at (default: latest)")),
+    responses((status = 200, body = ProofView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody, description = "the bids of an interval not yet cleared are sealed"), (status = 404, body = ErrorBody, description = "height above the tip"))
 )]
 async fn proof<S: Store>(
     State(st): State<Arc<ApiState<S>>>,
@@ -808,8 +904,8 @@ pub struct CertificateView {
 #[utoipa::path(
     get,
     path = "/v1/certificates/{height}",
-    params(("height" = u64, Path, description = "block height")),
-    responses((status = 200, body = CertificateView), (status = 404, body = ErrorBody))
+    params(("height" = u64, Path, minimum = 0, description = "block height")),
+    responses((status = 200, body = CertificateView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
 async fn certificate<S: Store>(
     State(st): State<Arc<ApiState<S>>>,

@@ -219,7 +219,7 @@ pub struct FeederView {
 #[utoipa::path(
     get,
     path = "/v1/feeders/{feeder}",
-    params(("feeder" = String, Path, description = "feeder id")),
+    params(("feeder" = String, Path, pattern = r#"^[!"$-.0-~]([ -.0-~]{0,126}[!-.0-~])?$"#, description = "feeder id: 1 to 128 printable ASCII characters, no `/`, not starting with `#` or a space, not ending with a space")),
     responses((status = 200, body = FeederView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
 async fn feeder<S: Store>(
@@ -348,7 +348,7 @@ fn current_interval(s: &Schedule, now: u64) -> Option<Interval> {
 #[utoipa::path(
     get,
     path = "/v1/feeders/{feeder}/schedule",
-    params(("feeder" = String, Path, description = "feeder id")),
+    params(("feeder" = String, Path, pattern = r#"^[!"$-.0-~]([ -.0-~]{0,126}[!-.0-~])?$"#, description = "feeder id: 1 to 128 printable ASCII characters, no `/`, not starting with `#` or a space, not ending with a space")),
     responses((status = 200, body = ScheduleView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
 async fn schedule<S: Store>(
@@ -442,7 +442,7 @@ pub struct SiteView {
 #[utoipa::path(
     get,
     path = "/v1/feeders/{feeder}/sites/{site}",
-    params(("feeder" = String, Path, description = "feeder id"), ("site" = String, Path, description = "site id")),
+    params(("feeder" = String, Path, pattern = r#"^[!"$-.0-~]([ -.0-~]{0,126}[!-.0-~])?$"#, description = "feeder id: 1 to 128 printable ASCII characters, no `/`, not starting with `#` or a space, not ending with a space"), ("site" = String, Path, pattern = r#"^[!"$-.0-~]([ -.0-~]{0,126}[!-.0-~])?$"#, description = "site id (the rules of a feeder id)")),
     responses((status = 200, body = SiteView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
 async fn site<S: Store>(
@@ -567,7 +567,7 @@ fn require_cleared(s: &Schedule, feeder: &FeederId, k: Interval) -> Result<(), A
 #[utoipa::path(
     get,
     path = "/v1/feeders/{feeder}/intervals/{interval}/bids",
-    params(("feeder" = String, Path, description = "feeder id"), ("interval" = u64, Path, minimum = 0, description = "interval number")),
+    params(("feeder" = String, Path, pattern = r#"^[!"$-.0-~]([ -.0-~]{0,126}[!-.0-~])?$"#, description = "feeder id: 1 to 128 printable ASCII characters, no `/`, not starting with `#` or a space, not ending with a space"), ("interval" = u64, Path, minimum = 0, description = "interval number")),
     responses((status = 200, body = BidsView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody, description = "sealed: the interval is not cleared yet"), (status = 404, body = ErrorBody))
 )]
 async fn bids<S: Store>(
@@ -666,7 +666,7 @@ pub struct ResultView {
 #[utoipa::path(
     get,
     path = "/v1/feeders/{feeder}/intervals/{interval}/result",
-    params(("feeder" = String, Path, description = "feeder id"), ("interval" = u64, Path, minimum = 0, description = "interval number")),
+    params(("feeder" = String, Path, pattern = r#"^[!"$-.0-~]([ -.0-~]{0,126}[!-.0-~])?$"#, description = "feeder id: 1 to 128 printable ASCII characters, no `/`, not starting with `#` or a space, not ending with a space"), ("interval" = u64, Path, minimum = 0, description = "interval number")),
     responses((status = 200, body = ResultView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody, description = "unknown feeder, not cleared yet, or pruned"))
 )]
 async fn result<S: Store>(
@@ -812,7 +812,7 @@ pub struct SiteResultView {
 #[utoipa::path(
     get,
     path = "/v1/feeders/{feeder}/intervals/{interval}/sites/{site}",
-    params(("feeder" = String, Path, description = "feeder id"), ("interval" = u64, Path, minimum = 0, description = "interval number"), ("site" = String, Path, description = "site id"),
+    params(("feeder" = String, Path, pattern = r#"^[!"$-.0-~]([ -.0-~]{0,126}[!-.0-~])?$"#, description = "feeder id: 1 to 128 printable ASCII characters, no `/`, not starting with `#` or a space, not ending with a space"), ("interval" = u64, Path, minimum = 0, description = "interval number"), ("site" = String, Path, pattern = r#"^[!"$-.0-~]([ -.0-~]{0,126}[!-.0-~])?$"#, description = "site id (the rules of a feeder id)"),
            ("height" = Option<u64>, Query, minimum = 0, description = "the height to prove at (default: the tip)")),
     responses((status = 200, body = SiteResultView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody))
 )]

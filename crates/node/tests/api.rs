@@ -246,6 +246,58 @@ async fn proofs_check_against_the_header_of_their_height() {
 }
 
 #[tokio::test]
+async fn every_error_is_a_json_body_whatever_refused_the_request() {
+    let f = fixture();
+    let json_error = |s: StatusCode, v: &Value, code: StatusCode, words: &str| {
+        assert_eq!(s, code, "{v}");
+        let msg = v["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not a JSON error: {v}"));
+        assert!(msg.contains(words), "{msg:?} should mention {words:?}");
+    };
+    // No content type: axum's 415, answered as a malformed request.
+    let (s, v) = f
+        .call(Request::post("/v1/txs").body(Body::from("{}")).unwrap())
+        .await;
+    json_error(s, &v, StatusCode::BAD_REQUEST, "Content-Type");
+    // A JSON body of the wrong shape: axum's 422.
+    let (s, v) = f.post("/v1/txs/batch", "{}").await;
+    json_error(s, &v, StatusCode::BAD_REQUEST, "missing field `txs`");
+    // Path and query parameters that do not parse: axum's plain-text 400s.
+    let (s, v) = f.get("/v1/certificates/-1").await;
+    json_error(s, &v, StatusCode::BAD_REQUEST, "-1");
+    let (s, v) = f
+        .get(&format!("/v1/txs/{}?wait_ms=-1", "ab".repeat(32)))
+        .await;
+    json_error(s, &v, StatusCode::BAD_REQUEST, "wait_ms");
+    let (s, v) = f.get("/v1/proofs/supply?height=x").await;
+    json_error(s, &v, StatusCode::BAD_REQUEST, "height");
+    // No such route, or not with this method (the Allow header stays).
+    let (s, v) = f.get("/v1/nothing").await;
+    json_error(s, &v, StatusCode::NOT_FOUND, "no such route");
+    let resp = f
+        .router
+        .clone()
+        .oneshot(Request::delete("/v1/head").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(resp.headers()["allow"], "GET,HEAD");
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    // A body over its limit keeps its 413.
+    let big = json!({ "tx": "00".repeat(api::SUBMIT_BODY_BYTES_MAX) }).to_string();
+    let (s, v) = f.post("/v1/txs", big).await;
+    json_error(s, &v, StatusCode::PAYLOAD_TOO_LARGE, "length limit");
+    // An unknown transaction is not waited for as long as asked.
+    let started = std::time::Instant::now();
+    let (s, _) = f
+        .get(&format!("/v1/txs/{}?wait_ms=60000", "ab".repeat(32)))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[tokio::test]
 async fn bad_submissions_get_4xx_with_a_reason() {
     let f = fixture();
     let tx = sim::transfer(&f.genesis, 0, 0, 1, 5);
@@ -264,7 +316,7 @@ async fn bad_submissions_get_4xx_with_a_reason() {
     let (s, v) = f
         .post("/v1/txs", json!({ "tx": "00", "extra": 1 }).to_string())
         .await;
-    expect(s, &v, StatusCode::UNPROCESSABLE_ENTITY, "unknown field");
+    expect(s, &v, StatusCode::BAD_REQUEST, "unknown field");
 
     let mut body = tx.body().clone();
     body.nonce = 1;
@@ -398,10 +450,22 @@ async fn a_batch_is_admitted_in_order_with_a_reason_for_each_refusal() {
     let mut forged = sim::transfer(&f.genesis, 2, 0, 1, 5).encode().to_vec();
     let last = forged.len() - 1;
     forged[last] ^= 1;
+    // An entry that is not hex at all makes the whole request malformed.
+    let (status, v) = f
+        .post(
+            "/v1/txs/batch",
+            json!({ "txs": [hex::encode(first.encode()), "zz"] }).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        v["error"].as_str().unwrap().contains("txs[1] is not a hex"),
+        "{v}"
+    );
     let body = json!({ "txs": [
         hex::encode(first.encode()),
         hex::encode(second.encode()),
-        "zz",
+        "00",
         hex::encode(gap.encode()),
         hex::encode(&forged),
     ]});
@@ -421,7 +485,7 @@ async fn a_batch_is_admitted_in_order_with_a_reason_for_each_refusal() {
         r[2]["error"]
             .as_str()
             .unwrap()
-            .contains("txs[2] is not hex")
+            .contains("txs[2] is not a transaction")
     );
     assert!(
         r[3]["error"].as_str().unwrap().contains("skips ahead"),
