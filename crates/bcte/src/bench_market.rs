@@ -236,15 +236,7 @@ fn nullified_views(url: &str) -> anyhow::Result<u64> {
         .body_mut()
         .read_to_string()
         .context("reading the metrics")?;
-    Ok(text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            let name = l.split(['{', ' ']).next().unwrap_or("");
-            name.contains("voter_state_nullifications") || name.contains("voter_state_timeouts")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64)
+    Ok(bcte_node::api::nullified_views(&text))
 }
 
 /// Sends one validator's share of the load, each transaction when it is due.

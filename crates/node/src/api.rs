@@ -59,6 +59,20 @@ pub struct ApiState<S: Store> {
 /// text.
 pub type MetricsSource = Arc<dyn Fn() -> String + Send + Sync>;
 
+/// The views nullified or timed out, summed over every simplex engine whose metrics `text` (the
+/// Prometheus text of `/metrics`, or of a simulated runtime holding several validators) holds:
+/// what a slow block would show first.
+pub fn nullified_views(text: &str) -> u64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            let name = l.split(['{', ' ']).next().unwrap_or("");
+            name.contains("voter_state_nullifications") || name.contains("voter_state_timeouts")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 /// An API error: a status and a message.
 #[derive(Debug)]
 pub struct ApiError {

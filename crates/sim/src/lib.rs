@@ -671,16 +671,7 @@ pub fn sign(genesis: &Genesis, from: u64, nonce: u64, payload: Payload) -> Tx {
 /// Counts the views that the validators' simplex engines nullified or timed out, from the
 /// runtime's metrics (`nullifications` and `timeouts` of every validator).
 pub fn nullified_views(context: &Ctx) -> u64 {
-    context
-        .encode()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            let name = l.split(['{', ' ']).next().unwrap_or("");
-            name.contains("voter_state_nullifications") || name.contains("voter_state_timeouts")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    bcte_node::api::nullified_views(&context.encode())
 }
 
 /// A transfer from test account `from` with `nonce`.
