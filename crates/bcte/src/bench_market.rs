@@ -478,6 +478,8 @@ fn drive(
             epoch_ms: None,
             config,
             nodes,
+            market_account: None,
+            upstream_account: None,
         }),
     )];
     let specs: Vec<SiteSpec> = sites

@@ -129,6 +129,13 @@ pub enum TxCommand {
     GridMode(crate::market_cmds::GridModeArgs),
     /// Bid for a site and interval, withdraw a bid, or send a batch of bids from a file.
     Bid(crate::market_cmds::BidArgs),
+    /// Meters: register one or swap its key, allow a head-end system (DSO).
+    #[command(subcommand)]
+    Meter(crate::meter_cmds::MeterCommand),
+    /// A site's reading of an interval, signed with its meter's key.
+    Reading(crate::meter_cmds::ReadingArgs),
+    /// Correct a settled site's settlement, with a reason on the record (DSO).
+    Adjust(crate::meter_cmds::AdjustArgs),
 }
 
 /// `bcte query` subcommands.
@@ -390,6 +397,9 @@ pub fn run_tx(cmd: TxCommand, json: bool) -> ExitCode {
         TxCommand::Market(cmd) => return market_cmds::run_market_tx(cmd, json),
         TxCommand::GridMode(args) => return market_cmds::run_grid_mode(args, json),
         TxCommand::Bid(args) => return market_cmds::run_bid(args, json),
+        TxCommand::Meter(cmd) => return crate::meter_cmds::run_meter(cmd, json),
+        TxCommand::Reading(args) => return crate::meter_cmds::run_reading(args, json),
+        TxCommand::Adjust(args) => return crate::meter_cmds::run_adjust(args, json),
         TxCommand::Transfer { common, to, amount } => (
             common,
             Payload::Transfer {
@@ -418,8 +428,17 @@ pub fn run_tx(cmd: TxCommand, json: bool) -> ExitCode {
 fn describe(key: &StateKey, bytes: &[u8]) -> Value {
     let raw = || json!({ "hex": hex::encode(bytes) });
     match key {
-        StateKey::Account(_) => AccountState::decode(Copying(bytes))
-            .map_or_else(|_| raw(), |a| json!({ "balance": a.balance, "nonce": a.nonce })),
+        StateKey::Account(_) => AccountState::decode(Copying(bytes)).map_or_else(
+            |_| raw(),
+            |a| {
+                let positions: Vec<Value> = a
+                    .positions
+                    .iter()
+                    .map(|p| json!({ "market": p.market, "amount": p.amount }))
+                    .collect();
+                json!({ "balance": a.balance, "nonce": a.nonce, "positions": positions })
+            },
+        ),
         StateKey::Supply => Amount::decode(Copying(bytes)).map_or_else(|_| raw(), |a| json!(a)),
         StateKey::Head => Head::decode(Copying(bytes)).map_or_else(
             |_| raw(),

@@ -56,6 +56,21 @@ pub enum MarketCommand {
         #[command(flatten)]
         query: crate::market_cmds::QueryArgs,
     },
+    /// A cleared interval's settlement (docs/settlement-rules.md): readings, each site's
+    /// scheduled and metered energy, deviation, energy and imbalance charges, and the market
+    /// account's totals; with `--site`, that site's.
+    Settlement {
+        /// The interval.
+        interval: u64,
+        /// Show one site's settlement.
+        #[arg(long)]
+        site: Option<String>,
+        /// Wait up to this many seconds for the interval to be settled.
+        #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+        wait: u64,
+        #[command(flatten)]
+        query: crate::market_cmds::QueryArgs,
+    },
     /// Run a market file through the chain by transactions (a fresh islanded feeder, one site
     /// per bid owned by a fresh key), read the result back with every site's proof checked,
     /// and compare it with clearing the file here (`matches_local`; exit 1 if they differ).
@@ -177,6 +192,18 @@ pub fn run_market(cmd: MarketCommand, json: bool) -> ExitCode {
             json,
         )),
         MarketCommand::Bids { interval, query: q } => query(market_cmds::bids(&q, interval, json)),
+        MarketCommand::Settlement {
+            interval,
+            site,
+            wait,
+            query: q,
+        } => query(crate::meter_cmds::settlement(
+            &q,
+            interval,
+            site.as_deref(),
+            wait,
+            json,
+        )),
         MarketCommand::Replay(args) => market_cmds::run_replay(&args, json),
     }
 }

@@ -15,6 +15,7 @@ mod clear;
 mod client;
 mod localnet;
 mod market_cmds;
+mod meter_cmds;
 
 /// bcte: blockchain-enabled transactive energy.
 #[derive(Parser, Debug)]

@@ -42,7 +42,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-fn input(message: impl Into<String>) -> anyhow::Error {
+pub(crate) fn input(message: impl Into<String>) -> anyhow::Error {
     InputError(message.into()).into()
 }
 
@@ -62,7 +62,7 @@ fn feeder_id(s: &str) -> anyhow::Result<FeederId> {
     FeederId::new(s).map_err(|e| input(e.to_string()))
 }
 
-fn site_id(s: &str) -> anyhow::Result<SiteId> {
+pub(crate) fn site_id(s: &str) -> anyhow::Result<SiteId> {
     SiteId::new(s).map_err(|e| input(e.to_string()))
 }
 
@@ -75,7 +75,7 @@ fn kw_arg(field: &str, x: f64) -> anyhow::Result<Watts> {
 }
 
 /// The feeder a command concerns: `--feeder`, or the chain's only one.
-fn resolve_feeder(client: &Client, given: Option<&str>) -> anyhow::Result<FeederId> {
+pub(crate) fn resolve_feeder(client: &Client, given: Option<&str>) -> anyhow::Result<FeederId> {
     if let Some(f) = given {
         return feeder_id(f);
     }
@@ -101,7 +101,7 @@ fn schedule(client: &Client, feeder: &FeederId) -> anyhow::Result<ScheduleView> 
 }
 
 /// Percent-encodes an id for a URL path segment (ids are printable ASCII without `/`).
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -154,6 +154,9 @@ pub struct ConfigFile {
     export_limit_kw: Option<f64>,
     alert_import_limit_kw: Option<f64>,
     retention_intervals: Option<u32>,
+    imbalance_penalty: Option<f64>,
+    settlement_delay_ms: Option<u64>,
+    reading_window_ms: Option<u64>,
 }
 
 impl ConfigFile {
@@ -182,6 +185,13 @@ impl ConfigFile {
                 d.alert_import_limit,
             )?,
             retention_intervals: self.retention_intervals.unwrap_or(d.retention_intervals),
+            imbalance_penalty: price(
+                "imbalance_penalty",
+                self.imbalance_penalty,
+                d.imbalance_penalty,
+            )?,
+            settlement_delay_ms: self.settlement_delay_ms.unwrap_or(d.settlement_delay_ms),
+            reading_window_ms: self.reading_window_ms.unwrap_or(d.reading_window_ms),
         };
         bcte_ledger::market::check_config(&config).map_err(input)?;
         Ok(config)
@@ -551,6 +561,8 @@ pub fn run_feeder(cmd: FeederCommand, json: bool) -> ExitCode {
                     epoch_ms: f.epoch_ms,
                     config,
                     nodes: node_specs(&f.nodes)?,
+                    market_account: None,
+                    upstream_account: None,
                 });
                 submit(&common, payload, json)
             }
@@ -812,10 +824,10 @@ pub fn run_bid(args: BidArgs, json: bool) -> ExitCode {
 pub struct QueryArgs {
     /// The node's API URL.
     #[arg(long, value_name = "URL", default_value = DEFAULT_NODE, env = "BCTE_NODE")]
-    node: String,
+    pub(crate) node: String,
     /// The feeder (optional when the chain has one).
     #[arg(long)]
-    feeder: Option<String>,
+    pub(crate) feeder: Option<String>,
 }
 
 /// Arguments of `bcte market replay`.
@@ -1105,6 +1117,8 @@ pub fn replay(args: &ReplayArgs, json: bool) -> anyhow::Result<ExitCode> {
             epoch_ms: None,
             config,
             nodes,
+            market_account: None,
+            upstream_account: None,
         }),
     )?;
     let hash = post_tx(&client, &register)?;

@@ -154,6 +154,7 @@ fn fixture() -> Fixture {
             let state = bcte_ledger::AccountState {
                 balance: a.amount,
                 nonce: 0,
+                positions: Vec::new(),
             };
             (
                 StateKey::Account(a.account),
@@ -232,6 +233,8 @@ fn fixture() -> Fixture {
             epoch_ms: Some(epoch),
             config,
             nodes: nodes.clone(),
+            market_account: None,
+            upstream_account: None,
         }),
     );
     apply(&mut f, GENESIS_MS + 2, vec![register]);

@@ -24,11 +24,18 @@ pub const fn privilege_of(payload: &Payload) -> Option<Privilege> {
         Payload::MarketConfig(_) => Some(Privilege::SetMarketConfig),
         Payload::GridMode(_) => Some(Privilege::SetGridMode),
         Payload::UpstreamPrices(_) => Some(Privilege::PostUpstreamPrices),
+        // ST-1.1, ST-1.2, ST-3.3.
+        Payload::MeterRegister(_) => Some(Privilege::RegisterMeter),
+        Payload::HeadEnd(_) => Some(Privilege::SetHeadEnd),
+        Payload::SettlementAdjust(_) => Some(Privilege::AdjustSettlement),
         // LR-3.3; MC-3.3 (the site's owner); MC-5.1 (the owner or its aggregator).
         Payload::Transfer { .. }
         | Payload::SiteDelegate(_)
         | Payload::SiteRevoke(_)
-        | Payload::Bids(_) => None,
+        | Payload::Bids(_)
+        // ST-1.3: the site's meter; ST-1.2: a head-end system of the feeder.
+        | Payload::Reading(_)
+        | Payload::MeterBatch(_) => None,
     }
 }
 

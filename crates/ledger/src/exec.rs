@@ -218,6 +218,7 @@ pub fn reads_of(txs: &[Tx]) -> BTreeSet<StateKey> {
             }
             Payload::Bids(op) => {
                 keys.insert(schedule(&op.feeder));
+                keys.insert(StateKey::Debtors(op.feeder.clone()));
                 for b in &op.bids {
                     keys.insert(StateKey::Site(op.feeder.clone(), b.site.clone()));
                     keys.insert(StateKey::Book(op.feeder.clone(), b.interval));
@@ -225,9 +226,66 @@ pub fn reads_of(txs: &[Tx]) -> BTreeSet<StateKey> {
                     keys.insert(StateKey::Bids(op.feeder.clone(), b.interval, bucket));
                 }
             }
+            Payload::MeterRegister(op) => {
+                keys.insert(schedule(&op.feeder));
+                keys.insert(StateKey::Site(op.feeder.clone(), op.site.clone()));
+                keys.insert(StateKey::Meters(op.feeder.clone()));
+                keys.insert(StateKey::Sites(op.feeder.clone()));
+            }
+            Payload::HeadEnd(op) => {
+                keys.insert(StateKey::Feeder(op.feeder.clone()));
+            }
+            Payload::Reading(op) => {
+                let (f, k) = (&op.feeder, op.interval);
+                reading_keys(&mut keys, f, k, std::iter::once(&op.site));
+                keys.insert(StateKey::Site(f.clone(), op.site.clone()));
+            }
+            Payload::MeterBatch(op) => {
+                let (f, k) = (&op.feeder, op.interval);
+                reading_keys(&mut keys, f, k, op.readings.iter().map(|r| &r.site));
+            }
+            Payload::SettlementAdjust(op) => {
+                let f = &op.feeder;
+                for key in [
+                    schedule(f),
+                    StateKey::Site(f.clone(), op.site.clone()),
+                    StateKey::Feeder(f.clone()),
+                    StateKey::Sites(f.clone()),
+                    StateKey::Settling(f.clone(), op.interval),
+                    StateKey::Debtors(f.clone()),
+                ] {
+                    keys.insert(key);
+                }
+            }
         }
     }
     keys
+}
+
+/// The keys a reading of sites `sites` for interval `k` of feeder `f` names (ST-1.4).
+fn reading_keys<'a>(
+    keys: &mut BTreeSet<StateKey>,
+    f: &bcte_types::FeederId,
+    k: bcte_types::Interval,
+    sites: impl Iterator<Item = &'a bcte_types::SiteId>,
+) {
+    for key in [
+        StateKey::Schedule(f.clone()),
+        StateKey::Feeder(f.clone()),
+        StateKey::Sites(f.clone()),
+        StateKey::Meters(f.clone()),
+        StateKey::Settling(f.clone(), k),
+        StateKey::Result(f.clone(), k),
+        StateKey::Debtors(f.clone()),
+    ] {
+        keys.insert(key);
+    }
+    let buckets: BTreeSet<u16> = sites.map(crate::keys::book_bucket).collect();
+    for b in buckets {
+        keys.insert(StateKey::Readings(f.clone(), k, b));
+        keys.insert(StateKey::Results(f.clone(), k, b));
+        keys.insert(StateKey::Settled(f.clone(), k, b));
+    }
 }
 
 /// The block's market time, if the clock is known from what was read (MC-1.1).
@@ -246,6 +304,20 @@ pub fn plan_reads(
     let mut keys = reads_of(txs);
     let now_ms = market_time(pre, info.timestamp_ms)?;
     keys.extend(crate::market::plan_reads(pre, now_ms, txs)?);
+    keys.extend(crate::settle::plan_reads(pre, now_ms, txs)?);
+    // ST-5.3: what an account in debt receives pays its creditors: every account read brings
+    // the market accounts it owes.
+    let mut creditors = BTreeSet::new();
+    for key in keys.iter().chain(std::iter::empty()) {
+        if let StateKey::Account(_) = key
+            && let Some(Some(a)) = pre.peek_decode::<AccountState>(key)?
+        {
+            for p in a.positions.iter().filter(|p| p.amount < 0) {
+                creditors.insert(StateKey::Account(p.market));
+            }
+        }
+    }
+    keys.extend(creditors);
     Ok(keys)
 }
 
@@ -346,6 +418,11 @@ fn apply_tx(
         Payload::GridMode(op) => crate::market::set_mode(w, ctx, op),
         Payload::UpstreamPrices(op) => crate::market::post_prices(w, ctx, op),
         Payload::Bids(op) => crate::market::bid(w, ctx, from, op),
+        Payload::MeterRegister(op) => crate::settle::register_meter(w, op),
+        Payload::HeadEnd(op) => crate::settle::set_head_end(w, op),
+        Payload::Reading(op) => crate::settle::reading(w, ctx, from, op),
+        Payload::MeterBatch(op) => crate::settle::batch(w, ctx, from, op),
+        Payload::SettlementAdjust(op) => crate::settle::adjust(w, op),
     }
 }
 
@@ -373,6 +450,7 @@ pub fn genesis_writes(genesis: &Genesis) -> Result<WriteSet, GenesisError> {
         let state = AccountState {
             balance: a.amount,
             nonce: 0,
+            positions: Vec::new(),
         };
         writes.insert(StateKey::Account(a.account), Some(encode_value(&state)));
     }

@@ -17,6 +17,13 @@
 //! | an interval's result     | `0x16 ‖ F ‖ K:u64`                     | [`IntervalResult`](crate::market_state::IntervalResult) | `result/<F>/<K>` |
 //! | an interval's upstream prices | `0x17 ‖ F ‖ K:u64`                | [`UpstreamPrice`](bcte_types::market::UpstreamPrice) | `upstream/<F>/<K>` |
 //! | a bucket of its site results | `0x18 ‖ F ‖ K:u64 ‖ B:u16`         | [`ResultBucket`](crate::market_state::ResultBucket) | `results/<F>/<K>/<B>` |
+//! | a feeder's meters        | `0x19 ‖ F`                             | [`MeterTable`](crate::settle_state::MeterTable) | `meters/<F>` |
+//! | a bucket of an interval's readings | `0x1a ‖ F ‖ K:u64 ‖ B:u16`   | [`ReadingBucket`](crate::settle_state::ReadingBucket) | `readings/<F>/<K>/<B>` |
+//! | an interval's settlement index | `0x1b ‖ F ‖ K:u64`               | [`SettleIndex`](crate::settle_state::SettleIndex) | `settling/<F>/<K>` |
+//! | a bucket of its site settlements | `0x1c ‖ F ‖ K:u64 ‖ B:u16`     | [`SettledBucket`](crate::settle_state::SettledBucket) | `settled/<F>/<K>/<B>` |
+//! | an interval's settlement totals | `0x1d ‖ F ‖ K:u64`              | [`IntervalSettlement`](crate::settle_state::IntervalSettlement) | `settlement/<F>/<K>` |
+//! | a bucket of adjustments booked in an interval | `0x1e ‖ F ‖ K:u64 ‖ B:u16` | [`AdjustBucket`](crate::settle_state::AdjustBucket) | `adjustments/<F>/<K>/<B>` |
+//! | owners that may be in debt | `0x1f ‖ F`                           | [`Debtors`](crate::settle_state::Debtors) | `debtors/<F>` |
 //!
 //! `F` and `S` are a feeder and a site id, each `len:u8 ‖ bytes`; `K` an interval; `B` a book
 //! bucket, a function of the site id ([`book_bucket`]). Ids hold no `/`, so the string forms
@@ -68,6 +75,20 @@ pub enum StateKey {
     Upstream(FeederId, Interval),
     /// The results of the sites of one bucket for a cleared interval.
     Results(FeederId, Interval, u16),
+    /// A feeder's meters.
+    Meters(FeederId),
+    /// The readings of the sites of one bucket for an interval.
+    Readings(FeederId, Interval, u16),
+    /// An interval's settlement index.
+    Settling(FeederId, Interval),
+    /// The settlements of the sites of one bucket for a settled interval.
+    Settled(FeederId, Interval, u16),
+    /// An interval's settlement totals.
+    Settlement(FeederId, Interval),
+    /// The adjustments booked in an interval for the sites of one bucket.
+    Adjustments(FeederId, Interval, u16),
+    /// The owners that may be in debt to a feeder's market account.
+    Debtors(FeederId),
 }
 
 /// Buckets of an interval's bids and results (see the [module documentation](self)).
@@ -98,8 +119,9 @@ pub enum KeyError {
     #[error(
         "unknown state key {0:?}: expected account/<ACCOUNT>, supply, head, config, \
          market-clock, feeders, feeder/<F>, schedule/<F>, sites/<F>, site/<F>/<S>, \
-         book/<F>/<K>, bids/<F>/<K>/<B>, result/<F>/<K>, upstream/<F>/<K> or \
-         results/<F>/<K>/<B>"
+         book/<F>/<K>, bids/<F>/<K>/<B>, result/<F>/<K>, upstream/<F>/<K>, \
+         results/<F>/<K>/<B>, meters/<F>, readings/<F>/<K>/<B>, settling/<F>/<K>, \
+         settled/<F>/<K>/<B>, settlement/<F>/<K>, adjustments/<F>/<K>/<B> or debtors/<F>"
     )]
     Unknown(String),
     /// The account part is not an account.
@@ -112,7 +134,7 @@ pub enum KeyError {
     #[error("bad interval in state key: {0:?} is not a non-negative integer")]
     Interval(String),
     /// The bucket part is not a bucket.
-    #[error("bad bucket in state key: {0:?} is not a bucket from 0 to 1023")]
+    #[error("bad bucket in state key: {0:?} is not a bucket from 0 to 255")]
     Bucket(String),
 }
 
@@ -132,6 +154,13 @@ impl StateKey {
     const TAG_RESULT: u8 = 0x16;
     const TAG_UPSTREAM: u8 = 0x17;
     const TAG_RESULTS: u8 = 0x18;
+    const TAG_METERS: u8 = 0x19;
+    const TAG_READINGS: u8 = 0x1a;
+    const TAG_SETTLING: u8 = 0x1b;
+    const TAG_SETTLED: u8 = 0x1c;
+    const TAG_SETTLEMENT: u8 = 0x1d;
+    const TAG_ADJUSTMENTS: u8 = 0x1e;
+    const TAG_DEBTORS: u8 = 0x1f;
 
     /// The key's bytes (the preimage of its tree key).
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -150,10 +179,16 @@ impl StateKey {
             Self::Config => v.push(Self::TAG_CONFIG),
             Self::MarketClock => v.push(Self::TAG_MARKET_CLOCK),
             Self::Feeders => v.push(Self::TAG_FEEDERS),
-            Self::Feeder(f) | Self::Schedule(f) | Self::Sites(f) => {
+            Self::Feeder(f)
+            | Self::Schedule(f)
+            | Self::Sites(f)
+            | Self::Meters(f)
+            | Self::Debtors(f) => {
                 v.push(match self {
                     Self::Feeder(_) => Self::TAG_FEEDER,
                     Self::Schedule(_) => Self::TAG_SCHEDULE,
+                    Self::Meters(_) => Self::TAG_METERS,
+                    Self::Debtors(_) => Self::TAG_DEBTORS,
                     _ => Self::TAG_SITES,
                 });
                 id(&mut v, f.as_str());
@@ -163,20 +198,32 @@ impl StateKey {
                 id(&mut v, f.as_str());
                 id(&mut v, s.as_str());
             }
-            Self::Book(f, k) | Self::Result(f, k) | Self::Upstream(f, k) => {
+            Self::Book(f, k)
+            | Self::Result(f, k)
+            | Self::Upstream(f, k)
+            | Self::Settling(f, k)
+            | Self::Settlement(f, k) => {
                 v.push(match self {
                     Self::Book(..) => Self::TAG_BOOK,
                     Self::Result(..) => Self::TAG_RESULT,
+                    Self::Settling(..) => Self::TAG_SETTLING,
+                    Self::Settlement(..) => Self::TAG_SETTLEMENT,
                     _ => Self::TAG_UPSTREAM,
                 });
                 id(&mut v, f.as_str());
                 v.extend_from_slice(&k.0.to_be_bytes());
             }
-            Self::Bids(f, k, b) | Self::Results(f, k, b) => {
-                v.push(if matches!(self, Self::Bids(..)) {
-                    Self::TAG_BIDS
-                } else {
-                    Self::TAG_RESULTS
+            Self::Bids(f, k, b)
+            | Self::Results(f, k, b)
+            | Self::Readings(f, k, b)
+            | Self::Settled(f, k, b)
+            | Self::Adjustments(f, k, b) => {
+                v.push(match self {
+                    Self::Bids(..) => Self::TAG_BIDS,
+                    Self::Results(..) => Self::TAG_RESULTS,
+                    Self::Readings(..) => Self::TAG_READINGS,
+                    Self::Settled(..) => Self::TAG_SETTLED,
+                    _ => Self::TAG_ADJUSTMENTS,
                 });
                 id(&mut v, f.as_str());
                 v.extend_from_slice(&k.0.to_be_bytes());
@@ -272,6 +319,28 @@ impl StateKey {
                 let (f, k) = interval_of(&mut c)?;
                 Self::Results(f, k, c.bucket()?)
             }
+            Self::TAG_METERS => Self::Meters(feeder(&mut c)?),
+            Self::TAG_DEBTORS => Self::Debtors(feeder(&mut c)?),
+            Self::TAG_SETTLING => {
+                let (f, k) = interval_of(&mut c)?;
+                Self::Settling(f, k)
+            }
+            Self::TAG_SETTLEMENT => {
+                let (f, k) = interval_of(&mut c)?;
+                Self::Settlement(f, k)
+            }
+            Self::TAG_READINGS => {
+                let (f, k) = interval_of(&mut c)?;
+                Self::Readings(f, k, c.bucket()?)
+            }
+            Self::TAG_SETTLED => {
+                let (f, k) = interval_of(&mut c)?;
+                Self::Settled(f, k, c.bucket()?)
+            }
+            Self::TAG_ADJUSTMENTS => {
+                let (f, k) = interval_of(&mut c)?;
+                Self::Adjustments(f, k, c.bucket()?)
+            }
             _ => return Err(KeyError::Bytes),
         };
         if !c.0.is_empty() {
@@ -296,7 +365,14 @@ impl StateKey {
             | Self::Bids(f, _, _)
             | Self::Result(f, _)
             | Self::Upstream(f, _)
-            | Self::Results(f, _, _) => Some(f),
+            | Self::Results(f, _, _)
+            | Self::Meters(f)
+            | Self::Readings(f, _, _)
+            | Self::Settling(f, _)
+            | Self::Settled(f, _, _)
+            | Self::Settlement(f, _)
+            | Self::Adjustments(f, _, _)
+            | Self::Debtors(f) => Some(f),
             _ => None,
         }
     }
@@ -320,6 +396,13 @@ impl fmt::Display for StateKey {
             Self::Result(x, k) => write!(f, "result/{x}/{k}"),
             Self::Upstream(x, k) => write!(f, "upstream/{x}/{k}"),
             Self::Results(x, k, b) => write!(f, "results/{x}/{k}/{b}"),
+            Self::Meters(x) => write!(f, "meters/{x}"),
+            Self::Readings(x, k, b) => write!(f, "readings/{x}/{k}/{b}"),
+            Self::Settling(x, k) => write!(f, "settling/{x}/{k}"),
+            Self::Settled(x, k, b) => write!(f, "settled/{x}/{k}/{b}"),
+            Self::Settlement(x, k) => write!(f, "settlement/{x}/{k}"),
+            Self::Adjustments(x, k, b) => write!(f, "adjustments/{x}/{k}/{b}"),
+            Self::Debtors(x) => write!(f, "debtors/{x}"),
         }
     }
 }
@@ -365,6 +448,15 @@ impl FromStr for StateKey {
             ["result", f, k] => Self::Result(FeederId::new(*f)?, interval(k)?),
             ["upstream", f, k] => Self::Upstream(FeederId::new(*f)?, interval(k)?),
             ["results", f, k, b] => Self::Results(FeederId::new(*f)?, interval(k)?, bucket(b)?),
+            ["meters", f] => Self::Meters(FeederId::new(*f)?),
+            ["debtors", f] => Self::Debtors(FeederId::new(*f)?),
+            ["readings", f, k, b] => Self::Readings(FeederId::new(*f)?, interval(k)?, bucket(b)?),
+            ["settling", f, k] => Self::Settling(FeederId::new(*f)?, interval(k)?),
+            ["settled", f, k, b] => Self::Settled(FeederId::new(*f)?, interval(k)?, bucket(b)?),
+            ["settlement", f, k] => Self::Settlement(FeederId::new(*f)?, interval(k)?),
+            ["adjustments", f, k, b] => {
+                Self::Adjustments(FeederId::new(*f)?, interval(k)?, bucket(b)?)
+            }
             _ => return Err(unknown()),
         })
     }
@@ -395,7 +487,14 @@ mod tests {
             StateKey::Bids(f.clone(), k, book_bucket(&s)),
             StateKey::Result(f.clone(), k),
             StateKey::Upstream(f.clone(), k),
-            StateKey::Results(f, k, BOOK_BUCKETS - 1),
+            StateKey::Results(f.clone(), k, BOOK_BUCKETS - 1),
+            StateKey::Meters(f.clone()),
+            StateKey::Readings(f.clone(), k, 3),
+            StateKey::Settling(f.clone(), k),
+            StateKey::Settled(f.clone(), k, 0),
+            StateKey::Settlement(f.clone(), k),
+            StateKey::Adjustments(f.clone(), k, 77),
+            StateKey::Debtors(f),
         ]
     }
 

@@ -17,6 +17,8 @@ pub mod market;
 pub mod market_state;
 pub mod proof;
 mod registry;
+pub mod settle;
+pub mod settle_state;
 pub mod state;
 mod token;
 pub mod tree;

@@ -26,6 +26,7 @@ use crate::{
         FeederEntry, FeederIndex, FeederState, IntervalResult, LimitChange, MODE_CHANGES_MAX,
         ResultBucket, Schedule, SiteResult, SiteTable,
     },
+    settle_state::SettleIndex,
     working::{Prefetched, Typed, Working},
 };
 use bcte_market::{
@@ -79,6 +80,13 @@ pub(crate) struct MarketValues {
     pub(crate) results: Typed<IntervalResult>,
     pub(crate) site_results: Typed<ResultBucket>,
     pub(crate) upstream: Typed<UpstreamPrice>,
+    pub(crate) meters: Typed<crate::settle_state::MeterTable>,
+    pub(crate) readings: Typed<crate::settle_state::ReadingBucket>,
+    pub(crate) settling: Typed<crate::settle_state::SettleIndex>,
+    pub(crate) settled: Typed<crate::settle_state::SettledBucket>,
+    pub(crate) settlements: Typed<crate::settle_state::IntervalSettlement>,
+    pub(crate) adjustments: Typed<crate::settle_state::AdjustBucket>,
+    pub(crate) debtors: Typed<crate::settle_state::Debtors>,
 }
 
 /// A domain handler's answer: accepted, rejected with a reason, or a failure of execution.
@@ -163,6 +171,21 @@ pub fn check_config(c: &MarketConfig) -> Result<(), String> {
             c.retention_intervals
         ));
     }
+    // ST-2.4: a penalty, never a reward.
+    if !(0..=PRICE_ABS_MAX.0).contains(&c.imbalance_penalty.0) {
+        return Err(format!(
+            "config: imbalance_penalty {} is not within [0, {}]",
+            c.imbalance_penalty.0, PRICE_ABS_MAX.0
+        ));
+    }
+    // ST-2.1, ST-1.4: readings come in before the deadline or as true-ups after it (and
+    // never once the interval is pruned, MC-8).
+    if c.settlement_delay_ms > c.reading_window_ms {
+        return Err(format!(
+            "config: settlement_delay_ms {} is longer than reading_window_ms {}",
+            c.settlement_delay_ms, c.reading_window_ms
+        ));
+    }
     Ok(())
 }
 
@@ -219,6 +242,7 @@ pub(crate) fn refresh_index(w: &mut Working<'_>, feeder: &FeederId) -> Result<()
         feeder: feeder.clone(),
         next_gate_ms: s.gate_ms(s.next_clear),
         prune: prune_due(s),
+        settle_at_ms: s.settle_at_ms,
     };
     let index_key = StateKey::Feeders;
     let mut index = w
@@ -237,7 +261,9 @@ pub(crate) fn refresh_index(w: &mut Working<'_>, feeder: &FeederId) -> Result<()
 /// MC-8.1: the interval to prune next, if it is past its retention.
 pub(crate) fn prune_due(s: &Schedule) -> Option<Interval> {
     let retention = u64::from(s.config_at(s.next_clear).retention_intervals);
-    (s.prune_next.0.saturating_add(retention) < s.next_clear.0).then_some(s.prune_next)
+    // An interval is pruned once past its retention and settled (ST-2.1).
+    (s.prune_next.0.saturating_add(retention) < s.next_clear.0 && s.prune_next < s.next_settle)
+        .then_some(s.prune_next)
 }
 
 /// When the next gate of any feeder closes, as the first block timestamp at or after it
@@ -465,6 +491,34 @@ pub(crate) fn post_prices(w: &mut Working<'_>, ctx: &BlockContext, op: &Upstream
     Ok(Ok(()))
 }
 
+/// ST-5.4: whether `owner` owes `feeder`'s market account. Only owners on the feeder's debtor
+/// list can, and only their accounts are read for it; one not read counts as owing.
+fn owner_in_debt(
+    w: &mut Working<'_>,
+    feeder: &FeederId,
+    owner: AccountId,
+) -> Result<bool, ExecError> {
+    let listed = w
+        .market
+        .debtors
+        .get(w.pre, &StateKey::Debtors(feeder.clone()))?
+        .is_some_and(|d| d.contains(&owner));
+    if !listed {
+        return Ok(false);
+    }
+    let feeder_key = StateKey::Feeder(feeder.clone());
+    if !w.market.feeders.known(w.pre, &feeder_key) || !w.money.known(w.pre, owner) {
+        return Ok(true);
+    }
+    let market = w
+        .market
+        .feeders
+        .get(w.pre, &feeder_key)?
+        .map(|f| f.market_account)
+        .ok_or_else(|| ExecError::Bug(format!("feeder {feeder} has no nodes")))?;
+    Ok(w.money.account(w.pre, owner)?.position(&market) < 0)
+}
+
 /// A bid that passed every check, ready to write.
 struct CheckedBid {
     site: SiteId,
@@ -509,6 +563,11 @@ pub(crate) fn bid(
             reject!(RejectReason::NotSiteBidder { site: site.clone() });
         }
         let index = state.index;
+        // ST-5.4: an owner in debt to the market account cannot bid until it has paid.
+        let owner = state.owner;
+        if owner_in_debt(w, &op.feeder, owner)? {
+            reject!(RejectReason::OwnerInDebt { site: site.clone() });
+        }
         // MC-5.2: only while the gate is open, and not beyond the horizon.
         let gate_ms = s.gate_ms(*interval);
         if *interval < s.next_clear || gate_ms <= ctx.now_ms {
@@ -705,12 +764,19 @@ pub(crate) fn due_intervals<'s>(
 /// MC-8.2: the buckets of interval `k` a block prunes for one feeder: those holding bids from
 /// the schedule's cursor on, at most [`PRUNE_BUCKETS_PER_BLOCK_MAX`], and whether that finishes
 /// the interval.
-pub(crate) fn prune_plan(s: &Schedule, book: Option<&BookIndex>) -> (Vec<u16>, bool) {
-    let Some(book) = book else {
-        return (Vec::new(), true);
+pub(crate) fn prune_plan(
+    s: &Schedule,
+    book: Option<&BookIndex>,
+    idx: Option<&SettleIndex>,
+) -> (Vec<u16>, bool) {
+    let holds = |b: u16| {
+        book.is_some_and(|x| x.contains(b))
+            || idx.is_some_and(|i| {
+                i.readings.contains(b) || i.settled.contains(b) || i.adjustments.contains(b)
+            })
     };
-    let mut buckets: Vec<u16> = book
-        .iter()
+    let mut buckets: Vec<u16> = (0..crate::keys::BOOK_BUCKETS)
+        .filter(|&b| holds(b))
         .filter(|&b| u32::from(b) >= s.prune_cursor)
         .take(PRUNE_BUCKETS_PER_BLOCK_MAX + 1)
         .collect();
@@ -731,6 +797,26 @@ pub(crate) fn plan_reads(
     // every interval from the next to clear to the last with a bid before the block
     // (`withdraw_bids_of`; the buckets of bids made in the block are read for those bids).
     let mut schedules: BTreeMap<&FeederId, Option<Schedule>> = BTreeMap::new();
+    // ST-5.4: a bid for a site whose owner is on the debtor list reads the owner's account.
+    for tx in txs {
+        let Payload::Bids(op) = &tx.body().payload else {
+            continue;
+        };
+        let Some(Some(debtors)) =
+            pre.peek_decode::<crate::settle_state::Debtors>(&StateKey::Debtors(op.feeder.clone()))?
+        else {
+            continue;
+        };
+        for b in &op.bids {
+            if let Some(Some(site)) = pre.peek_decode::<crate::market_state::SiteState>(
+                &StateKey::Site(op.feeder.clone(), b.site.clone()),
+            )? && debtors.contains(&site.owner)
+            {
+                want.insert(StateKey::Account(site.owner));
+                want.insert(StateKey::Feeder(op.feeder.clone()));
+            }
+        }
+    }
     for tx in txs {
         let (feeder, site) = match &tx.body().payload {
             Payload::SiteDelegate(op) => (&op.feeder, &op.site),
@@ -762,7 +848,10 @@ pub(crate) fn plan_reads(
         .filter(|e| e.next_gate_ms <= now_ms)
         .collect();
     if due.is_empty() {
-        // MC-8.2: a block that clears nothing prunes.
+        // ST-2.1: a block that clears nothing settles; MC-8.2: one that does neither prunes.
+        if crate::settle::settles(&index, now_ms) {
+            return Ok(want);
+        }
         for e in index.feeders.iter() {
             let Some(k) = e.prune else { continue };
             let f = &e.feeder;
@@ -770,16 +859,19 @@ pub(crate) fn plan_reads(
                 StateKey::Schedule(f.clone()),
                 StateKey::Book(f.clone(), k),
                 StateKey::Upstream(f.clone(), k),
+                StateKey::Settling(f.clone(), k),
+                StateKey::Settlement(f.clone(), k),
             ] {
                 want.insert(key);
             }
-            let (Some(Some(s)), Some(book)) = (
+            let (Some(Some(s)), Some(book), Some(idx)) = (
                 pre.peek_decode::<Schedule>(&StateKey::Schedule(f.clone()))?,
                 pre.peek_decode::<BookIndex>(&StateKey::Book(f.clone(), k))?,
+                pre.peek_decode::<SettleIndex>(&StateKey::Settling(f.clone(), k))?,
             ) else {
                 continue;
             };
-            let (buckets, _) = prune_plan(&s, book.as_ref());
+            let (buckets, _) = prune_plan(&s, book.as_ref(), idx.as_ref());
             for b in buckets {
                 want.insert(StateKey::Results(f.clone(), k, b));
             }
@@ -793,6 +885,7 @@ pub(crate) fn plan_reads(
             StateKey::Schedule(f.clone()),
             StateKey::Feeder(f.clone()),
             StateKey::Sites(f.clone()),
+            StateKey::Meters(f.clone()),
         ] {
             want.insert(key);
         }
@@ -827,6 +920,7 @@ pub(crate) fn plan_reads(
         }
     };
     for (f, k) in plan {
+        want.insert(StateKey::Settling(f.clone(), k));
         if let Some(Some(book)) = books.get(&(f.clone(), k)) {
             for b in book.iter() {
                 want.insert(StateKey::Bids(f.clone(), k, b));
@@ -849,7 +943,15 @@ pub(crate) fn end_of_block(w: &mut Working<'_>, ctx: &BlockContext) -> Result<()
         .map(|e| e.feeder.clone())
         .collect();
     if due.is_empty() {
-        for e in &index.feeders {
+        // ST-2.1: a block that clears nothing settles; one that does neither prunes.
+        if crate::settle::settle_due(w, ctx)? {
+            return Ok(());
+        }
+        let pruning = match w.pre.decode::<FeederIndex>(&StateKey::Feeders)? {
+            Some(before) => before,
+            None => return Ok(()),
+        };
+        for e in &pruning.feeders {
             if let Some(k) = e.prune {
                 prune(w, &e.feeder, k)?;
             }
@@ -1106,13 +1208,18 @@ fn clear_interval(
     let mut spilled = clearing.spilled[..n].to_vec();
     let mut upstream = Watts::ZERO;
     let mut bids = 0u32;
+    let mut with_results: Vec<u32> = Vec::new();
     let mut buckets: BTreeMap<u16, ResultBucket> = BTreeMap::new();
     for (b, site) in built.bid_sites.iter().enumerate() {
         let Some(i) = site else {
-            upstream = clearing.allocations[b];
+            // What the upstream grid is served, as for a site (ST-2.6).
+            upstream = Watts(
+                clearing.allocations[b].0 - clearing.bid_shed[b].0 + clearing.bid_spilled[b].0,
+            );
             continue;
         };
         bids += 1;
+        with_results.push(*i);
         let info = &table.sites[*i as usize];
         let node = info.node as usize;
         let own_node = built.market.node_of_bid(b);
@@ -1160,6 +1267,16 @@ fn clear_interval(
         bids,
         excluded: built.excluded,
     };
+    // ST-2.1: the interval's settlement opens; it is the next due if none is pending.
+    crate::settle::open_settlement(w, feeder, k, &result, &with_results, &c)?;
+    if s.next_settle == k {
+        let idx = w
+            .market
+            .settling
+            .get(w.pre, &StateKey::Settling(feeder.clone(), k))?
+            .ok_or_else(|| ExecError::Bug("a settle index just written is gone".into()))?;
+        s.settle_at_ms = Some(crate::settle::due_ms(idx));
+    }
     w.market
         .results
         .put(StateKey::Result(feeder.clone(), k), result);
@@ -1185,24 +1302,51 @@ fn prune(w: &mut Working<'_>, feeder: &FeederId, k: Interval) -> Result<(), Exec
         return Err(ExecError::Bug(format!("feeder {feeder} has no schedule")));
     };
     if prune_due(&s) != Some(k) {
-        return Err(ExecError::Bug(format!(
-            "feeder {feeder}: the index prunes interval {k}, the schedule {:?}",
-            prune_due(&s)
-        )));
+        // A transaction of this block changed what is due (a new retention): the next block
+        // prunes with a plan that reads for it.
+        return Ok(());
     }
     let book_key = StateKey::Book(feeder.clone(), k);
     let book = w.market.books.get(w.pre, &book_key)?.cloned();
-    let (buckets, done) = prune_plan(&s, book.as_ref());
+    let settling_key = StateKey::Settling(feeder.clone(), k);
+    let idx = w.market.settling.get(w.pre, &settling_key)?.cloned();
+    let (buckets, done) = prune_plan(&s, book.as_ref(), idx.as_ref());
     for &b in &buckets {
-        w.market.bids.delete(StateKey::Bids(feeder.clone(), k, b));
+        if book.as_ref().is_some_and(|x| x.contains(b)) {
+            w.market.bids.delete(StateKey::Bids(feeder.clone(), k, b));
+        }
         let results_key = StateKey::Results(feeder.clone(), k, b);
         if w.market.site_results.get(w.pre, &results_key)?.is_some() {
             w.market.site_results.delete(results_key);
+        }
+        if let Some(i) = &idx {
+            if i.readings.contains(b) {
+                w.market
+                    .readings
+                    .delete(StateKey::Readings(feeder.clone(), k, b));
+            }
+            if i.settled.contains(b) {
+                w.market
+                    .settled
+                    .delete(StateKey::Settled(feeder.clone(), k, b));
+            }
+            if i.adjustments.contains(b) {
+                w.market
+                    .adjustments
+                    .delete(StateKey::Adjustments(feeder.clone(), k, b));
+            }
         }
     }
     if done {
         if book.is_some() {
             w.market.books.delete(book_key);
+        }
+        if idx.is_some() {
+            w.market.settling.delete(settling_key);
+        }
+        let settlement_key = StateKey::Settlement(feeder.clone(), k);
+        if w.market.settlements.get(w.pre, &settlement_key)?.is_some() {
+            w.market.settlements.delete(settlement_key);
         }
         w.market.results.delete(StateKey::Result(feeder.clone(), k));
         let upstream_key = StateKey::Upstream(feeder.clone(), k);

@@ -51,6 +51,28 @@ fn read_len(buf: &mut impl Buf, max: usize) -> Result<usize, CodecError> {
     Ok(n)
 }
 
+pub(crate) fn write_opt_u64(v: Option<u64>, buf: &mut impl BufMut) {
+    match v {
+        None => 0u8.write(buf),
+        Some(x) => {
+            1u8.write(buf);
+            x.write(buf);
+        }
+    }
+}
+
+pub(crate) fn opt_u64_size(v: Option<u64>) -> usize {
+    if v.is_some() { 9 } else { 1 }
+}
+
+pub(crate) fn read_opt_u64(buf: &mut impl Buf) -> Result<Option<u64>, CodecError> {
+    match u8::read(buf)? {
+        0 => Ok(None),
+        1 => Ok(Some(u64::read(buf)?)),
+        t => Err(CodecError::InvalidEnum(t)),
+    }
+}
+
 fn write_opt_watts(v: Option<Watts>, buf: &mut impl BufMut) {
     match v {
         None => 0u8.write(buf),
@@ -140,6 +162,8 @@ pub struct FeederEntry {
     pub next_gate_ms: u64,
     /// The interval to prune next, when one is past its retention (MC-8).
     pub prune: Option<Interval>,
+    /// Market time when its next cleared interval is due for settlement (ST-2.1), if any.
+    pub settle_at_ms: Option<u64>,
 }
 
 /// Every feeder of the chain, sorted by id: the one value every block reads to learn whether it
@@ -174,6 +198,15 @@ impl FeederIndex {
     pub fn next_gate_ms(&self) -> Option<u64> {
         self.feeders.iter().map(|e| e.next_gate_ms).min()
     }
+
+    /// The feeders due for settlement at market time `now_ms` (ST-2.1), in id order, at most
+    /// [`SETTLEMENTS_PER_BLOCK_MAX`](crate::settle::SETTLEMENTS_PER_BLOCK_MAX).
+    pub fn settling(&self, now_ms: u64) -> impl Iterator<Item = &FeederEntry> {
+        self.feeders
+            .iter()
+            .filter(move |e| e.settle_at_ms.is_some_and(|t| t <= now_ms))
+            .take(crate::settle::SETTLEMENTS_PER_BLOCK_MAX)
+    }
 }
 
 impl Write for FeederIndex {
@@ -182,13 +215,8 @@ impl Write for FeederIndex {
         for e in &self.feeders {
             e.feeder.write(buf);
             e.next_gate_ms.write(buf);
-            match e.prune {
-                None => 0u8.write(buf),
-                Some(k) => {
-                    1u8.write(buf);
-                    k.write(buf);
-                }
-            }
+            write_opt_u64(e.prune.map(|k| k.0), buf);
+            write_opt_u64(e.settle_at_ms, buf);
         }
     }
 }
@@ -199,7 +227,12 @@ impl EncodeSize for FeederIndex {
             + self
                 .feeders
                 .iter()
-                .map(|e| e.feeder.encode_size() + 9 + if e.prune.is_some() { 8 } else { 0 })
+                .map(|e| {
+                    e.feeder.encode_size()
+                        + 8
+                        + opt_u64_size(e.prune.map(|k| k.0))
+                        + opt_u64_size(e.settle_at_ms)
+                })
                 .sum::<usize>()
     }
 }
@@ -212,15 +245,13 @@ impl Read for FeederIndex {
         for _ in 0..n {
             let feeder = FeederId::read(buf)?;
             let next_gate_ms = u64::read(buf)?;
-            let prune = match u8::read(buf)? {
-                0 => None,
-                1 => Some(Interval::read(buf)?),
-                t => return Err(CodecError::InvalidEnum(t)),
-            };
+            let prune = read_opt_u64(buf)?.map(Interval);
+            let settle_at_ms = read_opt_u64(buf)?;
             feeders.push(FeederEntry {
                 feeder,
                 next_gate_ms,
                 prune,
+                settle_at_ms,
             });
         }
         if feeders.windows(2).any(|w| w[0].feeder >= w[1].feeder) {
@@ -243,13 +274,23 @@ pub struct FeederNode {
     pub export_limit: Option<Watts>,
 }
 
-/// A registered feeder: its nodes (in registration order) and its market epoch.
+/// Most head-end systems of one feeder.
+pub const HEAD_ENDS_MAX: usize = 8;
+
+/// A registered feeder: its nodes (in registration order), its market epoch, its settlement
+/// accounts and its head-end systems.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FeederState {
     /// When interval 0 starts, market time (ms).
     pub epoch_ms: u64,
     /// The nodes; the root has parent `u32::MAX`.
     pub nodes: Vec<FeederNode>,
+    /// The market account: the counterparty of every settlement payment (ST-2.5).
+    pub market_account: AccountId,
+    /// The account the upstream exchange settles against (ST-2.6).
+    pub upstream_account: AccountId,
+    /// The head-end systems allowed to submit readings in bulk (ST-1.2), sorted.
+    pub head_ends: Vec<AccountId>,
 }
 
 impl FeederState {
@@ -280,6 +321,12 @@ impl Write for FeederState {
             write_opt_watts(n.import_limit, buf);
             write_opt_watts(n.export_limit, buf);
         }
+        self.market_account.write(buf);
+        self.upstream_account.write(buf);
+        write_len(self.head_ends.len(), buf);
+        for a in &self.head_ends {
+            a.write(buf);
+        }
     }
 }
 
@@ -296,6 +343,9 @@ impl EncodeSize for FeederState {
                         + opt_watts_size(n.export_limit)
                 })
                 .sum::<usize>()
+            + 64
+            + len_size(self.head_ends.len())
+            + 32 * self.head_ends.len()
     }
 }
 
@@ -313,7 +363,22 @@ impl Read for FeederState {
                 export_limit: read_opt_watts(buf)?,
             });
         }
-        Ok(Self { epoch_ms, nodes })
+        let market_account = AccountId::read(buf)?;
+        let upstream_account = AccountId::read(buf)?;
+        let n = read_len(buf, HEAD_ENDS_MAX)?;
+        let head_ends = (0..n)
+            .map(|_| AccountId::read(buf))
+            .collect::<Result<Vec<_>, _>>()?;
+        if head_ends.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(CodecError::Invalid("FeederState", "head-ends not sorted"));
+        }
+        Ok(Self {
+            epoch_ms,
+            nodes,
+            market_account,
+            upstream_account,
+            head_ends,
+        })
     }
 }
 
@@ -360,6 +425,10 @@ pub struct Schedule {
     /// The last interval any site has bid for (`None` before the first bid): no interval
     /// after it holds a bid, so a revocation (MC-3.3) looks no further.
     pub bids_through: Option<Interval>,
+    /// The next interval to settle: every interval before it is settled (ST-2.1).
+    pub next_settle: Interval,
+    /// When `next_settle` is due for settlement, market time, once it is cleared.
+    pub settle_at_ms: Option<u64>,
 }
 
 impl Schedule {
@@ -425,13 +494,9 @@ impl Write for Schedule {
         }
         self.prune_next.write(buf);
         self.prune_cursor.write(buf);
-        match self.bids_through {
-            None => 0u8.write(buf),
-            Some(k) => {
-                1u8.write(buf);
-                k.write(buf);
-            }
-        }
+        write_opt_u64(self.bids_through.map(|k| k.0), buf);
+        self.next_settle.write(buf);
+        write_opt_u64(self.settle_at_ms, buf);
     }
 }
 
@@ -448,8 +513,9 @@ impl EncodeSize for Schedule {
                 .map(|l| 12 + opt_watts_size(l.import_limit) + opt_watts_size(l.export_limit))
                 .sum::<usize>()
             + 12
-            + 1
-            + if self.bids_through.is_some() { 8 } else { 0 }
+            + opt_u64_size(self.bids_through.map(|k| k.0))
+            + 8
+            + opt_u64_size(self.settle_at_ms)
     }
 }
 
@@ -491,11 +557,9 @@ impl Read for Schedule {
             limits,
             prune_next: Interval::read(buf)?,
             prune_cursor: u32::read(buf)?,
-            bids_through: match u8::read(buf)? {
-                0 => None,
-                1 => Some(Interval::read(buf)?),
-                t => return Err(CodecError::InvalidEnum(t)),
-            },
+            bids_through: read_opt_u64(buf)?.map(Interval),
+            next_settle: Interval::read(buf)?,
+            settle_at_ms: read_opt_u64(buf)?,
         })
     }
 }
@@ -505,6 +569,8 @@ impl Read for Schedule {
 pub struct SiteInfo {
     /// The site's id.
     pub id: SiteId,
+    /// Its owner, who pays and is paid for it (fixed at registration).
+    pub owner: AccountId,
     /// Its node's index in the feeder.
     pub node: u32,
     /// Its priority class (MR-2.4).
@@ -527,6 +593,7 @@ impl Write for SiteTable {
         write_len(self.sites.len(), buf);
         for s in &self.sites {
             s.id.write(buf);
+            s.owner.write(buf);
             s.node.write(buf);
             s.priority.write(buf);
             write_opt_watts(s.import_limit, buf);
@@ -543,6 +610,7 @@ impl EncodeSize for SiteTable {
                 .iter()
                 .map(|s| {
                     s.id.encode_size()
+                        + 32
                         + 5
                         + opt_watts_size(s.import_limit)
                         + opt_watts_size(s.export_limit)
@@ -559,6 +627,7 @@ impl Read for SiteTable {
         for _ in 0..n {
             sites.push(SiteInfo {
                 id: SiteId::read(buf)?,
+                owner: AccountId::read(buf)?,
                 node: u32::read(buf)?,
                 priority: u8::read(buf)?,
                 import_limit: read_opt_watts(buf)?,
@@ -1126,6 +1195,8 @@ mod tests {
             prune_next: Interval(0),
             prune_cursor: 0,
             bids_through: Some(Interval(9)),
+            next_settle: Interval(2),
+            settle_at_ms: Some(3 * 900_000),
         };
         assert_eq!(s.start_ms(Interval(4)), 4 * 900_000);
         assert_eq!(s.start_ms(Interval(12)), 10 * 900_000 + 2 * 300_000);

@@ -120,6 +120,8 @@ pub(crate) fn register_feeder(
         prune_next: next_clear,
         prune_cursor: 0,
         bids_through: None,
+        next_settle: next_clear,
+        settle_at_ms: None,
     };
     let f = &op.feeder;
     w.market.feeders.put(
@@ -127,6 +129,10 @@ pub(crate) fn register_feeder(
         FeederState {
             epoch_ms,
             nodes: feeder_nodes,
+            // ST-2.5, ST-2.6: by default the DSO's own account.
+            market_account: op.market_account.unwrap_or(ctx.config.authority),
+            upstream_account: op.upstream_account.unwrap_or(ctx.config.authority),
+            head_ends: Vec::new(),
         },
     );
     w.market
@@ -137,6 +143,7 @@ pub(crate) fn register_feeder(
         feeder: f.clone(),
         next_gate_ms: schedule.gate_ms(next_clear),
         prune: None,
+        settle_at_ms: None,
     });
     w.market.index.put(StateKey::Feeders, index);
     w.market
@@ -227,6 +234,7 @@ pub(crate) fn register_sites(w: &mut Working<'_>, op: &SitesRegister) -> Handled
     for (s, &node) in op.sites.iter().zip(&node_of) {
         table.sites.push(SiteInfo {
             id: s.site.clone(),
+            owner: s.owner,
             node,
             priority: s.priority,
             import_limit: s.import_limit,

@@ -9,34 +9,113 @@ use commonware_codec::{
     Buf, Encode, EncodeSize, Error as CodecError, FixedSize, Read, ReadExt, Write, varint::UInt,
 };
 
-/// An account's balance and next nonce. A missing account reads as zero balance, nonce 0.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Most counterparties an account has open positions with. Positions are only ever held
+/// against feeders' market accounts (ST-5.1), so the bound is the number of feeders.
+pub const POSITIONS_MAX: usize = crate::market_state::FEEDERS_MAX;
+
+/// What an account and a market account owe each other after settlement (ST-5): base units,
+/// negative when the account owes the market account (a debt), positive when the market
+/// account owes it (a payment it could not make yet). Never zero in state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    /// The market account on the other side.
+    pub market: AccountId,
+    /// Base units: negative, owed by this account; positive, owed to it.
+    pub amount: i64,
+}
+
+/// An account's balance, next nonce and open positions. A missing account reads as zero
+/// balance, nonce 0, no positions.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AccountState {
     /// Settlement-token base units held.
     pub balance: Amount,
     /// The nonce the account's next transaction must carry.
     pub nonce: u64,
+    /// Open positions against market accounts, sorted by market account, none zero (ST-5).
+    pub positions: Vec<Position>,
+}
+
+impl AccountState {
+    /// Its position against `market` (0 if none).
+    pub fn position(&self, market: &AccountId) -> i64 {
+        self.positions
+            .binary_search_by(|p| p.market.cmp(market))
+            .map_or(0, |i| self.positions[i].amount)
+    }
+
+    /// Sets its position against `market`, removing it at zero.
+    pub fn set_position(&mut self, market: AccountId, amount: i64) {
+        match self.positions.binary_search_by(|p| p.market.cmp(&market)) {
+            Ok(i) if amount == 0 => {
+                self.positions.remove(i);
+            }
+            Ok(i) => self.positions[i].amount = amount,
+            Err(_) if amount == 0 => {}
+            Err(i) => self.positions.insert(i, Position { market, amount }),
+        }
+    }
+
+    /// Whether it owes any market account.
+    pub fn in_debt(&self) -> bool {
+        self.positions.iter().any(|p| p.amount < 0)
+    }
 }
 
 impl Write for AccountState {
     fn write(&self, buf: &mut impl BufMut) {
         self.balance.write(buf);
         self.nonce.write(buf);
+        // An account without positions keeps the 16 bytes it always had.
+        if !self.positions.is_empty() {
+            UInt(self.positions.len() as u64).write(buf);
+            for p in &self.positions {
+                p.market.write(buf);
+                p.amount.write(buf);
+            }
+        }
+    }
+}
+
+impl EncodeSize for AccountState {
+    fn encode_size(&self) -> usize {
+        16 + if self.positions.is_empty() {
+            0
+        } else {
+            UInt(self.positions.len() as u64).encode_size() + self.positions.len() * 40
+        }
     }
 }
 
 impl Read for AccountState {
     type Cfg = ();
     fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        let balance = Amount::read(buf)?;
+        let nonce = u64::read(buf)?;
+        let mut positions = Vec::new();
+        if buf.has_remaining() {
+            let n = UInt::<u64>::read(buf)?.0;
+            if n == 0 || n > POSITIONS_MAX as u64 {
+                return Err(CodecError::InvalidLength(n as usize));
+            }
+            for _ in 0..n {
+                let market = AccountId::read(buf)?;
+                let amount = i64::read(buf)?;
+                if amount == 0 {
+                    return Err(CodecError::Invalid("AccountState", "a zero position"));
+                }
+                positions.push(Position { market, amount });
+            }
+            if positions.windows(2).any(|w| w[0].market >= w[1].market) {
+                return Err(CodecError::Invalid("AccountState", "positions not sorted"));
+            }
+        }
         Ok(Self {
-            balance: Amount::read(buf)?,
-            nonce: u64::read(buf)?,
+            balance,
+            nonce,
+            positions,
         })
     }
-}
-
-impl FixedSize for AccountState {
-    const SIZE: usize = Amount::SIZE + u64::SIZE;
 }
 
 /// The last executed block, as the state itself records it. Written by every block, so every
@@ -140,6 +219,7 @@ mod tests {
         let a = AccountState {
             balance: Amount(5),
             nonce: 2,
+            positions: Vec::new(),
         };
         assert_eq!(hex::encode(a.encode()), "00000000000000050000000000000002");
         assert_eq!(AccountState::decode(a.encode()).unwrap(), a);

@@ -241,14 +241,126 @@ impl Money {
         pre: &Prefetched,
         id: AccountId,
     ) -> Result<AccountState, ExecError> {
-        if let Some(a) = self.accounts.get(&id) {
-            return Ok(*a);
+        Ok(self.account_ref(pre, id)?.clone())
+    }
+
+    fn account_ref(&mut self, pre: &Prefetched, id: AccountId) -> Result<&AccountState, ExecError> {
+        if let std::collections::btree_map::Entry::Vacant(slot) = self.accounts.entry(id) {
+            let a = pre
+                .decode::<AccountState>(&StateKey::Account(id))?
+                .unwrap_or_default();
+            slot.insert(a);
         }
-        let a = pre
-            .decode::<AccountState>(&StateKey::Account(id))?
-            .unwrap_or_default();
-        self.accounts.insert(id, a);
-        Ok(a)
+        Ok(&self.accounts[&id])
+    }
+
+    fn account_mut(
+        &mut self,
+        pre: &Prefetched,
+        id: AccountId,
+    ) -> Result<&mut AccountState, ExecError> {
+        self.account_ref(pre, id)?;
+        Ok(self.accounts.get_mut(&id).expect("loaded above"))
+    }
+
+    /// Whether `id`'s account can be read without a missing prefetch.
+    pub(crate) fn known(&self, pre: &Prefetched, id: AccountId) -> bool {
+        self.accounts.contains_key(&id) || pre.contains(&StateKey::Account(id))
+    }
+
+    /// Moves `amount`, which `from` holds, to `to`: the one primitive every payment uses.
+    fn move_held(
+        &mut self,
+        pre: &Prefetched,
+        from: AccountId,
+        to: AccountId,
+        amount: u64,
+    ) -> Result<(), ExecError> {
+        if amount == 0 || from == to {
+            return Ok(());
+        }
+        let payer = self.account_mut(pre, from)?;
+        payer.balance = Amount(payer.balance.0.checked_sub(amount).ok_or_else(|| {
+            ExecError::Bug(format!(
+                "a payment of {amount} exceeds the balance of {from}"
+            ))
+        })?);
+        let payee = self.account_mut(pre, to)?;
+        payee.balance = Amount(payee.balance.0.checked_add(amount).ok_or_else(|| {
+            ExecError::Bug(format!(
+                "a payment of {amount} overflows the balance of {to}"
+            ))
+        })?);
+        Ok(())
+    }
+
+    /// ST-5.3: pays `id`'s debts from its balance, to each market account it owes in the
+    /// order of their ids, as far as the balance goes. A repayment received is not passed on.
+    /// A creditor whose account the block did not read keeps its claim until a block that
+    /// reads it (the planner reads every creditor of an account it reads, so none is missed).
+    pub(crate) fn repay_debts(&mut self, pre: &Prefetched, id: AccountId) -> Result<(), ExecError> {
+        let debts: Vec<(AccountId, i64)> = self
+            .account_ref(pre, id)?
+            .positions
+            .iter()
+            .filter(|p| p.amount < 0)
+            .map(|p| (p.market, p.amount))
+            .collect();
+        for (market, owed) in debts {
+            let balance = self.account_ref(pre, id)?.balance.0;
+            if balance == 0 {
+                break;
+            }
+            if !self.known(pre, market) {
+                continue;
+            }
+            let paid = balance.min(owed.unsigned_abs());
+            self.move_held(pre, id, market, paid)?;
+            let a = self.account_mut(pre, id)?;
+            a.set_position(market, owed + paid as i64);
+        }
+        Ok(())
+    }
+
+    /// ST-5.1, ST-5.2: adds `delta` to `id`'s position against `market` (negative: `id` owes
+    /// more), then settles it as far as the balances go: a debt is paid from `id`'s balance, a
+    /// claim from `market`'s (and what `id` receives pays its other debts first). Returns the
+    /// position left open.
+    pub(crate) fn settle_position(
+        &mut self,
+        pre: &Prefetched,
+        id: AccountId,
+        market: AccountId,
+        delta: i64,
+    ) -> Result<i64, ExecError> {
+        if id == market {
+            // Owing oneself is nothing.
+            return Ok(0);
+        }
+        let a = self.account_ref(pre, id)?;
+        let position = a.position(&market).checked_add(delta).ok_or_else(|| {
+            ExecError::Bug(format!("the position of {id} against {market} overflows"))
+        })?;
+        let left = if position < 0 {
+            let paid = a.balance.0.min(position.unsigned_abs());
+            self.move_held(pre, id, market, paid)?;
+            position + paid as i64
+        } else if position > 0 {
+            let paid = self
+                .account_ref(pre, market)?
+                .balance
+                .0
+                .min(position as u64);
+            self.move_held(pre, market, id, paid)?;
+            position - paid as i64
+        } else {
+            0
+        };
+        self.account_mut(pre, id)?.set_position(market, left);
+        if position > 0 {
+            self.repay_debts(pre, id)?;
+        }
+        Ok(self.account_ref(pre, id)?.position(&market))
     }
 
     /// Sets an account's nonce (the driver's LR-2).
@@ -258,9 +370,7 @@ impl Money {
         id: AccountId,
         nonce: u64,
     ) -> Result<(), ExecError> {
-        let mut a = self.account(pre, id)?;
-        a.nonce = nonce;
-        self.accounts.insert(id, a);
+        self.account_mut(pre, id)?.nonce = nonce;
         Ok(())
     }
 
@@ -294,6 +404,8 @@ impl Money {
         recipient.balance = credited;
         self.accounts.insert(from, sender);
         self.accounts.insert(to, recipient);
+        // ST-5.3: what an account in debt receives pays its debts first.
+        self.repay_debts(pre, to)?;
         Ok(Ok(()))
     }
 
@@ -316,6 +428,7 @@ impl Money {
         self.accounts.insert(to, recipient);
         self.supply = supply;
         self.minted = minted;
+        self.repay_debts(pre, to)?;
         Ok(Ok(()))
     }
 
@@ -437,6 +550,13 @@ impl crate::market::MarketValues {
             results,
             site_results,
             upstream,
+            meters,
+            readings,
+            settling,
+            settled,
+            settlements,
+            adjustments,
+            debtors,
         } = self;
         index.write_into(out);
         feeders.write_into(out);
@@ -449,6 +569,13 @@ impl crate::market::MarketValues {
         results.write_into(out);
         site_results.write_into(out);
         upstream.write_into(out);
+        meters.write_into(out);
+        readings.write_into(out);
+        settling.write_into(out);
+        settled.write_into(out);
+        settlements.write_into(out);
+        adjustments.write_into(out);
+        debtors.write_into_unless(out, crate::settle_state::Debtors::is_empty);
     }
 }
 

@@ -158,7 +158,8 @@ fn genesis_funds_allocations_and_sets_supply() {
         c.account(1),
         AccountState {
             balance: Amount(1_000),
-            nonce: 0
+            nonce: 0,
+            positions: Vec::new(),
         }
     );
     assert_eq!(c.supply(), 3_000);
@@ -175,14 +176,16 @@ fn transfer_moves_money_and_consumes_the_nonce() {
         c.account(1),
         AccountState {
             balance: Amount(750),
-            nonce: 1
+            nonce: 1,
+            positions: Vec::new(),
         }
     );
     assert_eq!(
         c.account(9),
         AccountState {
             balance: Amount(250),
-            nonce: 0
+            nonce: 0,
+            positions: Vec::new(),
         }
     );
     assert_eq!(c.supply(), 3_000);
@@ -211,7 +214,8 @@ fn replayed_and_skipped_nonces_are_rejected_without_effect() {
         c.account(1),
         AccountState {
             balance: Amount(990),
-            nonce: 1
+            nonce: 1,
+            positions: Vec::new(),
         }
     );
 }
@@ -263,7 +267,8 @@ fn zero_amounts_and_self_transfers() {
         c.account(1),
         AccountState {
             balance: Amount(1_000),
-            nonce: 2
+            nonce: 2,
+            positions: Vec::new(),
         }
     );
 }

@@ -36,6 +36,9 @@ fn config() -> MarketConfig {
         export_limit: Watts(5_000 * KW),
         alert_import_limit: Watts(1_000 * KW),
         retention_intervals: 10,
+        imbalance_penalty: Price(20 * UNIT),
+        settlement_delay_ms: 4_000,
+        reading_window_ms: 10_000,
     }
 }
 
@@ -75,6 +78,8 @@ fn register(chain: &mut Chain, nodes: Vec<NodeSpec>) {
             epoch_ms: Some(EPOCH),
             config: config(),
             nodes,
+            market_account: None,
+            upstream_account: None,
         }),
     ));
 }
@@ -726,6 +731,8 @@ fn a_new_interval_length_keeps_the_start_of_its_first_interval() {
     let shorter = MarketConfig {
         interval_ms: 1_000,
         gate_lead_ms: 400,
+        settlement_delay_ms: 2_000,
+        reading_window_ms: 5_000,
         ..config()
     };
     accepted(&chain.send(
@@ -825,9 +832,10 @@ fn cleared_intervals_past_their_retention_leave_the_state_but_stay_provable() {
     chain.block_at(gate(0), vec![]);
     let cleared_at = chain.height;
     // Retention is 10 intervals: clear 11 more, each gate in its own block, with blocks that
-    // clear nothing in between (those prune).
+    // clear nothing in between (the first settles an interval, ST-2.1, the second prunes).
     for k in 1..=12 {
         chain.block_at(gate(k), vec![]);
+        chain.block(1, vec![]);
         chain.block(1, vec![]);
     }
     let load = SiteId::new("load").unwrap();
@@ -903,8 +911,14 @@ fn an_interval_with_more_buckets_than_a_block_prunes_leaves_the_state_over_two_b
             .count()
     };
     assert_eq!(in_state(&chain), 400);
-    // The first block that clears nothing prunes 128 buckets, the second the rest and the
-    // interval's result and book.
+    // Blocks that clear nothing settle first, one interval each (ST-2.1): the ten that have
+    // ended by now.
+    for _ in 0..10 {
+        chain.block(1, vec![]);
+    }
+    assert_eq!(in_state(&chain), 400);
+    // The first block that neither clears nor settles prunes 128 buckets, the second the rest
+    // and the interval's result and book.
     chain.block(1, vec![]);
     let left = in_state(&chain);
     assert!(
@@ -958,6 +972,8 @@ fn a_market_clock_speed_runs_intervals_in_less_block_time() {
             epoch_ms: Some(GENESIS_MS + 900_000),
             config: MarketConfig::DEFAULT,
             nodes: vec![node("root", None, None, None)],
+            market_account: None,
+            upstream_account: None,
         }),
     ));
     let s: Schedule = chain.read(&StateKey::Schedule(f())).unwrap();
@@ -1091,6 +1107,8 @@ fn every_dso_action_by_anyone_else_is_refused_naming_the_action() {
                 epoch_ms: None,
                 config: config(),
                 nodes: vec![node("r", None, None, None)],
+                market_account: None,
+                upstream_account: None,
             }),
             Privilege::RegisterFeeder,
         ),
@@ -1210,6 +1228,8 @@ fn bad_feeders_sites_and_limits_are_refused_with_the_reason() {
             epoch_ms: None,
             config: config(),
             nodes,
+            market_account: None,
+            upstream_account: None,
         })
     };
     assert_eq!(
@@ -1251,6 +1271,8 @@ fn bad_feeders_sites_and_limits_are_refused_with_the_reason() {
                 epoch_ms: None,
                 config: bad_config,
                 nodes: vec![node("r", None, None, None)],
+                market_account: None,
+                upstream_account: None,
             })
         ))
         .contains("export_price 200000000 is above import_price 80000000")

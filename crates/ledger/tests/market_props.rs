@@ -122,6 +122,8 @@ proptest! {
                 epoch_ms: Some(EPOCH),
                 config,
                 nodes: node_specs.clone(),
+                market_account: None,
+                upstream_account: None,
             })),
             chain.sign(&dso, Payload::GridMode(GridModeSet {
                 feeder: f.clone(),

@@ -248,8 +248,21 @@ pub struct AccountView {
     pub balance: u64,
     /// The nonce its next transaction must carry.
     pub nonce: u64,
+    /// Its open positions against market accounts (ST-5.2): negative, a debt it owes;
+    /// positive, a payment owed to it. Empty when it owes and is owed nothing.
+    #[serde(default)]
+    pub positions: Vec<PositionView>,
     /// The height this answer is for.
     pub height: u64,
+}
+
+/// An open position of an account against a market account.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PositionView {
+    /// The market account.
+    pub market: String,
+    /// Base units: negative, owed by the account; positive, owed to it.
+    pub amount: i64,
 }
 
 /// A transaction inside a block.
@@ -354,6 +367,7 @@ struct HeightQuery {
         BatchItem,
         TxStatus,
         AccountView,
+        PositionView,
         TxView,
         BlockView,
         ProofView,
@@ -367,6 +381,7 @@ struct ApiDoc;
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::market_api::MarketDoc::openapi());
+    doc.merge(crate::settle_api::SettleDoc::openapi());
     doc
 }
 
@@ -391,6 +406,7 @@ pub fn router<S: Store>(state: Arc<ApiState<S>>) -> Router {
         .route("/v1/proofs/{*key}", get(proof::<S>))
         .route("/v1/certificates/{height}", get(certificate::<S>))
         .merge(crate::market_api::routes::<S>())
+        .merge(crate::settle_api::routes::<S>())
         .fallback(|| async { ApiError::not_found("no such route (see /openapi.json)") })
         .method_not_allowed_fallback(|| async {
             ApiError {
@@ -746,6 +762,14 @@ async fn account<S: Store>(
         account: id.to_string(),
         balance: state.balance.get(),
         nonce: state.nonce,
+        positions: state
+            .positions
+            .iter()
+            .map(|p| PositionView {
+                market: p.market.to_string(),
+                amount: p.amount,
+            })
+            .collect(),
         height: tip.height.get(),
     }))
 }

@@ -174,7 +174,7 @@ impl<S: Store> Shared<S> {
                 let tx = tx?;
                 let sender = tx.body().sender;
                 let state = match committed.get(&sender) {
-                    Some(state) => *state,
+                    Some(state) => bcte_ledger::AccountState::clone(state),
                     None => {
                         // A failing store is the node's error, never an empty account.
                         let key = StateKey::Account(sender);
@@ -186,7 +186,7 @@ impl<S: Store> Shared<S> {
                                 AdmitError::Storage(format!("stored value of {key} is corrupt"))
                             })?,
                         };
-                        committed.insert(sender, state);
+                        committed.insert(sender, state.clone());
                         state
                     }
                 };

@@ -19,3 +19,4 @@ pub mod gossip;
 pub mod market_api;
 pub mod mempool;
 pub mod run;
+pub mod settle_api;

@@ -61,7 +61,7 @@ pub fn routes<S: Store>() -> Router<Arc<ApiState<S>>> {
 }
 
 /// Reads and decodes a value at `height`.
-fn read<S: Store, T: Read<Cfg = ()>>(
+pub(crate) fn read<S: Store, T: Read<Cfg = ()>>(
     st: &ApiState<S>,
     height: Height,
     key: &StateKey,
@@ -75,21 +75,21 @@ fn read<S: Store, T: Read<Cfg = ()>>(
     }
 }
 
-fn parse_feeder(s: &str) -> Result<FeederId, ApiError> {
+pub(crate) fn parse_feeder(s: &str) -> Result<FeederId, ApiError> {
     FeederId::new(s).map_err(ApiError::bad_request)
 }
 
-fn parse_site(s: &str) -> Result<SiteId, ApiError> {
+pub(crate) fn parse_site(s: &str) -> Result<SiteId, ApiError> {
     SiteId::new(s).map_err(ApiError::bad_request)
 }
 
-fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
+pub(crate) fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
     p.map(|Path(t)| t)
         .map_err(|e| ApiError::bad_request(format!("bad path: {}", e.body_text())))
 }
 
 /// The schedule of a known feeder at `height`, or 404.
-fn schedule_of<S: Store>(
+pub(crate) fn schedule_of<S: Store>(
     st: &ApiState<S>,
     height: Height,
     feeder: &FeederId,
@@ -130,6 +130,12 @@ pub struct ConfigView {
     pub alert_import_limit_kw: f64,
     /// Intervals a cleared interval stays in the current state.
     pub retention_intervals: u32,
+    /// The imbalance penalty, currency/MWh.
+    pub imbalance_penalty: f64,
+    /// The settlement deadline after an interval's end, ms of market time.
+    pub settlement_delay_ms: u64,
+    /// How long after an interval's end readings are accepted, ms of market time.
+    pub reading_window_ms: u64,
 }
 
 impl From<&MarketConfig> for ConfigView {
@@ -145,6 +151,9 @@ impl From<&MarketConfig> for ConfigView {
             export_limit_kw: kw(c.export_limit),
             alert_import_limit_kw: kw(c.alert_import_limit),
             retention_intervals: c.retention_intervals,
+            imbalance_penalty: per_mwh(c.imbalance_penalty),
+            settlement_delay_ms: c.settlement_delay_ms,
+            reading_window_ms: c.reading_window_ms,
         }
     }
 }
@@ -436,6 +445,12 @@ pub struct SiteView {
     pub import_limit_kw: Option<f64>,
     /// Its connection's export limit, kW (absent: unlimited).
     pub export_limit_kw: Option<f64>,
+    /// Its meter's ACCOUNT, if it has one (ST-1.1).
+    #[serde(default)]
+    pub meter: Option<String>,
+    /// The first interval it counts as metered for.
+    #[serde(default)]
+    pub metered_since: Option<u64>,
 }
 
 /// A site: its node, owner, aggregator, priority class and connection limit.
@@ -462,7 +477,12 @@ async fn site<S: Store>(
         .sites
         .get(state.index as usize)
         .ok_or_else(|| ApiError::internal("a site outside its table"))?;
+    let meters: bcte_ledger::settle_state::MeterTable =
+        read(&st, tip.height, &StateKey::Meters(f.clone()))?.unwrap_or_default();
+    let meter = meters.get(state.index);
     Ok(Json(SiteView {
+        meter: meter.map(|m| m.meter.to_string()),
+        metered_since: meter.map(|m| m.since.0),
         feeder: f.to_string(),
         site: site.to_string(),
         node: nodes.nodes[info.node as usize].id.to_string(),
@@ -542,7 +562,7 @@ pub struct BidsView {
     pub bids: Vec<BidView>,
 }
 
-fn parse_interval(s: &str) -> Result<Interval, ApiError> {
+pub(crate) fn parse_interval(s: &str) -> Result<Interval, ApiError> {
     s.parse::<u64>().map(Interval).map_err(|_| {
         ApiError::bad_request(format!(
             "bad interval {s:?}: expected a non-negative integer"

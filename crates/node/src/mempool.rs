@@ -363,6 +363,7 @@ mod tests {
         AccountState {
             balance: Amount(100),
             nonce,
+            positions: Vec::new(),
         }
     }
 

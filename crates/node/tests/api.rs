@@ -547,6 +547,8 @@ async fn market_routes_serve_results_and_keep_bids_sealed_until_the_interval_cle
             import_limit: None,
             export_limit: None,
         }],
+        market_account: None,
+        upstream_account: None,
     });
     let sites = Payload::SitesRegister(SitesRegister {
         feeder: feeder.clone(),

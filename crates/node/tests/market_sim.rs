@@ -61,6 +61,8 @@ fn setup(genesis: &Genesis, sites: usize, mode: GridMode) -> Vec<Tx> {
             epoch_ms: Some(genesis.genesis_time_ms + 2_000),
             config,
             nodes: vec![node("r", None), node("a", Some("r")), node("b", Some("a"))],
+            market_account: None,
+            upstream_account: None,
         }),
     )];
     let specs: Vec<SiteSpec> = (0..sites)

@@ -12,6 +12,7 @@ pub mod fuzzing;
 pub mod genesis;
 pub mod ids;
 pub mod market;
+pub mod meter;
 pub mod receipt;
 pub mod tx;
 pub use bcte_units as units;

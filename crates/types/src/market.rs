@@ -462,6 +462,18 @@ pub struct MarketConfig {
     /// How many intervals a cleared interval's bids and results stay in the current state
     /// before they are pruned (they stay provable at the heights that held them).
     pub retention_intervals: u32,
+    /// The imbalance penalty `π` (µ/MWh, at least 0): a deviation from the schedule costs
+    /// this much per MWh more than trading it would have (ST-2.4).
+    #[serde(default = "MarketConfig::default_imbalance_penalty")]
+    pub imbalance_penalty: Price,
+    /// The settlement deadline, after the interval's end (ms of market time): an interval is
+    /// settled when every metered site with a result has a reading, or then (ST-2.1).
+    #[serde(default = "MarketConfig::default_settlement_delay_ms")]
+    pub settlement_delay_ms: u64,
+    /// How long after the interval's end a reading is accepted (ms of market time, at least
+    /// the settlement delay); one after the settlement is a true-up (ST-3.2).
+    #[serde(default = "MarketConfig::default_reading_window_ms")]
+    pub reading_window_ms: u64,
 }
 
 impl MarketConfig {
@@ -477,7 +489,22 @@ impl MarketConfig {
         export_limit: Watts(1_000_000),
         alert_import_limit: Watts(500_000),
         retention_intervals: 7 * 96,
+        imbalance_penalty: Price(20_000_000),
+        settlement_delay_ms: 3_600_000,
+        reading_window_ms: 2 * 24 * 3_600_000,
     };
+
+    const fn default_imbalance_penalty() -> Price {
+        Self::DEFAULT.imbalance_penalty
+    }
+
+    const fn default_settlement_delay_ms() -> u64 {
+        Self::DEFAULT.settlement_delay_ms
+    }
+
+    const fn default_reading_window_ms() -> u64 {
+        Self::DEFAULT.reading_window_ms
+    }
 }
 
 impl Default for MarketConfig {
@@ -498,6 +525,9 @@ impl Write for MarketConfig {
         self.export_limit.write(buf);
         self.alert_import_limit.write(buf);
         self.retention_intervals.write(buf);
+        self.imbalance_penalty.write(buf);
+        self.settlement_delay_ms.write(buf);
+        self.reading_window_ms.write(buf);
     }
 }
 
@@ -515,12 +545,15 @@ impl Read for MarketConfig {
             export_limit: Watts::read(buf)?,
             alert_import_limit: Watts::read(buf)?,
             retention_intervals: u32::read(buf)?,
+            imbalance_penalty: Price::read(buf)?,
+            settlement_delay_ms: u64::read(buf)?,
+            reading_window_ms: u64::read(buf)?,
         })
     }
 }
 
 impl FixedSize for MarketConfig {
-    const SIZE: usize = 9 * 8 + 4;
+    const SIZE: usize = 12 * 8 + 4;
 }
 
 /// A node of a feeder as registered: its parent and the limits of the edge to it.
@@ -780,6 +813,31 @@ pub struct FeederRegister {
     pub config: MarketConfig,
     /// The nodes, one of them the root.
     pub nodes: Vec<NodeSpec>,
+    /// The market account: the central counterparty of every settlement payment (ST-2.5).
+    /// Absent: the registering DSO's own account.
+    #[serde(default)]
+    pub market_account: Option<AccountId>,
+    /// The account the upstream exchange is settled against (ST-2.6). Absent: the DSO's.
+    #[serde(default)]
+    pub upstream_account: Option<AccountId>,
+}
+
+fn write_opt_account(v: &Option<AccountId>, buf: &mut impl BufMut) {
+    match v {
+        None => 0u8.write(buf),
+        Some(a) => {
+            1u8.write(buf);
+            a.write(buf);
+        }
+    }
+}
+
+fn read_opt_account(buf: &mut impl Buf) -> Result<Option<AccountId>, CodecError> {
+    match u8::read(buf)? {
+        0 => Ok(None),
+        1 => Ok(Some(AccountId::read(buf)?)),
+        t => Err(CodecError::InvalidEnum(t)),
+    }
 }
 
 impl Write for FeederRegister {
@@ -794,6 +852,8 @@ impl Write for FeederRegister {
         }
         self.config.write(buf);
         write_list(&self.nodes, buf);
+        write_opt_account(&self.market_account, buf);
+        write_opt_account(&self.upstream_account, buf);
     }
 }
 
@@ -804,6 +864,10 @@ impl EncodeSize for FeederRegister {
             + if self.epoch_ms.is_some() { 8 } else { 0 }
             + MarketConfig::SIZE
             + list_size(&self.nodes)
+            + [self.market_account, self.upstream_account]
+                .iter()
+                .map(|a| 1 + if a.is_some() { AccountId::SIZE } else { 0 })
+                .sum::<usize>()
     }
 }
 
@@ -821,6 +885,8 @@ impl Read for FeederRegister {
             epoch_ms,
             config: MarketConfig::read(buf)?,
             nodes: read_list(buf, 5)?,
+            market_account: read_opt_account(buf)?,
+            upstream_account: read_opt_account(buf)?,
         })
     }
 }

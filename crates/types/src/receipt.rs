@@ -35,6 +35,12 @@ pub enum Privilege {
     SetGridMode,
     /// Posting upstream prices.
     PostUpstreamPrices,
+    /// Registering or swapping a meter.
+    RegisterMeter,
+    /// Allowing or withdrawing a head-end system.
+    SetHeadEnd,
+    /// Correcting a settlement.
+    AdjustSettlement,
 }
 
 impl Privilege {
@@ -48,6 +54,9 @@ impl Privilege {
             Self::SetMarketConfig => 5,
             Self::SetGridMode => 6,
             Self::PostUpstreamPrices => 7,
+            Self::RegisterMeter => 8,
+            Self::SetHeadEnd => 9,
+            Self::AdjustSettlement => 10,
         }
     }
 
@@ -61,6 +70,9 @@ impl Privilege {
             5 => Ok(Self::SetMarketConfig),
             6 => Ok(Self::SetGridMode),
             7 => Ok(Self::PostUpstreamPrices),
+            8 => Ok(Self::RegisterMeter),
+            9 => Ok(Self::SetHeadEnd),
+            10 => Ok(Self::AdjustSettlement),
             t => Err(CodecError::InvalidEnum(t)),
         }
     }
@@ -76,6 +88,9 @@ impl Privilege {
             Self::SetMarketConfig => "change a market configuration",
             Self::SetGridMode => "set a grid mode",
             Self::PostUpstreamPrices => "post upstream prices",
+            Self::RegisterMeter => "register a meter",
+            Self::SetHeadEnd => "allow a head-end system",
+            Self::AdjustSettlement => "correct a settlement",
         }
     }
 }
@@ -166,6 +181,40 @@ pub enum RejectReason {
         /// What is wrong (at most [`REASON_BYTES_MAX`] bytes).
         message: String,
     },
+    /// The sender is not the site's registered meter (or the site has none).
+    NotSiteMeter {
+        /// The site.
+        site: SiteId,
+    },
+    /// The site has a reading for the interval already.
+    DuplicateReading {
+        /// The site.
+        site: SiteId,
+        /// The interval.
+        interval: Interval,
+    },
+    /// Readings of the interval are not accepted now: before the interval has ended, or
+    /// after its reading window.
+    ReadingClosed {
+        /// The interval.
+        interval: Interval,
+        /// When readings of it are first accepted (its end), market time in ms.
+        opens_ms: u64,
+        /// When they are last accepted, market time in ms.
+        closes_ms: u64,
+        /// The block's market time in ms.
+        now_ms: u64,
+    },
+    /// The site's owner owes an unpaid settlement; it cannot bid until it is paid.
+    OwnerInDebt {
+        /// The site.
+        site: SiteId,
+    },
+    /// The sender is not a head-end system of the feeder.
+    NotHeadEnd {
+        /// The feeder.
+        feeder: FeederId,
+    },
 }
 
 impl RejectReason {
@@ -186,6 +235,11 @@ impl RejectReason {
             Self::GateClosed { .. } => 12,
             Self::BeyondHorizon { .. } => 13,
             Self::Invalid { .. } => 14,
+            Self::NotSiteMeter { .. } => 15,
+            Self::DuplicateReading { .. } => 16,
+            Self::ReadingClosed { .. } => 17,
+            Self::OwnerInDebt { .. } => 18,
+            Self::NotHeadEnd { .. } => 19,
         }
     }
 
@@ -260,6 +314,36 @@ impl fmt::Display for RejectReason {
                 "interval {interval} is beyond the bidding horizon (the last open interval is {last})"
             ),
             Self::Invalid { message } => f.write_str(message),
+            Self::NotSiteMeter { site } => write!(
+                f,
+                "unauthorized: only the registered meter of site {:?} may send its readings",
+                site.as_str()
+            ),
+            Self::DuplicateReading { site, interval } => write!(
+                f,
+                "site {:?} has a reading for interval {interval} already",
+                site.as_str()
+            ),
+            Self::ReadingClosed {
+                interval,
+                opens_ms,
+                closes_ms,
+                now_ms,
+            } => write!(
+                f,
+                "readings of interval {interval} are accepted from {opens_ms} to {closes_ms} \
+                 (market time now {now_ms})"
+            ),
+            Self::OwnerInDebt { site } => write!(
+                f,
+                "the owner of site {:?} has an unpaid settlement; it cannot bid until it is paid",
+                site.as_str()
+            ),
+            Self::NotHeadEnd { feeder } => write!(
+                f,
+                "unauthorized: the sender is not a head-end system of feeder {:?}",
+                feeder.as_str()
+            ),
         }
     }
 }
@@ -301,6 +385,23 @@ impl Write for RejectReason {
                 write_len(message.len(), buf);
                 buf.put_slice(message.as_bytes());
             }
+            Self::NotSiteMeter { site } | Self::OwnerInDebt { site } => site.write(buf),
+            Self::DuplicateReading { site, interval } => {
+                site.write(buf);
+                interval.write(buf);
+            }
+            Self::ReadingClosed {
+                interval,
+                opens_ms,
+                closes_ms,
+                now_ms,
+            } => {
+                interval.write(buf);
+                opens_ms.write(buf);
+                closes_ms.write(buf);
+                now_ms.write(buf);
+            }
+            Self::NotHeadEnd { feeder } => feeder.write(buf),
         }
     }
 }
@@ -323,6 +424,10 @@ impl EncodeSize for RejectReason {
             Self::GateClosed { .. } => 24,
             Self::BeyondHorizon { .. } => 16,
             Self::Invalid { message } => len_size(message.len()) + message.len(),
+            Self::NotSiteMeter { site } | Self::OwnerInDebt { site } => site.encode_size(),
+            Self::DuplicateReading { site, .. } => site.encode_size() + 8,
+            Self::ReadingClosed { .. } => 32,
+            Self::NotHeadEnd { feeder } => feeder.encode_size(),
         }
     }
 }
@@ -385,6 +490,25 @@ impl Read for RejectReason {
                     .map_err(|_| CodecError::Invalid("RejectReason", "reason is not UTF-8"))?;
                 Self::Invalid { message }
             }
+            15 => Self::NotSiteMeter {
+                site: SiteId::read(buf)?,
+            },
+            16 => Self::DuplicateReading {
+                site: SiteId::read(buf)?,
+                interval: Interval::read(buf)?,
+            },
+            17 => Self::ReadingClosed {
+                interval: Interval::read(buf)?,
+                opens_ms: u64::read(buf)?,
+                closes_ms: u64::read(buf)?,
+                now_ms: u64::read(buf)?,
+            },
+            18 => Self::OwnerInDebt {
+                site: SiteId::read(buf)?,
+            },
+            19 => Self::NotHeadEnd {
+                feeder: FeederId::read(buf)?,
+            },
             t => return Err(CodecError::InvalidEnum(t)),
         })
     }
@@ -529,6 +653,28 @@ mod tests {
                 interval: Interval(3),
                 gate_ms: 10,
                 now_ms: 11,
+            },
+            RejectReason::NotSiteMeter {
+                site: SiteId::new("s").unwrap(),
+            },
+            RejectReason::DuplicateReading {
+                site: SiteId::new("s").unwrap(),
+                interval: Interval(4),
+            },
+            RejectReason::ReadingClosed {
+                interval: Interval(4),
+                opens_ms: 1,
+                closes_ms: 2,
+                now_ms: 3,
+            },
+            RejectReason::OwnerInDebt {
+                site: SiteId::new("s").unwrap(),
+            },
+            RejectReason::NotHeadEnd {
+                feeder: FeederId::new("f").unwrap(),
+            },
+            RejectReason::Unauthorized {
+                action: Privilege::AdjustSettlement,
             },
             RejectReason::BeyondHorizon {
                 interval: Interval(300),

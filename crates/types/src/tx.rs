@@ -18,6 +18,7 @@ use crate::{
         Bids, EdgeLimit, FeederRegister, GridModeSet, MarketConfigure, SiteDelegate, SiteRevoke,
         SitesRegister, UpstreamPrices,
     },
+    meter::{HeadEndSet, MeterBatch, MeterRegister, Reading, SettlementAdjust},
     units::Amount,
 };
 use bytes::{BufMut, Bytes};
@@ -93,6 +94,16 @@ pub enum Payload {
     UpstreamPrices(UpstreamPrices),
     /// Bid for sites and intervals (a site's owner or its aggregator).
     Bids(Bids),
+    /// Register a site's meter or swap its key (DSO).
+    MeterRegister(MeterRegister),
+    /// Allow or withdraw a head-end system (DSO).
+    HeadEnd(HeadEndSet),
+    /// One site's reading of one interval (the site's meter).
+    Reading(Reading),
+    /// Many sites' readings of one interval with the root of their raw data (a head-end).
+    MeterBatch(MeterBatch),
+    /// Correct a site's settlement (DSO).
+    SettlementAdjust(SettlementAdjust),
 }
 
 impl Payload {
@@ -108,6 +119,11 @@ impl Payload {
     const TAG_GRID_MODE: u8 = 0x21;
     const TAG_UPSTREAM_PRICES: u8 = 0x22;
     const TAG_BIDS: u8 = 0x28;
+    const TAG_METER_REGISTER: u8 = 0x30;
+    const TAG_HEAD_END: u8 = 0x31;
+    const TAG_READING: u8 = 0x32;
+    const TAG_METER_BATCH: u8 = 0x33;
+    const TAG_SETTLEMENT_ADJUST: u8 = 0x38;
 
     /// The fewest bytes any payload encodes to (a bid transaction for no site, of a feeder
     /// with a one-byte id: tag, id and an empty list). The block decoder relies on it to refuse
@@ -129,6 +145,11 @@ impl Payload {
             Self::GridMode(_) => "grid_mode",
             Self::UpstreamPrices(_) => "upstream_prices",
             Self::Bids(_) => "bids",
+            Self::MeterRegister(_) => "meter_register",
+            Self::HeadEnd(_) => "head_end",
+            Self::Reading(_) => "reading",
+            Self::MeterBatch(_) => "meter_batch",
+            Self::SettlementAdjust(_) => "settlement_adjust",
         }
     }
 
@@ -139,7 +160,8 @@ impl Payload {
             Self::FeederRegister(_)
             | Self::SitesRegister(_)
             | Self::UpstreamPrices(_)
-            | Self::Bids(_) => BULK_TX_BYTES_MAX,
+            | Self::Bids(_)
+            | Self::MeterBatch(_) => BULK_TX_BYTES_MAX,
             _ => TX_BYTES_MAX,
         }
     }
@@ -198,6 +220,26 @@ impl Write for Payload {
                 Self::TAG_BIDS.write(buf);
                 p.write(buf);
             }
+            Self::MeterRegister(p) => {
+                Self::TAG_METER_REGISTER.write(buf);
+                p.write(buf);
+            }
+            Self::HeadEnd(p) => {
+                Self::TAG_HEAD_END.write(buf);
+                p.write(buf);
+            }
+            Self::Reading(p) => {
+                Self::TAG_READING.write(buf);
+                p.write(buf);
+            }
+            Self::MeterBatch(p) => {
+                Self::TAG_METER_BATCH.write(buf);
+                p.write(buf);
+            }
+            Self::SettlementAdjust(p) => {
+                Self::TAG_SETTLEMENT_ADJUST.write(buf);
+                p.write(buf);
+            }
         }
     }
 }
@@ -216,6 +258,11 @@ impl EncodeSize for Payload {
             Self::GridMode(p) => p.encode_size(),
             Self::UpstreamPrices(p) => p.encode_size(),
             Self::Bids(p) => p.encode_size(),
+            Self::MeterRegister(p) => p.encode_size(),
+            Self::HeadEnd(p) => p.encode_size(),
+            Self::Reading(p) => p.encode_size(),
+            Self::MeterBatch(p) => p.encode_size(),
+            Self::SettlementAdjust(p) => p.encode_size(),
         }
     }
 }
@@ -244,6 +291,11 @@ impl Read for Payload {
             Self::TAG_GRID_MODE => Ok(Self::GridMode(ReadExt::read(buf)?)),
             Self::TAG_UPSTREAM_PRICES => Ok(Self::UpstreamPrices(ReadExt::read(buf)?)),
             Self::TAG_BIDS => Ok(Self::Bids(ReadExt::read(buf)?)),
+            Self::TAG_METER_REGISTER => Ok(Self::MeterRegister(ReadExt::read(buf)?)),
+            Self::TAG_HEAD_END => Ok(Self::HeadEnd(ReadExt::read(buf)?)),
+            Self::TAG_READING => Ok(Self::Reading(ReadExt::read(buf)?)),
+            Self::TAG_METER_BATCH => Ok(Self::MeterBatch(ReadExt::read(buf)?)),
+            Self::TAG_SETTLEMENT_ADJUST => Ok(Self::SettlementAdjust(ReadExt::read(buf)?)),
             tag => Err(CodecError::InvalidEnum(tag)),
         }
     }
@@ -609,6 +661,8 @@ mod tests {
                 epoch_ms: None,
                 config: MarketConfig::DEFAULT,
                 nodes: vec![],
+                market_account: None,
+                upstream_account: None,
             }),
             Payload::SitesRegister(SitesRegister {
                 feeder: f(),
@@ -649,6 +703,35 @@ mod tests {
                 feeder: f(),
                 bids: vec![],
             }),
+            Payload::MeterRegister(crate::meter::MeterRegister {
+                feeder: f(),
+                site: s(),
+                meter: a,
+            }),
+            Payload::HeadEnd(crate::meter::HeadEndSet {
+                feeder: f(),
+                account: a,
+                allowed: true,
+            }),
+            Payload::Reading(crate::meter::Reading {
+                feeder: f(),
+                site: s(),
+                interval: Interval(0),
+                wh: crate::WattHours(0),
+            }),
+            Payload::MeterBatch(crate::meter::MeterBatch {
+                feeder: f(),
+                interval: Interval(0),
+                root: Hash::from([0; 32]),
+                readings: vec![],
+            }),
+            Payload::SettlementAdjust(crate::meter::SettlementAdjust {
+                feeder: f(),
+                site: s(),
+                interval: Interval(0),
+                amount: 0,
+                memo: String::new(),
+            }),
         ];
         for p in &all {
             match p {
@@ -663,7 +746,12 @@ mod tests {
                 | Payload::MarketConfig(_)
                 | Payload::GridMode(_)
                 | Payload::UpstreamPrices(_)
-                | Payload::Bids(_) => {}
+                | Payload::Bids(_)
+                | Payload::MeterRegister(_)
+                | Payload::HeadEnd(_)
+                | Payload::Reading(_)
+                | Payload::MeterBatch(_)
+                | Payload::SettlementAdjust(_) => {}
             }
         }
         all
@@ -672,7 +760,7 @@ mod tests {
     #[test]
     fn every_payload_kind_round_trips_and_none_is_below_the_minimum_size() {
         let all = smallest_of_each_kind();
-        assert_eq!(all.len(), 12, "one example per kind");
+        assert_eq!(all.len(), 17, "one example per kind");
         let smallest = all.iter().map(EncodeSize::encode_size).min().unwrap();
         assert_eq!(smallest, Payload::ENCODED_SIZE_MIN);
         for payload in all {

@@ -37,8 +37,9 @@ pub const MS_PER_HOUR: i64 = 3_600_000;
 
 /// Divides `num` by a positive `den`, rounding half away from zero.
 ///
-/// This is the one rounding rule of every unit conversion in this module.
-const fn div_round_half_away(num: i128, den: i128) -> i128 {
+/// This is the one rounding rule of every unit conversion in this module, and of every charge
+/// of the settlement (docs/settlement-rules.md).
+pub const fn div_round_half_away(num: i128, den: i128) -> i128 {
     debug_assert!(den > 0);
     let q = num / den;
     let r = num % den;

@@ -1,0 +1,536 @@
+//! Meters, readings and settlement on an in-memory chain, against figures worked out by hand
+//! (docs/settlement-rules.md): a congested feeder, five sites, a settled interval, the money
+//! that moved, a debt and its repayment, a true-up, a correction, a meter swap and a head-end
+//! batch; and every way a reading can be wrong.
+
+mod common;
+
+use bcte_ledger::{
+    StateKey, book_bucket,
+    market_state::IntervalResult,
+    settle_state::{AdjustBucket, AdjustKind, IntervalSettlement, SettleIndex, SettledBucket},
+};
+use bcte_types::{
+    AccountId, Amount, CurveSpec, FeederId, Hash, Interval, MarketConfig, NodeId, NodeSpec,
+    Payload, Price, RejectReason, SiteId, SiteSpec, WattHours, Watts,
+    market::{BidEntry, Bids, FeederRegister, SitesRegister},
+    meter::{HeadEndSet, MeterBatch, MeterRegister, Reading, SettlementAdjust, SiteEnergy},
+};
+use common::{Chain, GENESIS_MS, accepted, account, key, rejected};
+
+const UNIT: i64 = 1_000_000;
+const DT: u64 = 900_000;
+const EPOCH: u64 = GENESIS_MS + 1_000_000;
+
+fn f() -> FeederId {
+    FeederId::new("f").unwrap()
+}
+
+fn s(id: &str) -> SiteId {
+    SiteId::new(id).unwrap()
+}
+
+fn config() -> MarketConfig {
+    MarketConfig {
+        interval_ms: DT,
+        gate_lead_ms: 60_000,
+        import_price: Price(80 * UNIT),
+        export_price: Price(20 * UNIT),
+        retention_intervals: 10,
+        imbalance_penalty: Price(20 * UNIT),
+        settlement_delay_ms: 1_800_000,
+        reading_window_ms: 3_600_000,
+        ..MarketConfig::DEFAULT
+    }
+}
+
+fn gate(k: u64) -> u64 {
+    EPOCH + DT * k - 60_000
+}
+
+fn end(k: u64) -> u64 {
+    EPOCH + DT * (k + 1)
+}
+
+fn points(pts: &[(i64, i64)]) -> Option<CurveSpec> {
+    Some(CurveSpec::Points(
+        pts.iter()
+            .map(|&(p, w)| (Price(p * UNIT), Watts(w)))
+            .collect(),
+    ))
+}
+
+fn balance(chain: &Chain, seed: u64) -> u64 {
+    chain
+        .read::<bcte_ledger::AccountState>(&StateKey::Account(account(&key(seed))))
+        .map_or(0, |a| a.balance.0)
+}
+
+fn position(chain: &Chain, seed: u64) -> i64 {
+    chain
+        .read::<bcte_ledger::AccountState>(&StateKey::Account(account(&key(seed))))
+        .map_or(0, |a| a.position(&account(&key(MARKET))))
+}
+
+fn reading(site: &str, k: u64, wh: i64) -> Payload {
+    Payload::Reading(Reading {
+        feeder: f(),
+        site: s(site),
+        interval: Interval(k),
+        wh: WattHours(wh),
+    })
+}
+
+fn settled(chain: &Chain, k: u64, site: &str) -> bcte_ledger::settle_state::SiteSettlement {
+    let key = StateKey::Settled(f(), Interval(k), book_bucket(&s(site)));
+    *chain
+        .read::<SettledBucket>(&key)
+        .and_then(|b| b.get(&s(site)).copied())
+        .as_ref()
+        .expect("settled")
+}
+
+/// Owners are keys 2 to 6; the market account 7, the upstream account 8, the head-end 9.
+const MARKET: u64 = 7;
+const UPSTREAM: u64 = 8;
+const HEAD_END: u64 = 9;
+/// Meters: key 100 + the owner's seed.
+fn meter(owner: u64) -> u64 {
+    100 + owner
+}
+
+/// The feeder: the substation and, below it behind a 5 kW import limit, the street `t1`.
+/// `home` (owner 2, 8 kW up to 150/MWh, 6 kW above), `pv` (3, 2 kW
+/// of generation), `meterless` (5, 1 kW, no meter) and `quiet` (6, metered, never bids) are
+/// on `t1`; `shop` (4, 3 kW) at the substation.
+fn feeder() -> Chain {
+    let mut chain = Chain::new(1);
+    let dso = chain.dso.clone();
+    let node = |id: &str, parent: Option<&str>, import: Option<i64>| NodeSpec {
+        id: NodeId::new(id).unwrap(),
+        parent: parent.map(|p| NodeId::new(p).unwrap()),
+        import_limit: import.map(Watts),
+        export_limit: None,
+    };
+    accepted(&chain.send(
+        &dso,
+        Payload::FeederRegister(FeederRegister {
+            feeder: f(),
+            epoch_ms: Some(EPOCH),
+            config: config(),
+            nodes: vec![
+                node("sub", None, None),
+                node("t1", Some("sub"), Some(5_000)),
+            ],
+            market_account: Some(account(&key(MARKET))),
+            upstream_account: Some(account(&key(UPSTREAM))),
+        }),
+    ));
+    let site = |id: &str, node: &str, owner: u64| SiteSpec {
+        site: s(id),
+        node: NodeId::new(node).unwrap(),
+        owner: account(&key(owner)),
+        priority: 0,
+        import_limit: None,
+        export_limit: None,
+    };
+    accepted(&chain.send(
+        &dso,
+        Payload::SitesRegister(SitesRegister {
+            feeder: f(),
+            sites: vec![
+                site("home", "t1", 2),
+                site("pv", "t1", 3),
+                site("shop", "sub", 4),
+                site("meterless", "t1", 5),
+                site("quiet", "t1", 6),
+            ],
+        }),
+    ));
+    for (id, owner) in [("home", 2), ("pv", 3), ("shop", 4), ("quiet", 6)] {
+        accepted(&chain.send(
+            &dso,
+            Payload::MeterRegister(MeterRegister {
+                feeder: f(),
+                site: s(id),
+                meter: account(&key(meter(owner))),
+            }),
+        ));
+    }
+    // Funds: home 1 token, shop less than it will owe, meterless and quiet 0.1 token.
+    for (seed, amount) in [(2, 1_000_000), (4, 30_000), (5, 100_000), (6, 100_000)] {
+        accepted(&chain.send(
+            &dso,
+            Payload::Mint {
+                to: account(&key(seed)),
+                amount: Amount(amount),
+            },
+        ));
+    }
+    chain
+}
+
+fn bid(chain: &mut Chain, owner: u64, site: &str, k: u64, curve: Option<CurveSpec>) {
+    accepted(&chain.send(
+        &key(owner),
+        Payload::Bids(Bids {
+            feeder: f(),
+            bids: vec![BidEntry {
+                site: s(site),
+                interval: Interval(k),
+                curve,
+            }],
+        }),
+    ));
+}
+
+/// Interval 0 bid and cleared: `t1` is congested at 150/MWh, the substation at 80/MWh.
+fn cleared() -> Chain {
+    let mut chain = feeder();
+    bid(
+        &mut chain,
+        2,
+        "home",
+        0,
+        points(&[(-500, 8_000), (150, 8_000), (150, 6_000), (3_000, 6_000)]),
+    );
+    bid(
+        &mut chain,
+        3,
+        "pv",
+        0,
+        points(&[(-500, 0), (0, 0), (0, -2_000), (3_000, -2_000)]),
+    );
+    bid(
+        &mut chain,
+        4,
+        "shop",
+        0,
+        points(&[(-500, 3_000), (3_000, 3_000)]),
+    );
+    bid(
+        &mut chain,
+        5,
+        "meterless",
+        0,
+        points(&[(-500, 1_000), (3_000, 1_000)]),
+    );
+    chain.block_at(gate(0), vec![]);
+    let r: IntervalResult = chain.read(&StateKey::Result(f(), Interval(0))).unwrap();
+    // Worked by hand: t1 may import 5 kW; it needs home + 1 kW - 2 kW of it, so home takes
+    // 6 kW, on its step at 150/MWh. The substation buys upstream at 80/MWh.
+    assert_eq!(r.prices, vec![Price(80 * UNIT), Price(150 * UNIT)]);
+    assert_eq!(r.flows[1], Watts(5_000));
+    assert_eq!(r.upstream, Watts(-8_000));
+    chain
+}
+
+#[test]
+fn an_interval_settles_by_the_rules_and_moves_exactly_the_worked_figures() {
+    let mut chain = cleared();
+    // Readings after the interval's end: home 1,600 Wh, pv -450 Wh, shop 700 Wh, quiet 100.
+    chain.block_at(end(0), vec![]);
+    for (owner, site, wh) in [
+        (2, "home", 1_600),
+        (3, "pv", -450),
+        (4, "shop", 700),
+        (6, "quiet", 100),
+    ] {
+        accepted(&chain.send(&key(meter(owner)), reading(site, 0, wh)));
+    }
+    let idx: SettleIndex = chain.read(&StateKey::Settling(f(), Interval(0))).unwrap();
+    assert_eq!(
+        idx.missing, 0,
+        "home, pv and shop were the metered sites with a result"
+    );
+    // Every metered site with a result has read: the next block that clears nothing settles.
+    chain.block(1, vec![]);
+    let t: IntervalSettlement = chain.read(&StateKey::Settlement(f(), Interval(0))).unwrap();
+
+    // ST-2.2 to ST-2.4, by hand (15 minutes = 0.25 h; base units are µ-currency):
+    // home: 6 kW → 1,500 Wh at 150 = 225,000; read 1,600: +100 Wh at 150 + 20 = 17,000.
+    let home = settled(&chain, 0, "home");
+    assert_eq!(
+        (
+            home.scheduled_wh,
+            home.deviation_wh,
+            home.energy_charge,
+            home.imbalance_charge
+        ),
+        (1_500, 100, 225_000, 17_000)
+    );
+    // pv: -2 kW → -500 Wh at 150 = -75,000; read -450: +50 Wh (fed in less) at 170 = 8,500.
+    let pv = settled(&chain, 0, "pv");
+    assert_eq!(
+        (
+            pv.scheduled_wh,
+            pv.deviation_wh,
+            pv.energy_charge,
+            pv.imbalance_charge
+        ),
+        (-500, 50, -75_000, 8_500)
+    );
+    // shop: 3 kW → 750 Wh at 80 = 60,000; read 700: -50 Wh at 80 - 20 = -3,000.
+    let shop = settled(&chain, 0, "shop");
+    assert_eq!(
+        (shop.energy_charge, shop.imbalance_charge, shop.total()),
+        (60_000, -3_000, 57_000)
+    );
+    // meterless: 1 kW → 250 Wh at 150 = 37,500, estimated (ST-3.1).
+    let meterless = settled(&chain, 0, "meterless");
+    assert!(meterless.estimated());
+    assert_eq!(
+        (meterless.energy_charge, meterless.imbalance_charge),
+        (37_500, 0)
+    );
+    // quiet: no bid, served nothing at t1's 150; read 100 Wh: 100 × 170 = 17,000.
+    let quiet = settled(&chain, 0, "quiet");
+    assert_eq!((quiet.served, quiet.price), (Watts(0), Price(150 * UNIT)));
+    assert_eq!(quiet.imbalance_charge, 17_000);
+
+    // ST-2.6, ST-2.7: the upstream supplied 8 kW (2,000 Wh) at 80: the market pays 160,000;
+    // congestion rent 5 kW × 0.25 h × 70/MWh = 87,500 = 225,000 - 75,000 + 60,000 + 37,500
+    // - 160,000, so no residue.
+    assert_eq!(t.sites, 5);
+    assert_eq!(t.estimated, 1);
+    assert_eq!(t.energy_charges, 247_500);
+    assert_eq!(t.imbalance_charges, 17_000 + 8_500 - 3_000 + 17_000);
+    assert_eq!((t.upstream_wh, t.upstream_charge), (-2_000, -160_000));
+    assert_eq!((t.congestion_rent, t.residue), (87_500, 0));
+
+    // ST-2.5, ST-5: the money. home pays 242,000; pv is paid 66,500; shop owes 57,000 but has
+    // 30,000: it pays that and owes 27,000; meterless pays 37,500, quiet 17,000; the upstream
+    // account is paid 160,000; the market account keeps the rest.
+    assert_eq!(balance(&chain, 2), 1_000_000 - 242_000);
+    assert_eq!(balance(&chain, 3), 66_500);
+    assert_eq!((balance(&chain, 4), position(&chain, 4)), (0, -27_000));
+    assert_eq!(balance(&chain, 5), 100_000 - 37_500);
+    assert_eq!(balance(&chain, 6), 100_000 - 17_000);
+    assert_eq!(balance(&chain, UPSTREAM), 160_000);
+    assert_eq!(
+        balance(&chain, MARKET),
+        242_000 + 30_000 + 37_500 + 17_000 - 66_500 - 160_000
+    );
+    // ST-5.4: an owner in debt cannot bid; once paid (a transfer in repays first), it can.
+    let tx = chain.sign(
+        &key(4),
+        Payload::Bids(Bids {
+            feeder: f(),
+            bids: vec![BidEntry {
+                site: s("shop"),
+                interval: Interval(3),
+                curve: points(&[(-500, 1_000), (3_000, 1_000)]),
+            }],
+        }),
+    );
+    let out = chain.block(1, vec![tx]);
+    assert_eq!(
+        rejected(&out.receipts[0].outcome),
+        RejectReason::OwnerInDebt { site: s("shop") }
+    );
+    accepted(&chain.send(
+        &key(2),
+        Payload::Transfer {
+            to: account(&key(4)),
+            amount: Amount(30_000),
+        },
+    ));
+    assert_eq!((balance(&chain, 4), position(&chain, 4)), (3_000, 0));
+    bid(
+        &mut chain,
+        4,
+        "shop",
+        3,
+        points(&[(-500, 1_000), (3_000, 1_000)]),
+    );
+}
+
+#[test]
+fn late_readings_true_up_corrections_are_booked_and_meters_can_be_swapped() {
+    let mut chain = cleared();
+    // Nobody reads interval 0 until its deadline: it settles on the schedule.
+    chain.block_at(end(0) + 1_800_000, vec![]);
+    chain.block(1, vec![]);
+    assert!(settled(&chain, 0, "home").estimated());
+    assert_eq!(settled(&chain, 0, "home").total(), 225_000);
+    let home_before = balance(&chain, 2);
+    // ST-3.2: home's reading comes late: 1,600 Wh against its 1,500 scheduled, priced as
+    // ST-2.4: 100 × 170 = 17,000, booked in the interval next to clear.
+    accepted(&chain.send(&key(meter(2)), reading("home", 0, 1_600)));
+    assert_eq!(balance(&chain, 2), home_before - 17_000);
+    let next = chain
+        .read::<bcte_ledger::market_state::Schedule>(&StateKey::Schedule(f()))
+        .unwrap()
+        .next_clear;
+    let booked: AdjustBucket = chain
+        .read(&StateKey::Adjustments(f(), next, book_bucket(&s("home"))))
+        .unwrap();
+    assert_eq!(booked.items.len(), 1);
+    assert_eq!(booked.items[0].amount, 17_000);
+    assert!(matches!(
+        booked.items[0].kind,
+        AdjustKind::TrueUp {
+            metered_wh: 1_600,
+            deviation_wh: 100
+        }
+    ));
+    // The settlement itself is not reopened.
+    assert!(settled(&chain, 0, "home").estimated());
+    // Twice is a duplicate.
+    assert_eq!(
+        rejected(&chain.send(&key(meter(2)), reading("home", 0, 1_600))),
+        RejectReason::DuplicateReading {
+            site: s("home"),
+            interval: Interval(0)
+        }
+    );
+    // ST-3.3: the DSO refunds 5,000 with a reason on the record.
+    let dso = chain.dso.clone();
+    accepted(&chain.send(
+        &dso,
+        Payload::SettlementAdjust(SettlementAdjust {
+            feeder: f(),
+            site: s("home"),
+            interval: Interval(0),
+            amount: -5_000,
+            memo: "meter drift confirmed on site".into(),
+        }),
+    ));
+    assert_eq!(balance(&chain, 2), home_before - 17_000 + 5_000);
+    // ST-1.1: a meter swap: the old key may no longer read; the new one may; earlier
+    // readings stay.
+    let swap = Payload::MeterRegister(MeterRegister {
+        feeder: f(),
+        site: s("pv"),
+        meter: account(&key(55)),
+    });
+    accepted(&chain.send(&dso, swap));
+    assert_eq!(
+        rejected(&chain.send(&key(meter(3)), reading("pv", 0, -450))),
+        RejectReason::NotSiteMeter { site: s("pv") }
+    );
+    accepted(&chain.send(&key(55), reading("pv", 0, -450)));
+    // After the reading window: closed.
+    chain.block_at(end(0) + 3_600_001, vec![]);
+    let out = rejected(&chain.send(&key(meter(4)), reading("shop", 0, 700)));
+    assert!(matches!(out, RejectReason::ReadingClosed { .. }), "{out}");
+}
+
+#[test]
+fn bad_readings_are_rejected_with_reasons_and_change_nothing_but_the_nonce() {
+    let mut chain = cleared();
+    // Before the interval's end.
+    let early = rejected(&chain.send(&key(meter(2)), reading("home", 0, 1_000)));
+    assert_eq!(
+        early,
+        RejectReason::ReadingClosed {
+            interval: Interval(0),
+            opens_ms: end(0),
+            closes_ms: end(0) + 3_600_000,
+            now_ms: chain.time_ms
+        }
+    );
+    chain.block_at(end(0), vec![]);
+    let before = chain.read::<SettleIndex>(&StateKey::Settling(f(), Interval(0)));
+    let cases: Vec<(u64, Payload, &str)> = vec![
+        (
+            meter(3),
+            reading("home", 0, 1_000),
+            "unauthorized: only the registered meter",
+        ),
+        (meter(2), reading("nobody", 0, 1_000), "unknown site"),
+        (
+            meter(2),
+            reading("home", 1, 1_000),
+            "readings of interval 1 are accepted from",
+        ),
+        (
+            meter(2),
+            reading("home", 0, bcte_ledger::settle::READING_WH_ABS_MAX + 1),
+            "beyond the limit",
+        ),
+        (
+            2,
+            reading("home", 0, 1_000),
+            "unauthorized: only the registered meter",
+        ),
+    ];
+    for (signer, payload, says) in cases {
+        let r = rejected(&chain.send(&key(signer), payload));
+        assert!(r.to_string().contains(says), "{r} / {says}");
+    }
+    assert_eq!(
+        chain.read::<SettleIndex>(&StateKey::Settling(f(), Interval(0))),
+        before
+    );
+    // A head-end system: allowed by the DSO only; all of a batch or none of it.
+    let batch = |readings: Vec<(&str, i64)>| {
+        Payload::MeterBatch(MeterBatch {
+            feeder: f(),
+            interval: Interval(0),
+            root: Hash::from([7; 32]),
+            readings: readings
+                .into_iter()
+                .map(|(site, wh)| SiteEnergy {
+                    site: s(site),
+                    wh: WattHours(wh),
+                })
+                .collect(),
+        })
+    };
+    assert_eq!(
+        rejected(&chain.send(&key(HEAD_END), batch(vec![("home", 1)]))),
+        RejectReason::NotHeadEnd { feeder: f() }
+    );
+    let dso = chain.dso.clone();
+    let allow = Payload::HeadEnd(HeadEndSet {
+        feeder: f(),
+        account: account(&key(HEAD_END)),
+        allowed: true,
+    });
+    assert!(matches!(
+        rejected(&chain.send(&key(2), allow.clone())),
+        RejectReason::Unauthorized { .. }
+    ));
+    accepted(&chain.send(&dso, allow));
+    let r = rejected(&chain.send(&key(HEAD_END), batch(vec![("home", 1), ("home", 2)])));
+    assert!(r.to_string().contains("twice"), "{r}");
+    assert_eq!(
+        rejected(&chain.send(&key(HEAD_END), batch(vec![("home", 1), ("meterless", 2)]))),
+        RejectReason::NotSiteMeter {
+            site: s("meterless")
+        }
+    );
+    assert_eq!(
+        chain.read::<SettleIndex>(&StateKey::Settling(f(), Interval(0))),
+        before
+    );
+    accepted(&chain.send(
+        &key(HEAD_END),
+        batch(vec![("home", 1_600), ("pv", -450), ("shop", 700)]),
+    ));
+    let idx: SettleIndex = chain.read(&StateKey::Settling(f(), Interval(0))).unwrap();
+    assert_eq!(
+        (idx.missing, idx.batches.clone()),
+        (0, vec![Hash::from([7; 32])])
+    );
+    // A reading the batch carried cannot come again from the meter.
+    assert!(matches!(
+        rejected(&chain.send(&key(meter(2)), reading("home", 0, 1_600))),
+        RejectReason::DuplicateReading { .. }
+    ));
+    chain.block(1, vec![]);
+    assert_eq!(settled(&chain, 0, "home").metered_wh, Some(1_600));
+    // An unknown feeder.
+    let bad = Payload::Reading(Reading {
+        feeder: FeederId::new("g").unwrap(),
+        site: s("home"),
+        interval: Interval(0),
+        wh: WattHours(1),
+    });
+    assert!(matches!(
+        rejected(&chain.send(&key(meter(2)), bad)),
+        RejectReason::UnknownFeeder { .. }
+    ));
+    let _ = AccountId([0; 32]);
+}

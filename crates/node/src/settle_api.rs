@@ -1,0 +1,305 @@
+//! The settlement's routes: an interval's readings, its settlement site by site with the
+//! market account's totals, and the true-ups and corrections booked in it
+//! (docs/settlement-rules.md).
+//!
+//! Money is in token base units (integers, exact; 1 token = 10⁶ base units), energy in Wh,
+//! prices in currency/MWh and power in kW as everywhere in the API.
+
+use crate::{
+    api::{ApiError, ApiState, ErrorBody},
+    market_api::{parse_feeder, parse_interval, path, read, schedule_of},
+};
+use axum::{
+    Json, Router,
+    extract::{Path, State, rejection::PathRejection},
+    routing::get,
+};
+use bcte_ledger::{
+    StateKey,
+    market_state::FeederState,
+    settle_state::{
+        AdjustBucket, AdjustKind, IntervalSettlement, ReadingBucket, ReadingSource, SettleIndex,
+        SettledBucket,
+    },
+};
+use bcte_market::file::{kw, per_mwh};
+use bcte_store::Store;
+use serde::{Deserialize, Serialize};
+use std::{collections::BTreeMap, sync::Arc};
+use utoipa::ToSchema;
+
+/// The settlement's routes over `state`.
+pub fn routes<S: Store>() -> Router<Arc<ApiState<S>>> {
+    Router::new().route(
+        "/v1/feeders/{feeder}/intervals/{interval}/settlement",
+        get(settlement::<S>),
+    )
+}
+
+/// One site's settlement of an interval (ST-2.2 to ST-2.4).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SiteSettlementView {
+    /// Its served power, kW.
+    pub served_kw: f64,
+    /// Its node's price, currency/MWh.
+    pub price: f64,
+    /// Its scheduled energy, Wh.
+    pub scheduled_wh: i64,
+    /// Its metered energy, Wh (absent: estimated).
+    pub metered_wh: Option<i64>,
+    /// Metered less scheduled, Wh (0 when estimated).
+    pub deviation_wh: i64,
+    /// Base units (positive: the owner pays).
+    pub energy_charge: i64,
+    /// Base units (positive: the owner pays).
+    pub imbalance_charge: i64,
+    /// Energy plus imbalance charge, base units.
+    pub total: i64,
+    /// Settled on its schedule for want of a reading (ST-3.1).
+    pub estimated: bool,
+}
+
+/// A site's reading of the interval.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReadingView {
+    /// Wh (positive consumed, negative fed in).
+    pub wh: i64,
+    /// `meter` (a transaction the meter signed) or `batch` (a head-end batch).
+    pub source: String,
+    /// The batch's root (hex), for a reading from a batch.
+    pub batch_root: Option<String>,
+    /// It came after the interval settled: a true-up (ST-3.2).
+    pub late: bool,
+}
+
+/// A true-up or correction booked in the interval.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AdjustmentView {
+    /// The site.
+    pub site: String,
+    /// The settled interval it concerns.
+    pub of_interval: u64,
+    /// Base units (positive: the owner pays).
+    pub amount: i64,
+    /// `true_up` or `correction`.
+    pub kind: String,
+    /// A true-up's reading, Wh.
+    pub metered_wh: Option<i64>,
+    /// A true-up's deviation from the schedule, Wh.
+    pub deviation_wh: Option<i64>,
+    /// A correction's reason.
+    pub memo: Option<String>,
+}
+
+/// The market account's totals of a settled interval (ST-2.7).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SettlementTotals {
+    /// The block that settled it.
+    pub height: u64,
+    /// Sites settled.
+    pub sites: u32,
+    /// Of them, estimated.
+    pub estimated: u32,
+    /// Sum of the energy charges, base units.
+    pub energy_charges: i64,
+    /// Sum of the imbalance charges, base units.
+    pub imbalance_charges: i64,
+    /// The upstream exchange's energy, Wh (positive: the feeder exported).
+    pub upstream_wh: i64,
+    /// What the upstream account paid the market account, base units (negative: was paid).
+    pub upstream_charge: i64,
+    /// The congestion rent, base units.
+    pub congestion_rent: i64,
+    /// The rounding residue, base units (the market account's).
+    pub residue: i64,
+    /// What the market account took in net: energy and imbalance charges and the upstream
+    /// charge, base units.
+    pub market_net: i64,
+    /// The market account.
+    pub market_account: String,
+    /// The upstream account.
+    pub upstream_account: String,
+}
+
+/// `GET /v1/feeders/{feeder}/intervals/{interval}/settlement`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SettlementView {
+    /// The feeder.
+    pub feeder: String,
+    /// The interval.
+    pub interval: u64,
+    /// `not_cleared`, `open` (cleared, not settled yet) or `settled`.
+    pub status: String,
+    /// When the interval ends (readings open), market time ms.
+    pub end_ms: Option<u64>,
+    /// Its settlement deadline, market time ms.
+    pub deadline_ms: Option<u64>,
+    /// The last market time a reading is accepted, ms.
+    pub readings_until_ms: Option<u64>,
+    /// Metered sites with a result still without a reading (before settlement).
+    pub missing_readings: Option<u32>,
+    /// The imbalance penalty it settles with, currency/MWh.
+    pub imbalance_penalty: Option<f64>,
+    /// The roots of its head-end batches, hex.
+    pub batches: Vec<String>,
+    /// The readings so far, by site.
+    pub readings: BTreeMap<String, ReadingView>,
+    /// Once settled: each site's settlement.
+    pub sites: BTreeMap<String, SiteSettlementView>,
+    /// Once settled: the totals.
+    pub totals: Option<SettlementTotals>,
+    /// True-ups and corrections booked in this interval.
+    pub adjustments: Vec<AdjustmentView>,
+}
+
+/// An interval's readings and settlement, and the adjustments booked in it.
+#[utoipa::path(
+    get,
+    path = "/v1/feeders/{feeder}/intervals/{interval}/settlement",
+    params(("feeder" = String, Path, pattern = r#"^[!"$-.0-~]([ -.0-~]{0,126}[!-.0-~])?$"#, description = "feeder id: 1 to 128 printable ASCII characters, no `/`, not starting with `#` or a space, not ending with a space"), ("interval" = u64, Path, minimum = 0, description = "interval number")),
+    responses((status = 200, body = SettlementView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody, description = "unknown feeder, or the interval is past its retention"))
+)]
+async fn settlement<S: Store>(
+    State(st): State<Arc<ApiState<S>>>,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<SettlementView>, ApiError> {
+    let (f, k) = path(p)?;
+    let (f, k) = (parse_feeder(&f)?, parse_interval(&k)?);
+    let tip = st.shared.executor.tip();
+    let h = tip.height;
+    let s = schedule_of(&st, h, &f)?;
+    let idx: Option<SettleIndex> = read(&st, h, &StateKey::Settling(f.clone(), k))?;
+    if idx.is_none() && k < s.next_clear {
+        return Err(ApiError::not_found(format!(
+            "interval {k}'s settlement has left the current state (retention)"
+        )));
+    }
+    let cleared = k < s.next_clear;
+    let status = match (cleared, k < s.next_settle) {
+        (false, _) => "not_cleared",
+        (true, false) => "open",
+        (true, true) => "settled",
+    };
+    let mut view = SettlementView {
+        feeder: f.to_string(),
+        interval: k.0,
+        status: status.to_owned(),
+        end_ms: None,
+        deadline_ms: None,
+        readings_until_ms: None,
+        missing_readings: None,
+        imbalance_penalty: None,
+        batches: Vec::new(),
+        readings: BTreeMap::new(),
+        sites: BTreeMap::new(),
+        totals: None,
+        adjustments: Vec::new(),
+    };
+    let Some(idx) = idx else {
+        return Ok(Json(view));
+    };
+    if cleared {
+        view.end_ms = Some(idx.end_ms);
+        view.deadline_ms = Some(idx.deadline_ms);
+        view.readings_until_ms = Some(idx.readings_until_ms);
+        view.missing_readings = (status == "open").then_some(idx.missing);
+        view.imbalance_penalty = Some(per_mwh(idx.imbalance_penalty));
+    }
+    view.batches = idx.batches.iter().map(hex::encode).collect();
+    for b in idx.readings.iter() {
+        let bucket: Option<ReadingBucket> = read(&st, h, &StateKey::Readings(f.clone(), k, b))?;
+        for r in bucket.map(|b| b.readings).unwrap_or_default() {
+            let (source, batch_root) = match r.source {
+                ReadingSource::Meter => ("meter", None),
+                ReadingSource::Batch(i) => {
+                    ("batch", idx.batches.get(usize::from(i)).map(hex::encode))
+                }
+            };
+            view.readings.insert(
+                r.site.to_string(),
+                ReadingView {
+                    wh: r.wh.0,
+                    source: source.to_owned(),
+                    batch_root,
+                    late: r.late,
+                },
+            );
+        }
+    }
+    for b in idx.settled.iter() {
+        let bucket: Option<SettledBucket> = read(&st, h, &StateKey::Settled(f.clone(), k, b))?;
+        for (site, x) in bucket.map(|b| b.sites).unwrap_or_default() {
+            view.sites.insert(
+                site.to_string(),
+                SiteSettlementView {
+                    served_kw: kw(x.served),
+                    price: per_mwh(x.price),
+                    scheduled_wh: x.scheduled_wh,
+                    metered_wh: x.metered_wh,
+                    deviation_wh: x.deviation_wh,
+                    energy_charge: x.energy_charge,
+                    imbalance_charge: x.imbalance_charge,
+                    total: x.total(),
+                    estimated: x.estimated(),
+                },
+            );
+        }
+    }
+    for b in idx.adjustments.iter() {
+        let bucket: Option<AdjustBucket> = read(&st, h, &StateKey::Adjustments(f.clone(), k, b))?;
+        for a in bucket.map(|b| b.items).unwrap_or_default() {
+            let (kind, metered_wh, deviation_wh, memo) = match a.kind {
+                AdjustKind::TrueUp {
+                    metered_wh,
+                    deviation_wh,
+                } => ("true_up", Some(metered_wh), Some(deviation_wh), None),
+                AdjustKind::Correction { memo } => ("correction", None, None, Some(memo)),
+            };
+            view.adjustments.push(AdjustmentView {
+                site: a.site.to_string(),
+                of_interval: a.of.0,
+                amount: a.amount,
+                kind: kind.to_owned(),
+                metered_wh,
+                deviation_wh,
+                memo,
+            });
+        }
+    }
+    if let Some(t) = read::<S, IntervalSettlement>(&st, h, &StateKey::Settlement(f.clone(), k))? {
+        let feeder: FeederState = read(&st, h, &StateKey::Feeder(f.clone()))?
+            .ok_or_else(|| ApiError::internal("a feeder without nodes"))?;
+        view.totals = Some(SettlementTotals {
+            height: t.height,
+            sites: t.sites,
+            estimated: t.estimated,
+            energy_charges: t.energy_charges,
+            imbalance_charges: t.imbalance_charges,
+            upstream_wh: t.upstream_wh,
+            upstream_charge: t.upstream_charge,
+            congestion_rent: t.congestion_rent,
+            residue: t.residue,
+            market_net: t
+                .energy_charges
+                .saturating_add(t.imbalance_charges)
+                .saturating_add(t.upstream_charge),
+            market_account: feeder.market_account.to_string(),
+            upstream_account: feeder.upstream_account.to_string(),
+        });
+    }
+    Ok(Json(view))
+}
+
+/// The settlement's part of the OpenAPI description.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(settlement),
+    components(schemas(
+        SettlementView,
+        SiteSettlementView,
+        ReadingView,
+        AdjustmentView,
+        SettlementTotals
+    ))
+)]
+pub struct SettleDoc;
