@@ -146,7 +146,7 @@ pub enum QueryCommand {
         /// The ACCOUNT.
         account: AccountId,
         /// The node's API URL.
-        #[arg(long, value_name = "URL", default_value = DEFAULT_NODE)]
+        #[arg(long, value_name = "URL", default_value = DEFAULT_NODE, env = "BCTE_NODE")]
         node: String,
     },
     /// A block by height, or `latest`.
@@ -154,7 +154,7 @@ pub enum QueryCommand {
         /// A height, a block hash or `latest`.
         id: String,
         /// The node's API URL.
-        #[arg(long, value_name = "URL", default_value = DEFAULT_NODE)]
+        #[arg(long, value_name = "URL", default_value = DEFAULT_NODE, env = "BCTE_NODE")]
         node: String,
     },
     /// A transaction's status and receipt.
@@ -162,7 +162,7 @@ pub enum QueryCommand {
         /// The transaction hash.
         hash: String,
         /// The node's API URL.
-        #[arg(long, value_name = "URL", default_value = DEFAULT_NODE)]
+        #[arg(long, value_name = "URL", default_value = DEFAULT_NODE, env = "BCTE_NODE")]
         node: String,
     },
     /// A state value with its proof, checked locally against the block's state root.
@@ -170,7 +170,7 @@ pub enum QueryCommand {
         /// The key: account/<ACCOUNT>, supply, head or config.
         key: StateKey,
         /// The node's API URL.
-        #[arg(long, value_name = "URL", default_value = DEFAULT_NODE)]
+        #[arg(long, value_name = "URL", default_value = DEFAULT_NODE, env = "BCTE_NODE")]
         node: String,
         /// The height to prove at (default: the latest).
         #[arg(long)]
@@ -181,7 +181,7 @@ pub enum QueryCommand {
         /// The block height, or `latest` (the newest certified block).
         height: String,
         /// The node's API URL.
-        #[arg(long, value_name = "URL", default_value = DEFAULT_NODE)]
+        #[arg(long, value_name = "URL", default_value = DEFAULT_NODE, env = "BCTE_NODE")]
         node: String,
         /// The certificate file to write.
         #[arg(long, value_name = "FILE")]

@@ -556,3 +556,205 @@ fn bad_input_gets_exit_code_2_and_a_rejection_exit_code_3_each_with_its_reason()
     assert_eq!(out.status.code(), Some(2));
     assert!(one_error_line(&out).contains("reserved on the chain"));
 }
+
+#[test]
+fn a_cleared_interval_is_metered_and_settled_by_the_rules_through_the_cli() {
+    let dev = Dev::start();
+    let v = dev.ok(&[
+        "tx",
+        "feeder",
+        "register",
+        "--key",
+        dev.dso(),
+        "--file",
+        &example("chain/feeder.json"),
+    ]);
+    assert_eq!(v["status"], "accepted");
+    let (house_key, house) = dev.key("house");
+    let (meter_key, meter) = dev.key("meter");
+    for args in [
+        vec![
+            "tx",
+            "site",
+            "register",
+            "--key",
+            dev.dso(),
+            "--site",
+            "house-7",
+            "--node",
+            "t1",
+            "--owner",
+            &house,
+        ],
+        vec![
+            "tx",
+            "meter",
+            "register",
+            "--key",
+            dev.dso(),
+            "--site",
+            "house-7",
+            "--meter",
+            &meter,
+        ],
+        vec![
+            "tx",
+            "mint",
+            "--key",
+            dev.dso(),
+            "--to",
+            &house,
+            "--amount",
+            "1000000",
+        ],
+    ] {
+        assert_eq!(dev.ok(&args)["status"], "accepted", "{args:?}");
+    }
+    let site = dev.ok(&["query", "account", &house]);
+    assert_eq!(site["balance"], 1_000_000);
+    let k = dev.next_open("demo", 1).to_string();
+    let bid = [
+        "tx",
+        "bid",
+        "--key",
+        &house_key,
+        "--site",
+        "house-7",
+        "--interval",
+        &k,
+        "--curve",
+        "[[0, 6.5], [120, 2]]",
+    ];
+    assert_eq!(dev.ok(&bid)["status"], "accepted");
+    let r = dev.ok(&["market", "result", &k, "--wait", "60"]);
+    assert_eq!(r["allocations"]["house-7"], 3.5);
+    // Before the interval ends its readings are closed: rejected (exit 3) with the window.
+    let reading = |key: &str, wh: &str| {
+        dev.run(&[
+            "tx",
+            "reading",
+            "--key",
+            key,
+            "--site",
+            "house-7",
+            "--interval",
+            &k,
+            "--wh",
+            wh,
+        ])
+    };
+    // A rejection is printed on stdout with its reason, exit 3.
+    let reason = |out: &Output| String::from_utf8_lossy(&out.stdout).into_owned();
+    let early = reading(&meter_key, "12");
+    assert_eq!(early.status.code(), Some(3), "{early:?}");
+    assert!(reason(&early).contains("are accepted from"));
+    let open = dev.ok(&["market", "settlement", &k]);
+    assert_eq!(open["status"], "open");
+    assert_eq!(open["missing_readings"], 1);
+    let end_ms = open["end_ms"].as_u64().unwrap();
+    let started = std::time::Instant::now();
+    while dev.ok(&["market", "status"])["market_time_ms"]
+        .as_u64()
+        .unwrap()
+        < end_ms
+    {
+        assert!(started.elapsed().as_secs() < 60, "the interval did not end");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // Only the site's meter may read it.
+    let wrong = reading(&house_key, "12");
+    assert_eq!(wrong.status.code(), Some(3));
+    assert!(reason(&wrong).contains("only the registered meter"));
+    assert_ok(&reading(&meter_key, "12"));
+    let twice = reading(&meter_key, "12");
+    assert_eq!(twice.status.code(), Some(3));
+    assert!(reason(&twice).contains("has a reading"));
+    // ST-2.2 to ST-2.4 by hand: 3.5 kW for 10 s is 9.72 Wh, scheduled 10 Wh; 3.5 kW × 10 s at
+    // 80/MWh is 777.8 base units, 778; read 12 Wh: +2 Wh at 80 + 20/MWh, 200 base units.
+    let s = dev.ok(&["market", "settlement", &k, "--wait", "30"]);
+    assert_eq!(s["status"], "settled", "{s}");
+    let h = &s["sites"]["house-7"];
+    assert_eq!(
+        (&h["scheduled_wh"], &h["metered_wh"], &h["deviation_wh"]),
+        (&json!(10), &json!(12), &json!(2))
+    );
+    assert_eq!(
+        (
+            &h["energy_charge"],
+            &h["imbalance_charge"],
+            &h["total"],
+            &h["estimated"]
+        ),
+        (&json!(778), &json!(200), &json!(978), &json!(false))
+    );
+    assert_eq!(s["readings"]["house-7"]["source"], "meter");
+    // The upstream supplied the 3.5 kW at the root's 80/MWh: the DSO is both the market and
+    // the upstream account here, so it pays itself; the congestion rent is 0.
+    let t = &s["totals"];
+    assert_eq!(
+        (&t["energy_charges"], &t["upstream_charge"]),
+        (&json!(778), &json!(-778))
+    );
+    assert_eq!(
+        (&t["congestion_rent"], &t["residue"]),
+        (&json!(0), &json!(0))
+    );
+    let one = dev.ok(&["market", "settlement", &k, "--site", "house-7"]);
+    assert_eq!(one["settlement"]["total"], 978);
+    assert_eq!(
+        dev.ok(&["query", "account", &house])["balance"],
+        1_000_000 - 978
+    );
+    // A correction by the DSO, and one by anyone else.
+    let adjust = [
+        "tx",
+        "adjust",
+        "--key",
+        dev.dso(),
+        "--site",
+        "house-7",
+        "--interval",
+        &k,
+        "--amount",
+        "-100",
+        "--memo",
+        "goodwill",
+    ];
+    assert_eq!(dev.ok(&adjust)["status"], "accepted");
+    assert_eq!(
+        dev.ok(&["query", "account", &house])["balance"],
+        1_000_000 - 878
+    );
+    let out = dev.run(&[
+        "tx",
+        "adjust",
+        "--key",
+        &house_key,
+        "--site",
+        "house-7",
+        "--interval",
+        &k,
+        "--amount",
+        "-1",
+        "--memo",
+        "me",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(reason(&out).contains("only the DSO may correct a settlement"));
+    let out = dev.run(&[
+        "tx",
+        "adjust",
+        "--key",
+        dev.dso(),
+        "--site",
+        "house-7",
+        "--interval",
+        &k,
+        "--amount",
+        "5",
+        "--memo",
+        " ",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("--memo"));
+}

@@ -1,7 +1,8 @@
-//! The heaviest block of the market: a gate closure that clears 10,000 site bids (mixed
-//! six-point curves) on a feeder of about 2,500 nodes, in a state of over a million keys. Timed:
-//! the whole execution of the block, as a validator runs it (staged reads, clearing, writes of
-//! every site's result and the state root).
+//! The heaviest blocks of the market: a gate closure that clears 10,000 site bids (mixed
+//! six-point curves) on a feeder of about 2,500 nodes, in a state of over a million keys, and
+//! the settlement of that interval (10,000 metered sites, each with its own owner, readings from
+//! one head-end batch). Timed: the whole execution of each block, as a validator runs it
+//! (staged reads, clearing or settlement, writes and the state root).
 //!
 //! The reference, timed in the same run: the engine alone clearing the same market (the same
 //! nodes, the sites' own edges, the upstream grid's bid and every curve), built here from the
@@ -17,6 +18,7 @@ use bcte_types::{
     MarketConfig, NodeId, NodeSpec, Payload, Price, SiteId, SiteSpec, Tx, TxBody, Validator, Watts,
     market::{BIDS_PER_TX_MAX, BidEntry, Bids, FeederRegister, SITES_PER_TX_MAX, SitesRegister},
 };
+use commonware_codec::EncodeSize;
 use commonware_cryptography::{Signer, ed25519::PrivateKey};
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
@@ -88,8 +90,10 @@ struct Fixture {
     gate_ms: u64,
     /// The same interval's market for the engine alone.
     reference: Option<bcte_market::Market>,
-    /// Transactions of 20,000 bids for interval 1, by the sites' owner.
+    /// Transactions of 20,000 bids for interval 1, by the sites' aggregator.
     bid_block: Vec<Tx>,
+    /// The DSO's next nonce.
+    dso_nonce: u64,
 }
 
 fn apply(f: &mut Fixture, time_ms: u64, txs: Vec<Tx>) {
@@ -115,8 +119,12 @@ fn apply(f: &mut Fixture, time_ms: u64, txs: Vec<Tx>) {
 fn fixture() -> Fixture {
     let dso = PrivateKey::from_seed(1);
     let dso_account = AccountId::from_public_key(&dso.public_key());
+    // The aggregator every site delegates its bidding to; each site has its own owner.
     let owner = PrivateKey::from_seed(2);
     let owner_account = AccountId::from_public_key(&owner.public_key());
+    let owners: Vec<PrivateKey> = (0..SITES as u64)
+        .map(|i| PrivateKey::from_seed(10_000 + i))
+        .collect();
     // A million accounts, in the genesis state (their keys need not be real public keys).
     let mut allocations: Vec<Allocation> = (0..ACCOUNTS as u64)
         .map(|i| {
@@ -133,6 +141,12 @@ fn fixture() -> Fixture {
         account: dso_account,
         amount: Amount(1),
     });
+    for o in &owners {
+        allocations.push(Allocation {
+            account: AccountId::from_public_key(&o.public_key()),
+            amount: Amount(1_000_000_000),
+        });
+    }
     let genesis = Genesis {
         chain_id: chain(),
         genesis_time_ms: GENESIS_MS,
@@ -171,6 +185,7 @@ fn fixture() -> Fixture {
         gate_ms: 0,
         reference: None,
         bid_block: Vec::new(),
+        dso_nonce: 0,
     };
 
     // The feeder: a root and three levels, 2,551 nodes, limits loose enough to clear.
@@ -242,7 +257,7 @@ fn fixture() -> Fixture {
         .map(|i| SiteSpec {
             site: SiteId::new(format!("site-{i}")).unwrap(),
             node: NodeId::new(&leaves[i % leaves.len()]).unwrap(),
-            owner: owner_account,
+            owner: AccountId::from_public_key(&owners[i].public_key()),
             priority: (i % 8) as u8,
             import_limit: (i % 10 == 0).then_some(Watts(7_000)),
             export_limit: (i % 10 == 0).then_some(Watts(7_000)),
@@ -262,6 +277,51 @@ fn fixture() -> Fixture {
         })
         .collect();
     apply(&mut f, GENESIS_MS + 3, txs);
+    // Every owner delegates to the aggregator; every site gets a meter (readings come from
+    // the DSO's head-end system).
+    let delegations: Vec<Tx> = owners
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            sign(
+                o,
+                &mut 0,
+                Payload::SiteDelegate(bcte_types::market::SiteDelegate {
+                    feeder: feeder.clone(),
+                    site: SiteId::new(format!("site-{i}")).unwrap(),
+                    aggregator: owner_account,
+                }),
+            )
+        })
+        .collect();
+    let mut meters: Vec<Tx> = (0..SITES as u64)
+        .map(|i| {
+            let mut id = [0u8; 32];
+            id[..8].copy_from_slice(&i.to_be_bytes());
+            id[31] = 0xbb;
+            sign(
+                &dso,
+                &mut nonce,
+                Payload::MeterRegister(bcte_types::meter::MeterRegister {
+                    feeder: feeder.clone(),
+                    site: SiteId::new(format!("site-{i}")).unwrap(),
+                    meter: AccountId(id),
+                }),
+            )
+        })
+        .collect();
+    meters.push(sign(
+        &dso,
+        &mut nonce,
+        Payload::HeadEnd(bcte_types::meter::HeadEndSet {
+            feeder: feeder.clone(),
+            account: dso_account,
+            allowed: true,
+        }),
+    ));
+    apply(&mut f, GENESIS_MS + 4, delegations);
+    apply(&mut f, GENESIS_MS + 5, meters);
+    f.dso_nonce = nonce;
     let mut rng = StdRng::seed_from_u64(7);
     let bids: Vec<BidEntry> = (0..SITES)
         .map(|i| BidEntry {
@@ -284,7 +344,7 @@ fn fixture() -> Fixture {
             )
         })
         .collect();
-    apply(&mut f, GENESIS_MS + 4, txs);
+    apply(&mut f, GENESIS_MS + 6, txs);
     f.reference = Some(reference(&nodes, &sites, &bids, &config));
     let revisions: Vec<BidEntry> = (0..2 * SITES)
         .map(|i| BidEntry {
@@ -363,7 +423,7 @@ fn reference(
 
 fn bench_gate(c: &mut Criterion) {
     eprintln!("building a state of {ACCOUNTS} accounts, {SITES} sites and their bids ...");
-    let f = fixture();
+    let mut f = fixture();
     let info = BlockInfo {
         height: Height(f.height.0 + 1),
         timestamp_ms: f.gate_ms,
@@ -443,6 +503,87 @@ fn bench_gate(c: &mut Criterion) {
     );
     g.bench_function("bid_block_20k_bids", |b| {
         b.iter(|| black_box(run(&f.tree, bid_info, &bid_block).unwrap()))
+    });
+    // The settlement of interval 0 (ST-2): clear it for real, then one head-end batch of every
+    // site's reading at its end, then the block that settles it, timed.
+    let cleared = run(&f.tree, info, &[]).unwrap();
+    f.tree.apply(&cleared.batch);
+    f.height = info.height;
+    f.time_ms = info.timestamp_ms;
+    let end_ms = f.gate_ms + 300_000 + 900_000;
+    let mut rng = StdRng::seed_from_u64(11);
+    let readings = (0..SITES)
+        .map(|i| bcte_types::meter::SiteEnergy {
+            site: SiteId::new(format!("site-{i}")).unwrap(),
+            wh: bcte_types::WattHours(rng.random_range(-2_000..2_500)),
+        })
+        .collect();
+    let dso = PrivateKey::from_seed(1);
+    let batch = Tx::sign(
+        TxBody {
+            chain_id: chain(),
+            sender: AccountId::from_public_key(&dso.public_key()),
+            nonce: f.dso_nonce,
+            payload: Payload::MeterBatch(bcte_types::meter::MeterBatch {
+                feeder: FeederId::new("bench").unwrap(),
+                interval: Interval(0),
+                root: Hash::from([1; 32]),
+                readings,
+            }),
+        },
+        &dso,
+    );
+    eprintln!(
+        "a head-end batch of {SITES} readings is {} bytes",
+        batch.encode_size()
+    );
+    apply(&mut f, end_ms, vec![batch]);
+    let settle_info = BlockInfo {
+        height: Height(f.height.0 + 1),
+        timestamp_ms: end_ms + 1,
+        parent: Hash::from([0; 32]),
+    };
+    let executed = run(&f.tree, settle_info, &[]).unwrap();
+    let settled = executed
+        .execution
+        .writes
+        .keys()
+        .filter(|k| matches!(k, StateKey::Settled(..)))
+        .count();
+    let accounts = executed
+        .execution
+        .writes
+        .keys()
+        .filter(|k| matches!(k, StateKey::Account(..)))
+        .count();
+    eprintln!(
+        "the settlement block writes {} keys ({settled} buckets of settlements, {accounts} accounts)",
+        executed.execution.writes.len()
+    );
+    assert!(
+        executed
+            .execution
+            .writes
+            .keys()
+            .any(|k| matches!(k, StateKey::Settlement(..))),
+        "the block settles interval 0"
+    );
+    assert!(accounts > SITES, "every owner pays or is paid");
+    g.bench_function("settle_10k_sites_1m_keys", |b| {
+        b.iter(|| black_box(run(&f.tree, settle_info, &[]).unwrap()))
+    });
+    let pre = bcte_ledger::read_planned(&f.tree, f.height, settle_info, &[]).unwrap();
+    g.bench_function("settle_phase_reads", |b| {
+        b.iter(|| {
+            black_box(bcte_ledger::read_planned(&f.tree, f.height, settle_info, &[]).unwrap())
+        })
+    });
+    g.bench_function("settle_phase_apply", |b| {
+        b.iter(|| black_box(bcte_ledger::apply(&pre, settle_info, &[]).unwrap()))
+    });
+    let writes = bcte_ledger::apply(&pre, settle_info, &[]).unwrap().writes;
+    g.bench_function("settle_phase_state_root", |b| {
+        b.iter(|| black_box(tree::commit(&f.tree, &writes, settle_info.height).unwrap()))
     });
     g.finish();
 }

@@ -157,7 +157,7 @@ pub struct SettlementView {
     get,
     path = "/v1/feeders/{feeder}/intervals/{interval}/settlement",
     params(("feeder" = String, Path, pattern = r#"^[!"$-.0-~]([ -.0-~]{0,126}[!-.0-~])?$"#, description = "feeder id: 1 to 128 printable ASCII characters, no `/`, not starting with `#` or a space, not ending with a space"), ("interval" = u64, Path, minimum = 0, description = "interval number")),
-    responses((status = 200, body = SettlementView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody, description = "unknown feeder, or the interval is past its retention"))
+    responses((status = 200, body = SettlementView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody, description = "unknown feeder, an interval not cleared with nothing booked in it, or one past its retention"))
 )]
 async fn settlement<S: Store>(
     State(st): State<Arc<ApiState<S>>>,
@@ -169,10 +169,16 @@ async fn settlement<S: Store>(
     let h = tip.height;
     let s = schedule_of(&st, h, &f)?;
     let idx: Option<SettleIndex> = read(&st, h, &StateKey::Settling(f.clone(), k))?;
-    if idx.is_none() && k < s.next_clear {
-        return Err(ApiError::not_found(format!(
-            "interval {k}'s settlement has left the current state (retention)"
-        )));
+    if idx.is_none() {
+        return Err(ApiError::not_found(if k < s.next_clear {
+            format!("interval {k}'s settlement has left the current state (retention)")
+        } else {
+            format!(
+                "interval {k} is not cleared yet (its gate closes at market time {} ms) and \
+                 nothing is booked in it",
+                s.gate_ms(k)
+            )
+        }));
     }
     let cleared = k < s.next_clear;
     let status = match (cleared, k < s.next_settle) {
