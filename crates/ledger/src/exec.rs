@@ -308,7 +308,7 @@ pub fn plan_reads(
     // ST-5.3: what an account in debt receives pays its creditors: every account read brings
     // the market accounts it owes.
     let mut creditors = BTreeSet::new();
-    for key in keys.iter().chain(std::iter::empty()) {
+    for key in &keys {
         if let StateKey::Account(_) = key
             && let Some(Some(a)) = pre.peek_decode::<AccountState>(key)?
         {

@@ -13,7 +13,6 @@
 //! reader allocate without bound; the values are part of the consensus rules (the state root
 //! commits to their bytes) and are pinned by golden tests.
 
-use crate::keys::BOOK_BUCKETS;
 use bcte_types::{
     AccountId, CurveSpec, FeederId, GridMode, Interval, MarketConfig, NodeId, Price, SiteId, Watts,
     market::{BID_HORIZON_INTERVALS, FEEDER_NODES_MAX, FEEDER_SITES_MAX},
@@ -34,15 +33,15 @@ pub const LIMIT_CHANGES_MAX: usize = 1_024;
 /// Most excluded bids an interval's result lists.
 const EXCLUDED_MAX: usize = FEEDER_SITES_MAX;
 
-fn write_len(n: usize, buf: &mut impl BufMut) {
+pub(crate) fn write_len(n: usize, buf: &mut impl BufMut) {
     UInt(n as u64).write(buf);
 }
 
-fn len_size(n: usize) -> usize {
+pub(crate) fn len_size(n: usize) -> usize {
     UInt(n as u64).encode_size()
 }
 
-fn read_len(buf: &mut impl Buf, max: usize) -> Result<usize, CodecError> {
+pub(crate) fn read_len(buf: &mut impl Buf, max: usize) -> Result<usize, CodecError> {
     let n = UInt::<u64>::read(buf)?.0;
     let n = usize::try_from(n).map_err(|_| CodecError::InvalidUsize)?;
     if n > max {
@@ -687,43 +686,35 @@ impl Read for SiteState {
     }
 }
 
-/// How many bids an interval has, and which of its [`BOOK_BUCKETS`] buckets hold any: one
-/// bit per bucket (bit `b` of byte `b / 8`, least significant first).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// How many bids an interval has, and which of its
+/// [`BOOK_BUCKETS`](crate::keys::BOOK_BUCKETS) buckets hold any: one bit per bucket (bit `b` of
+/// byte `b / 8`, least significant first).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BookIndex {
     /// The number of sites with a bid.
     pub bids: u32,
-    buckets: [u8; BOOK_BUCKETS as usize / 8],
-}
-
-impl Default for BookIndex {
-    fn default() -> Self {
-        Self {
-            bids: 0,
-            buckets: [0; BOOK_BUCKETS as usize / 8],
-        }
-    }
+    buckets: crate::settle_state::BucketSet,
 }
 
 impl BookIndex {
     /// Whether bucket `b` holds a bid.
     pub fn contains(&self, b: u16) -> bool {
-        self.buckets[usize::from(b / 8)] & (1 << (b % 8)) != 0
+        self.buckets.contains(b)
     }
 
     /// Marks bucket `b` as holding bids.
     pub fn insert(&mut self, b: u16) {
-        self.buckets[usize::from(b / 8)] |= 1 << (b % 8);
+        self.buckets.insert(b);
     }
 
     /// Marks bucket `b` as empty.
     pub fn remove(&mut self, b: u16) {
-        self.buckets[usize::from(b / 8)] &= !(1 << (b % 8));
+        self.buckets.remove(b);
     }
 
     /// The buckets holding bids, increasing.
     pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
-        (0..BOOK_BUCKETS).filter(|&b| self.contains(b))
+        self.buckets.iter()
     }
 
     /// Whether no site has a bid.
@@ -735,7 +726,7 @@ impl BookIndex {
 impl Write for BookIndex {
     fn write(&self, buf: &mut impl BufMut) {
         self.bids.write(buf);
-        buf.put_slice(&self.buckets);
+        self.buckets.write(buf);
     }
 }
 
@@ -743,13 +734,13 @@ impl Read for BookIndex {
     type Cfg = ();
     fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
         let bids = u32::read(buf)?;
-        let buckets = <[u8; BOOK_BUCKETS as usize / 8]>::read(buf)?;
+        let buckets = crate::settle_state::BucketSet::read(buf)?;
         Ok(Self { bids, buckets })
     }
 }
 
 impl FixedSize for BookIndex {
-    const SIZE: usize = 4 + BOOK_BUCKETS as usize / 8;
+    const SIZE: usize = 4 + crate::settle_state::BucketSet::SIZE;
 }
 
 /// A site's bid for an interval.
@@ -1123,6 +1114,7 @@ impl Read for IntervalResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::BOOK_BUCKETS;
     use commonware_codec::{DecodeExt, Encode};
 
     #[test]

@@ -1066,36 +1066,23 @@ pub(crate) fn plan_reads(
     };
     for tx in txs {
         match &tx.body().payload {
-            Payload::Reading(op) => {
-                accounts_of(&op.feeder, &mut want)?;
-                if let Some(s) = schedule(&op.feeder)? {
-                    want.insert(StateKey::Settling(op.feeder.clone(), s.next_clear));
+            // A reading may be a true-up and a correction is charged: the owner, the market
+            // account and the interval that books them.
+            Payload::Reading(Reading { feeder, site, .. })
+            | Payload::SettlementAdjust(SettlementAdjust { feeder, site, .. }) => {
+                accounts_of(feeder, &mut want)?;
+                if let Some(s) = schedule(feeder)? {
+                    want.insert(StateKey::Settling(feeder.clone(), s.next_clear));
                     want.insert(StateKey::Adjustments(
-                        op.feeder.clone(),
+                        feeder.clone(),
                         s.next_clear,
-                        book_bucket(&op.site),
+                        book_bucket(site),
                     ));
                 }
-                if let Some(Some(site)) = pre.peek_decode::<crate::market_state::SiteState>(
-                    &StateKey::Site(op.feeder.clone(), op.site.clone()),
+                if let Some(Some(state)) = pre.peek_decode::<crate::market_state::SiteState>(
+                    &StateKey::Site(feeder.clone(), site.clone()),
                 )? {
-                    want.insert(StateKey::Account(site.owner));
-                }
-            }
-            Payload::SettlementAdjust(op) => {
-                accounts_of(&op.feeder, &mut want)?;
-                if let Some(s) = schedule(&op.feeder)? {
-                    want.insert(StateKey::Settling(op.feeder.clone(), s.next_clear));
-                    want.insert(StateKey::Adjustments(
-                        op.feeder.clone(),
-                        s.next_clear,
-                        book_bucket(&op.site),
-                    ));
-                }
-                if let Some(Some(site)) = pre.peek_decode::<crate::market_state::SiteState>(
-                    &StateKey::Site(op.feeder.clone(), op.site.clone()),
-                )? {
-                    want.insert(StateKey::Account(site.owner));
+                    want.insert(StateKey::Account(state.owner));
                 }
             }
             Payload::MeterBatch(op) => {

@@ -13,35 +13,19 @@
 //!
 //! Every decoder bounds its lists and refuses unsorted or non-canonical input.
 
-use crate::keys::BOOK_BUCKETS;
+use crate::{
+    keys::BOOK_BUCKETS,
+    market_state::{len_size, read_len, write_len},
+};
 use bcte_types::{
     AccountId, Hash, Interval, Price, SiteId, WattHours, Watts, market::FEEDER_SITES_MAX,
     meter::MEMO_BYTES_MAX,
 };
 use bytes::BufMut;
-use commonware_codec::{
-    Buf, EncodeSize, Error as CodecError, FixedSize, Read, ReadExt, Write, varint::UInt,
-};
+use commonware_codec::{Buf, EncodeSize, Error as CodecError, FixedSize, Read, ReadExt, Write};
 
 /// Most head-end batches one interval records.
 pub const BATCHES_PER_INTERVAL_MAX: usize = 64;
-
-fn write_len(n: usize, buf: &mut impl BufMut) {
-    UInt(n as u64).write(buf);
-}
-
-fn len_size(n: usize) -> usize {
-    UInt(n as u64).encode_size()
-}
-
-fn read_len(buf: &mut impl Buf, max: usize) -> Result<usize, CodecError> {
-    let n = UInt::<u64>::read(buf)?.0;
-    let n = usize::try_from(n).map_err(|_| CodecError::InvalidUsize)?;
-    if n > max {
-        return Err(CodecError::InvalidLength(n));
-    }
-    Ok(n)
-}
 
 /// A set of an interval's buckets: one bit per bucket (bit `b` of byte `b / 8`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +46,11 @@ impl BucketSet {
     /// Adds bucket `b`.
     pub fn insert(&mut self, b: u16) {
         self.0[usize::from(b / 8)] |= 1 << (b % 8);
+    }
+
+    /// Removes bucket `b`.
+    pub fn remove(&mut self, b: u16) {
+        self.0[usize::from(b / 8)] &= !(1 << (b % 8));
     }
 
     /// The buckets in the set, increasing.

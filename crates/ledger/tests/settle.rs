@@ -11,8 +11,8 @@ use bcte_ledger::{
     settle_state::{AdjustBucket, AdjustKind, IntervalSettlement, SettleIndex, SettledBucket},
 };
 use bcte_types::{
-    AccountId, Amount, CurveSpec, FeederId, Hash, Interval, MarketConfig, NodeId, NodeSpec,
-    Payload, Price, RejectReason, SiteId, SiteSpec, WattHours, Watts,
+    Amount, CurveSpec, FeederId, Hash, Interval, MarketConfig, NodeId, NodeSpec, Payload, Price,
+    RejectReason, SiteId, SiteSpec, WattHours, Watts,
     market::{BidEntry, Bids, FeederRegister, SitesRegister},
     meter::{HeadEndSet, MeterBatch, MeterRegister, Reading, SettlementAdjust, SiteEnergy},
 };
@@ -532,5 +532,4 @@ fn bad_readings_are_rejected_with_reasons_and_change_nothing_but_the_nonce() {
         rejected(&chain.send(&key(meter(2)), bad)),
         RejectReason::UnknownFeeder { .. }
     ));
-    let _ = AccountId([0; 32]);
 }
