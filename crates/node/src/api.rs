@@ -658,6 +658,12 @@ fn final_status<S: Store>(shared: &Shared<S>, hash: &Hash) -> Result<Option<TxSt
     let Some(loc) = store.tx_location(hash)? else {
         return Ok(None);
     };
+    // Final means visible: a block the store holds but the executor has not yet published as
+    // its tip would be reported final while every state read (the sender's nonce, a balance)
+    // still answers from the block before. Waiters are woken when the tip moves.
+    if loc.height > shared.executor.tip().height {
+        return Ok(None);
+    }
     let receipts = store
         .receipts(loc.height)?
         .ok_or_else(|| ApiError::internal("receipts missing"))?;
