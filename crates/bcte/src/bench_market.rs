@@ -4,8 +4,10 @@
 //! signature, clears every interval and computes the state root), started as one process per
 //! validator. Set-up, not timed: the faucet (the DSO) registers a feeder generated as
 //! `bcte market gen` generates markets (a substation and three levels of nodes with edge
-//! limits) and one site per generated device, each owned by a fresh key; with `--load batch`
-//! each site delegates its bidding to one of `--aggregators` aggregators.
+//! limits) and one site per generated device, each owned by a fresh key funded with a million
+//! tokens (its intervals are settled, ST-2, and an owner that could not pay could not bid,
+//! ST-5.4); with `--load batch` each site delegates its bidding to one of `--aggregators`
+//! aggregators.
 //!
 //! The load is a rolling bid stream at `--rate` bids per second: bid `i` is for site
 //! `i mod sites`, due at `i / rate` seconds, for the first interval whose gate closes at least
@@ -507,6 +509,26 @@ fn drive(
         ));
     }
     settle(&urls[0], &dso_txs, "the feeder's registration")?;
+    // Owners pay their settlements (the sites are unmetered: settled on their schedule), in
+    // rounds within the mempool's limit per sender.
+    let mints: Vec<Tx> = site_keys
+        .iter()
+        .enumerate()
+        .map(|(j, key)| {
+            sign(
+                &chain,
+                &dso,
+                (dso_txs.len() + j) as u64,
+                Payload::Mint {
+                    to: AccountId::from_public_key(&key.public_key()),
+                    amount: bcte_types::Amount::from_tokens(1_000_000).expect("fits"),
+                },
+            )
+        })
+        .collect();
+    for round in mints.chunks(4_000) {
+        settle(&urls[0], round, "an owner's funding")?;
+    }
     if args.load == Load::Batch {
         let delegations: Vec<Tx> = site_keys
             .iter()
