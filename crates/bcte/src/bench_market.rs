@@ -21,7 +21,7 @@
 //!
 //! Measured over the window (after `--warmup` seconds of load): the bids accepted in blocks that
 //! node 0 serves as final, per second, and their latency from submission; for every gate that
-//! closes in the window, the time from the gate (market time, which is wall time at the localnet's
+//! closes in the window (and whose interval's whole bidding span lies in the load), the time from the gate (market time, which is wall time at the localnet's
 //! clock speed of 1) until every validator serves the interval as cleared (its schedule polled
 //! every 5 ms from just before the gate); and the views every validator nullified or timed out
 //! (its `/metrics`), which a clearing that delayed consensus would show.
@@ -710,6 +710,10 @@ fn drive(
     let window_from_ms = start_ms + args.warmup * 1_000;
     let window_to_ms = start_ms + (args.warmup + args.duration) * 1_000;
     let window = Duration::from_secs(args.warmup + args.duration);
+    // The gates measured: those in the window whose interval had bids due over its whole
+    // bidding span (from the previous gate less the margin), none before the load began; an
+    // interval whose span began before the load would have bids from only some sites.
+    let gates_from_ms = window_from_ms.max(start_ms + MARGIN_MS + args.interval_ms);
     let errors = Arc::new(Mutex::new(Vec::new()));
     let stop_gates = std::sync::atomic::AtomicBool::new(false);
     let (seen, gates, nullified_after) = thread::scope(|sc| {
@@ -720,7 +724,7 @@ fn drive(
         };
         let gate_watcher = {
             let (urls, stop) = (&urls, &stop_gates);
-            sc.spawn(move || watch_gates(urls, clock, window_from_ms, window_to_ms, stop))
+            sc.spawn(move || watch_gates(urls, clock, gates_from_ms, window_to_ms, stop))
         };
         for (url, share) in urls.iter().zip(&per_node) {
             let shared = &shared;
@@ -808,9 +812,11 @@ fn drive(
     gate_ms.sort_by(f64::total_cmp);
     // The bids each of those intervals cleared with (read after the load).
     let mut bids_cleared = 0;
+    let mut bids_per_interval = BTreeMap::new();
     for (k, _) in gates.iter().filter(|(_, l)| l.is_some()) {
         let r: ResultView = client.get(&format!("/v1/feeders/{FEEDER}/intervals/{k}/result"))?;
         bids_cleared += r.sites.len();
+        bids_per_interval.insert(k.to_string(), r.sites.len());
     }
     let secs = args.duration as f64;
     let report = json!({
@@ -836,6 +842,7 @@ fn drive(
         "gate_closures": gates.len(),
         "gates_not_cleared": missed,
         "bids_cleared": bids_cleared,
+        "bids_per_interval": bids_per_interval,
         "gate_to_final_ms": {
             "p50": round1(percentile(&gate_ms, 50.0)),
             "p99": round1(percentile(&gate_ms, 99.0)),
