@@ -706,11 +706,19 @@ pub fn run_verify(args: VerifyArgs, json: bool) -> ExitCode {
                 "txs": r.txs,
                 "certificates": r.certificates,
                 "proven_final": r.proven_final,
+                "batches_checked": r.batches_checked,
+                "batches_missing": r.batches_missing,
             });
             emit(json, &value, || {
                 format!(
-                    "intact: chain {} up to height {} ({} transactions replayed, {} certificates checked, final through height {})",
-                    r.chain_id, r.height, r.txs, r.certificates, r.proven_final
+                    "intact: chain {} up to height {} ({} transactions replayed, {} certificates checked, final through height {}; {} meter batches checked, {} not held here)",
+                    r.chain_id,
+                    r.height,
+                    r.txs,
+                    r.certificates,
+                    r.proven_final,
+                    r.batches_checked,
+                    r.batches_missing
                 )
             });
             ExitCode::SUCCESS

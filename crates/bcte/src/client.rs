@@ -65,6 +65,18 @@ impl Client {
         self.decode(&format!("GET {path}"), self.agent.get(&url).call())
     }
 
+    /// `POST path` with a binary body (`application/octet-stream`).
+    pub fn post_bytes<T: DeserializeOwned>(&self, path: &str, body: &[u8]) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.base);
+        self.decode(
+            &format!("POST {path}"),
+            self.agent
+                .post(&url)
+                .header("content-type", "application/octet-stream")
+                .send(body),
+        )
+    }
+
     /// `POST path` with a JSON body.
     pub fn post<B: Serialize, T: DeserializeOwned>(
         &self,

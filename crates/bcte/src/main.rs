@@ -8,6 +8,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod batch_cmds;
 mod bench;
 mod bench_market;
 mod chain_cmds;
@@ -58,6 +59,9 @@ enum Command {
     /// through the chain, and generated test markets.
     #[command(subcommand)]
     Market(clear::MarketCommand),
+    /// Meter data in bulk: sign readings as meters, submit them as a head-end, prove one.
+    #[command(subcommand)]
+    Meter(batch_cmds::MeterBulkCommand),
 }
 
 /// Reports a panic (a bug, or a dependency refusing damaged data) as one line on stderr.
@@ -91,6 +95,7 @@ fn main() -> ExitCode {
         Command::Bench(cmd) => bench::run_bench(cmd, cli.json),
         Command::Clear(args) => clear::run_clear(args),
         Command::Market(cmd) => clear::run_market(cmd, cli.json),
+        Command::Meter(cmd) => batch_cmds::run(cmd, cli.json),
     }
 }
 

@@ -758,3 +758,242 @@ fn a_cleared_interval_is_metered_and_settled_by_the_rules_through_the_cli() {
     assert_eq!(out.status.code(), Some(2));
     assert!(one_error_line(&out).contains("--memo"));
 }
+
+#[test]
+fn bulk_readings_are_signed_submitted_proven_settled_and_audited_through_the_cli() {
+    let dev = Dev::start();
+    let v = dev.ok(&[
+        "tx",
+        "feeder",
+        "register",
+        "--key",
+        dev.dso(),
+        "--file",
+        &example("chain/feeder.json"),
+    ]);
+    assert_eq!(v["status"], "accepted");
+    let (house_key, house) = dev.key("house");
+    let (head_end_key, head_end) = dev.key("head-end");
+    let sites = ["house-1", "house-2", "house-3"];
+    let mut meters_csv = String::from("site,key_file\n");
+    for s in sites {
+        let (meter_key, meter) = dev.key(&format!("meter-{s}"));
+        meters_csv.push_str(&format!("{s},{meter_key}\n"));
+        for args in [
+            vec![
+                "tx",
+                "site",
+                "register",
+                "--key",
+                dev.dso(),
+                "--site",
+                s,
+                "--node",
+                "t1",
+                "--owner",
+                &house,
+            ],
+            vec![
+                "tx",
+                "meter",
+                "register",
+                "--key",
+                dev.dso(),
+                "--site",
+                s,
+                "--meter",
+                &meter,
+            ],
+        ] {
+            assert_eq!(dev.ok(&args)["status"], "accepted", "{args:?}");
+        }
+    }
+    for args in [
+        vec![
+            "tx",
+            "meter",
+            "head-end",
+            "--key",
+            dev.dso(),
+            "--account",
+            &head_end,
+        ],
+        vec![
+            "tx",
+            "mint",
+            "--key",
+            dev.dso(),
+            "--to",
+            &house,
+            "--amount",
+            "1000000",
+        ],
+    ] {
+        assert_eq!(dev.ok(&args)["status"], "accepted", "{args:?}");
+    }
+    // Only house-1 bids: the others are metered sites without a result (served 0, ST-2.2).
+    let k = dev.next_open("demo", 1).to_string();
+    let bid = [
+        "tx",
+        "bid",
+        "--key",
+        &house_key,
+        "--site",
+        "house-1",
+        "--interval",
+        &k,
+        "--curve",
+        "[[0, 6.5], [120, 2]]",
+    ];
+    assert_eq!(dev.ok(&bid)["status"], "accepted");
+    dev.ok(&["market", "result", &k, "--wait", "60"]);
+    let end_ms = dev.ok(&["market", "settlement", &k])["end_ms"]
+        .as_u64()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while dev.ok(&["market", "status"])["market_time_ms"]
+        .as_u64()
+        .unwrap()
+        < end_ms
+    {
+        assert!(started.elapsed().as_secs() < 60, "the interval did not end");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    // The meters sign their readings.
+    let meters = dev.path("meters.csv");
+    std::fs::write(&meters, meters_csv).unwrap();
+    let readings = dev.path("readings.csv");
+    std::fs::write(
+        &readings,
+        format!("site,interval,wh\nhouse-1,{k},10\nhouse-2,{k},30\nhouse-3,{k},-40\n"),
+    )
+    .unwrap();
+    let signed = dev.path("signed.csv");
+    let v = dev.ok(&[
+        "meter",
+        "sign",
+        "--in",
+        readings.to_str().unwrap(),
+        "--meters",
+        meters.to_str().unwrap(),
+        "--out",
+        signed.to_str().unwrap(),
+    ]);
+    assert_eq!(v["signed"], 3);
+    let text = std::fs::read_to_string(&signed).unwrap();
+
+    // A head-end that alters a reading is caught before anything is stored or sent: the line
+    // (house-2's, line 3) and the cause are named, exit 2.
+    let forged = dev.path("forged.csv");
+    std::fs::write(
+        &forged,
+        text.replacen(&format!("house-2,{k},30,"), &format!("house-2,{k},31,"), 1),
+    )
+    .unwrap();
+    let out = dev.run(&[
+        "meter",
+        "submit",
+        forged.to_str().unwrap(),
+        "--key",
+        &head_end_key,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = one_error_line(&out);
+    assert!(
+        err.contains("line 3") && err.contains("not its meter's"),
+        "{err}"
+    );
+
+    let v = dev.ok(&[
+        "meter",
+        "submit",
+        signed.to_str().unwrap(),
+        "--key",
+        &head_end_key,
+    ]);
+    assert_eq!(
+        (v["readings"].as_u64(), v["rejected"].as_u64()),
+        (Some(3), Some(0)),
+        "{v}"
+    );
+    let root = v["batches"][0]["root"].as_str().unwrap().to_owned();
+    assert_eq!(v["batches"][0]["status"], "accepted");
+
+    // ST-2 by hand (node t1 at 80/MWh, π = 20/MWh): house-1 served 3.5 kW for 10 s, 10 Wh
+    // scheduled and read, energy 778, no imbalance; house-2 served 0 and took 30 Wh:
+    // 30 × (80 + 20) = 3,000; house-3 served 0 and fed in 40 Wh: −40 × (80 − 20) = −2,400.
+    let s = dev.ok(&["market", "settlement", &k, "--wait", "30"]);
+    assert_eq!(s["status"], "settled", "{s}");
+    let site = |name: &str| {
+        let x = &s["sites"][name];
+        (
+            x["scheduled_wh"].as_i64().unwrap(),
+            x["metered_wh"].as_i64().unwrap(),
+            x["energy_charge"].as_i64().unwrap(),
+            x["imbalance_charge"].as_i64().unwrap(),
+        )
+    };
+    assert_eq!(site("house-1"), (10, 10, 778, 0));
+    assert_eq!(site("house-2"), (0, 30, 0, 3_000));
+    assert_eq!(site("house-3"), (0, -40, 0, -2_400));
+    for name in sites {
+        assert_eq!(s["readings"][name]["source"], "batch");
+        assert_eq!(s["readings"][name]["batch_root"], root.as_str());
+    }
+    assert_eq!(s["batches"][0], root.as_str());
+    assert_eq!(
+        dev.ok(&["query", "account", &house])["balance"],
+        1_000_000 - 778 - 3_000 + 2_400
+    );
+
+    // Anyone can prove house-2's reading against the root on the chain and its meter's key.
+    let p = dev.ok(&["meter", "proof", "--site", "house-2", "--interval", &k]);
+    assert_eq!(
+        (p["verified"].as_bool(), p["wh"].as_i64()),
+        (Some(true), Some(30)),
+        "{p}"
+    );
+    // The same batch again: every site already has a reading, the ledger rejects it (exit 3).
+    let out = dev.run(&[
+        "meter",
+        "submit",
+        signed.to_str().unwrap(),
+        "--key",
+        &head_end_key,
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+
+    // Offline, the audit checks the stored batch against the chain, and catches a tampered one.
+    let mut dev = dev;
+    let _ = dev.child.kill();
+    let _ = dev.child.wait();
+    let data = dev.path("chain");
+    let out = Command::new(BIN)
+        .args(["--json", "verify", "--data-dir", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let report = json_of(&out);
+    assert_eq!(
+        (
+            report["batches_checked"].as_u64(),
+            report["batches_missing"].as_u64()
+        ),
+        (Some(1), Some(0)),
+        "{report}"
+    );
+    let file = data.join("batches").join(&root[..2]).join(&root);
+    let mut bytes = std::fs::read(&file).unwrap();
+    // The last reading's energy sits 8 + 32 + 64 bytes before the end.
+    let at = bytes.len() - 104 - 1;
+    bytes[at] ^= 1;
+    std::fs::write(&file, bytes).unwrap();
+    let out = Command::new(BIN)
+        .args(["verify", "--data-dir", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stored batch") && err.contains(&root), "{err}");
+}

@@ -53,6 +53,8 @@ pub struct ApiState<S: Store> {
     pub outbox: Option<Outbox>,
     /// The node's metrics in the Prometheus text format, served at `/metrics` (absent: 404).
     pub metrics: Option<MetricsSource>,
+    /// The off-chain store of raw meter batches.
+    pub batches: Arc<dyn bcte_store::BlobStore>,
 }
 
 /// Renders the node's metrics (the runtime's registry: consensus, p2p, storage) as Prometheus
@@ -382,6 +384,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::market_api::MarketDoc::openapi());
     doc.merge(crate::settle_api::SettleDoc::openapi());
+    doc.merge(crate::batch_api::BatchDoc::openapi());
     doc
 }
 
@@ -407,6 +410,7 @@ pub fn router<S: Store>(state: Arc<ApiState<S>>) -> Router {
         .route("/v1/certificates/{height}", get(certificate::<S>))
         .merge(crate::market_api::routes::<S>())
         .merge(crate::settle_api::routes::<S>())
+        .merge(crate::batch_api::routes::<S>())
         .fallback(|| async { ApiError::not_found("no such route (see /openapi.json)") })
         .method_not_allowed_fallback(|| async {
             ApiError {
@@ -553,6 +557,8 @@ async fn submit_tx<S: Store>(
 ) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
     let Json(req) = body.map_err(body_error)?;
     let tx = parse_tx(&req.tx, "field tx").map_err(ApiError::bad_request)?;
+    crate::batch_api::check_stored_batch(st.batches.as_ref(), &tx)
+        .map_err(ApiError::bad_request)?;
     let shared = st.shared.clone();
     let submitted = tx.clone();
     // Signature checks are CPU work; keep them off the async workers.
@@ -617,7 +623,11 @@ async fn submit_batch<S: Store>(
     let mut results: Vec<BatchItem> = Vec::with_capacity(req.txs.len());
     let mut decoded = Vec::with_capacity(req.txs.len());
     for (i, text) in req.txs.iter().enumerate() {
-        match parse_tx(text, &format!("txs[{i}]")) {
+        match parse_tx(text, &format!("txs[{i}]")).and_then(|tx| {
+            crate::batch_api::check_stored_batch(st.batches.as_ref(), &tx)
+                .map(|()| tx)
+                .map_err(|e| format!("txs[{i}]: {e}"))
+        }) {
             Ok(tx) => {
                 results.push(BatchItem {
                     hash: Some(hex::encode(tx.hash())),

@@ -9,18 +9,32 @@
 //! tree (nodes and values) written at that height against the replay. Finally it checks that the
 //! data file holds nothing the replay did not produce.
 //!
+//! The off-chain meter batches in `batches/` are audited against the chain: every accepted
+//! head-end batch whose raw data this node holds must parse, say exactly what its transaction
+//! says (feeder, interval, each site's energy, and the Merkle root recomputed from the raw
+//! readings), and carry every reading signed by the meter registered for its site at the end of
+//! the batch's block. A batch held nowhere here is counted as missing, not as damage (it may be
+//! stored on another node or an object store); a stored file no transaction names must still be
+//! the batch its name says.
+//!
 //! The first problem found is reported with the block (and transaction) it concerns, or the file
 //! it could not read. Nothing in a damaged file makes the audit panic: redb reports damage as
 //! an error, our decoders are bounded, and as a last line of defence a panic inside the reading
 //! code is caught and reported as damage to the file.
 
 use crate::cert::{self, CertError};
-use bcte_ledger::{InvalidBlock, MemTree, exec, verify_block};
+use bcte_ledger::{
+    InvalidBlock, MemTree, StateKey, decode_value, exec, market_state::SiteTable,
+    settle_state::MeterTable, tree, verify_block,
+};
 use bcte_store::{
-    ChainStore, RedbStore, Store, StoreError, Table,
+    BlobStore, ChainStore, FsBlobStore, RedbStore, Store, StoreError, Table,
     chain::{node_key_bytes, value_bytes, value_key_bytes},
 };
-use bcte_types::{BlockLimits, Hash, Header, Height, Outcome};
+use bcte_types::{
+    BlockLimits, ChainId, Hash, Header, Height, Outcome, Payload, batch::RawBatch,
+    meter::MeterBatch,
+};
 use redb::StorageBackend as _;
 use std::{
     collections::HashMap,
@@ -43,6 +57,10 @@ pub struct AuditReport {
     /// The highest block proven final by a certificate (its own or through the hash chain from
     /// a certified descendant); blocks above it are committed but not yet provably final.
     pub proven_final: u64,
+    /// Accepted head-end batches whose raw data was checked (root, energies, signatures).
+    pub batches_checked: u64,
+    /// Accepted head-end batches whose raw data this node does not hold.
+    pub batches_missing: u64,
 }
 
 /// The first problem the audit found.
@@ -109,7 +127,8 @@ pub fn audit(dir: &Path) -> Result<AuditReport, AuditFailure> {
     };
     // Everything that reads the damaged file runs under catch_unwind: a panic in a dependency's
     // reader is reported as damage, never as a crash of the audit.
-    match catch_unwind(AssertUnwindSafe(|| audit_bytes(&path, bytes))) {
+    let batches = FsBlobStore::new(dir.join("batches"));
+    match catch_unwind(AssertUnwindSafe(|| audit_bytes(&path, bytes, &batches))) {
         Ok(result) => result,
         Err(panic) => {
             let what = panic
@@ -124,7 +143,11 @@ pub fn audit(dir: &Path) -> Result<AuditReport, AuditFailure> {
     }
 }
 
-fn audit_bytes(path: &Path, bytes: Vec<u8>) -> Result<AuditReport, AuditFailure> {
+fn audit_bytes(
+    path: &Path,
+    bytes: Vec<u8>,
+    batches: &FsBlobStore,
+) -> Result<AuditReport, AuditFailure> {
     let file_err = |reason: String| AuditFailure::File {
         path: path.to_path_buf(),
         reason,
@@ -170,7 +193,10 @@ fn audit_bytes(path: &Path, bytes: Vec<u8>) -> Result<AuditReport, AuditFailure>
         txs: 0,
         certificates: 0,
         proven_final: 0,
+        batches_checked: 0,
+        batches_missing: 0,
     };
+    let mut referenced = std::collections::HashSet::new();
     for h in 1..=head.get() {
         let height = Height(h);
         let block = chain
@@ -238,6 +264,31 @@ fn audit_bytes(path: &Path, bytes: Vec<u8>) -> Result<AuditReport, AuditFailure>
         }
         check_tree(&chain, h, &executed.batch)?;
         replay.apply(&executed.batch);
+        for (i, (tx, r)) in block
+            .txs()
+            .iter()
+            .zip(&executed.execution.receipts)
+            .enumerate()
+        {
+            let Payload::MeterBatch(p) = &tx.body().payload else {
+                continue;
+            };
+            if r.outcome != Outcome::Accepted {
+                continue;
+            }
+            referenced.insert(p.root);
+            match check_batch(batches, &replay, height, &genesis.chain_id, p, &mut rng) {
+                Ok(true) => report.batches_checked += 1,
+                Ok(false) => report.batches_missing += 1,
+                Err(reason) => {
+                    return Err(AuditFailure::Block {
+                        height: h,
+                        tx: Some(i),
+                        reason,
+                    });
+                }
+            }
+        }
         report.txs += block.txs().len() as u64;
         parent = *block.header();
     }
@@ -279,7 +330,89 @@ fn audit_bytes(path: &Path, bytes: Vec<u8>) -> Result<AuditReport, AuditFailure>
             )));
         }
     }
+    // A stored batch no transaction names must still be the batch its name says.
+    let listed = batches.list().map_err(|e| AuditFailure::File {
+        path: batches.dir().to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    for root in listed.into_iter().filter(|r| !referenced.contains(r)) {
+        let file = batches.path_of(&root);
+        let bad = |reason: String| AuditFailure::File {
+            path: file.clone(),
+            reason,
+        };
+        let bytes = std::fs::read(&file).map_err(|e| bad(format!("cannot read: {e}")))?;
+        let raw = RawBatch::from_bytes(&bytes).map_err(|e| bad(e.to_string()))?;
+        if raw.root() != root {
+            return Err(bad(format!(
+                "the file is named by root {} but its readings give root {}",
+                hex::encode(root),
+                hex::encode(raw.root())
+            )));
+        }
+    }
     Ok(report)
+}
+
+/// Checks one accepted head-end batch against its raw data, if this node holds it: `Ok(false)`
+/// when it does not.
+fn check_batch(
+    batches: &FsBlobStore,
+    state: &MemTree,
+    height: Height,
+    chain_id: &ChainId,
+    p: &MeterBatch,
+    rng: &mut impl rand::CryptoRng,
+) -> Result<bool, String> {
+    let root = hex::encode(p.root);
+    let Some(bytes) = batches
+        .get(&p.root)
+        .map_err(|e| format!("batch {root}: {e}"))?
+    else {
+        return Ok(false);
+    };
+    let raw = RawBatch::from_bytes(&bytes).map_err(|e| format!("stored batch {root}: {e}"))?;
+    if &raw.chain_id != chain_id {
+        return Err(format!(
+            "stored batch {root} is signed for chain {:?}",
+            raw.chain_id.as_str()
+        ));
+    }
+    raw.check_payload(p)
+        .map_err(|e| format!("stored batch {root}: {e}"))?;
+    raw.verify_signatures(rng)
+        .map_err(|e| format!("stored batch {root}: {e}"))?;
+    let read = |key: &StateKey| -> Result<Option<Vec<u8>>, String> {
+        tree::read_value(state, height, key).map_err(|e| format!("replayed state: {e}"))
+    };
+    let sites: SiteTable = read(&StateKey::Sites(p.feeder.clone()))?
+        .and_then(|b| decode_value(&b))
+        .unwrap_or_default();
+    let meters: MeterTable = read(&StateKey::Meters(p.feeder.clone()))?
+        .and_then(|b| decode_value(&b))
+        .unwrap_or_default();
+    let index: HashMap<&bcte_types::SiteId, u32> = sites
+        .sites
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (&s.id, i as u32))
+        .collect();
+    for (i, r) in raw.readings.iter().enumerate() {
+        let meter = index
+            .get(&r.site)
+            .and_then(|&ix| meters.get(ix))
+            .map(|m| m.meter);
+        if meter != Some(r.meter) {
+            return Err(format!(
+                "stored batch {root}: reading {i} (site {:?}) is signed by {}, not by the site's \
+                 registered meter ({})",
+                r.site.as_str(),
+                r.meter,
+                meter.map_or("none".to_owned(), |m| m.to_string())
+            ));
+        }
+    }
+    Ok(true)
 }
 
 /// Checks that the store holds exactly the tree nodes and values the replay produced at `h`.

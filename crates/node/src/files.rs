@@ -5,7 +5,8 @@
 //! - `validator.key`: this node's validator key (a key file);
 //! - `dev.key`: in dev mode, the key of the funded dev account (also the token authority);
 //! - `bcte.redb`: blocks, receipts, certificates and state (one redb file);
-//! - `consensus/`: the consensus engine's journals and archives (votes, finalized blocks).
+//! - `consensus/`: the consensus engine's journals and archives (votes, finalized blocks);
+//! - `batches/`: raw meter batches uploaded to this node, by Merkle root (off-chain data).
 
 use bcte_types::{AccountId, Genesis, KeyFile};
 use commonware_codec::{Copying, DecodeExt, Encode};
@@ -88,6 +89,12 @@ impl DataDir {
     /// `bcte.redb`.
     pub fn store(&self) -> PathBuf {
         self.root.join("bcte.redb")
+    }
+
+    /// `batches/`: the off-chain store of raw meter batches, one file per batch named by its
+    /// Merkle root (docs/api.md, "Raw meter batches").
+    pub fn batches(&self) -> PathBuf {
+        self.root.join("batches")
     }
 
     /// `consensus/`.

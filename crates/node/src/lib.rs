@@ -8,6 +8,7 @@
 pub mod api;
 pub mod app;
 pub mod audit;
+pub mod batch_api;
 pub mod cert;
 pub mod chain_block;
 pub mod config;

@@ -279,6 +279,7 @@ pub fn run_node(opts: NodeConfig, banner: &[String]) -> anyhow::Result<()> {
             shared,
             outbox: Some(running.gossip.clone()),
             metrics: Some(Arc::new(move || registry.encode())),
+            batches: Arc::new(bcte_store::FsBlobStore::new(opts.data_dir.batches())),
         });
         let listener = tokio::net::TcpListener::from_std(http)?;
         let server =

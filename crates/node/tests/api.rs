@@ -37,6 +37,7 @@ fn fixture() -> Fixture {
         shared: shared.clone(),
         outbox: None,
         metrics: Some(Arc::new(|| "# a test registry\nup 1\n".to_string())),
+        batches: Arc::new(bcte_store::MemBlobStore::default()),
     }));
     Fixture {
         shared,
@@ -660,4 +661,165 @@ async fn market_routes_serve_results_and_keep_bids_sealed_until_the_interval_cle
         json!([[0, 2000]]),
         "the curve is shown once its interval is cleared"
     );
+}
+
+#[tokio::test]
+async fn meter_batches_are_stored_by_root_served_proven_and_required_for_their_transaction() {
+    use bcte_types::{
+        FeederId, Interval, Payload, SiteId, WattHours,
+        batch::{RawBatch, SignedReading},
+    };
+    let f = fixture();
+    let feeder = FeederId::new("f").unwrap();
+    let readings = (0..5u64)
+        .map(|i| {
+            SignedReading::sign(
+                &f.genesis.chain_id,
+                &feeder,
+                Interval(3),
+                SiteId::new(format!("site-{i}")).unwrap(),
+                WattHours(100 * i as i64 - 150),
+                &commonware_cryptography::ed25519::PrivateKey::from_seed(100 + i),
+            )
+        })
+        .collect();
+    let batch = RawBatch {
+        chain_id: f.genesis.chain_id.clone(),
+        feeder,
+        interval: Interval(3),
+        readings,
+    };
+    let bytes = batch.encode().to_vec();
+    let root = hex::encode(batch.root());
+    let upload = |body: Vec<u8>| {
+        Request::post("/v1/meter-batches")
+            .header("content-type", "application/octet-stream")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    // Not a batch, a batch for another chain, a site twice: 400 with the reason.
+    let (status, v) = f.call(upload(b"hello".to_vec())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a raw meter batch"),
+        "{v}"
+    );
+    let mut other = batch.clone();
+    other.chain_id = ChainId::new("other").unwrap();
+    let (status, v) = f.call(upload(other.encode().to_vec())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        v["error"].as_str().unwrap().contains("for chain \"other\""),
+        "{v}"
+    );
+    let mut twice = batch.clone();
+    twice.readings[4] = twice.readings[0].clone();
+    let (status, v) = f.call(upload(twice.encode().to_vec())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        v["error"].as_str().unwrap().contains("appears twice"),
+        "{v}"
+    );
+
+    // Before the upload, its transaction is refused: the node must hold what it commits to.
+    let tx = signed(&f, 1, 0, Payload::MeterBatch(batch.to_payload()));
+    let (status, v) = f.submit(&tx).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("is not stored on this node"),
+        "{v}"
+    );
+
+    let (status, v) = f.call(upload(bytes.clone())).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        (
+            v["root"].as_str().unwrap(),
+            v["readings"].as_u64(),
+            v["new"].as_bool()
+        ),
+        (root.as_str(), Some(5), Some(true))
+    );
+    let (_, v) = f.call(upload(bytes.clone())).await;
+    assert_eq!(v["new"], false, "the same batch twice is stored once");
+
+    // Served byte for byte.
+    let resp = f
+        .router
+        .clone()
+        .oneshot(
+            Request::get(format!("/v1/meter-batches/{root}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec(),
+        bytes
+    );
+
+    // A proof of each reading checks against the root with only the reading's own data.
+    for (i, r) in batch.readings.iter().enumerate() {
+        let (status, p) = f
+            .get(&format!(
+                "/v1/meter-batches/{root}/proofs/{}",
+                r.site.as_str()
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{p}");
+        assert_eq!(
+            (p["position"].as_u64(), p["leaf_count"].as_u64()),
+            (Some(i as u64), Some(5))
+        );
+        let siblings: Vec<String> = serde_json::from_value(p["siblings"].clone()).unwrap();
+        let proof = bcte_types::batch::ReadingProof::from_parts(
+            f.genesis.chain_id.clone(),
+            batch.feeder.clone(),
+            Interval(3),
+            SignedReading {
+                site: r.site.clone(),
+                wh: WattHours(p["wh"].as_i64().unwrap()),
+                meter: p["meter"].as_str().unwrap().parse().unwrap(),
+                signature: bcte_types::batch::parse_signature(p["signature"].as_str().unwrap())
+                    .unwrap(),
+            },
+            i as u32,
+            5,
+            &siblings,
+        )
+        .unwrap();
+        proof.verify(&batch.root()).unwrap();
+    }
+    let (status, _) = f
+        .get(&format!("/v1/meter-batches/{root}/proofs/nobody"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = f
+        .get(&format!("/v1/meter-batches/{}", "0".repeat(64)))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = f.get("/v1/meter-batches/zz").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // A transaction that says something else than the stored batch is refused with what differs.
+    let mut p = batch.to_payload();
+    p.readings[2].wh = WattHours(7);
+    let (status, v) = f.submit(&signed(&f, 1, 0, Payload::MeterBatch(p))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let e = v["error"].as_str().unwrap();
+    assert!(
+        e.contains("is not stored") || e.contains("reading 2"),
+        "{e}"
+    );
+    // The matching one is admitted (the ledger then judges it: no such feeder here).
+    let (status, v) = f.submit(&tx).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
 }

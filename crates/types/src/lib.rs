@@ -6,6 +6,7 @@
 //! or embeds limits and refuses non-canonical input, so `encode(decode(b)) == b` for every `b`
 //! it accepts.
 
+pub mod batch;
 pub mod block;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -1,0 +1,629 @@
+//! Bulk meter data from the command line (docs/settlement-rules.md, ST-1.5):
+//! `bcte meter sign` (what the meters do: sign their readings), `bcte meter submit` (what a
+//! head-end does: check every signature, build the batches and their Merkle trees, store the raw
+//! data on the node, submit the energies and roots) and `bcte meter proof` (what anyone
+//! disputing a value does: prove one reading against the root on the chain and its meter's
+//! signature, trusting neither the head-end nor the node).
+//!
+//! The signed readings file is CSV with a header line and the columns
+//! `site,interval,wh,meter,signature` (the meter's ACCOUNT and its signature in hex); see
+//! docs/api.md, "Raw meter batches". Exit codes: 0 done, 1 the node failed or refused, 2 invalid
+//! input (the line is named), 3 a transaction was rejected or a proof does not hold.
+
+use crate::{
+    chain_cmds::{emit, fail, post_tx, wait_final},
+    client::Client,
+    market_cmds::{enc, input, resolve_feeder, site_id},
+};
+use anyhow::{Context as _, anyhow};
+use bcte_node::{
+    api::{AccountView, HeadView},
+    batch_api::{BatchStored, ReadingProofView},
+    files,
+    market_api::SiteView,
+    settle_api::SettlementView,
+};
+use bcte_types::{
+    AccountId, ChainId, FeederId, Interval, Payload, SiteId, Tx, TxBody, WattHours,
+    batch::{RawBatch, ReadingProof, SignedReading, parse_signature},
+    ids::parse_hash,
+};
+use clap::{Args, Subcommand};
+use commonware_codec::Encode;
+use commonware_cryptography::{Signer, ed25519::PrivateKey};
+use serde::Serialize;
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
+
+/// `bcte meter` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum MeterBulkCommand {
+    /// Sign readings as their meters do (a meter simulator): READINGS.csv
+    /// (`site,interval,wh`) and the meters' key files in, signed readings CSV out.
+    Sign(SignArgs),
+    /// Submit signed readings in bulk as a head-end: check every signature, store each
+    /// interval's raw batch on the node and submit its energies and Merkle root.
+    Submit(SubmitArgs),
+    /// Prove a site's reading from a head-end batch against the root on the chain and check
+    /// its meter's signature.
+    Proof(ProofArgs),
+}
+
+/// Arguments of `bcte meter sign`.
+#[derive(Args, Debug)]
+pub struct SignArgs {
+    /// The readings: CSV with the header `site,interval,wh`.
+    #[arg(long = "in", value_name = "FILE")]
+    input: PathBuf,
+    /// The meters: CSV with the header `site,key_file` (a key file per meter).
+    #[arg(long, value_name = "FILE")]
+    meters: PathBuf,
+    /// Where to write the signed readings (`site,interval,wh,meter,signature`).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// The feeder (optional when the chain has one).
+    #[arg(long)]
+    feeder: Option<String>,
+    /// The node's API URL (for the chain id and the feeder).
+    #[arg(long, value_name = "URL", default_value = crate::chain_cmds::DEFAULT_NODE, env = "BCTE_NODE")]
+    node: String,
+}
+
+/// Arguments of `bcte meter submit`.
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    /// The signed readings (`site,interval,wh,meter,signature`), any number of intervals.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// The head-end system's key file.
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// The feeder (optional when the chain has one).
+    #[arg(long)]
+    feeder: Option<String>,
+    /// The node's API URL.
+    #[arg(long, value_name = "URL", default_value = crate::chain_cmds::DEFAULT_NODE, env = "BCTE_NODE")]
+    node: String,
+    /// How long to wait for the transactions to be final, in seconds.
+    #[arg(long, default_value_t = 120)]
+    timeout_s: u64,
+}
+
+/// Arguments of `bcte meter proof`.
+#[derive(Args, Debug)]
+pub struct ProofArgs {
+    /// The site.
+    #[arg(long)]
+    site: String,
+    /// The interval.
+    #[arg(long)]
+    interval: u64,
+    /// The feeder (optional when the chain has one).
+    #[arg(long)]
+    feeder: Option<String>,
+    /// The node's API URL.
+    #[arg(long, value_name = "URL", default_value = crate::chain_cmds::DEFAULT_NODE, env = "BCTE_NODE")]
+    node: String,
+}
+
+/// Runs `bcte meter ...`.
+pub fn run(cmd: MeterBulkCommand, json: bool) -> ExitCode {
+    let result = match cmd {
+        MeterBulkCommand::Sign(a) => sign(&a, json).map(|()| ExitCode::SUCCESS),
+        MeterBulkCommand::Submit(a) => submit_cmd(&a, json),
+        MeterBulkCommand::Proof(a) => proof(&a, json),
+    };
+    result.unwrap_or_else(|e| fail(&e))
+}
+
+fn chain_of(client: &Client) -> anyhow::Result<ChainId> {
+    let head: HeadView = client.get("/v1/head")?;
+    ChainId::new(head.chain_id).context("the node reports an invalid chain id")
+}
+
+fn csv_reader(path: &Path) -> anyhow::Result<csv::Reader<std::fs::File>> {
+    let f = std::fs::File::open(path)
+        .map_err(|e| input(format!("{}: cannot read: {e}", path.display())))?;
+    Ok(csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .from_reader(f))
+}
+
+/// Checks the header of a CSV file against `want`.
+fn check_header(
+    path: &Path,
+    r: &mut csv::Reader<std::fs::File>,
+    want: &[&str],
+) -> anyhow::Result<()> {
+    let header = r
+        .headers()
+        .map_err(|e| input(format!("{}: {e}", path.display())))?;
+    let got: Vec<&str> = header.iter().collect();
+    if got != want {
+        return Err(input(format!(
+            "{} line 1: the header must be `{}`, not `{}`",
+            path.display(),
+            want.join(","),
+            got.join(",")
+        )));
+    }
+    Ok(())
+}
+
+fn field<'a>(
+    path: &Path,
+    line: u64,
+    rec: &'a csv::StringRecord,
+    i: usize,
+    name: &str,
+) -> anyhow::Result<&'a str> {
+    rec.get(i)
+        .ok_or_else(|| input(format!("{} line {line}: no {name} column", path.display())))
+}
+
+fn at(path: &Path, line: u64, what: impl std::fmt::Display) -> anyhow::Error {
+    input(format!("{} line {line}: {what}", path.display()))
+}
+
+/// Runs `bcte meter sign`.
+fn sign(a: &SignArgs, json: bool) -> anyhow::Result<()> {
+    let client = Client::new(&a.node);
+    let chain = chain_of(&client)?;
+    let feeder = resolve_feeder(&client, a.feeder.as_deref())?;
+    let mut keys: HashMap<SiteId, PrivateKey> = HashMap::new();
+    let mut r = csv_reader(&a.meters)?;
+    check_header(&a.meters, &mut r, &["site", "key_file"])?;
+    let base = a.meters.parent().unwrap_or(Path::new("."));
+    for (n, rec) in r.records().enumerate() {
+        let line = n as u64 + 2;
+        let rec = rec.map_err(|e| at(&a.meters, line, e))?;
+        let site = SiteId::new(field(&a.meters, line, &rec, 0, "site")?)
+            .map_err(|e| at(&a.meters, line, e))?;
+        let file = base.join(field(&a.meters, line, &rec, 1, "key_file")?);
+        let key = files::read_key(&file).map_err(|e| at(&a.meters, line, e))?;
+        keys.insert(site, key);
+    }
+    let mut r = csv_reader(&a.input)?;
+    check_header(&a.input, &mut r, &["site", "interval", "wh"])?;
+    let mut w = csv::Writer::from_path(&a.out)
+        .map_err(|e| input(format!("{}: cannot write: {e}", a.out.display())))?;
+    w.write_record(["site", "interval", "wh", "meter", "signature"])?;
+    let mut count = 0u64;
+    for (n, rec) in r.records().enumerate() {
+        let line = n as u64 + 2;
+        let rec = rec.map_err(|e| at(&a.input, line, e))?;
+        let site = SiteId::new(field(&a.input, line, &rec, 0, "site")?)
+            .map_err(|e| at(&a.input, line, e))?;
+        let interval: u64 = field(&a.input, line, &rec, 1, "interval")?
+            .parse()
+            .map_err(|_| at(&a.input, line, "interval: expected a non-negative integer"))?;
+        let wh: i64 = field(&a.input, line, &rec, 2, "wh")?
+            .parse()
+            .map_err(|_| at(&a.input, line, "wh: expected an integer number of Wh"))?;
+        let key = keys.get(&site).ok_or_else(|| {
+            at(
+                &a.input,
+                line,
+                format!(
+                    "site {:?} has no meter key in {}",
+                    site.as_str(),
+                    a.meters.display()
+                ),
+            )
+        })?;
+        let s = SignedReading::sign(
+            &chain,
+            &feeder,
+            Interval(interval),
+            site,
+            WattHours(wh),
+            key,
+        );
+        w.write_record([
+            s.site.as_str(),
+            &interval.to_string(),
+            &wh.to_string(),
+            &s.meter.to_string(),
+            &hex::encode(s.signature.encode()),
+        ])?;
+        count += 1;
+    }
+    w.flush()
+        .map_err(|e| input(format!("{}: cannot write: {e}", a.out.display())))?;
+    let value = serde_json::json!({ "signed": count, "out": a.out });
+    emit(json, &value, || {
+        format!("signed {count} readings into {}", a.out.display())
+    });
+    Ok(())
+}
+
+/// Signed readings grouped into batches, with the file line of every reading.
+pub struct Batches {
+    /// The batches, by interval then site.
+    pub batches: Vec<RawBatch>,
+    /// `lines[b][i]`: the file line of reading `i` of batch `b`.
+    pub lines: Vec<Vec<u64>>,
+}
+
+/// Reads a signed readings file into batches for `feeder` on `chain`: one interval's readings
+/// sorted by site, split where a transaction would be too large. A malformed line, or a site
+/// read twice in an interval, is an input error naming the line.
+pub fn read_signed(path: &Path, chain: &ChainId, feeder: &FeederId) -> anyhow::Result<Batches> {
+    let mut r = csv_reader(path)?;
+    check_header(
+        path,
+        &mut r,
+        &["site", "interval", "wh", "meter", "signature"],
+    )?;
+    let mut by_interval: BTreeMap<u64, Vec<(SignedReading, u64)>> = BTreeMap::new();
+    let mut rec = csv::StringRecord::new();
+    let mut line = 1u64;
+    while r.read_record(&mut rec).map_err(|e| at(path, line + 1, e))? {
+        line = rec.position().map_or(line + 1, |p| p.line());
+        let site =
+            SiteId::new(field(path, line, &rec, 0, "site")?).map_err(|e| at(path, line, e))?;
+        let interval: u64 = field(path, line, &rec, 1, "interval")?
+            .parse()
+            .map_err(|_| at(path, line, "interval: expected a non-negative integer"))?;
+        let wh: i64 = field(path, line, &rec, 2, "wh")?
+            .parse()
+            .map_err(|_| at(path, line, "wh: expected an integer number of Wh"))?;
+        let meter: AccountId = field(path, line, &rec, 3, "meter")?
+            .parse()
+            .map_err(|e| at(path, line, format!("meter: {e}")))?;
+        let signature = parse_signature(field(path, line, &rec, 4, "signature")?)
+            .map_err(|e| at(path, line, format!("signature: {e}")))?;
+        by_interval.entry(interval).or_default().push((
+            SignedReading {
+                site,
+                wh: WattHours(wh),
+                meter,
+                signature,
+            },
+            line,
+        ));
+    }
+    if by_interval.is_empty() {
+        return Err(input(format!("{}: no readings", path.display())));
+    }
+    let mut out = Batches {
+        batches: Vec::new(),
+        lines: Vec::new(),
+    };
+    for (k, mut rows) in by_interval {
+        rows.sort_by(|a, b| a.0.site.cmp(&b.0.site).then(a.1.cmp(&b.1)));
+        for w in rows.windows(2) {
+            if w[0].0.site == w[1].0.site {
+                return Err(at(
+                    path,
+                    w[1].1,
+                    format!(
+                        "site {:?} is read twice in interval {k} (also line {})",
+                        w[1].0.site.as_str(),
+                        w[0].1
+                    ),
+                ));
+            }
+        }
+        let lines: Vec<u64> = rows.iter().map(|(_, l)| *l).collect();
+        let parts = RawBatch::split(
+            chain,
+            feeder,
+            Interval(k),
+            rows.into_iter().map(|(r, _)| r).collect(),
+        );
+        let mut offset = 0;
+        for b in parts {
+            out.lines
+                .push(lines[offset..offset + b.readings.len()].to_vec());
+            offset += b.readings.len();
+            out.batches.push(b);
+        }
+    }
+    Ok(out)
+}
+
+/// Checks every reading's meter signature, on every core, in chunks batch-verified. The error
+/// names the file line of the first bad reading found.
+pub fn verify_all(path: &Path, b: &Batches) -> anyhow::Result<()> {
+    const CHUNK: usize = 1_024;
+    let chunks: Vec<(usize, std::ops::Range<usize>)> = b
+        .batches
+        .iter()
+        .enumerate()
+        .flat_map(|(i, batch)| {
+            (0..batch.readings.len())
+                .step_by(CHUNK)
+                .map(move |s| (i, s..(s + CHUNK).min(batch.readings.len())))
+        })
+        .collect();
+    let next = AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let failures: Vec<(usize, bcte_types::batch::BatchError)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut rng = rand::rng();
+                    let mut bad = Vec::new();
+                    loop {
+                        let c = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((i, range)) = chunks.get(c) else {
+                            break bad;
+                        };
+                        if let Err(e) = b.batches[*i].verify_signatures_in(range.clone(), &mut rng)
+                        {
+                            bad.push((*i, e));
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_default())
+            .collect()
+    });
+    let first = failures
+        .into_iter()
+        .filter_map(|(i, e)| match e {
+            bcte_types::batch::BatchError::BadSignature { index, .. } => {
+                Some((b.lines[i][index], e))
+            }
+            _ => None,
+        })
+        .min_by_key(|(line, _)| *line);
+    match first {
+        None => Ok(()),
+        Some((line, e)) => Err(at(path, line, e)),
+    }
+}
+
+/// What became of one batch.
+#[derive(Debug, Serialize)]
+pub struct Imported {
+    /// The interval.
+    pub interval: u64,
+    /// Its root (hex).
+    pub root: String,
+    /// Readings.
+    pub readings: usize,
+    /// The transaction.
+    pub hash: String,
+    /// Its block.
+    pub height: Option<u64>,
+    /// `accepted` or `rejected`.
+    pub status: String,
+    /// Why it was rejected.
+    pub reason: Option<String>,
+}
+
+/// Stores every batch on the node, then submits their transactions (signed by `key` with
+/// consecutive nonces) and waits for all to be final.
+pub fn import(
+    client: &Client,
+    key: &PrivateKey,
+    chain: &ChainId,
+    b: &Batches,
+    timeout: Duration,
+) -> anyhow::Result<Vec<Imported>> {
+    let sender = AccountId::from_public_key(&key.public_key());
+    let account: AccountView = client.get(&format!("/v1/accounts/{sender}"))?;
+    let mut txs = Vec::with_capacity(b.batches.len());
+    for (n, batch) in b.batches.iter().enumerate() {
+        let payload = batch.to_payload();
+        let stored: BatchStored = client.post_bytes("/v1/meter-batches", &batch.encode())?;
+        if stored.root != hex::encode(payload.root) {
+            return Err(anyhow!(
+                "the node stored interval {}'s batch under root {}, not {}",
+                batch.interval.0,
+                stored.root,
+                hex::encode(payload.root)
+            ));
+        }
+        let tx = Tx::sign(
+            TxBody {
+                chain_id: chain.clone(),
+                sender,
+                nonce: account.nonce + n as u64,
+                payload: Payload::MeterBatch(payload),
+            },
+            key,
+        );
+        post_tx(client, &tx)?;
+        txs.push(tx);
+    }
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::with_capacity(txs.len());
+    for (tx, batch) in txs.iter().zip(&b.batches) {
+        let hash = hex::encode(tx.hash());
+        let status = wait_final(
+            client,
+            &hash,
+            deadline.saturating_duration_since(Instant::now()),
+        )?;
+        out.push(Imported {
+            interval: batch.interval.0,
+            root: hex::encode(batch.root()),
+            readings: batch.readings.len(),
+            hash,
+            height: status.height,
+            status: status.status,
+            reason: status.reason,
+        });
+    }
+    Ok(out)
+}
+
+/// Runs `bcte meter submit`.
+fn submit_cmd(a: &SubmitArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let key = files::read_key(&a.key)?;
+    let client = Client::new(&a.node);
+    let chain = chain_of(&client)?;
+    let feeder = resolve_feeder(&client, a.feeder.as_deref())?;
+    let batches = read_signed(&a.file, &chain, &feeder)?;
+    verify_all(&a.file, &batches)?;
+    let imported = import(
+        &client,
+        &key,
+        &chain,
+        &batches,
+        Duration::from_secs(a.timeout_s),
+    )?;
+    let readings: usize = imported.iter().map(|i| i.readings).sum();
+    let rejected = imported.iter().filter(|i| i.status == "rejected").count();
+    let value = serde_json::json!({
+        "feeder": feeder.as_str(),
+        "readings": readings,
+        "batches": imported,
+        "rejected": rejected,
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    emit(json, &value, || {
+        let mut s = format!(
+            "{readings} readings in {} batches for feeder {} ({rejected} rejected, {:.1} s)",
+            imported.len(),
+            feeder.as_str(),
+            started.elapsed().as_secs_f64()
+        );
+        for i in &imported {
+            s.push_str(&format!(
+                "\ninterval {:>6}: {:>6} readings, root {}, {} at height {}{}",
+                i.interval,
+                i.readings,
+                i.root,
+                i.status,
+                i.height.unwrap_or_default(),
+                i.reason
+                    .as_ref()
+                    .map_or(String::new(), |r| format!(" ({r})"))
+            ));
+        }
+        s
+    });
+    Ok(if rejected > 0 {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Runs `bcte meter proof`: every check is made here, from the chain's root and the meter's
+/// key; the node only supplies the data.
+fn proof(a: &ProofArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&a.node);
+    let feeder = resolve_feeder(&client, a.feeder.as_deref())?;
+    let site = site_id(&a.site)?;
+    let view: SettlementView = client.get(&format!(
+        "/v1/feeders/{}/intervals/{}/settlement",
+        enc(feeder.as_str()),
+        a.interval
+    ))?;
+    let reading = view.readings.get(site.as_str()).ok_or_else(|| {
+        anyhow!(
+            "site {:?} has no reading of interval {} on the chain",
+            site.as_str(),
+            a.interval
+        )
+    })?;
+    let Some(root_hex) = &reading.batch_root else {
+        return Err(anyhow!(
+            "site {:?}'s reading of interval {} was signed by its meter as a transaction: the \
+             transaction itself is the proof (`bcte query tx`)",
+            site.as_str(),
+            a.interval
+        ));
+    };
+    let root = parse_hash(root_hex).context("the node reports a bad batch root")?;
+    let p: ReadingProofView = client.get(&format!(
+        "/v1/meter-batches/{root_hex}/proofs/{}",
+        enc(site.as_str())
+    ))?;
+    let site_view: SiteView = client.get(&format!(
+        "/v1/feeders/{}/sites/{}",
+        enc(feeder.as_str()),
+        enc(site.as_str())
+    ))?;
+    let chain = chain_of(&client)?;
+    let built = ReadingProof::from_parts(
+        ChainId::new(p.chain_id.clone()).context("the proof's chain id")?,
+        FeederId::new(p.feeder.clone()).context("the proof's feeder")?,
+        Interval(p.interval),
+        SignedReading {
+            site: SiteId::new(p.site.clone()).context("the proof's site")?,
+            wh: WattHours(p.wh),
+            meter: p.meter.parse().context("the proof's meter")?,
+            signature: parse_signature(&p.signature).context("the proof's signature")?,
+        },
+        p.position,
+        p.leaf_count,
+        &p.siblings,
+    )
+    .context("the node's proof is malformed")?;
+    // Each check, in the order a dispute would go.
+    let mut problems = Vec::new();
+    if built.chain_id != chain
+        || built.feeder != feeder
+        || built.interval != Interval(a.interval)
+        || built.reading.site != site
+    {
+        problems.push("the proof is for another chain, feeder, interval or site".to_owned());
+    }
+    if let Err(e) = built.verify(&root) {
+        problems.push(e.to_string());
+    }
+    if built.reading.wh.0 != reading.wh {
+        problems.push(format!(
+            "the meter signed {} Wh but the chain holds {} Wh",
+            built.reading.wh.0, reading.wh
+        ));
+    }
+    let meter = built.reading.meter.to_string();
+    let current_meter = site_view.meter.as_deref() == Some(meter.as_str());
+    if !current_meter {
+        problems.push(format!(
+            "the reading is signed by meter {meter}, which is not the site's meter now ({}): \
+             check the meter's registration history (a swap)",
+            site_view.meter.as_deref().unwrap_or("none")
+        ));
+    }
+    let ok = problems.is_empty();
+    let value = serde_json::json!({
+        "verified": ok,
+        "feeder": feeder.as_str(),
+        "interval": a.interval,
+        "site": site.as_str(),
+        "wh": built.reading.wh.0,
+        "chain_wh": reading.wh,
+        "meter": meter,
+        "root": root_hex,
+        "position": p.position,
+        "leaf_count": p.leaf_count,
+        "problems": problems,
+    });
+    emit(json, &value, || {
+        if ok {
+            format!(
+                "verified: site {} read {} Wh in interval {}, signed by its meter {meter}, reading {} of {} in batch {root_hex} on the chain",
+                site.as_str(),
+                reading.wh,
+                a.interval,
+                p.position,
+                p.leaf_count
+            )
+        } else {
+            format!("NOT verified: {}", problems.join("; "))
+        }
+    });
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
