@@ -27,6 +27,7 @@ use bcte_types::{
     AccountId, ChainId, FeederId, Interval, Payload, SiteId, Tx, TxBody, WattHours,
     batch::{RawBatch, ReadingProof, SignedReading, parse_signature},
     ids::parse_hash,
+    meter::MeterBatch,
 };
 use clap::{Args, Subcommand};
 use commonware_codec::Encode;
@@ -251,21 +252,26 @@ pub struct Batches {
     pub lines: Vec<Vec<u64>>,
 }
 
-/// Reads a signed readings file into batches for `feeder` on `chain`: one interval's readings
-/// sorted by site, split where a transaction would be too large. A malformed line, or a site
-/// read twice in an interval, is an input error naming the line.
-pub fn read_signed(path: &Path, chain: &ChainId, feeder: &FeederId) -> anyhow::Result<Batches> {
-    let mut r = csv_reader(path)?;
-    check_header(
-        path,
-        &mut r,
-        &["site", "interval", "wh", "meter", "signature"],
-    )?;
-    let mut by_interval: BTreeMap<u64, Vec<(SignedReading, u64)>> = BTreeMap::new();
+/// Parses the signed readings in `chunk`, whose first line is line `first_line` of `path`.
+fn parse_rows(
+    path: &Path,
+    chunk: &[u8],
+    first_line: u64,
+) -> anyhow::Result<Vec<(u64, SignedReading, u64)>> {
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .trim(csv::Trim::All)
+        .from_reader(chunk);
     let mut rec = csv::StringRecord::new();
-    let mut line = 1u64;
-    while r.read_record(&mut rec).map_err(|e| at(path, line + 1, e))? {
-        line = rec.position().map_or(line + 1, |p| p.line());
+    let mut out = Vec::new();
+    let mut line = first_line;
+    loop {
+        match r.read_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => return Err(at(path, line, e)),
+        }
+        line = first_line - 1 + rec.position().map_or(1, |p| p.line());
         let site =
             SiteId::new(field(path, line, &rec, 0, "site")?).map_err(|e| at(path, line, e))?;
         let interval: u64 = field(path, line, &rec, 1, "interval")?
@@ -279,7 +285,11 @@ pub fn read_signed(path: &Path, chain: &ChainId, feeder: &FeederId) -> anyhow::R
             .map_err(|e| at(path, line, format!("meter: {e}")))?;
         let signature = parse_signature(field(path, line, &rec, 4, "signature")?)
             .map_err(|e| at(path, line, format!("signature: {e}")))?;
-        by_interval.entry(interval).or_default().push((
+        if rec.len() > 5 {
+            return Err(at(path, line, "more than the 5 columns of the header"));
+        }
+        out.push((
+            interval,
             SignedReading {
                 site,
                 wh: WattHours(wh),
@@ -288,6 +298,62 @@ pub fn read_signed(path: &Path, chain: &ChainId, feeder: &FeederId) -> anyhow::R
             },
             line,
         ));
+    }
+    Ok(out)
+}
+
+/// Reads a signed readings file into batches for `feeder` on `chain`: one interval's readings
+/// sorted by site, split where a transaction would be too large. A malformed line, or a site
+/// read twice in an interval, is an input error naming the line. The file is parsed on every
+/// core (no field can hold a line break: sites are printable ASCII).
+pub fn read_signed(path: &Path, chain: &ChainId, feeder: &FeederId) -> anyhow::Result<Batches> {
+    let mut r = csv_reader(path)?;
+    check_header(
+        path,
+        &mut r,
+        &["site", "interval", "wh", "meter", "signature"],
+    )?;
+    drop(r);
+    let bytes =
+        std::fs::read(path).map_err(|e| input(format!("{}: cannot read: {e}", path.display())))?;
+    let body_start = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(bytes.len(), |i| i + 1);
+    // Split the body at line breaks into one chunk per core, each with its first line number.
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let body = &bytes[body_start..];
+    let mut chunks: Vec<(&[u8], u64)> = Vec::new();
+    let mut from = 0;
+    let mut line = 2u64;
+    while from < body.len() {
+        let mut to = (from + body.len().div_ceil(threads)).min(body.len());
+        while to < body.len() && body[to - 1] != b'\n' {
+            to += 1;
+        }
+        let chunk = &body[from..to];
+        chunks.push((chunk, line));
+        line += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+        from = to;
+    }
+    let parsed: Vec<anyhow::Result<Vec<(u64, SignedReading, u64)>>> = std::thread::scope(|s| {
+        let workers: Vec<_> = chunks
+            .iter()
+            .map(|(chunk, first)| s.spawn(move || parse_rows(path, chunk, *first)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(anyhow!("a parsing thread failed")))
+            })
+            .collect()
+    });
+    let mut by_interval: BTreeMap<u64, Vec<(SignedReading, u64)>> = BTreeMap::new();
+    for part in parsed {
+        for (k, reading, line) in part? {
+            by_interval.entry(k).or_default().push((reading, line));
+        }
     }
     if by_interval.is_empty() {
         return Err(input(format!("{}: no readings", path.display())));
@@ -327,6 +393,23 @@ pub fn read_signed(path: &Path, chain: &ChainId, feeder: &FeederId) -> anyhow::R
         }
     }
     Ok(out)
+}
+
+/// Every batch's transaction payload (its Merkle root computed), on every core.
+pub fn payloads(b: &Batches) -> Vec<MeterBatch> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let per = b.batches.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = b
+            .batches
+            .chunks(per)
+            .map(|part| s.spawn(move || part.iter().map(RawBatch::to_payload).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_default())
+            .collect()
+    })
 }
 
 /// Checks every reading's meter signature, on every core, in chunks batch-verified. The error
@@ -414,9 +497,10 @@ pub fn import(
 ) -> anyhow::Result<Vec<Imported>> {
     let sender = AccountId::from_public_key(&key.public_key());
     let account: AccountView = client.get(&format!("/v1/accounts/{sender}"))?;
+    let payloads = payloads(b);
+    let roots: Vec<String> = payloads.iter().map(|p| hex::encode(p.root)).collect();
     let mut txs = Vec::with_capacity(b.batches.len());
-    for (n, batch) in b.batches.iter().enumerate() {
-        let payload = batch.to_payload();
+    for (n, (batch, payload)) in b.batches.iter().zip(payloads).enumerate() {
         let stored: BatchStored = client.post_bytes("/v1/meter-batches", &batch.encode())?;
         if stored.root != hex::encode(payload.root) {
             return Err(anyhow!(
@@ -440,7 +524,7 @@ pub fn import(
     }
     let deadline = Instant::now() + timeout;
     let mut out = Vec::with_capacity(txs.len());
-    for (tx, batch) in txs.iter().zip(&b.batches) {
+    for ((tx, batch), root) in txs.iter().zip(&b.batches).zip(roots) {
         let hash = hex::encode(tx.hash());
         let status = wait_final(
             client,
@@ -449,7 +533,7 @@ pub fn import(
         )?;
         out.push(Imported {
             interval: batch.interval.0,
-            root: hex::encode(batch.root()),
+            root,
             readings: batch.readings.len(),
             hash,
             height: status.height,

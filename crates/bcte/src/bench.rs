@@ -42,6 +42,10 @@ pub enum BenchCommand {
     /// Start a local network with a feeder, stream bids into it across gate closures, report
     /// bids final per second, their latency, and gate closure to result on every validator.
     Market(crate::bench_market::MarketArgs),
+    /// Start a local network with a feeder of metered sites, let a day of intervals clear,
+    /// then import the day's meter-signed readings through a head-end as `bcte meter submit`
+    /// does, and report how long until every batch is final.
+    Meters(crate::bench_meters::MetersArgs),
 }
 
 /// Arguments of `bcte bench chain`.
@@ -314,6 +318,15 @@ impl Network {
 /// Writes a network of `validators` as `bcte localnet init` does, with `allocations` in its
 /// genesis, and starts every validator as its own process.
 pub(crate) fn launch(validators: usize, allocations: &[Allocation]) -> anyhow::Result<Network> {
+    launch_at(validators, allocations, 1)
+}
+
+/// [`launch`] with the market clock at `market_clock_speed` (MC-1).
+pub(crate) fn launch_at(
+    validators: usize,
+    allocations: &[Allocation],
+    market_clock_speed: u32,
+) -> anyhow::Result<Network> {
     let dir = tempfile::Builder::new()
         .prefix("bcte-bench-")
         .tempdir()
@@ -325,6 +338,7 @@ pub(crate) fn launch(validators: usize, allocations: &[Allocation]) -> anyhow::R
         None,
         allocations,
         Tuning::default(),
+        market_clock_speed,
     )?;
     let mut nodes = Nodes(Vec::new());
     for node in &net.nodes {
@@ -503,6 +517,7 @@ pub fn run_bench(cmd: BenchCommand, json: bool) -> ExitCode {
     let result = match cmd {
         BenchCommand::Chain(args) => run_chain(&args, json),
         BenchCommand::Market(args) => crate::bench_market::run_market(&args, json),
+        BenchCommand::Meters(args) => crate::bench_meters::run_meters(&args, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

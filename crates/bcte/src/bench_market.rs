@@ -162,7 +162,7 @@ fn now_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-fn sign(chain: &ChainId, key: &PrivateKey, nonce: u64, payload: Payload) -> Tx {
+pub(crate) fn sign(chain: &ChainId, key: &PrivateKey, nonce: u64, payload: Payload) -> Tx {
     Tx::sign(
         TxBody {
             chain_id: chain.clone(),
@@ -176,7 +176,7 @@ fn sign(chain: &ChainId, key: &PrivateKey, nonce: u64, payload: Payload) -> Tx {
 
 /// Submits `txs` to `url` in HTTP batches and waits until node 0 (`watch_url`) serves every one
 /// final and accepted, or fails naming the first rejection.
-fn settle(url: &str, txs: &[Tx], what: &str) -> anyhow::Result<()> {
+pub(crate) fn settle(url: &str, txs: &[Tx], what: &str) -> anyhow::Result<()> {
     let client = Client::new(url);
     let head: HeadView = client.get("/v1/head")?;
     let mut wanted: HashSet<String> = HashSet::new();

@@ -57,6 +57,10 @@ pub enum LocalnetCommand {
         /// Use ports from here on (HTTP: BASE+i, p2p: BASE+100+i) instead of free ports.
         #[arg(long, value_name = "PORT")]
         base_port: Option<u16>,
+        /// Market ms per block-time ms (MC-1): 1 on a real network; 900 runs a 15-minute
+        /// interval in a second of wall time, for simulations and demonstrations.
+        #[arg(long, default_value_t = 1, value_name = "SPEED")]
+        market_clock_speed: u32,
     },
     /// Start every node of DIR as its own process, show their heights, stop all on Ctrl-C.
     Run {
@@ -136,6 +140,7 @@ pub fn init(
     base_port: Option<u16>,
     extra: &[Allocation],
     tuning: Tuning,
+    market_clock_speed: u32,
 ) -> anyhow::Result<Init> {
     if validators == 0 {
         bail!("--validators must be at least 1");
@@ -204,7 +209,7 @@ pub fn init(
             .collect(),
         authority: faucet_account,
         allocations,
-        market_clock_speed: 1,
+        market_clock_speed,
     };
     genesis
         .validate()
@@ -437,6 +442,7 @@ pub fn run_localnet(cmd: LocalnetCommand, json: bool) -> ExitCode {
             full_nodes,
             dir,
             base_port,
+            market_clock_speed,
         } => init(
             &dir,
             validators,
@@ -444,6 +450,7 @@ pub fn run_localnet(cmd: LocalnetCommand, json: bool) -> ExitCode {
             base_port,
             &[],
             Tuning::default(),
+            market_clock_speed,
         )
         .map(|net| {
             print_init(&dir, &net, json);

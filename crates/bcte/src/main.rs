@@ -11,9 +11,11 @@ use std::process::ExitCode;
 mod batch_cmds;
 mod bench;
 mod bench_market;
+mod bench_meters;
 mod chain_cmds;
 mod clear;
 mod client;
+mod export_cmds;
 mod localnet;
 mod market_cmds;
 mod meter_cmds;
@@ -62,6 +64,9 @@ enum Command {
     /// Meter data in bulk: sign readings as meters, submit them as a head-end, prove one.
     #[command(subcommand)]
     Meter(batch_cmds::MeterBulkCommand),
+    /// Export for other systems: billing statements of a period.
+    #[command(subcommand)]
+    Export(export_cmds::ExportCommand),
 }
 
 /// Reports a panic (a bug, or a dependency refusing damaged data) as one line on stderr.
@@ -96,6 +101,7 @@ fn main() -> ExitCode {
         Command::Clear(args) => clear::run_clear(args),
         Command::Market(cmd) => clear::run_market(cmd, cli.json),
         Command::Meter(cmd) => batch_cmds::run(cmd, cli.json),
+        Command::Export(cmd) => export_cmds::run(cmd),
     }
 }
 

@@ -954,6 +954,78 @@ fn bulk_readings_are_signed_submitted_proven_settled_and_audited_through_the_cli
         (Some(true), Some(30)),
         "{p}"
     );
+    // The billing export of the period [k, k] (BL-2, BL-3): the same figures, per site, in
+    // currency, kWh and base units; one owner, three sites.
+    let csv_out = dev.path("billing.csv");
+    let out = dev.run(&[
+        "export",
+        "billing",
+        "--from-interval",
+        &k,
+        "--to-interval",
+        &k,
+        "--format",
+        "csv",
+        "--out",
+        csv_out.to_str().unwrap(),
+    ]);
+    assert_ok(&out);
+    let text = std::fs::read_to_string(&csv_out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "participant,role,site,period,intervals,estimated,kwh_bought,kwh_sold,energy_charge,imbalance,adjustments,contracts,flexibility,total,total_base_units,net_deviation_kwh,netted_imbalance"
+    );
+    let period = format!("{k}-{k}");
+    assert_eq!(lines.len(), 4, "{text}");
+    assert_eq!(
+        lines[1],
+        format!(
+            "{house},owner,house-1,{period},1,0,0.010,0.000,0.000778,0.000000,0.000000,0.000000,0.000000,0.000778,778,,"
+        )
+    );
+    assert_eq!(
+        lines[2],
+        format!(
+            "{house},owner,house-2,{period},1,0,0.030,0.000,0.000000,0.003000,0.000000,0.000000,0.000000,0.003000,3000,,"
+        )
+    );
+    assert_eq!(
+        lines[3],
+        format!(
+            "{house},owner,house-3,{period},1,0,0.000,0.040,0.000000,-0.002400,0.000000,0.000000,0.000000,-0.002400,-2400,,"
+        )
+    );
+    let bill = dev.ok(&[
+        "export",
+        "billing",
+        "--from-interval",
+        &k,
+        "--to-interval",
+        &k,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(bill["statements"][0]["total"]["total"], 778 + 3_000 - 2_400);
+    assert_eq!(bill["open_intervals"], json!([]));
+    // An inverted period, and one with nothing settled yet: exit 2, one line.
+    let ahead = (k.parse::<u64>().unwrap() + 100).to_string();
+    for (from, to, says) in [
+        (&ahead, &k, "inverted"),
+        (&ahead, &ahead, "nothing to bill"),
+    ] {
+        let out = dev.run(&[
+            "export",
+            "billing",
+            "--from-interval",
+            from,
+            "--to-interval",
+            to,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        assert!(one_error_line(&out).contains(says), "{out:?}");
+    }
+
     // The same batch again: every site already has a reading, the ledger rejects it (exit 3).
     let out = dev.run(&[
         "meter",

@@ -9,6 +9,7 @@
 //! authorization is one table.
 
 mod auth;
+pub mod billing;
 pub mod exec;
 #[doc(hidden)]
 pub mod fuzzing;

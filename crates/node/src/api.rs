@@ -385,6 +385,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(crate::market_api::MarketDoc::openapi());
     doc.merge(crate::settle_api::SettleDoc::openapi());
     doc.merge(crate::batch_api::BatchDoc::openapi());
+    doc.merge(crate::billing_api::BillingDoc::openapi());
     doc
 }
 
@@ -411,6 +412,7 @@ pub fn router<S: Store>(state: Arc<ApiState<S>>) -> Router {
         .merge(crate::market_api::routes::<S>())
         .merge(crate::settle_api::routes::<S>())
         .merge(crate::batch_api::routes::<S>())
+        .merge(crate::billing_api::routes::<S>())
         .fallback(|| async { ApiError::not_found("no such route (see /openapi.json)") })
         .method_not_allowed_fallback(|| async {
             ApiError {

@@ -171,8 +171,9 @@ pub fn check_stored_batch(store: &dyn BlobStore, tx: &Tx) -> Result<(), String> 
         })?;
     let batch = RawBatch::from_bytes(&bytes)
         .map_err(|e| format!("the stored batch {root} is damaged: {e}"))?;
+    // The store holds it under its root (checked at upload): the energies are what remains.
     batch
-        .check_payload(p)
+        .check_energies(p)
         .map_err(|e| format!("batch {root}: {e}"))
 }
 

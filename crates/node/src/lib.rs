@@ -9,6 +9,7 @@ pub mod api;
 pub mod app;
 pub mod audit;
 pub mod batch_api;
+pub mod billing_api;
 pub mod cert;
 pub mod chain_block;
 pub mod config;

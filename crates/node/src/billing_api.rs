@@ -1,0 +1,313 @@
+//! Billing statements (docs/billing-rules.md): per participant and site, and per aggregator's
+//! portfolio, over a billing period of settled intervals, in base units and in currency; what
+//! `bcte export billing` writes for a legacy billing system.
+
+use crate::{
+    api::{ApiError, ApiState, ErrorBody},
+    market_api::{parse_feeder, path, read, schedule_of},
+};
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State, rejection::PathRejection, rejection::QueryRejection},
+    routing::get,
+};
+use bcte_ledger::{
+    StateKey,
+    billing::{Bill, netted_imbalance},
+    market_state::{SiteState, SiteTable},
+    settle_state::{AdjustBucket, SettleIndex, SettledBucket},
+};
+use bcte_store::Store;
+use bcte_types::{AccountId, Interval, Price, SiteId};
+use serde::{Deserialize, Serialize};
+use std::{collections::BTreeMap, sync::Arc};
+use utoipa::{IntoParams, ToSchema};
+
+/// The longest billing period, in intervals (31 days of 15-minute intervals).
+pub const PERIOD_INTERVALS_MAX: u64 = 31 * 96;
+
+/// The billing routes.
+pub fn routes<S: Store>() -> Router<Arc<ApiState<S>>> {
+    Router::new().route("/v1/feeders/{feeder}/billing", get(billing::<S>))
+}
+
+/// The billing period (both ends inclusive).
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PeriodQuery {
+    /// The first interval of the period.
+    pub from_interval: u64,
+    /// The last interval of the period (inclusive).
+    pub to_interval: u64,
+}
+
+/// A bill in base units and currency (BL-2).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BillView {
+    /// Settled intervals counted.
+    pub intervals: u32,
+    /// Of them, estimated (no reading at settlement).
+    pub estimated: u32,
+    /// Energy taken, Wh.
+    pub wh_bought: i64,
+    /// Energy fed in, Wh.
+    pub wh_sold: i64,
+    /// Base units (positive: the participant pays).
+    pub energy_charge: i64,
+    /// Base units.
+    pub imbalance_charge: i64,
+    /// True-ups and corrections booked in the period, base units.
+    pub adjustments: i64,
+    /// Contract differences, base units.
+    pub contracts: i64,
+    /// Flexibility payments, base units (negative: paid to the participant).
+    pub flexibility: i64,
+    /// The sum, base units.
+    pub total: i64,
+    /// The total in currency (6 decimals).
+    pub total_currency: String,
+    /// Deviation from the schedules, Wh.
+    pub deviation_wh: i64,
+}
+
+impl From<&Bill> for BillView {
+    fn from(b: &Bill) -> Self {
+        Self {
+            intervals: b.intervals,
+            estimated: b.estimated,
+            wh_bought: b.wh_bought,
+            wh_sold: b.wh_sold,
+            energy_charge: b.energy_charge,
+            imbalance_charge: b.imbalance_charge,
+            adjustments: b.adjustments,
+            contracts: b.contracts,
+            flexibility: b.flexibility,
+            total: b.total(),
+            total_currency: currency(b.total()),
+            deviation_wh: b.deviation_wh,
+        }
+    }
+}
+
+/// Base units as currency with six decimals.
+pub fn currency(base: i64) -> String {
+    let sign = if base < 0 { "-" } else { "" };
+    let b = base.unsigned_abs();
+    format!("{sign}{}.{:06}", b / 1_000_000, b % 1_000_000)
+}
+
+/// A participant's statement (BL-3).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StatementView {
+    /// The participant (the sites' owner).
+    pub participant: String,
+    /// Its sites' bills.
+    pub sites: BTreeMap<String, BillView>,
+    /// The sum over its sites.
+    pub total: BillView,
+}
+
+/// An aggregator's portfolio statement (BL-4).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PortfolioView {
+    /// The aggregator.
+    pub aggregator: String,
+    /// Its delegated sites.
+    pub sites: Vec<String>,
+    /// The sum of its sites' bills, as charged to their owners.
+    pub total: BillView,
+    /// The portfolio's deviations netted per interval, summed, Wh.
+    pub net_deviation_wh: i64,
+    /// The imbalance the portfolio would pay with its deviations netted per interval, base
+    /// units.
+    pub netted_imbalance: i64,
+    /// The imbalance charged less the netted one, base units.
+    pub netting_benefit: i64,
+}
+
+/// `GET /v1/feeders/{feeder}/billing`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BillingView {
+    /// The feeder.
+    pub feeder: String,
+    /// The first interval of the period.
+    pub from_interval: u64,
+    /// The last interval of the period.
+    pub to_interval: u64,
+    /// The period's settled intervals.
+    pub settled_intervals: u32,
+    /// Its intervals not settled yet (not cleared, or waiting for readings): the statement is
+    /// final only when this is empty.
+    pub open_intervals: Vec<u64>,
+    /// Per participant.
+    pub statements: Vec<StatementView>,
+    /// Per aggregator.
+    pub portfolios: Vec<PortfolioView>,
+}
+
+/// Checks a period and returns it.
+pub fn check_period(from: u64, to: u64) -> Result<(Interval, Interval), String> {
+    if from > to {
+        return Err(format!(
+            "the period is inverted: from interval {from} to {to}; give the first interval, then the last"
+        ));
+    }
+    if to - from >= PERIOD_INTERVALS_MAX {
+        return Err(format!(
+            "the period has {} intervals; at most {PERIOD_INTERVALS_MAX} (31 days of 15 minutes)",
+            to - from + 1
+        ));
+    }
+    Ok((Interval(from), Interval(to)))
+}
+
+/// Billing statements of a period.
+#[utoipa::path(
+    get,
+    path = "/v1/feeders/{feeder}/billing",
+    params(
+        ("feeder" = String, Path, pattern = r#"^[!"$-.0-~]([ -.0-~]{0,126}[!-.0-~])?$"#, description = "feeder id"),
+        PeriodQuery
+    ),
+    responses(
+        (status = 200, body = BillingView),
+        (status = 400, body = ErrorBody, description = "an inverted or too long period"),
+        (status = 404, body = ErrorBody, description = "unknown feeder, or a period with an interval that has left the state (retention)"),
+    )
+)]
+async fn billing<S: Store>(
+    State(st): State<Arc<ApiState<S>>>,
+    p: Result<Path<String>, PathRejection>,
+    q: Result<Query<PeriodQuery>, QueryRejection>,
+) -> Result<Json<BillingView>, ApiError> {
+    let f = parse_feeder(&path(p)?)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let (from, to) = check_period(q.from_interval, q.to_interval).map_err(ApiError::bad_request)?;
+    let st2 = st.clone();
+    tokio::task::spawn_blocking(move || statements(&st2, &f, from, to))
+        .await
+        .map_err(ApiError::internal)?
+        .map(Json)
+}
+
+fn statements<S: Store>(
+    st: &ApiState<S>,
+    f: &bcte_types::FeederId,
+    from: Interval,
+    to: Interval,
+) -> Result<BillingView, ApiError> {
+    let h = st.shared.executor.tip().height;
+    let s = schedule_of(st, h, f)?;
+    let table: SiteTable = read(st, h, &StateKey::Sites(f.clone()))?.unwrap_or_default();
+    let owner_of: BTreeMap<&SiteId, AccountId> =
+        table.sites.iter().map(|s| (&s.id, s.owner)).collect();
+    let mut bills: BTreeMap<SiteId, Bill> = BTreeMap::new();
+    // Per interval, each site's (deviation, price), and the interval's penalty, for BL-4.
+    let mut deviations: Vec<(Price, BTreeMap<SiteId, (i64, Price)>)> = Vec::new();
+    let mut view = BillingView {
+        feeder: f.to_string(),
+        from_interval: from.0,
+        to_interval: to.0,
+        settled_intervals: 0,
+        open_intervals: Vec::new(),
+        statements: Vec::new(),
+        portfolios: Vec::new(),
+    };
+    for k in from.0..=to.0 {
+        let k = Interval(k);
+        let idx: Option<SettleIndex> = read(st, h, &StateKey::Settling(f.clone(), k))?;
+        let Some(idx) = idx else {
+            if k < s.next_clear {
+                return Err(ApiError::not_found(format!(
+                    "interval {k} has left the current state (retention): bill a period before \
+                     its intervals are pruned"
+                )));
+            }
+            view.open_intervals.push(k.0);
+            continue;
+        };
+        // BL-2.3: true-ups and corrections count in the period they are booked in.
+        for b in idx.adjustments.iter() {
+            let bucket: Option<AdjustBucket> =
+                read(st, h, &StateKey::Adjustments(f.clone(), k, b))?;
+            for a in bucket.map(|b| b.items).unwrap_or_default() {
+                bills.entry(a.site).or_default().adjustments += a.amount;
+            }
+        }
+        if k >= s.next_settle {
+            view.open_intervals.push(k.0);
+            continue;
+        }
+        view.settled_intervals += 1;
+        let mut devs = BTreeMap::new();
+        for b in idx.settled.iter() {
+            let bucket: Option<SettledBucket> = read(st, h, &StateKey::Settled(f.clone(), k, b))?;
+            for (site, x) in bucket.map(|b| b.sites).unwrap_or_default() {
+                bills.entry(site.clone()).or_default().add_interval(&x);
+                devs.insert(site, (x.deviation_wh, x.price));
+            }
+        }
+        deviations.push((idx.imbalance_penalty, devs));
+    }
+    // BL-3: per participant.
+    let mut by_owner: BTreeMap<AccountId, StatementView> = BTreeMap::new();
+    let mut totals: BTreeMap<AccountId, Bill> = BTreeMap::new();
+    for (site, bill) in &bills {
+        let owner = owner_of
+            .get(site)
+            .copied()
+            .ok_or_else(|| ApiError::internal(format!("settled site {site} is not registered")))?;
+        by_owner
+            .entry(owner)
+            .or_insert_with(|| StatementView {
+                participant: owner.to_string(),
+                sites: BTreeMap::new(),
+                total: BillView::from(&Bill::default()),
+            })
+            .sites
+            .insert(site.to_string(), BillView::from(bill));
+        totals.entry(owner).or_default().add(bill);
+    }
+    for (owner, mut statement) in by_owner {
+        statement.total = BillView::from(&totals[&owner]);
+        view.statements.push(statement);
+    }
+    // BL-4: per aggregator, its delegated sites (as delegated now).
+    let mut portfolios: BTreeMap<AccountId, Vec<SiteId>> = BTreeMap::new();
+    for site in bills.keys() {
+        let state: Option<SiteState> = read(st, h, &StateKey::Site(f.clone(), site.clone()))?;
+        if let Some(a) = state.and_then(|s| s.aggregator) {
+            portfolios.entry(a).or_default().push(site.clone());
+        }
+    }
+    for (aggregator, sites) in portfolios {
+        let mut total = Bill::default();
+        for site in &sites {
+            total.add(&bills[site]);
+        }
+        let mut netted = 0i64;
+        let mut net_deviation = 0i64;
+        for (penalty, devs) in &deviations {
+            let interval: Vec<(i64, Price)> =
+                sites.iter().filter_map(|s| devs.get(s).copied()).collect();
+            netted += netted_imbalance(&interval, *penalty);
+            net_deviation += interval.iter().map(|(d, _)| d).sum::<i64>();
+        }
+        view.portfolios.push(PortfolioView {
+            aggregator: aggregator.to_string(),
+            sites: sites.iter().map(ToString::to_string).collect(),
+            netting_benefit: total.imbalance_charge - netted,
+            total: BillView::from(&total),
+            net_deviation_wh: net_deviation,
+            netted_imbalance: netted,
+        });
+    }
+    Ok(view)
+}
+
+/// The billing route's part of the OpenAPI description.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(billing),
+    components(schemas(BillingView, StatementView, PortfolioView, BillView))
+)]
+pub struct BillingDoc;
