@@ -136,6 +136,10 @@ pub enum TxCommand {
     Reading(crate::meter_cmds::ReadingArgs),
     /// Correct a settled site's settlement, with a reason on the record (DSO).
     Adjust(crate::meter_cmds::AdjustArgs),
+    /// Peer-to-peer contracts: enter one or cancel its future intervals, with the other
+    /// party's consent.
+    #[command(subcommand)]
+    Contract(crate::contract_cmds::ContractTxCommand),
 }
 
 /// `bcte query` subcommands.
@@ -400,6 +404,7 @@ pub fn run_tx(cmd: TxCommand, json: bool) -> ExitCode {
         TxCommand::Meter(cmd) => return crate::meter_cmds::run_meter(cmd, json),
         TxCommand::Reading(args) => return crate::meter_cmds::run_reading(args, json),
         TxCommand::Adjust(args) => return crate::meter_cmds::run_adjust(args, json),
+        TxCommand::Contract(cmd) => return crate::contract_cmds::run_tx(cmd, json),
         TxCommand::Transfer { common, to, amount } => (
             common,
             Payload::Transfer {

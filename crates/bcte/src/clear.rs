@@ -49,6 +49,11 @@ pub enum MarketCommand {
         #[command(flatten)]
         query: crate::market_cmds::QueryArgs,
     },
+    /// A feeder's peer-to-peer contracts not yet wholly settled.
+    Contracts {
+        #[command(flatten)]
+        query: crate::market_cmds::QueryArgs,
+    },
     /// A cleared interval's bids (sealed until the interval clears).
     Bids {
         /// The interval.
@@ -192,6 +197,7 @@ pub fn run_market(cmd: MarketCommand, json: bool) -> ExitCode {
             json,
         )),
         MarketCommand::Bids { interval, query: q } => query(market_cmds::bids(&q, interval, json)),
+        MarketCommand::Contracts { query: q } => query(crate::contract_cmds::list(&q, json)),
         MarketCommand::Settlement {
             interval,
             site,

@@ -15,6 +15,7 @@ mod bench_meters;
 mod chain_cmds;
 mod clear;
 mod client;
+mod contract_cmds;
 mod export_cmds;
 mod localnet;
 mod market_cmds;
@@ -64,6 +65,9 @@ enum Command {
     /// Meter data in bulk: sign readings as meters, submit them as a head-end, prove one.
     #[command(subcommand)]
     Meter(batch_cmds::MeterBulkCommand),
+    /// Peer-to-peer contracts: sign your consent to terms the other party submits.
+    #[command(subcommand)]
+    Contract(contract_cmds::ContractCommand),
     /// Export for other systems: billing statements of a period.
     #[command(subcommand)]
     Export(export_cmds::ExportCommand),
@@ -102,6 +106,7 @@ fn main() -> ExitCode {
         Command::Market(cmd) => clear::run_market(cmd, cli.json),
         Command::Meter(cmd) => batch_cmds::run(cmd, cli.json),
         Command::Export(cmd) => export_cmds::run(cmd),
+        Command::Contract(cmd) => contract_cmds::run(cmd, cli.json),
     }
 }
 

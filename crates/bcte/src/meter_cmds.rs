@@ -200,8 +200,23 @@ pub fn settlement(
     );
     let started = Instant::now();
     let view: SettlementView = loop {
-        let view: SettlementView = client.get(&url)?;
-        if view.status == "settled" || started.elapsed() >= Duration::from_secs(wait_s) {
+        let waiting = started.elapsed() < Duration::from_secs(wait_s);
+        let view: SettlementView = match client.get(&url) {
+            Ok(v) => v,
+            // Not cleared yet: while waiting, wait for it to clear too.
+            Err(e)
+                if waiting
+                    && e.downcast_ref::<crate::client::NodeError>()
+                        .is_some_and(|n| {
+                            n.status == 404 && n.message.contains("not cleared yet")
+                        }) =>
+            {
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if view.status == "settled" || !waiting {
             break view;
         }
         std::thread::sleep(Duration::from_millis(200));

@@ -1069,3 +1069,205 @@ fn bulk_readings_are_signed_submitted_proven_settled_and_audited_through_the_cli
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("stored batch") && err.contains(&root), "{err}");
 }
+
+#[test]
+fn a_p2p_contract_is_consented_entered_settled_billed_and_cancelled_through_the_cli() {
+    let dev = Dev::start();
+    let v = dev.ok(&[
+        "tx",
+        "feeder",
+        "register",
+        "--key",
+        dev.dso(),
+        "--file",
+        &example("chain/feeder.json"),
+    ]);
+    assert_eq!(v["status"], "accepted");
+    let (seller_key, seller) = dev.key("seller");
+    let (buyer_key, buyer) = dev.key("buyer");
+    for args in [
+        vec![
+            "tx",
+            "site",
+            "register",
+            "--key",
+            dev.dso(),
+            "--site",
+            "pv",
+            "--node",
+            "t1",
+            "--owner",
+            &seller,
+        ],
+        vec![
+            "tx",
+            "site",
+            "register",
+            "--key",
+            dev.dso(),
+            "--site",
+            "home",
+            "--node",
+            "t1",
+            "--owner",
+            &buyer,
+        ],
+        vec![
+            "tx",
+            "mint",
+            "--key",
+            dev.dso(),
+            "--to",
+            &buyer,
+            "--amount",
+            "1000000",
+        ],
+    ] {
+        assert_eq!(dev.ok(&args)["status"], "accepted", "{args:?}");
+    }
+    let k = dev.next_open("demo", 1);
+    let (from, to) = (k.to_string(), (k + 5).to_string());
+    let terms = |v: &mut Vec<String>, kw: &str| {
+        for a in [
+            "--seller-site",
+            "pv",
+            "--buyer-site",
+            "home",
+            "--kw",
+            kw,
+            "--from-interval",
+            &from,
+            "--to-interval",
+            &to,
+            "--price",
+            "60",
+        ] {
+            v.push(a.to_owned());
+        }
+    };
+    let run = |args: Vec<String>| dev.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    // The seller consents offline; the buyer submits.
+    let mut consent = vec![
+        "--json".into(),
+        "contract".into(),
+        "consent".into(),
+        "p2p".into(),
+        "--key".into(),
+        seller_key.clone(),
+    ];
+    terms(&mut consent, "2");
+    let out = run(consent);
+    assert_ok(&out);
+    let c = json_of(&out);
+    let (sig, id) = (
+        c["consent"].as_str().unwrap().to_owned(),
+        c["id"].as_str().unwrap().to_owned(),
+    );
+    let submit = |kw: &str, consent: &str| {
+        let mut v: Vec<String> = vec![
+            "--json".into(),
+            "tx".into(),
+            "contract".into(),
+            "p2p".into(),
+            "--key".into(),
+            buyer_key.clone(),
+            "--consent".into(),
+            consent.into(),
+        ];
+        terms(&mut v, kw);
+        run(v)
+    };
+    // A negative power is bad input (exit 2); a consent the buyer signed itself is one
+    // signature, not two: rejected by the ledger (exit 3).
+    let out = submit("-2", &sig);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(one_error_line(&out).contains("--kw"));
+    let mut own = vec![
+        "--json".into(),
+        "contract".into(),
+        "consent".into(),
+        "p2p".into(),
+        "--key".into(),
+        buyer_key.clone(),
+    ];
+    terms(&mut own, "2");
+    let own_sig = json_of(&run(own))["consent"].as_str().unwrap().to_owned();
+    let out = submit("2", &own_sig);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("both parties must sign"));
+    let out = submit("2", &sig);
+    assert_ok(&out);
+    assert_eq!(json_of(&out)["status"], "accepted");
+    let list = dev.ok(&["market", "contracts"]);
+    assert_eq!(list["contracts"][0]["id"], id.as_str());
+    assert_eq!(list["contracts"][0]["power_kw"], 2.0);
+
+    // CT-2.1 by hand: nobody bids, so t1 clears at the midpoint of the upstream's 80 and
+    // 20/MWh, 50/MWh; 2 kW for 10 s at 60 − 50 = 10/MWh is 2,000 × 10,000 × 10⁷ / 3.6·10¹²
+    // = 55.6, 56 base units, paid by the buyer's owner to the seller's.
+    let s = dev.ok(&["market", "settlement", &from, "--wait", "60"]);
+    assert_eq!(s["status"], "settled", "{s}");
+    let flows = &s["totals"]["contracts"];
+    assert_eq!(
+        (flows[0]["id"].as_str(), flows[0]["amount"].as_i64()),
+        (Some(id.as_str()), Some(56)),
+        "{s}"
+    );
+    let bill = dev.ok(&[
+        "export",
+        "billing",
+        "--from-interval",
+        &from,
+        "--to-interval",
+        &from,
+        "--format",
+        "json",
+    ]);
+    let contracts_of = |who: &str, site: &str| {
+        bill["statements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|st| st["participant"] == who)
+            .map(|st| st["sites"][site]["contracts"].as_i64().unwrap())
+    };
+    assert_eq!(
+        (contracts_of(&buyer, "home"), contracts_of(&seller, "pv")),
+        (Some(56), Some(-56)),
+        "{bill}"
+    );
+
+    // Cancelled from the next open interval on, with the seller's consent.
+    let cut = dev.next_open("demo", 1).to_string();
+    let c = dev.ok(&[
+        "contract",
+        "consent",
+        "cancel",
+        "--key",
+        &seller_key,
+        "--id",
+        &id,
+        "--from-interval",
+        &cut,
+    ]);
+    let v = dev.ok(&[
+        "tx",
+        "contract",
+        "cancel",
+        "--key",
+        &buyer_key,
+        "--id",
+        &id,
+        "--from-interval",
+        &cut,
+        "--consent",
+        c["consent"].as_str().unwrap(),
+    ]);
+    assert_eq!(v["status"], "accepted", "{v}");
+    let list = dev.ok(&["market", "contracts"]);
+    assert_eq!(
+        list["contracts"][0]["until_interval"].as_u64(),
+        Some(cut.parse::<u64>().unwrap() - 1),
+        "{list}"
+    );
+}

@@ -35,7 +35,9 @@ pub const fn privilege_of(payload: &Payload) -> Option<Privilege> {
         | Payload::Bids(_)
         // ST-1.3: the site's meter; ST-1.2: a head-end system of the feeder.
         | Payload::Reading(_)
-        | Payload::MeterBatch(_) => None,
+        | Payload::MeterBatch(_)
+        | Payload::ContractP2p(_)
+        | Payload::ContractCancel(_) => None,
     }
 }
 

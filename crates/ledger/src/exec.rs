@@ -244,6 +244,18 @@ pub fn reads_of(txs: &[Tx]) -> BTreeSet<StateKey> {
                 let (f, k) = (&op.feeder, op.interval);
                 reading_keys(&mut keys, f, k, op.readings.iter().map(|r| &r.site));
             }
+            Payload::ContractP2p(op) => {
+                let f = &op.terms.feeder;
+                keys.insert(schedule(f));
+                keys.insert(StateKey::Sites(f.clone()));
+                keys.insert(StateKey::Contracts(f.clone()));
+            }
+            Payload::ContractCancel(op) => {
+                let f = &op.feeder;
+                keys.insert(schedule(f));
+                keys.insert(StateKey::Sites(f.clone()));
+                keys.insert(StateKey::Contracts(f.clone()));
+            }
             Payload::SettlementAdjust(op) => {
                 let f = &op.feeder;
                 for key in [
@@ -423,6 +435,8 @@ fn apply_tx(
         Payload::Reading(op) => crate::settle::reading(w, ctx, from, op),
         Payload::MeterBatch(op) => crate::settle::batch(w, ctx, from, op),
         Payload::SettlementAdjust(op) => crate::settle::adjust(w, op),
+        Payload::ContractP2p(op) => crate::contract::enter(w, ctx, from, op),
+        Payload::ContractCancel(op) => crate::contract::cancel(w, ctx, from, op),
     }
 }
 

@@ -24,6 +24,7 @@
 //! | an interval's settlement totals | `0x1d ‖ F ‖ K:u64`              | [`IntervalSettlement`](crate::settle_state::IntervalSettlement) | `settlement/<F>/<K>` |
 //! | a bucket of adjustments booked in an interval | `0x1e ‖ F ‖ K:u64 ‖ B:u16` | [`AdjustBucket`](crate::settle_state::AdjustBucket) | `adjustments/<F>/<K>/<B>` |
 //! | owners that may be in debt | `0x1f ‖ F`                           | [`Debtors`](crate::settle_state::Debtors) | `debtors/<F>` |
+//! | a feeder's P2P contracts  | `0x20 ‖ F`                            | [`ContractTable`](crate::contract::ContractTable) | `contracts/<F>` |
 //!
 //! `F` and `S` are a feeder and a site id, each `len:u8 ‖ bytes`; `K` an interval; `B` a book
 //! bucket, a function of the site id ([`book_bucket`]). Ids hold no `/`, so the string forms
@@ -89,6 +90,8 @@ pub enum StateKey {
     Adjustments(FeederId, Interval, u16),
     /// The owners that may be in debt to a feeder's market account.
     Debtors(FeederId),
+    /// A feeder's peer-to-peer contracts.
+    Contracts(FeederId),
 }
 
 /// Buckets of an interval's bids and results (see the [module documentation](self)).
@@ -121,7 +124,8 @@ pub enum KeyError {
          market-clock, feeders, feeder/<F>, schedule/<F>, sites/<F>, site/<F>/<S>, \
          book/<F>/<K>, bids/<F>/<K>/<B>, result/<F>/<K>, upstream/<F>/<K>, \
          results/<F>/<K>/<B>, meters/<F>, readings/<F>/<K>/<B>, settling/<F>/<K>, \
-         settled/<F>/<K>/<B>, settlement/<F>/<K>, adjustments/<F>/<K>/<B> or debtors/<F>"
+         settled/<F>/<K>/<B>, settlement/<F>/<K>, adjustments/<F>/<K>/<B>, debtors/<F> \
+         or contracts/<F>"
     )]
     Unknown(String),
     /// The account part is not an account.
@@ -161,6 +165,7 @@ impl StateKey {
     const TAG_SETTLEMENT: u8 = 0x1d;
     const TAG_ADJUSTMENTS: u8 = 0x1e;
     const TAG_DEBTORS: u8 = 0x1f;
+    const TAG_CONTRACTS: u8 = 0x20;
 
     /// The key's bytes (the preimage of its tree key).
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -183,12 +188,14 @@ impl StateKey {
             | Self::Schedule(f)
             | Self::Sites(f)
             | Self::Meters(f)
-            | Self::Debtors(f) => {
+            | Self::Debtors(f)
+            | Self::Contracts(f) => {
                 v.push(match self {
                     Self::Feeder(_) => Self::TAG_FEEDER,
                     Self::Schedule(_) => Self::TAG_SCHEDULE,
                     Self::Meters(_) => Self::TAG_METERS,
                     Self::Debtors(_) => Self::TAG_DEBTORS,
+                    Self::Contracts(_) => Self::TAG_CONTRACTS,
                     _ => Self::TAG_SITES,
                 });
                 id(&mut v, f.as_str());
@@ -321,6 +328,8 @@ impl StateKey {
             }
             Self::TAG_METERS => Self::Meters(feeder(&mut c)?),
             Self::TAG_DEBTORS => Self::Debtors(feeder(&mut c)?),
+            Self::TAG_CONTRACTS => Self::Contracts(feeder(&mut c)?),
+
             Self::TAG_SETTLING => {
                 let (f, k) = interval_of(&mut c)?;
                 Self::Settling(f, k)
@@ -372,7 +381,8 @@ impl StateKey {
             | Self::Settled(f, _, _)
             | Self::Settlement(f, _)
             | Self::Adjustments(f, _, _)
-            | Self::Debtors(f) => Some(f),
+            | Self::Debtors(f)
+            | Self::Contracts(f) => Some(f),
             _ => None,
         }
     }
@@ -403,6 +413,7 @@ impl fmt::Display for StateKey {
             Self::Settlement(x, k) => write!(f, "settlement/{x}/{k}"),
             Self::Adjustments(x, k, b) => write!(f, "adjustments/{x}/{k}/{b}"),
             Self::Debtors(x) => write!(f, "debtors/{x}"),
+            Self::Contracts(x) => write!(f, "contracts/{x}"),
         }
     }
 }
@@ -450,6 +461,7 @@ impl FromStr for StateKey {
             ["results", f, k, b] => Self::Results(FeederId::new(*f)?, interval(k)?, bucket(b)?),
             ["meters", f] => Self::Meters(FeederId::new(*f)?),
             ["debtors", f] => Self::Debtors(FeederId::new(*f)?),
+            ["contracts", f] => Self::Contracts(FeederId::new(*f)?),
             ["readings", f, k, b] => Self::Readings(FeederId::new(*f)?, interval(k)?, bucket(b)?),
             ["settling", f, k] => Self::Settling(FeederId::new(*f)?, interval(k)?),
             ["settled", f, k, b] => Self::Settled(FeederId::new(*f)?, interval(k)?, bucket(b)?),
@@ -494,7 +506,8 @@ mod tests {
             StateKey::Settled(f.clone(), k, 0),
             StateKey::Settlement(f.clone(), k),
             StateKey::Adjustments(f.clone(), k, 77),
-            StateKey::Debtors(f),
+            StateKey::Debtors(f.clone()),
+            StateKey::Contracts(f),
         ]
     }
 

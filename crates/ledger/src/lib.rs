@@ -10,6 +10,7 @@
 
 mod auth;
 pub mod billing;
+pub mod contract;
 pub mod exec;
 #[doc(hidden)]
 pub mod fuzzing;

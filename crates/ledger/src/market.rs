@@ -87,6 +87,7 @@ pub(crate) struct MarketValues {
     pub(crate) settlements: Typed<crate::settle_state::IntervalSettlement>,
     pub(crate) adjustments: Typed<crate::settle_state::AdjustBucket>,
     pub(crate) debtors: Typed<crate::settle_state::Debtors>,
+    pub(crate) contracts: Typed<crate::contract::ContractTable>,
 }
 
 /// A domain handler's answer: accepted, rejected with a reason, or a failure of execution.

@@ -763,6 +763,8 @@ struct SettleInputs {
     results: BTreeMap<u32, crate::market_state::SiteResult>,
     /// Site index → its reading.
     readings: BTreeMap<u32, i64>,
+    /// The contracts covering the interval (CT-2).
+    contracts: Vec<crate::contract::ContractEntry>,
 }
 
 /// Gathers a settlement's inputs, or `None` if a key it needs was not read (the next block's
@@ -793,6 +795,7 @@ fn settle_inputs(w: &mut Working<'_>, f: &FeederId) -> Result<Option<SettleInput
         && m.site_tables.known(pre, &keys[4])
         && m.feeders.known(pre, &keys[5])
         && m.debtors.known(pre, &keys[6])
+        && m.contracts.known(pre, &StateKey::Contracts(f.clone()))
         && (Interval(k.0 + 1) >= s.next_clear
             || m.settling
                 .known(pre, &StateKey::Settling(f.clone(), Interval(k.0 + 1))));
@@ -888,6 +891,20 @@ fn settle_inputs(w: &mut Working<'_>, f: &FeederId) -> Result<Option<SettleInput
             accounts.insert(table.sites[m.site as usize].owner);
         }
     }
+    let contracts: Vec<crate::contract::ContractEntry> = w
+        .market
+        .contracts
+        .get(pre, &StateKey::Contracts(f.clone()))?
+        .map(|t| t.active(k).cloned().collect())
+        .unwrap_or_default();
+    for c in &contracts {
+        for site in [&c.terms.seller, &c.terms.buyer] {
+            let i = by_id
+                .get(site)
+                .ok_or_else(|| ExecError::Bug(format!("contract of unknown site {site}")))?;
+            accounts.insert(table.sites[*i as usize].owner);
+        }
+    }
     if accounts.iter().any(|a| !w.money.known(pre, *a)) {
         return Ok(None);
     }
@@ -901,6 +918,7 @@ fn settle_inputs(w: &mut Working<'_>, f: &FeederId) -> Result<Option<SettleInput
         meters,
         results,
         readings,
+        contracts,
     }))
 }
 
@@ -919,6 +937,7 @@ fn settle_interval(w: &mut Working<'_>, ctx: &BlockContext, f: &FeederId) -> Res
         meters,
         results,
         readings,
+        contracts,
     } = inp;
     let dt = result.interval_ms;
     let penalty = idx.imbalance_penalty;
@@ -968,6 +987,34 @@ fn settle_interval(w: &mut Working<'_>, ctx: &BlockContext, f: &FeederId) -> Res
             .or_default()
             .sites
             .push((info.id.clone(), site));
+    }
+    // CT-2.1: each contract covering the interval pays its difference, buyer to seller, at the
+    // seller's node price; both through the market account like every settlement payment.
+    let info_of: HashMap<&SiteId, &crate::market_state::SiteInfo> =
+        table.sites.iter().map(|s| (&s.id, s)).collect();
+    for c in contracts {
+        let (Some(seller), Some(buyer)) =
+            (info_of.get(&c.terms.seller), info_of.get(&c.terms.buyer))
+        else {
+            return Err(ExecError::Bug(format!(
+                "contract {} of unknown sites",
+                hex::encode(c.id)
+            )));
+        };
+        let amount = crate::contract::difference(
+            c.terms.power.0,
+            dt,
+            c.terms.price,
+            result.prices[seller.node as usize],
+        );
+        *owed.entry(buyer.owner).or_default() += i128::from(amount);
+        *owed.entry(seller.owner).or_default() -= i128::from(amount);
+        totals.contracts.push(crate::contract::ContractFlow {
+            id: c.id,
+            buyer: c.terms.buyer.clone(),
+            seller: c.terms.seller.clone(),
+            amount,
+        });
     }
     // ST-2.6: the upstream exchange at the root's price.
     let root = feeder.root() as usize;
@@ -1128,6 +1175,7 @@ pub(crate) fn plan_reads(
             StateKey::Sites(f.clone()),
             StateKey::Meters(f.clone()),
             StateKey::Debtors(f.clone()),
+            StateKey::Contracts(f.clone()),
         ] {
             want.insert(key);
         }
@@ -1172,6 +1220,18 @@ pub(crate) fn plan_reads(
         }
         let owners: HashMap<&SiteId, AccountId> =
             table.sites.iter().map(|s| (&s.id, s.owner)).collect();
+        // CT-2.1: both parties of every contract covering the interval.
+        if let Some(Some(contracts)) =
+            pre.peek_decode::<crate::contract::ContractTable>(&StateKey::Contracts(f.clone()))?
+        {
+            for c in contracts.active(k) {
+                for site in [&c.terms.seller, &c.terms.buyer] {
+                    if let Some(owner) = owners.get(site) {
+                        want.insert(StateKey::Account(*owner));
+                    }
+                }
+            }
+        }
         for b in book.iter() {
             if let Some(Some(bucket)) = pre.peek_decode::<crate::market_state::ResultBucket>(
                 &StateKey::Results(f.clone(), k, b),

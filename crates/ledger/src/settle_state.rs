@@ -464,7 +464,7 @@ impl Read for SettledBucket {
 }
 
 /// An interval's settlement totals (ST-2.7): what the market account took in and paid out.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IntervalSettlement {
     /// The block that settled it.
     pub height: u64,
@@ -484,6 +484,8 @@ pub struct IntervalSettlement {
     pub congestion_rent: i64,
     /// The rounding residue: energy charges plus the upstream charge less the rent.
     pub residue: i64,
+    /// The contract differences settled in the interval (CT-2), by contract id.
+    pub contracts: Vec<crate::contract::ContractFlow>,
 }
 
 impl Write for IntervalSettlement {
@@ -497,6 +499,10 @@ impl Write for IntervalSettlement {
         self.upstream_charge.write(buf);
         self.congestion_rent.write(buf);
         self.residue.write(buf);
+        crate::market_state::write_len(self.contracts.len(), buf);
+        for c in &self.contracts {
+            c.write(buf);
+        }
     }
 }
 
@@ -513,12 +519,31 @@ impl Read for IntervalSettlement {
             upstream_charge: i64::read(buf)?,
             congestion_rent: i64::read(buf)?,
             residue: i64::read(buf)?,
+            contracts: {
+                let n =
+                    crate::market_state::read_len(buf, crate::contract::CONTRACTS_PER_FEEDER_MAX)?;
+                let mut v = Vec::with_capacity(n.min(256));
+                for _ in 0..n {
+                    v.push(crate::contract::ContractFlow::read(buf)?);
+                }
+                v
+            },
         })
     }
 }
 
-impl FixedSize for IntervalSettlement {
-    const SIZE: usize = 8 + 4 + 4 + 6 * 8;
+impl EncodeSize for IntervalSettlement {
+    fn encode_size(&self) -> usize {
+        8 + 4
+            + 4
+            + 6 * 8
+            + crate::market_state::len_size(self.contracts.len())
+            + self
+                .contracts
+                .iter()
+                .map(EncodeSize::encode_size)
+                .sum::<usize>()
+    }
 }
 
 /// What an adjustment is.

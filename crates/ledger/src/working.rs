@@ -557,6 +557,7 @@ impl crate::market::MarketValues {
             settlements,
             adjustments,
             debtors,
+            contracts,
         } = self;
         index.write_into(out);
         feeders.write_into(out);
@@ -576,6 +577,7 @@ impl crate::market::MarketValues {
         settlements.write_into(out);
         adjustments.write_into(out);
         debtors.write_into_unless(out, crate::settle_state::Debtors::is_empty);
+        contracts.write_into_unless(out, crate::contract::ContractTable::is_empty);
     }
 }
 

@@ -144,6 +144,9 @@ pub struct BillingView {
     pub portfolios: Vec<PortfolioView>,
 }
 
+/// One interval's deviation and node price per site.
+type Deviations = BTreeMap<SiteId, (i64, Price)>;
+
 /// Checks a period and returns it.
 pub fn check_period(from: u64, to: u64) -> Result<(Interval, Interval), String> {
     if from > to {
@@ -202,7 +205,7 @@ fn statements<S: Store>(
         table.sites.iter().map(|s| (&s.id, s.owner)).collect();
     let mut bills: BTreeMap<SiteId, Bill> = BTreeMap::new();
     // Per interval, each site's (deviation, price), and the interval's penalty, for BL-4.
-    let mut deviations: Vec<(Price, BTreeMap<SiteId, (i64, Price)>)> = Vec::new();
+    let mut deviations: Vec<(Price, Deviations)> = Vec::new();
     let mut view = BillingView {
         feeder: f.to_string(),
         from_interval: from.0,
@@ -238,6 +241,13 @@ fn statements<S: Store>(
             continue;
         }
         view.settled_intervals += 1;
+        // BL-2.4: contract differences, the buyer's site paying and the seller's paid.
+        let totals: Option<bcte_ledger::settle_state::IntervalSettlement> =
+            read(st, h, &StateKey::Settlement(f.clone(), k))?;
+        for c in totals.map(|t| t.contracts).unwrap_or_default() {
+            bills.entry(c.buyer).or_default().contracts += c.amount;
+            bills.entry(c.seller).or_default().contracts -= c.amount;
+        }
         let mut devs = BTreeMap::new();
         for b in idx.settled.iter() {
             let bucket: Option<SettledBucket> = read(st, h, &StateKey::Settled(f.clone(), k, b))?;

@@ -30,10 +30,94 @@ use utoipa::ToSchema;
 
 /// The settlement's routes over `state`.
 pub fn routes<S: Store>() -> Router<Arc<ApiState<S>>> {
-    Router::new().route(
-        "/v1/feeders/{feeder}/intervals/{interval}/settlement",
-        get(settlement::<S>),
-    )
+    Router::new()
+        .route(
+            "/v1/feeders/{feeder}/intervals/{interval}/settlement",
+            get(settlement::<S>),
+        )
+        .route("/v1/feeders/{feeder}/contracts", get(contracts::<S>))
+}
+
+/// A contract difference settled in an interval (CT-2.1).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ContractFlowView {
+    /// The contract's id (hex).
+    pub id: String,
+    /// The buying site.
+    pub buyer: String,
+    /// The selling site.
+    pub seller: String,
+    /// Base units the buyer's owner paid the seller's (negative: the other way).
+    pub amount: i64,
+}
+
+/// A peer-to-peer contract (CT-1).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ContractView {
+    /// Its id (hex): `SHA-256(chain_id ‖ terms)`.
+    pub id: String,
+    /// The selling site.
+    pub seller: String,
+    /// The buying site.
+    pub buyer: String,
+    /// The contracted power, kW.
+    pub power_kw: f64,
+    /// The fixed price, currency/MWh.
+    pub price: f64,
+    /// The first interval.
+    pub from_interval: u64,
+    /// The last interval signed for.
+    pub to_interval: u64,
+    /// The last interval still under contract (earlier than `to_interval` after a cancellation).
+    pub until_interval: u64,
+    /// The parties' salt.
+    pub salt: u64,
+}
+
+/// `GET /v1/feeders/{feeder}/contracts`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ContractsView {
+    /// The feeder.
+    pub feeder: String,
+    /// Its contracts not yet wholly settled, by id.
+    pub contracts: Vec<ContractView>,
+}
+
+/// A feeder's peer-to-peer contracts.
+#[utoipa::path(
+    get,
+    path = "/v1/feeders/{feeder}/contracts",
+    params(("feeder" = String, Path, pattern = r#"^[!"$-.0-~]([ -.0-~]{0,126}[!-.0-~])?$"#, description = "feeder id")),
+    responses((status = 200, body = ContractsView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody, description = "unknown feeder"))
+)]
+async fn contracts<S: Store>(
+    State(st): State<Arc<ApiState<S>>>,
+    p: Result<Path<String>, PathRejection>,
+) -> Result<Json<ContractsView>, ApiError> {
+    let f = parse_feeder(&path(p)?)?;
+    let h = st.shared.executor.tip().height;
+    let s = schedule_of(&st, h, &f)?;
+    let table: bcte_ledger::contract::ContractTable =
+        read(&st, h, &StateKey::Contracts(f.clone()))?.unwrap_or_default();
+    Ok(Json(ContractsView {
+        feeder: f.to_string(),
+        contracts: table
+            .contracts
+            .iter()
+            .filter(|c| c.until >= s.next_settle)
+            .map(|c| ContractView {
+                id: hex::encode(c.id),
+                seller: c.terms.seller.to_string(),
+                buyer: c.terms.buyer.to_string(),
+                power_kw: kw(c.terms.power),
+                price: per_mwh(c.terms.price),
+                from_interval: c.terms.from.0,
+                to_interval: c.terms.to.0,
+                until_interval: c.until.0,
+                salt: c.terms.salt,
+            })
+            .collect(),
+    }))
 }
 
 /// One site's settlement of an interval (ST-2.2 to ST-2.4).
@@ -119,6 +203,8 @@ pub struct SettlementTotals {
     pub market_account: String,
     /// The upstream account.
     pub upstream_account: String,
+    /// The contract differences settled in the interval (CT-2.1).
+    pub contracts: Vec<ContractFlowView>,
 }
 
 /// `GET /v1/feeders/{feeder}/intervals/{interval}/settlement`.
@@ -291,6 +377,16 @@ async fn settlement<S: Store>(
                 .saturating_add(t.upstream_charge),
             market_account: feeder.market_account.to_string(),
             upstream_account: feeder.upstream_account.to_string(),
+            contracts: t
+                .contracts
+                .iter()
+                .map(|c| ContractFlowView {
+                    id: hex::encode(c.id),
+                    buyer: c.buyer.to_string(),
+                    seller: c.seller.to_string(),
+                    amount: c.amount,
+                })
+                .collect(),
         });
     }
     Ok(Json(view))
@@ -299,8 +395,11 @@ async fn settlement<S: Store>(
 /// The settlement's part of the OpenAPI description.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(settlement),
+    paths(settlement, contracts),
     components(schemas(
+        ContractFlowView,
+        ContractView,
+        ContractsView,
         SettlementView,
         SiteSettlementView,
         ReadingView,

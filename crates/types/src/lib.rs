@@ -8,6 +8,7 @@
 
 pub mod batch;
 pub mod block;
+pub mod contract;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod genesis;

@@ -104,6 +104,10 @@ pub enum Payload {
     MeterBatch(MeterBatch),
     /// Correct a site's settlement (DSO).
     SettlementAdjust(SettlementAdjust),
+    /// Enter a peer-to-peer contract (one party, with the other's consent).
+    ContractP2p(crate::contract::ContractP2p),
+    /// Cancel a contract's future intervals (one party, with the other's consent).
+    ContractCancel(crate::contract::ContractCancel),
 }
 
 impl Payload {
@@ -124,6 +128,8 @@ impl Payload {
     const TAG_READING: u8 = 0x32;
     const TAG_METER_BATCH: u8 = 0x33;
     const TAG_SETTLEMENT_ADJUST: u8 = 0x38;
+    const TAG_CONTRACT_P2P: u8 = 0x40;
+    const TAG_CONTRACT_CANCEL: u8 = 0x41;
 
     /// The fewest bytes any payload encodes to (a bid transaction for no site, of a feeder
     /// with a one-byte id: tag, id and an empty list). The block decoder relies on it to refuse
@@ -150,6 +156,8 @@ impl Payload {
             Self::Reading(_) => "reading",
             Self::MeterBatch(_) => "meter_batch",
             Self::SettlementAdjust(_) => "settlement_adjust",
+            Self::ContractP2p(_) => "contract_p2p",
+            Self::ContractCancel(_) => "contract_cancel",
         }
     }
 
@@ -240,6 +248,14 @@ impl Write for Payload {
                 Self::TAG_SETTLEMENT_ADJUST.write(buf);
                 p.write(buf);
             }
+            Self::ContractP2p(p) => {
+                Self::TAG_CONTRACT_P2P.write(buf);
+                p.write(buf);
+            }
+            Self::ContractCancel(p) => {
+                Self::TAG_CONTRACT_CANCEL.write(buf);
+                p.write(buf);
+            }
         }
     }
 }
@@ -263,6 +279,8 @@ impl EncodeSize for Payload {
             Self::Reading(p) => p.encode_size(),
             Self::MeterBatch(p) => p.encode_size(),
             Self::SettlementAdjust(p) => p.encode_size(),
+            Self::ContractP2p(p) => p.encode_size(),
+            Self::ContractCancel(p) => p.encode_size(),
         }
     }
 }
@@ -296,6 +314,8 @@ impl Read for Payload {
             Self::TAG_READING => Ok(Self::Reading(ReadExt::read(buf)?)),
             Self::TAG_METER_BATCH => Ok(Self::MeterBatch(ReadExt::read(buf)?)),
             Self::TAG_SETTLEMENT_ADJUST => Ok(Self::SettlementAdjust(ReadExt::read(buf)?)),
+            Self::TAG_CONTRACT_P2P => Ok(Self::ContractP2p(ReadExt::read(buf)?)),
+            Self::TAG_CONTRACT_CANCEL => Ok(Self::ContractCancel(ReadExt::read(buf)?)),
             tag => Err(CodecError::InvalidEnum(tag)),
         }
     }
@@ -732,6 +752,31 @@ mod tests {
                 amount: 0,
                 memo: String::new(),
             }),
+            Payload::ContractP2p(crate::contract::ContractP2p {
+                terms: crate::contract::P2pTerms {
+                    feeder: f(),
+                    seller: s(),
+                    buyer: s(),
+                    power: crate::Watts(0),
+                    from: Interval(0),
+                    to: Interval(0),
+                    price: crate::Price(0),
+                    salt: 0,
+                },
+                consent: commonware_cryptography::ed25519::Signature::decode(
+                    commonware_codec::Copying(&[0u8; 64][..]),
+                )
+                .unwrap(),
+            }),
+            Payload::ContractCancel(crate::contract::ContractCancel {
+                feeder: f(),
+                id: Hash::from([0; 32]),
+                from: Interval(0),
+                consent: commonware_cryptography::ed25519::Signature::decode(
+                    commonware_codec::Copying(&[0u8; 64][..]),
+                )
+                .unwrap(),
+            }),
         ];
         for p in &all {
             match p {
@@ -751,7 +796,9 @@ mod tests {
                 | Payload::HeadEnd(_)
                 | Payload::Reading(_)
                 | Payload::MeterBatch(_)
-                | Payload::SettlementAdjust(_) => {}
+                | Payload::SettlementAdjust(_)
+                | Payload::ContractP2p(_)
+                | Payload::ContractCancel(_) => {}
             }
         }
         all
@@ -760,7 +807,7 @@ mod tests {
     #[test]
     fn every_payload_kind_round_trips_and_none_is_below_the_minimum_size() {
         let all = smallest_of_each_kind();
-        assert_eq!(all.len(), 17, "one example per kind");
+        assert_eq!(all.len(), 19, "one example per kind");
         let smallest = all.iter().map(EncodeSize::encode_size).min().unwrap();
         assert_eq!(smallest, Payload::ENCODED_SIZE_MIN);
         for payload in all {

@@ -1,0 +1,287 @@
+//! Peer-to-peer contracts from the command line (docs/contract-rules.md): the other party signs
+//! its consent (`bcte contract consent p2p|cancel`, which prints the signature and the
+//! contract's id), the first party submits the contract with it (`bcte tx contract p2p|cancel
+//! --consent HEX`), and anyone lists a feeder's contracts (`bcte market contracts`).
+//!
+//! Exit codes as for every transaction: 0 accepted, 1 the node failed or refused, 2 invalid
+//! arguments, 3 rejected by the ledger (the receipt's reason is printed).
+
+use crate::{
+    chain_cmds::{DEFAULT_NODE, TxCommon, emit, fail, submit},
+    client::Client,
+    market_cmds::{QueryArgs, enc, input, resolve_feeder, site_id},
+};
+use bcte_market::file::{power_from, price_from};
+use bcte_node::{api::HeadView, files, settle_api::ContractsView};
+use bcte_types::{
+    ChainId, Hash, Interval, Payload,
+    batch::parse_signature,
+    contract::{ContractCancel, ContractP2p, P2pTerms},
+    ids::parse_hash,
+};
+use clap::{Args, Subcommand};
+use commonware_codec::Encode;
+use std::{path::PathBuf, process::ExitCode};
+
+/// The terms of a contract, as both parties give them.
+#[derive(Args, Debug, Clone)]
+pub struct TermsArgs {
+    /// The feeder (optional when the chain has one).
+    #[arg(long)]
+    feeder: Option<String>,
+    /// The selling site.
+    #[arg(long)]
+    seller_site: String,
+    /// The buying site.
+    #[arg(long)]
+    buyer_site: String,
+    /// The contracted power in every interval, kW (positive).
+    #[arg(long, allow_hyphen_values = true)]
+    kw: f64,
+    /// The first interval.
+    #[arg(long)]
+    from_interval: u64,
+    /// The last interval (inclusive).
+    #[arg(long)]
+    to_interval: u64,
+    /// The fixed price, currency/MWh.
+    #[arg(long, allow_hyphen_values = true)]
+    price: f64,
+    /// Any number both parties agree on, to make the same terms a new contract.
+    #[arg(long, default_value_t = 0)]
+    salt: u64,
+}
+
+impl TermsArgs {
+    fn terms(&self, client: &Client) -> anyhow::Result<P2pTerms> {
+        let power = power_from(self.kw).map_err(|e| input(format!("--kw: {e}")))?;
+        if power.0 <= 0 {
+            return Err(input("--kw: contract a positive power"));
+        }
+        if self.to_interval < self.from_interval {
+            return Err(input(
+                "--to-interval: the last interval comes before the first",
+            ));
+        }
+        Ok(P2pTerms {
+            feeder: resolve_feeder(client, self.feeder.as_deref())?,
+            seller: site_id(&self.seller_site)?,
+            buyer: site_id(&self.buyer_site)?,
+            power,
+            from: Interval(self.from_interval),
+            to: Interval(self.to_interval),
+            price: price_from(self.price).map_err(|e| input(format!("--price: {e}")))?,
+            salt: self.salt,
+        })
+    }
+}
+
+/// `bcte tx contract` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum ContractTxCommand {
+    /// Enter a P2P contract (one party), with the other party's consent.
+    P2p {
+        #[command(flatten)]
+        common: TxCommon,
+        #[command(flatten)]
+        terms: TermsArgs,
+        /// The other party's consent (`bcte contract consent p2p`), hex.
+        #[arg(long, value_name = "HEX")]
+        consent: String,
+    },
+    /// Cancel a contract from a future interval on (one party), with the other's consent.
+    Cancel {
+        #[command(flatten)]
+        common: TxCommon,
+        /// The feeder (optional when the chain has one).
+        #[arg(long)]
+        feeder: Option<String>,
+        /// The contract's id (hex).
+        #[arg(long)]
+        id: String,
+        /// The first interval no longer under contract.
+        #[arg(long)]
+        from_interval: u64,
+        /// The other party's consent (`bcte contract consent cancel`), hex.
+        #[arg(long, value_name = "HEX")]
+        consent: String,
+    },
+}
+
+/// `bcte contract` subcommands (signing offline what the other party submits).
+#[derive(Subcommand, Debug)]
+pub enum ContractCommand {
+    /// Sign your consent to a contract's terms; prints the signature and the contract's id.
+    Consent {
+        #[command(subcommand)]
+        what: ConsentCommand,
+    },
+}
+
+/// What to consent to.
+#[derive(Subcommand, Debug)]
+pub enum ConsentCommand {
+    /// A contract's terms.
+    P2p {
+        /// Your key file (you are the party that does not submit).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        #[command(flatten)]
+        terms: TermsArgs,
+        /// The node's API URL (for the chain id and the feeder).
+        #[arg(long, value_name = "URL", default_value = DEFAULT_NODE, env = "BCTE_NODE")]
+        node: String,
+    },
+    /// Cancelling a contract from an interval on.
+    Cancel {
+        /// Your key file.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The feeder (optional when the chain has one).
+        #[arg(long)]
+        feeder: Option<String>,
+        /// The contract's id (hex).
+        #[arg(long)]
+        id: String,
+        /// The first interval no longer under contract.
+        #[arg(long)]
+        from_interval: u64,
+        /// The node's API URL.
+        #[arg(long, value_name = "URL", default_value = DEFAULT_NODE, env = "BCTE_NODE")]
+        node: String,
+    },
+}
+
+fn chain_of(client: &Client) -> anyhow::Result<ChainId> {
+    let head: HeadView = client.get("/v1/head")?;
+    ChainId::new(head.chain_id).map_err(|e| anyhow::anyhow!("the node's chain id: {e}"))
+}
+
+fn contract_id(s: &str) -> anyhow::Result<Hash> {
+    parse_hash(s).map_err(|e| input(format!("--id: {e}")))
+}
+
+fn consent_arg(s: &str) -> anyhow::Result<commonware_cryptography::ed25519::Signature> {
+    parse_signature(s).map_err(|e| input(format!("--consent: {e}")))
+}
+
+/// Runs `bcte tx contract ...`.
+pub fn run_tx(cmd: ContractTxCommand, json: bool) -> ExitCode {
+    let run = || -> anyhow::Result<ExitCode> {
+        match cmd {
+            ContractTxCommand::P2p {
+                common,
+                terms,
+                consent,
+            } => {
+                let consent = consent_arg(&consent)?;
+                let terms = terms.terms(&Client::new(&common.node))?;
+                submit(
+                    &common,
+                    Payload::ContractP2p(ContractP2p { terms, consent }),
+                    json,
+                )
+            }
+            ContractTxCommand::Cancel {
+                common,
+                feeder,
+                id,
+                from_interval,
+                consent,
+            } => {
+                let consent = consent_arg(&consent)?;
+                let feeder = resolve_feeder(&Client::new(&common.node), feeder.as_deref())?;
+                submit(
+                    &common,
+                    Payload::ContractCancel(ContractCancel {
+                        feeder,
+                        id: contract_id(&id)?,
+                        from: Interval(from_interval),
+                        consent,
+                    }),
+                    json,
+                )
+            }
+        }
+    };
+    run().unwrap_or_else(|e| fail(&e))
+}
+
+/// Runs `bcte contract ...`.
+pub fn run(cmd: ContractCommand, json: bool) -> ExitCode {
+    let run = || -> anyhow::Result<()> {
+        let ContractCommand::Consent { what } = cmd;
+        let (value, text) = match what {
+            ConsentCommand::P2p { key, terms, node } => {
+                let client = Client::new(&node);
+                let key = files::read_key(&key)?;
+                let chain = chain_of(&client)?;
+                let terms = terms.terms(&client)?;
+                let consent = hex::encode(terms.sign(&chain, &key).encode());
+                let id = hex::encode(terms.id(&chain));
+                (
+                    serde_json::json!({ "consent": consent, "id": id }),
+                    format!("consent: {consent}\nid:      {id}"),
+                )
+            }
+            ConsentCommand::Cancel {
+                key,
+                feeder,
+                id,
+                from_interval,
+                node,
+            } => {
+                let client = Client::new(&node);
+                let key = files::read_key(&key)?;
+                let chain = chain_of(&client)?;
+                let feeder = resolve_feeder(&client, feeder.as_deref())?;
+                let id = contract_id(&id)?;
+                let consent = hex::encode(
+                    ContractCancel::sign(&chain, &feeder, &id, Interval(from_interval), &key)
+                        .encode(),
+                );
+                (
+                    serde_json::json!({ "consent": consent, "id": hex::encode(id) }),
+                    format!("consent: {consent}"),
+                )
+            }
+        };
+        emit(json, &value, || text);
+        Ok(())
+    };
+    run().map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS)
+}
+
+/// Prints `bcte market contracts`.
+pub fn list(q: &QueryArgs, json: bool) -> anyhow::Result<()> {
+    let client = Client::new(&q.node);
+    let feeder = resolve_feeder(&client, q.feeder.as_deref())?;
+    let view: ContractsView =
+        client.get(&format!("/v1/feeders/{}/contracts", enc(feeder.as_str())))?;
+    emit(json, &serde_json::to_value(&view)?, || {
+        let mut out = format!(
+            "{} contracts on feeder {}",
+            view.contracts.len(),
+            view.feeder
+        );
+        for c in &view.contracts {
+            out.push_str(&format!(
+                "\n{}: {} sells {} {} kW at {} /MWh, intervals {} to {}{}",
+                c.id,
+                c.seller,
+                c.buyer,
+                c.power_kw,
+                c.price,
+                c.from_interval,
+                c.until_interval,
+                if c.until_interval < c.to_interval {
+                    format!(" (cancelled from {})", c.until_interval + 1)
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        out
+    });
+    Ok(())
+}
