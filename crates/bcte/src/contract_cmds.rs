@@ -76,6 +76,30 @@ impl TermsArgs {
     }
 }
 
+/// Which contract to cancel, from when.
+#[derive(Args, Debug, Clone)]
+pub struct CancelArgs {
+    /// The feeder (optional when the chain has one).
+    #[arg(long)]
+    feeder: Option<String>,
+    /// The contract's id (hex).
+    #[arg(long)]
+    id: String,
+    /// The first interval no longer under contract.
+    #[arg(long)]
+    from_interval: u64,
+}
+
+impl CancelArgs {
+    fn resolve(&self, client: &Client) -> anyhow::Result<(bcte_types::FeederId, Hash, Interval)> {
+        Ok((
+            resolve_feeder(client, self.feeder.as_deref())?,
+            contract_id(&self.id)?,
+            Interval(self.from_interval),
+        ))
+    }
+}
+
 /// `bcte tx contract` subcommands.
 #[derive(Subcommand, Debug)]
 pub enum ContractTxCommand {
@@ -93,15 +117,8 @@ pub enum ContractTxCommand {
     Cancel {
         #[command(flatten)]
         common: TxCommon,
-        /// The feeder (optional when the chain has one).
-        #[arg(long)]
-        feeder: Option<String>,
-        /// The contract's id (hex).
-        #[arg(long)]
-        id: String,
-        /// The first interval no longer under contract.
-        #[arg(long)]
-        from_interval: u64,
+        #[command(flatten)]
+        cancel: CancelArgs,
         /// The other party's consent (`bcte contract consent cancel`), hex.
         #[arg(long, value_name = "HEX")]
         consent: String,
@@ -137,15 +154,8 @@ pub enum ConsentCommand {
         /// Your key file.
         #[arg(long, value_name = "FILE")]
         key: PathBuf,
-        /// The feeder (optional when the chain has one).
-        #[arg(long)]
-        feeder: Option<String>,
-        /// The contract's id (hex).
-        #[arg(long)]
-        id: String,
-        /// The first interval no longer under contract.
-        #[arg(long)]
-        from_interval: u64,
+        #[command(flatten)]
+        cancel: CancelArgs,
         /// The node's API URL.
         #[arg(long, value_name = "URL", default_value = DEFAULT_NODE, env = "BCTE_NODE")]
         node: String,
@@ -184,19 +194,17 @@ pub fn run_tx(cmd: ContractTxCommand, json: bool) -> ExitCode {
             }
             ContractTxCommand::Cancel {
                 common,
-                feeder,
-                id,
-                from_interval,
+                cancel,
                 consent,
             } => {
                 let consent = consent_arg(&consent)?;
-                let feeder = resolve_feeder(&Client::new(&common.node), feeder.as_deref())?;
+                let (feeder, id, from) = cancel.resolve(&Client::new(&common.node))?;
                 submit(
                     &common,
                     Payload::ContractCancel(ContractCancel {
                         feeder,
-                        id: contract_id(&id)?,
-                        from: Interval(from_interval),
+                        id,
+                        from,
                         consent,
                     }),
                     json,
@@ -224,22 +232,13 @@ pub fn run(cmd: ContractCommand, json: bool) -> ExitCode {
                     format!("consent: {consent}\nid:      {id}"),
                 )
             }
-            ConsentCommand::Cancel {
-                key,
-                feeder,
-                id,
-                from_interval,
-                node,
-            } => {
+            ConsentCommand::Cancel { key, cancel, node } => {
                 let client = Client::new(&node);
                 let key = files::read_key(&key)?;
                 let chain = chain_of(&client)?;
-                let feeder = resolve_feeder(&client, feeder.as_deref())?;
-                let id = contract_id(&id)?;
-                let consent = hex::encode(
-                    ContractCancel::sign(&chain, &feeder, &id, Interval(from_interval), &key)
-                        .encode(),
-                );
+                let (feeder, id, from) = cancel.resolve(&client)?;
+                let consent =
+                    hex::encode(ContractCancel::sign(&chain, &feeder, &id, from, &key).encode());
                 (
                     serde_json::json!({ "consent": consent, "id": hex::encode(id) }),
                     format!("consent: {consent}"),

@@ -9,7 +9,7 @@ use crate::{
     client::Client,
     market_cmds::{QueryArgs, enc, input, resolve_feeder, site_id},
 };
-use bcte_node::settle_api::SettlementView;
+use bcte_node::{billing_api::currency, settle_api::SettlementView};
 use bcte_types::{
     AccountId, Interval, Payload, WattHours,
     meter::{HeadEndSet, MEMO_BYTES_MAX, MeterRegister, Reading, SettlementAdjust},
@@ -177,13 +177,6 @@ pub fn run_adjust(args: AdjustArgs, json: bool) -> ExitCode {
     run().unwrap_or_else(|e| fail(&e))
 }
 
-/// Base units as currency with six decimals.
-fn currency(base: i64) -> String {
-    let sign = if base < 0 { "-" } else { "" };
-    let b = base.unsigned_abs();
-    format!("{sign}{}.{:06}", b / 1_000_000, b % 1_000_000)
-}
-
 /// Prints `bcte market settlement K`.
 pub fn settlement(
     q: &QueryArgs,
@@ -308,14 +301,4 @@ pub fn settlement(
         out
     });
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn currency_has_six_decimals_and_a_sign() {
-        assert_eq!(super::currency(1_234_567), "1.234567");
-        assert_eq!(super::currency(-5), "-0.000005");
-        assert_eq!(super::currency(0), "0.000000");
-    }
 }

@@ -120,6 +120,37 @@ impl Dev {
     }
 
     /// The first interval whose gate is at least a few seconds away.
+    /// Registers `examples/chain/feeder.json` (the feeder `demo`), signed by the DSO.
+    fn register_demo_feeder(&self) {
+        let file = example("chain/feeder.json");
+        let v = self.ok(&[
+            "tx",
+            "feeder",
+            "register",
+            "--key",
+            self.dso(),
+            "--file",
+            &file,
+        ]);
+        assert_eq!(v["status"], "accepted", "{v}");
+    }
+
+    /// Waits (at most a minute) until the chain's market time reaches `ms`.
+    fn wait_market_time(&self, ms: u64) {
+        let started = std::time::Instant::now();
+        while self.ok(&["market", "status"])["market_time_ms"]
+            .as_u64()
+            .unwrap()
+            < ms
+        {
+            assert!(
+                started.elapsed().as_secs() < 60,
+                "market time {ms} was not reached"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
     fn next_open(&self, feeder: &str, ahead: u64) -> u64 {
         let s = self.ok(&["market", "status", "--feeder", feeder]);
         s["next_interval"].as_u64().unwrap() + ahead
@@ -154,16 +185,7 @@ fn one_error_line(out: &Output) -> String {
 #[test]
 fn the_readme_walkthrough_clears_a_bid_at_its_gate_and_proves_the_sites_result() {
     let dev = Dev::start();
-    let v = dev.ok(&[
-        "tx",
-        "feeder",
-        "register",
-        "--key",
-        dev.dso(),
-        "--file",
-        &example("chain/feeder.json"),
-    ]);
-    assert_eq!(v["status"], "accepted");
+    dev.register_demo_feeder();
     let (house_key, house) = dev.key("house");
     let v = dev.ok(&[
         "tx",
@@ -560,16 +582,7 @@ fn bad_input_gets_exit_code_2_and_a_rejection_exit_code_3_each_with_its_reason()
 #[test]
 fn a_cleared_interval_is_metered_and_settled_by_the_rules_through_the_cli() {
     let dev = Dev::start();
-    let v = dev.ok(&[
-        "tx",
-        "feeder",
-        "register",
-        "--key",
-        dev.dso(),
-        "--file",
-        &example("chain/feeder.json"),
-    ]);
-    assert_eq!(v["status"], "accepted");
+    dev.register_demo_feeder();
     let (house_key, house) = dev.key("house");
     let (meter_key, meter) = dev.key("meter");
     for args in [
@@ -652,15 +665,7 @@ fn a_cleared_interval_is_metered_and_settled_by_the_rules_through_the_cli() {
     assert_eq!(open["status"], "open");
     assert_eq!(open["missing_readings"], 1);
     let end_ms = open["end_ms"].as_u64().unwrap();
-    let started = std::time::Instant::now();
-    while dev.ok(&["market", "status"])["market_time_ms"]
-        .as_u64()
-        .unwrap()
-        < end_ms
-    {
-        assert!(started.elapsed().as_secs() < 60, "the interval did not end");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    dev.wait_market_time(end_ms);
     // Only the site's meter may read it.
     let wrong = reading(&house_key, "12");
     assert_eq!(wrong.status.code(), Some(3));
@@ -762,16 +767,7 @@ fn a_cleared_interval_is_metered_and_settled_by_the_rules_through_the_cli() {
 #[test]
 fn bulk_readings_are_signed_submitted_proven_settled_and_audited_through_the_cli() {
     let dev = Dev::start();
-    let v = dev.ok(&[
-        "tx",
-        "feeder",
-        "register",
-        "--key",
-        dev.dso(),
-        "--file",
-        &example("chain/feeder.json"),
-    ]);
-    assert_eq!(v["status"], "accepted");
+    dev.register_demo_feeder();
     let (house_key, house) = dev.key("house");
     let (head_end_key, head_end) = dev.key("head-end");
     let sites = ["house-1", "house-2", "house-3"];
@@ -850,15 +846,7 @@ fn bulk_readings_are_signed_submitted_proven_settled_and_audited_through_the_cli
     let end_ms = dev.ok(&["market", "settlement", &k])["end_ms"]
         .as_u64()
         .unwrap();
-    let started = std::time::Instant::now();
-    while dev.ok(&["market", "status"])["market_time_ms"]
-        .as_u64()
-        .unwrap()
-        < end_ms
-    {
-        assert!(started.elapsed().as_secs() < 60, "the interval did not end");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    dev.wait_market_time(end_ms);
 
     // The meters sign their readings.
     let meters = dev.path("meters.csv");
@@ -1055,6 +1043,52 @@ fn bulk_readings_are_signed_submitted_proven_settled_and_audited_through_the_cli
         (Some(1), Some(0)),
         "{report}"
     );
+    // A tampered reading (the batch's transaction in its stored block) and a tampered
+    // settlement (a site's settled bucket in the stored state) are caught too, naming where.
+    let batch_height = v["batches"][0]["height"].as_u64().unwrap();
+    let settled_height = s["totals"]["height"].as_u64().unwrap();
+    let tampered = |name: &str, table: bcte_store::Table, key: Vec<u8>| -> String {
+        use bcte_store::{Batch, RedbStore, Store};
+        let copy = dev.path(name);
+        std::fs::create_dir_all(&copy).unwrap();
+        std::fs::copy(data.join("bcte.redb"), copy.join("bcte.redb")).unwrap();
+        {
+            let store = RedbStore::open(copy.join("bcte.redb")).unwrap();
+            let mut value = store
+                .get(table, &key)
+                .unwrap()
+                .expect("the entry is stored");
+            let last = value.len() - 1;
+            value[last] ^= 1;
+            let mut b = Batch::new();
+            b.put(table, key, value);
+            store.commit(b).unwrap();
+        }
+        let out = Command::new(BIN)
+            .args(["verify", "--data-dir", copy.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = tampered(
+        "tampered-block",
+        bcte_store::Table::Blocks,
+        batch_height.to_be_bytes().to_vec(),
+    );
+    assert!(err.contains(&format!("block {batch_height}")), "{err}");
+    let settled_key = bcte_ledger::StateKey::Settled(
+        bcte_types::FeederId::new("demo").unwrap(),
+        bcte_types::Interval(k.parse().unwrap()),
+        bcte_ledger::book_bucket(&bcte_types::SiteId::new("house-2").unwrap()),
+    );
+    let err = tampered(
+        "tampered-settlement",
+        bcte_store::Table::TreeValues,
+        bcte_store::chain::value_key_bytes(&settled_key.tree_key(), settled_height).to_vec(),
+    );
+    assert!(err.contains(&format!("block {settled_height}")), "{err}");
+
     let file = data.join("batches").join(&root[..2]).join(&root);
     let mut bytes = std::fs::read(&file).unwrap();
     // The last reading's energy sits 8 + 32 + 64 bytes before the end.
@@ -1073,16 +1107,7 @@ fn bulk_readings_are_signed_submitted_proven_settled_and_audited_through_the_cli
 #[test]
 fn a_p2p_contract_is_consented_entered_settled_billed_and_cancelled_through_the_cli() {
     let dev = Dev::start();
-    let v = dev.ok(&[
-        "tx",
-        "feeder",
-        "register",
-        "--key",
-        dev.dso(),
-        "--file",
-        &example("chain/feeder.json"),
-    ]);
-    assert_eq!(v["status"], "accepted");
+    dev.register_demo_feeder();
     let (seller_key, seller) = dev.key("seller");
     let (buyer_key, buyer) = dev.key("buyer");
     for args in [

@@ -187,6 +187,39 @@ fn owners(
     Ok((owner(a)?, owner(b)?))
 }
 
+/// A feeder's schedule and site table, if it is registered.
+fn feeder_of(
+    w: &mut Working<'_>,
+    f: &FeederId,
+) -> Result<Option<(crate::market_state::Schedule, SiteTable)>, ExecError> {
+    let Some(s) = w
+        .market
+        .schedules
+        .get(w.pre, &StateKey::Schedule(f.clone()))?
+        .cloned()
+    else {
+        return Ok(None);
+    };
+    let sites = w
+        .market
+        .site_tables
+        .get(w.pre, &StateKey::Sites(f.clone()))?
+        .cloned()
+        .unwrap_or_default();
+    Ok(Some((s, sites)))
+}
+
+/// CT-1.2: the party that must consent when `sender` sends (`None`: the sender is neither).
+fn other_party(sender: AccountId, seller: AccountId, buyer: AccountId) -> Option<AccountId> {
+    if sender == buyer {
+        Some(seller)
+    } else if sender == seller {
+        Some(buyer)
+    } else {
+        None
+    }
+}
+
 fn table_of(w: &mut Working<'_>, f: &FeederId) -> Result<ContractTable, ExecError> {
     Ok(w.market
         .contracts
@@ -204,20 +237,9 @@ pub(crate) fn enter(
 ) -> Handled {
     let t = &op.terms;
     let f = &t.feeder;
-    let Some(s) = w
-        .market
-        .schedules
-        .get(w.pre, &StateKey::Schedule(f.clone()))?
-        .cloned()
-    else {
+    let Some((s, sites)) = feeder_of(w, f)? else {
         reject!(RejectReason::UnknownFeeder { feeder: f.clone() });
     };
-    let sites = w
-        .market
-        .site_tables
-        .get(w.pre, &StateKey::Sites(f.clone()))?
-        .cloned()
-        .unwrap_or_default();
     // CT-1.2: two known sites of two owners.
     let (seller_owner, buyer_owner) = match owners(&sites, &t.seller, &t.buyer) {
         Ok(o) => o,
@@ -254,11 +276,7 @@ pub(crate) fn enter(
         )));
     }
     // CT-1.2: the sender is one party and the other consents.
-    let other = if sender == buyer_owner {
-        seller_owner
-    } else if sender == seller_owner {
-        buyer_owner
-    } else {
+    let Some(other) = other_party(sender, seller_owner, buyer_owner) else {
         reject!(RejectReason::NotSiteOwner {
             site: t.buyer.clone()
         });
@@ -322,12 +340,7 @@ pub(crate) fn cancel(
     op: &ContractCancel,
 ) -> Handled {
     let f = &op.feeder;
-    let Some(s) = w
-        .market
-        .schedules
-        .get(w.pre, &StateKey::Schedule(f.clone()))?
-        .cloned()
-    else {
+    let Some((s, sites)) = feeder_of(w, f)? else {
         reject!(RejectReason::UnknownFeeder { feeder: f.clone() });
     };
     let mut table = table_of(w, f)?;
@@ -338,22 +351,12 @@ pub(crate) fn cancel(
         )));
     };
     let entry = table.contracts[i].clone();
-    let sites = w
-        .market
-        .site_tables
-        .get(w.pre, &StateKey::Sites(f.clone()))?
-        .cloned()
-        .unwrap_or_default();
     let (seller_owner, buyer_owner) = match owners(&sites, &entry.terms.seller, &entry.terms.buyer)
     {
         Ok(o) => o,
         Err(r) => reject!(r),
     };
-    let other = if sender == buyer_owner {
-        seller_owner
-    } else if sender == seller_owner {
-        buyer_owner
-    } else {
+    let Some(other) = other_party(sender, seller_owner, buyer_owner) else {
         reject!(RejectReason::NotSiteOwner {
             site: entry.terms.buyer.clone()
         });

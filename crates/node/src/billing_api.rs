@@ -321,3 +321,28 @@ fn statements<S: Store>(
     components(schemas(BillingView, StatementView, PortfolioView, BillView))
 )]
 pub struct BillingDoc;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn currency_has_six_decimals_and_a_sign() {
+        assert_eq!(currency(1_234_567), "1.234567");
+        assert_eq!(currency(-5), "-0.000005");
+        assert_eq!(currency(0), "0.000000");
+    }
+
+    #[test]
+    fn a_period_is_first_to_last_and_at_most_31_days() {
+        assert_eq!(check_period(3, 3), Ok((Interval(3), Interval(3))));
+        assert!(check_period(4, 3).unwrap_err().contains("inverted"));
+        assert!(check_period(0, PERIOD_INTERVALS_MAX - 1).is_ok());
+        assert!(
+            check_period(0, PERIOD_INTERVALS_MAX)
+                .unwrap_err()
+                .contains("at most")
+        );
+        assert!(check_period(u64::MAX - 1, u64::MAX).is_ok());
+    }
+}
