@@ -873,3 +873,327 @@ fn four_validators_clear_every_interval_alike_and_exactly_as_the_engine() {
             .contains("delegated aggregator")
     );
 }
+
+/// Runs `bcte ARGS` (no `--json`) against `url` and returns its output.
+fn cli_raw(url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env("BCTE_NODE", url)
+        .output()
+        .expect("run bcte")
+}
+
+#[test]
+fn four_validators_meter_settle_a_contract_and_bill_alike_by_the_rules() {
+    let work = tempfile::tempdir().unwrap();
+    let mut net = init(&work.path().join("net"), 4, 0);
+    for node in &mut net.nodes {
+        node.start();
+    }
+    let urls: Vec<String> = net.nodes.iter().map(|n| n.url.clone()).collect();
+    wait_until("the network finalizes", Duration::from_secs(60), || {
+        urls.iter().all(|u| height(u).is_some_and(|h| h >= 2))
+    });
+    let dso = net.dir.join("faucet.key");
+    let dso = dso.to_str().unwrap();
+    let path = |name: &str| work.path().join(name).to_str().unwrap().to_owned();
+    let key = |name: &str| {
+        let file = path(&format!("{name}.key"));
+        let v = cli(&urls[0], &["keys", "new", "--out", &file]);
+        (file, v["account"].as_str().unwrap().to_owned())
+    };
+    // 6-second intervals whose gate closes 3 seconds before; one street `c` without limits.
+    std::fs::write(
+        path("life.json"),
+        serde_json::json!({
+            "id": "life",
+            "config": {"interval_ms": 6000, "gate_lead_ms": 3000, "import_price": 80.0,
+                       "export_price": 20.0, "import_limit_kw": 100.0,
+                       "export_limit_kw": 100.0, "alert_import_limit_kw": 30.0},
+            "nodes": [{"id": "r"}, {"id": "c", "parent": "r"}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let ok = |url: &str, args: &[&str]| {
+        let v = cli(url, args);
+        assert_eq!(v["status"], "accepted", "{args:?}: {v}");
+    };
+    ok(
+        &urls[1],
+        &[
+            "tx",
+            "feeder",
+            "register",
+            "--key",
+            dso,
+            "--file",
+            &path("life.json"),
+        ],
+    );
+    let (house_key, house) = key("house");
+    let (pv_key, pv) = key("pv");
+    let (house_meter_key, house_meter) = key("house-meter");
+    let (pv_meter_key, pv_meter) = key("pv-meter");
+    let (head_end_key, head_end) = key("head-end");
+    for (i, args) in [
+        vec![
+            "tx", "site", "register", "--key", dso, "--site", "house", "--node", "c", "--owner",
+            &house,
+        ],
+        vec![
+            "tx", "site", "register", "--key", dso, "--site", "pv", "--node", "c", "--owner", &pv,
+        ],
+        vec![
+            "tx",
+            "meter",
+            "register",
+            "--key",
+            dso,
+            "--site",
+            "house",
+            "--meter",
+            &house_meter,
+        ],
+        vec![
+            "tx", "meter", "register", "--key", dso, "--site", "pv", "--meter", &pv_meter,
+        ],
+        vec![
+            "tx",
+            "meter",
+            "head-end",
+            "--key",
+            dso,
+            "--account",
+            &head_end,
+        ],
+        vec![
+            "tx", "mint", "--key", dso, "--to", &house, "--amount", "1000000",
+        ],
+    ]
+    .iter()
+    .enumerate()
+    {
+        ok(&urls[i % 4], args);
+    }
+    let status = cli(&urls[0], &["market", "status"]);
+    let k = status["next_interval"].as_u64().unwrap() + 2;
+    let ks = k.to_string();
+    // pv sells house 1 kW at 60/MWh for intervals K to K+3: pv consents through validator 2,
+    // house submits through validator 3.
+    let to = (k + 3).to_string();
+    let terms = [
+        "--seller-site",
+        "pv",
+        "--buyer-site",
+        "house",
+        "--kw",
+        "1",
+        "--from-interval",
+        &ks,
+        "--to-interval",
+        &to,
+        "--price",
+        "60",
+    ];
+    let mut consent = vec!["contract", "consent", "p2p", "--key", &pv_key];
+    consent.extend_from_slice(&terms);
+    let c = cli(&urls[2], &consent);
+    let sig = c["consent"].as_str().unwrap().to_owned();
+    let mut enter = vec![
+        "tx",
+        "contract",
+        "p2p",
+        "--key",
+        &house_key,
+        "--consent",
+        &sig,
+    ];
+    enter.extend_from_slice(&terms);
+    ok(&urls[3], &enter);
+    // House takes 3 kW whatever the price, pv generates 2 kW.
+    ok(
+        &urls[0],
+        &[
+            "tx",
+            "bid",
+            "--key",
+            &house_key,
+            "--site",
+            "house",
+            "--interval",
+            &ks,
+            "--curve",
+            "[[0, 3], [200, 3]]",
+        ],
+    );
+    ok(
+        &urls[1],
+        &[
+            "tx",
+            "bid",
+            "--key",
+            &pv_key,
+            "--site",
+            "pv",
+            "--interval",
+            &ks,
+            "--curve",
+            "[[0, -2], [200, -2]]",
+        ],
+    );
+    let open = cli(&urls[2], &["market", "settlement", &ks, "--wait", "60"]);
+    let end_ms = open["end_ms"].as_u64().unwrap();
+    wait_until("the interval ends", Duration::from_secs(60), || {
+        cli(&urls[0], &["market", "status"])["market_time_ms"]
+            .as_u64()
+            .unwrap()
+            >= end_ms
+    });
+    // house's meter reads 6 Wh as a transaction; pv's -3 Wh comes from the head-end in bulk.
+    ok(
+        &urls[3],
+        &[
+            "tx",
+            "reading",
+            "--key",
+            &house_meter_key,
+            "--site",
+            "house",
+            "--interval",
+            &ks,
+            "--wh",
+            "6",
+        ],
+    );
+    std::fs::write(
+        path("meters.csv"),
+        format!("site,key_file\npv,{pv_meter_key}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        path("readings.csv"),
+        format!("site,interval,wh\npv,{k},-3\n"),
+    )
+    .unwrap();
+    cli(
+        &urls[0],
+        &[
+            "meter",
+            "sign",
+            "--in",
+            &path("readings.csv"),
+            "--meters",
+            &path("meters.csv"),
+            "--out",
+            &path("signed.csv"),
+        ],
+    );
+    let v = cli(
+        &urls[0],
+        &[
+            "meter",
+            "submit",
+            &path("signed.csv"),
+            "--key",
+            &head_end_key,
+        ],
+    );
+    assert_eq!(v["rejected"], 0, "{v}");
+
+    // By hand (Δ = 6 s, c uncongested at the root's 80/MWh, π = 20/MWh):
+    // house: 3 kW → 5 Wh, 3,000 × 6,000 × 80·10⁶ / 3.6·10¹² = 400; read 6: +1 Wh at 100 = 100.
+    // pv: −2 kW → −3.33, −3 Wh; −266.7, −267; read −3: no deviation.
+    // contract: 1 kW × 6 s × (60 − 80) = −33.3, −33: pv pays house 33.
+    let views: Vec<Value> = urls
+        .iter()
+        .map(|u| cli(u, &["market", "settlement", &ks, "--wait", "60"]))
+        .collect();
+    assert!(
+        views.windows(2).all(|w| w[0] == w[1]),
+        "every validator the same settlement"
+    );
+    let s = &views[0];
+    assert_eq!(s["status"], "settled", "{s}");
+    let site = |name: &str, field: &str| s["sites"][name][field].as_i64().unwrap();
+    assert_eq!(
+        (
+            site("house", "scheduled_wh"),
+            site("house", "energy_charge"),
+            site("house", "imbalance_charge")
+        ),
+        (5, 400, 100)
+    );
+    assert_eq!(
+        (
+            site("pv", "scheduled_wh"),
+            site("pv", "energy_charge"),
+            site("pv", "imbalance_charge")
+        ),
+        (-3, -267, 0)
+    );
+    assert_eq!(s["readings"]["pv"]["source"], "batch");
+    assert_eq!(s["totals"]["contracts"][0]["amount"], -33);
+    let balance = |who: &str| {
+        cli(&urls[3], &["query", "account", who])["balance"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(balance(&house), 1_000_000 - 400 - 100 + 33);
+    assert_eq!(balance(&pv), 267 - 33);
+
+    // The raw batch is on the validator it was uploaded to; its proof checks there.
+    let p = cli(
+        &urls[0],
+        &["meter", "proof", "--site", "pv", "--interval", &ks],
+    );
+    assert_eq!(p["verified"], true, "{p}");
+    // Billing: the same statements from every validator, the CSV lines by the figures above.
+    let bills: Vec<Value> = urls
+        .iter()
+        .map(|u| {
+            cli(
+                u,
+                &[
+                    "export",
+                    "billing",
+                    "--from-interval",
+                    &ks,
+                    "--to-interval",
+                    &ks,
+                    "--format",
+                    "json",
+                ],
+            )
+        })
+        .collect();
+    assert!(bills.windows(2).all(|w| w[0] == w[1]));
+    let out = cli_raw(
+        &urls[2],
+        &[
+            "export",
+            "billing",
+            "--from-interval",
+            &ks,
+            "--to-interval",
+            &ks,
+        ],
+    );
+    assert_ok(&out);
+    let csv = String::from_utf8_lossy(&out.stdout).into_owned();
+    let period = format!("{k}-{k}");
+    assert!(
+        csv.contains(&format!("{house},owner,house,{period},1,0,0.006,0.000,0.000400,0.000100,0.000000,-0.000033,0.000000,0.000467,467,,")),
+        "{csv}"
+    );
+    assert!(
+        csv.contains(&format!("{pv},owner,pv,{period},1,0,0.000,0.003,-0.000267,0.000000,0.000000,0.000033,0.000000,-0.000234,-234,,")),
+        "{csv}"
+    );
+    for node in &mut net.nodes {
+        node.kill9();
+    }
+    for (i, node) in net.nodes.iter().enumerate() {
+        show_log_if_failing(&format!("validator {i}"), &node.log(), 30);
+    }
+}

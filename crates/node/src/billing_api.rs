@@ -21,7 +21,7 @@ use bcte_store::Store;
 use bcte_types::{AccountId, Interval, Price, SiteId};
 use serde::{Deserialize, Serialize};
 use std::{collections::BTreeMap, sync::Arc};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 /// The longest billing period, in intervals (31 days of 15-minute intervals).
 pub const PERIOD_INTERVALS_MAX: u64 = 31 * 96;
@@ -32,7 +32,7 @@ pub fn routes<S: Store>() -> Router<Arc<ApiState<S>>> {
 }
 
 /// The billing period (both ends inclusive).
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Deserialize)]
 pub struct PeriodQuery {
     /// The first interval of the period.
     pub from_interval: u64,
@@ -169,7 +169,8 @@ pub fn check_period(from: u64, to: u64) -> Result<(Interval, Interval), String> 
     path = "/v1/feeders/{feeder}/billing",
     params(
         ("feeder" = String, Path, pattern = r#"^[!"$-.0-~]([ -.0-~]{0,126}[!-.0-~])?$"#, description = "feeder id"),
-        PeriodQuery
+        ("from_interval" = u64, Query, minimum = 0, description = "the first interval of the period"),
+        ("to_interval" = u64, Query, minimum = 0, description = "the last interval of the period (inclusive)")
     ),
     responses(
         (status = 200, body = BillingView),
