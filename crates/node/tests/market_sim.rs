@@ -3,7 +3,10 @@
 //! while every validator crashes around a gate closure; and a gate closure that clears 10,000
 //! bids. After every phase: every validator has the same blocks and state roots (the
 //! [`Witness`]), every interval before the next to clear has exactly one result, written once
-//! at one height and never rewritten, and no interval is skipped.
+//! at one height and never rewritten, and no interval is skipped. Intervals settle 1.5 s after
+//! their end, which falls on the gate closure three intervals on, so the crash at a gate
+//! closure also falls across a settlement: every interval before the next to settle has exactly
+//! one settlement, written once, never rewritten, none skipped.
 
 use bcte_ledger::{
     StateKey, decode_value,
@@ -43,6 +46,10 @@ fn setup(genesis: &Genesis, sites: usize, mode: GridMode) -> Vec<Tx> {
         interval_ms: 1_000,
         gate_lead_ms: 500,
         retention_intervals: 1_000,
+        // Intervals settle 1.5 s after their end (nobody reads: on their schedules, ST-3.1),
+        // so settlements run under the faults too.
+        settlement_delay_ms: 1_500,
+        reading_window_ms: 3_000,
         ..MarketConfig::DEFAULT
     };
     let node = |id: &str, parent: Option<&str>| NodeSpec {
@@ -231,6 +238,55 @@ fn check_market(vs: &[&SimValidator], seen: &mut BTreeMap<u64, (u64, IntervalRes
     next
 }
 
+/// The settlement's invariants over `vs` (and what `seen` recorded before): every interval
+/// before the next to settle has one settlement, written by one block and absent just before
+/// it, the same on every validator and never rewritten; intervals settle in order, none
+/// skipped, none before it is cleared (ST-2.1). Returns the next interval to settle.
+fn check_settlement(
+    vs: &[&SimValidator],
+    seen: &mut BTreeMap<u64, bcte_ledger::settle_state::IntervalSettlement>,
+) -> u64 {
+    use bcte_ledger::settle_state::IntervalSettlement;
+    let mut next = u64::MAX;
+    for v in vs {
+        let tip = v.height().get();
+        let Some(s) = read::<Schedule>(v, tip, &StateKey::Schedule(feeder())) else {
+            continue;
+        };
+        assert!(
+            s.next_settle <= s.next_clear,
+            "{}: settled ahead of clearing",
+            v.name
+        );
+        next = next.min(s.next_settle.0);
+        for k in 0..s.next_settle.0 {
+            let key = StateKey::Settlement(feeder(), Interval(k));
+            let t: IntervalSettlement = read(v, tip, &key).unwrap_or_else(|| {
+                panic!(
+                    "{}: interval {k} is before the next to settle but unsettled",
+                    v.name
+                )
+            });
+            assert!(
+                read::<IntervalSettlement>(v, t.height - 1, &key).is_none(),
+                "{}: interval {k} was settled before the block that says it settled it",
+                v.name
+            );
+            match seen.get(&k) {
+                Some(earlier) => assert_eq!(
+                    earlier, &t,
+                    "{}: interval {k} was settled again or rewritten",
+                    v.name
+                ),
+                None => {
+                    seen.insert(k, t);
+                }
+            }
+        }
+    }
+    next
+}
+
 /// The epoch's market time on the simulated clock.
 fn epoch_ms(genesis: &Genesis) -> u64 {
     genesis.genesis_time_ms + 2_000
@@ -304,7 +360,7 @@ fn a_crash_of_every_validator_at_a_gate_closure_clears_no_interval_twice_and_ski
             let stores: Vec<SimValidator> = (0..N).map(SimValidator::new).collect();
             let kept: Vec<_> = stores.iter().map(|v| v.store.clone()).collect();
             let g = genesis.clone();
-            let ((mut witness, mut seen, nonce), checkpoint) =
+            let ((mut witness, mut seen, mut settled, nonce), checkpoint) =
                 deterministic::Runner::new(config(seed)).start_and_recover(|context| async move {
                     let net = SimNet::new(&context, g.clone(), sim::lan()).await;
                     let mut vs = stores;
@@ -344,7 +400,9 @@ fn a_crash_of_every_validator_at_a_gate_closure_clears_no_interval_twice_and_ski
                     witness.observe(&refs, &bidder.submitted);
                     let mut seen = BTreeMap::new();
                     check_market(&refs, &mut seen);
-                    (witness, seen, bidder.nonce)
+                    let mut settled = BTreeMap::new();
+                    check_settlement(&refs, &mut settled);
+                    (witness, seen, settled, bidder.nonce)
                 });
             deterministic::Runner::from(checkpoint).start(|context| async move {
                 let net = SimNet::new(&context, genesis.clone(), sim::lan()).await;
@@ -355,6 +413,7 @@ fn a_crash_of_every_validator_at_a_gate_closure_clears_no_interval_twice_and_ski
                 let refs: Vec<&SimValidator> = vs.iter().collect();
                 witness.observe(&refs, &[]);
                 check_market(&refs, &mut seen);
+                let settled_before = check_settlement(&refs, &mut settled);
                 drop(refs);
                 for v in vs.iter_mut() {
                     net.start(&context, v).await;
@@ -376,6 +435,15 @@ fn a_crash_of_every_validator_at_a_gate_closure_clears_no_interval_twice_and_ski
                 assert!(
                     after > before + 2,
                     "the market goes on after the crash: {before} then {after}"
+                );
+                let settled_after = check_settlement(&refs, &mut settled);
+                assert!(
+                    settled_after > settled_before + 2,
+                    "settlement goes on after the crash: {settled_before} then {settled_after}"
+                );
+                assert!(
+                    settled.values().any(|t| t.sites == 12),
+                    "intervals with every site's bid were settled"
                 );
             });
         },
