@@ -942,8 +942,26 @@ fn bulk_readings_are_signed_submitted_proven_settled_and_audited_through_the_cli
         (Some(true), Some(30)),
         "{p}"
     );
+    // house-2 and house-3 delegate their bidding to an aggregator: its portfolio statement.
+    let (_, aggregator) = dev.key("aggregator");
+    for site in ["house-2", "house-3"] {
+        let v = dev.ok(&[
+            "tx",
+            "site",
+            "delegate",
+            "--key",
+            &house_key,
+            "--site",
+            site,
+            "--aggregator",
+            &aggregator,
+        ]);
+        assert_eq!(v["status"], "accepted", "{v}");
+    }
     // The billing export of the period [k, k] (BL-2, BL-3): the same figures, per site, in
-    // currency, kWh and base units; one owner, three sites.
+    // currency, kWh and base units; one owner, three sites. BL-4 by hand: the portfolio's
+    // deviations +30 and -40 Wh at 80/MWh net to -10 Wh; netted, (30 × 80 - 40 × 80 + 20 × 10)
+    // = -600 base units, where its sites were charged 3,000 - 2,400 = 600.
     let csv_out = dev.path("billing.csv");
     let out = dev.run(&[
         "export",
@@ -965,7 +983,13 @@ fn bulk_readings_are_signed_submitted_proven_settled_and_audited_through_the_cli
         "participant,role,site,period,intervals,estimated,kwh_bought,kwh_sold,energy_charge,imbalance,adjustments,contracts,flexibility,total,total_base_units,net_deviation_kwh,netted_imbalance"
     );
     let period = format!("{k}-{k}");
-    assert_eq!(lines.len(), 4, "{text}");
+    assert_eq!(lines.len(), 5, "{text}");
+    assert_eq!(
+        lines[4],
+        format!(
+            "{aggregator},aggregator,*,{period},2,0,0.030,0.040,0.000000,0.000600,0.000000,0.000000,0.000000,0.000600,600,-0.010,-0.000600"
+        )
+    );
     assert_eq!(
         lines[1],
         format!(
@@ -995,6 +1019,16 @@ fn bulk_readings_are_signed_submitted_proven_settled_and_audited_through_the_cli
         "json",
     ]);
     assert_eq!(bill["statements"][0]["total"]["total"], 778 + 3_000 - 2_400);
+    let portfolio = &bill["portfolios"][0];
+    assert_eq!(
+        (
+            portfolio["net_deviation_wh"].as_i64(),
+            portfolio["netted_imbalance"].as_i64(),
+            portfolio["netting_benefit"].as_i64()
+        ),
+        (Some(-10), Some(-600), Some(1_200)),
+        "{portfolio}"
+    );
     assert_eq!(bill["open_intervals"], json!([]));
     // An inverted period, and one with nothing settled yet: exit 2, one line.
     let ahead = (k.parse::<u64>().unwrap() + 100).to_string();
