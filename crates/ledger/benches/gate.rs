@@ -556,8 +556,14 @@ fn bench_gate(c: &mut Criterion) {
         .keys()
         .filter(|k| matches!(k, StateKey::Account(..)))
         .count();
+    let deletions = executed
+        .execution
+        .writes
+        .values()
+        .filter(|v| v.is_none())
+        .count();
     eprintln!(
-        "the settlement block writes {} keys ({settled} buckets of settlements, {accounts} accounts)",
+        "the settlement block writes {} keys ({settled} buckets of settlements, {accounts} accounts, {deletions} deletions)",
         executed.execution.writes.len()
     );
     assert!(
