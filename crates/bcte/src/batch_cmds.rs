@@ -407,7 +407,7 @@ pub fn payloads(b: &Batches) -> Vec<MeterBatch> {
             .collect();
         workers
             .into_iter()
-            .flat_map(|w| w.join().unwrap_or_default())
+            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     })
 }
@@ -449,16 +449,14 @@ pub fn verify_all(path: &Path, b: &Batches) -> anyhow::Result<()> {
             .collect();
         workers
             .into_iter()
-            .flat_map(|w| w.join().unwrap_or_default())
+            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     });
     let first = failures
         .into_iter()
-        .filter_map(|(i, e)| match e {
-            bcte_types::batch::BatchError::BadSignature { index, .. } => {
-                Some((b.lines[i][index], e))
-            }
-            _ => None,
+        .map(|(i, e)| match e {
+            bcte_types::batch::BatchError::BadSignature { index, .. } => (b.lines[i][index], e),
+            _ => (b.lines[i][0], e),
         })
         .min_by_key(|(line, _)| *line);
     match first {

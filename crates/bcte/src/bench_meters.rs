@@ -391,7 +391,7 @@ fn write_signed(
             .collect();
         workers
             .into_iter()
-            .map(|w| w.join().unwrap_or_default())
+            .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     });
     let mut f = std::io::BufWriter::new(

@@ -942,6 +942,24 @@ fn bulk_readings_are_signed_submitted_proven_settled_and_audited_through_the_cli
         (Some(true), Some(30)),
         "{p}"
     );
+    // After a meter swap the proof still holds for the root and the signature but names a
+    // meter that is no longer the site's: not verified, exit 3, saying so.
+    let (_, new_meter) = dev.key("meter-house-2-new");
+    let swap = dev.ok(&[
+        "tx",
+        "meter",
+        "register",
+        "--key",
+        dev.dso(),
+        "--site",
+        "house-2",
+        "--meter",
+        &new_meter,
+    ]);
+    assert_eq!(swap["status"], "accepted");
+    let out = dev.run(&["meter", "proof", "--site", "house-2", "--interval", &k]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not the site's meter now"));
     // house-2 and house-3 delegate their bidding to an aggregator: its portfolio statement.
     let (_, aggregator) = dev.key("aggregator");
     for site in ["house-2", "house-3"] {
