@@ -288,6 +288,15 @@ pub fn settlement(
                 currency(t.market_net)
             ));
         }
+        for c in view.totals.iter().flat_map(|t| &t.contracts) {
+            out.push_str(&format!(
+                "\ncontract {}: {} paid {} {} (currency; negative: the other way)",
+                c.id,
+                c.buyer,
+                c.seller,
+                currency(c.amount)
+            ));
+        }
         for a in &view.adjustments {
             out.push_str(&format!(
                 "\nbooked here: {} of site {} for interval {}: {}{}",
