@@ -550,7 +550,23 @@ fn submit_cmd(a: &SubmitArgs, json: bool) -> anyhow::Result<ExitCode> {
     let chain = chain_of(&client)?;
     let feeder = resolve_feeder(&client, a.feeder.as_deref())?;
     let batches = read_signed(&a.file, &chain, &feeder)?;
+    // Progress for a person at a terminal; a pipe or a log gets only the result or the error.
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let count: usize = batches.batches.iter().map(|b| b.readings.len()).sum();
+    progress.then(|| {
+        eprintln!(
+            "{count} readings in {} batches parsed ({:.1} s); checking every meter signature ...",
+            batches.batches.len(),
+            started.elapsed().as_secs_f64()
+        )
+    });
     verify_all(&a.file, &batches)?;
+    progress.then(|| {
+        eprintln!(
+            "signatures checked ({:.1} s); storing the batches and submitting them ...",
+            started.elapsed().as_secs_f64()
+        )
+    });
     let imported = import(
         &client,
         &key,
