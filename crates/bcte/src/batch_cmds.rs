@@ -553,20 +553,20 @@ fn submit_cmd(a: &SubmitArgs, json: bool) -> anyhow::Result<ExitCode> {
     // Progress for a person at a terminal; a pipe or a log gets only the result or the error.
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let count: usize = batches.batches.iter().map(|b| b.readings.len()).sum();
-    progress.then(|| {
+    if progress {
         eprintln!(
             "{count} readings in {} batches parsed ({:.1} s); checking every meter signature ...",
             batches.batches.len(),
             started.elapsed().as_secs_f64()
-        )
-    });
+        );
+    }
     verify_all(&a.file, &batches)?;
-    progress.then(|| {
+    if progress {
         eprintln!(
             "signatures checked ({:.1} s); storing the batches and submitting them ...",
             started.elapsed().as_secs_f64()
-        )
-    });
+        );
+    }
     let imported = import(
         &client,
         &key,
