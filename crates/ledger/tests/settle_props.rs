@@ -2,8 +2,8 @@
 //! (docs/settlement-rules.md): every metered or allocated site is settled exactly as ST-2.2 to
 //! ST-2.4 say, recomputed here from the interval's published result with this file's own
 //! arithmetic; every owner's balance and position together move by exactly what it owes
-//! (ST-2.5, ST-5); no token is created or destroyed (LR-4); and the congestion rent and residue
-//! are what ST-2.7 says.
+//! (ST-2.5, ST-5), a P2P contract's difference included (CT-2.1); no token is created or
+//! destroyed (LR-4); and the congestion rent and residue are what ST-2.7 says.
 
 mod common;
 
@@ -12,6 +12,7 @@ use bcte_ledger::{
     market_state::{IntervalResult, SiteTable},
     settle_state::{IntervalSettlement, SettledBucket},
 };
+use bcte_types::contract::{ContractP2p, P2pTerms};
 use bcte_types::{
     Amount, CurveSpec, FeederId, Interval, MarketConfig, NodeId, NodeSpec, Payload, Price, SiteId,
     SiteSpec, WattHours, Watts,
@@ -73,7 +74,15 @@ fn state(chain: &Chain, seed: u64) -> AccountState {
         .unwrap_or_default()
 }
 
-fn run_case(sites: &[SiteCase], street_limit: i64, funds: [u64; 3]) -> Result<(), TestCaseError> {
+/// A P2P contract of a random case: seller and buyer site indexes, power (W) and price.
+type ContractCase = Option<(usize, usize, i64, i64)>;
+
+fn run_case(
+    sites: &[SiteCase],
+    street_limit: i64,
+    funds: [u64; 3],
+    contract: ContractCase,
+) -> Result<(), TestCaseError> {
     let f = FeederId::new("f").unwrap();
     let mut chain = Chain::new(1);
     let dso = chain.dso.clone();
@@ -175,6 +184,27 @@ fn run_case(sites: &[SiteCase], street_limit: i64, funds: [u64; 3]) -> Result<()
             ));
         }
     }
+    // A contract between two sites of two owners, if the case has one (CT-1).
+    let contract = contract
+        .map(|(a, b, w, c)| (a % sites.len(), b % sites.len(), w, c))
+        .filter(|(a, b, _, _)| sites[*a].owner != sites[*b].owner);
+    if let Some((seller, buyer, power, price)) = contract {
+        let terms = P2pTerms {
+            feeder: f.clone(),
+            seller: ids[seller].clone(),
+            buyer: ids[buyer].clone(),
+            power: Watts(power),
+            from: Interval(0),
+            to: Interval(0),
+            price: Price(price * UNIT),
+            salt: 0,
+        };
+        let consent = terms.sign(&chain.chain_id, &key(sites[seller].owner));
+        accepted(&chain.send(
+            &key(sites[buyer].owner),
+            Payload::ContractP2p(ContractP2p { terms, consent }),
+        ));
+    }
     chain.block_at(EPOCH - 60_000, vec![]);
     let result: IntervalResult = chain
         .read(&StateKey::Result(f.clone(), Interval(0)))
@@ -260,6 +290,21 @@ fn run_case(sites: &[SiteCase], street_limit: i64, funds: [u64; 3]) -> Result<()
         energy_sum += energy;
     }
     prop_assert_eq!(t.sites, settled);
+    // CT-2.1, recomputed: P × Δ × (c − p_seller), buyer to seller.
+    match contract {
+        Some((seller, buyer, power, price)) => {
+            let p_s = result.prices[table.sites[seller].node as usize].0;
+            let diff = round(
+                i128::from(power) * dt * (i128::from(price * UNIT) - i128::from(p_s)),
+                3_600_000 * 1_000_000,
+            );
+            prop_assert_eq!(t.contracts.len(), 1);
+            prop_assert_eq!(i128::from(t.contracts[0].amount), diff);
+            owed[sites[buyer].owner as usize] += diff;
+            owed[sites[seller].owner as usize] -= diff;
+        }
+        None => prop_assert!(t.contracts.is_empty()),
+    }
 
     // ST-2.5, ST-5: each owner's balance and position move by exactly what it owes.
     for owner in 2..5usize {
@@ -294,7 +339,8 @@ proptest! {
         sites in proptest::collection::vec(site_case(), 1..8),
         street_limit in 500i64..10_000,
         funds in [0u64..300_000, 0u64..300_000, 0u64..300_000],
+        contract in proptest::option::of((0usize..8, 0usize..8, 1i64..5_000, -100i64..300)),
     ) {
-        run_case(&sites, street_limit, funds)?;
+        run_case(&sites, street_limit, funds, contract)?;
     }
 }
