@@ -725,3 +725,111 @@ fn proof(a: &ProofArgs, json: bool) -> anyhow::Result<ExitCode> {
         ExitCode::from(3)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signed_csv(rows: usize, chain: &ChainId, feeder: &FeederId) -> String {
+        let key = commonware_cryptography::ed25519::PrivateKey::from_seed(5);
+        let mut out = String::from("site,interval,wh,meter,signature\n");
+        for i in 0..rows {
+            let site = SiteId::new(format!("site-{i}")).unwrap();
+            let r = SignedReading::sign(
+                chain,
+                feeder,
+                Interval(1 + (i % 3) as u64),
+                site,
+                WattHours(i as i64),
+                &key,
+            );
+            out.push_str(&format!(
+                "{},{},{},{},{}\n",
+                r.site.as_str(),
+                1 + i % 3,
+                i,
+                r.meter,
+                hex::encode(r.signature.encode())
+            ));
+        }
+        out
+    }
+
+    fn error_of(text: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        std::fs::write(&path, text).unwrap();
+        let chain = ChainId::new("c").unwrap();
+        let feeder = FeederId::new("f").unwrap();
+        match read_signed(&path, &chain, &feeder).and_then(|b| verify_all(&path, &b)) {
+            Ok(()) => String::new(),
+            Err(e) => {
+                assert!(
+                    e.downcast_ref::<crate::chain_cmds::InputError>().is_some(),
+                    "{e}"
+                );
+                e.to_string()
+            }
+        }
+    }
+
+    #[test]
+    fn a_signed_readings_file_is_grouped_by_interval_and_sorted_by_site() {
+        let chain = ChainId::new("c").unwrap();
+        let feeder = FeederId::new("f").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        std::fs::write(&path, signed_csv(3_000, &chain, &feeder)).unwrap();
+        let b = read_signed(&path, &chain, &feeder).unwrap();
+        assert_eq!(
+            b.batches.iter().map(|x| x.interval.0).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        assert_eq!(
+            b.batches.iter().map(|x| x.readings.len()).sum::<usize>(),
+            3_000
+        );
+        for (batch, lines) in b.batches.iter().zip(&b.lines) {
+            assert!(batch.readings.windows(2).all(|w| w[0].site < w[1].site));
+            // Each reading's line is the one it came from: site-i is on line i + 2.
+            for (r, line) in batch.readings.iter().zip(lines) {
+                let i: u64 = r.site.as_str()["site-".len()..].parse().unwrap();
+                assert_eq!(*line, i + 2);
+            }
+        }
+        verify_all(&path, &b).unwrap();
+    }
+
+    #[test]
+    fn bad_lines_are_named_wherever_the_parse_split_the_file() {
+        let chain = ChainId::new("c").unwrap();
+        let feeder = FeederId::new("f").unwrap();
+        let good = signed_csv(5_000, &chain, &feeder);
+        let mut lines: Vec<String> = good.lines().map(str::to_owned).collect();
+        // Line 4,321 (site-4319) signed for another energy; line 3,000 not hex; a site twice.
+        let forged = lines[4_320].replacen(",4319,", ",4320,", 1);
+        let mut forged_file = lines.clone();
+        forged_file[4_320] = forged;
+        let e = error_of(&(forged_file.join("\n") + "\n"));
+        assert!(
+            e.contains("line 4321") && e.contains("not its meter's"),
+            "{e}"
+        );
+        lines[2_999] = "site-2997,1,2997,zz,zz".into();
+        let e = error_of(&(lines.join("\n") + "\n"));
+        assert!(e.contains("line 3000") && e.contains("meter"), "{e}");
+        let twice = format!("{}{}", good, good.lines().nth(10).unwrap());
+        let e = error_of(&twice);
+        assert!(
+            e.contains("line 5002") && e.contains("read twice") && e.contains("also line 11"),
+            "{e}"
+        );
+        let e = error_of("site,wh\nx,1\n");
+        assert!(
+            e.contains("line 1") && e.contains("the header must be"),
+            "{e}"
+        );
+        let e = error_of("site,interval,wh,meter,signature\n");
+        assert!(e.contains("no readings"), "{e}");
+    }
+}
