@@ -11,13 +11,13 @@
 //! input (the line is named), 3 a transaction was rejected or a proof does not hold.
 
 use crate::{
-    chain_cmds::{emit, fail, post_tx, wait_final},
+    chain_cmds::{chain_of, emit, fail, post_tx, wait_final},
     client::Client,
     market_cmds::{enc, input, resolve_feeder, site_id},
 };
 use anyhow::{Context as _, anyhow};
 use bcte_node::{
-    api::{AccountView, HeadView},
+    api::AccountView,
     batch_api::{BatchStored, ReadingProofView},
     files,
     market_api::SiteView,
@@ -120,11 +120,6 @@ pub fn run(cmd: MeterBulkCommand, json: bool) -> ExitCode {
         MeterBulkCommand::Proof(a) => proof(&a, json),
     };
     result.unwrap_or_else(|e| fail(&e))
-}
-
-fn chain_of(client: &Client) -> anyhow::Result<ChainId> {
-    let head: HeadView = client.get("/v1/head")?;
-    ChainId::new(head.chain_id).context("the node reports an invalid chain id")
 }
 
 fn csv_reader(path: &Path) -> anyhow::Result<csv::Reader<std::fs::File>> {

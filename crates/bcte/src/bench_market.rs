@@ -174,6 +174,29 @@ pub(crate) fn sign(chain: &ChainId, key: &PrivateKey, nonce: u64, payload: Paylo
     )
 }
 
+/// Appends to `txs` (the DSO's, from nonce `txs.len()`) the registration of `specs`, in
+/// transactions of at most [`SITES_PER_TX_MAX`] sites.
+pub(crate) fn register_sites(
+    txs: &mut Vec<Tx>,
+    chain: &ChainId,
+    dso: &PrivateKey,
+    feeder: &FeederId,
+    specs: &[SiteSpec],
+) {
+    for chunk in specs.chunks(SITES_PER_TX_MAX) {
+        let nonce = txs.len() as u64;
+        txs.push(sign(
+            chain,
+            dso,
+            nonce,
+            Payload::SitesRegister(SitesRegister {
+                feeder: feeder.clone(),
+                sites: chunk.to_vec(),
+            }),
+        ));
+    }
+}
+
 /// Submits `txs` to `url` in HTTP batches and waits until node 0 (`watch_url`) serves every one
 /// final and accepted, or fails naming the first rejection.
 pub(crate) fn settle(url: &str, txs: &[Tx], what: &str) -> anyhow::Result<()> {
@@ -496,18 +519,7 @@ fn drive(
             export_limit: None,
         })
         .collect();
-    for chunk in specs.chunks(SITES_PER_TX_MAX) {
-        let nonce = dso_txs.len() as u64;
-        dso_txs.push(sign(
-            &chain,
-            &dso,
-            nonce,
-            Payload::SitesRegister(SitesRegister {
-                feeder: feeder.clone(),
-                sites: chunk.to_vec(),
-            }),
-        ));
-    }
+    register_sites(&mut dso_txs, &chain, &dso, &feeder, &specs);
     settle(&urls[0], &dso_txs, "the feeder's registration")?;
     // Owners pay their settlements (the sites are unmetered: settled on their schedule), in
     // rounds within the mempool's limit per sender.

@@ -18,7 +18,7 @@
 use crate::{
     batch_cmds::{self, Batches},
     bench::{self, Network},
-    bench_market::{settle, sign},
+    bench_market::{register_sites, settle, sign},
     client::Client,
 };
 use anyhow::{Context as _, bail};
@@ -27,7 +27,7 @@ use bcte_types::{
     AccountId, Amount, CurveSpec, FeederId, Interval, MarketConfig, NodeId, NodeSpec, Payload,
     Price, SiteId, SiteSpec, Tx, WattHours, Watts,
     batch::SignedReading,
-    market::{BidEntry, Bids, FeederRegister, SITES_PER_TX_MAX, SitesRegister},
+    market::{BidEntry, Bids, FeederRegister},
     meter::{HeadEndSet, MeterRegister},
 };
 use clap::Args;
@@ -159,18 +159,7 @@ fn drive(args: &MetersArgs, json: bool, network: &Network) -> anyhow::Result<()>
             export_limit: None,
         })
         .collect();
-    for chunk in specs.chunks(SITES_PER_TX_MAX) {
-        let nonce = dso_txs.len() as u64;
-        dso_txs.push(sign(
-            &chain,
-            &dso,
-            nonce,
-            Payload::SitesRegister(SitesRegister {
-                feeder: feeder.clone(),
-                sites: chunk.to_vec(),
-            }),
-        ));
-    }
+    register_sites(&mut dso_txs, &chain, &dso, &feeder, &specs);
     for payload in [
         Payload::Mint {
             to: owner_account,

@@ -305,6 +305,12 @@ pub fn run_keys(cmd: KeysCommand, json: bool) -> ExitCode {
     result.map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS)
 }
 
+/// The id of the chain the node runs.
+pub(crate) fn chain_of(client: &Client) -> anyhow::Result<ChainId> {
+    let head: HeadView = client.get("/v1/head")?;
+    ChainId::new(head.chain_id).context("the node reports an invalid chain id")
+}
+
 /// Signs `payload` with `key` and its next nonce on the node's chain.
 pub(crate) fn sign_for(
     client: &Client,
@@ -312,9 +318,7 @@ pub(crate) fn sign_for(
     payload: Payload,
 ) -> anyhow::Result<Tx> {
     let sender = AccountId::from_public_key(&key.public_key());
-    let head: HeadView = client.get("/v1/head")?;
-    let chain_id =
-        ChainId::new(head.chain_id.clone()).context("the node reports an invalid chain id")?;
+    let chain_id = chain_of(client)?;
     let account: AccountView = client.get(&format!("/v1/accounts/{sender}"))?;
     Ok(Tx::sign(
         TxBody {

@@ -7,14 +7,14 @@
 //! arguments, 3 rejected by the ledger (the receipt's reason is printed).
 
 use crate::{
-    chain_cmds::{DEFAULT_NODE, TxCommon, emit, fail, submit},
+    chain_cmds::{DEFAULT_NODE, TxCommon, chain_of, emit, fail, submit},
     client::Client,
     market_cmds::{QueryArgs, enc, input, resolve_feeder, site_id},
 };
 use bcte_market::file::{power_from, price_from};
-use bcte_node::{api::HeadView, files, settle_api::ContractsView};
+use bcte_node::{files, settle_api::ContractsView};
 use bcte_types::{
-    ChainId, Hash, Interval, Payload,
+    Hash, Interval, Payload,
     batch::parse_signature,
     contract::{ContractCancel, ContractP2p, P2pTerms},
     ids::parse_hash,
@@ -160,11 +160,6 @@ pub enum ConsentCommand {
         #[arg(long, value_name = "URL", default_value = DEFAULT_NODE, env = "BCTE_NODE")]
         node: String,
     },
-}
-
-fn chain_of(client: &Client) -> anyhow::Result<ChainId> {
-    let head: HeadView = client.get("/v1/head")?;
-    ChainId::new(head.chain_id).map_err(|e| anyhow::anyhow!("the node's chain id: {e}"))
 }
 
 fn contract_id(s: &str) -> anyhow::Result<Hash> {

@@ -567,22 +567,27 @@ fn inconsistent_configs_are_refused_at_start_up_with_the_reason() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a network"));
 }
 
-/// Runs `bcte --json ARGS` against `url`, asserts success and returns the JSON.
-fn cli(url: &str, args: &[&str]) -> Value {
-    let out = Command::new(BIN)
-        .arg("--json")
+/// Runs `bcte ARGS` against `url` and returns its output.
+fn cli_raw(url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
         .args(args)
         .env("BCTE_NODE", url)
         .output()
-        .expect("run bcte");
+        .expect("run bcte")
+}
+
+/// Runs `bcte --json ARGS` against `url`, asserts success and returns the JSON.
+fn cli(url: &str, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = cli_raw(url, &all);
     assert_ok(&out);
     json_of(&out)
 }
 
-#[test]
-fn four_validators_clear_every_interval_alike_and_exactly_as_the_engine() {
-    let work = tempfile::tempdir().unwrap();
-    let mut net = init(&work.path().join("net"), 4, 0);
+/// Starts a written network's every node and waits until all have finalized a block or two;
+/// returns their API URLs.
+fn start_all(net: &mut Net) -> Vec<String> {
     for node in &mut net.nodes {
         node.start();
     }
@@ -590,6 +595,14 @@ fn four_validators_clear_every_interval_alike_and_exactly_as_the_engine() {
     wait_until("the network finalizes", Duration::from_secs(60), || {
         urls.iter().all(|u| height(u).is_some_and(|h| h >= 2))
     });
+    urls
+}
+
+#[test]
+fn four_validators_clear_every_interval_alike_and_exactly_as_the_engine() {
+    let work = tempfile::tempdir().unwrap();
+    let mut net = init(&work.path().join("net"), 4, 0);
+    let urls = start_all(&mut net);
     let dso = net.dir.join("faucet.key");
     let dso = dso.to_str().unwrap();
     let example = |name: &str| {
@@ -874,26 +887,11 @@ fn four_validators_clear_every_interval_alike_and_exactly_as_the_engine() {
     );
 }
 
-/// Runs `bcte ARGS` (no `--json`) against `url` and returns its output.
-fn cli_raw(url: &str, args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .args(args)
-        .env("BCTE_NODE", url)
-        .output()
-        .expect("run bcte")
-}
-
 #[test]
 fn four_validators_meter_settle_a_contract_and_bill_alike_by_the_rules() {
     let work = tempfile::tempdir().unwrap();
     let mut net = init(&work.path().join("net"), 4, 0);
-    for node in &mut net.nodes {
-        node.start();
-    }
-    let urls: Vec<String> = net.nodes.iter().map(|n| n.url.clone()).collect();
-    wait_until("the network finalizes", Duration::from_secs(60), || {
-        urls.iter().all(|u| height(u).is_some_and(|h| h >= 2))
-    });
+    let urls = start_all(&mut net);
     let dso = net.dir.join("faucet.key");
     let dso = dso.to_str().unwrap();
     let path = |name: &str| work.path().join(name).to_str().unwrap().to_owned();

@@ -120,6 +120,32 @@ impl Dev {
     }
 
     /// The first interval whose gate is at least a few seconds away.
+    /// Runs a DSO transaction `tx ARGS --key DSO` and asserts it was accepted.
+    fn dso_tx(&self, args: &[&str]) {
+        let mut all = vec!["tx"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--key", self.dso()]);
+        let v = self.ok(&all);
+        assert_eq!(v["status"], "accepted", "{args:?}: {v}");
+    }
+
+    /// Registers `site` on node `t1` of the demo feeder, owned by `owner` (DSO).
+    fn register_site(&self, site: &str, owner: &str) {
+        self.dso_tx(&[
+            "site", "register", "--site", site, "--node", "t1", "--owner", owner,
+        ]);
+    }
+
+    /// Registers `meter` as `site`'s meter (DSO).
+    fn register_meter(&self, site: &str, meter: &str) {
+        self.dso_tx(&["meter", "register", "--site", site, "--meter", meter]);
+    }
+
+    /// Mints `amount` base units to `to` (DSO).
+    fn mint(&self, to: &str, amount: &str) {
+        self.dso_tx(&["mint", "--to", to, "--amount", amount]);
+    }
+
     /// Registers `examples/chain/feeder.json` (the feeder `demo`), signed by the DSO.
     fn register_demo_feeder(&self) {
         let file = example("chain/feeder.json");
@@ -585,44 +611,9 @@ fn a_cleared_interval_is_metered_and_settled_by_the_rules_through_the_cli() {
     dev.register_demo_feeder();
     let (house_key, house) = dev.key("house");
     let (meter_key, meter) = dev.key("meter");
-    for args in [
-        vec![
-            "tx",
-            "site",
-            "register",
-            "--key",
-            dev.dso(),
-            "--site",
-            "house-7",
-            "--node",
-            "t1",
-            "--owner",
-            &house,
-        ],
-        vec![
-            "tx",
-            "meter",
-            "register",
-            "--key",
-            dev.dso(),
-            "--site",
-            "house-7",
-            "--meter",
-            &meter,
-        ],
-        vec![
-            "tx",
-            "mint",
-            "--key",
-            dev.dso(),
-            "--to",
-            &house,
-            "--amount",
-            "1000000",
-        ],
-    ] {
-        assert_eq!(dev.ok(&args)["status"], "accepted", "{args:?}");
-    }
+    dev.register_site("house-7", &house);
+    dev.register_meter("house-7", &meter);
+    dev.mint(&house, "1000000");
     let site = dev.ok(&["query", "account", &house]);
     assert_eq!(site["balance"], 1_000_000);
     let k = dev.next_open("demo", 1).to_string();
@@ -775,58 +766,11 @@ fn bulk_readings_are_signed_submitted_proven_settled_and_audited_through_the_cli
     for s in sites {
         let (meter_key, meter) = dev.key(&format!("meter-{s}"));
         meters_csv.push_str(&format!("{s},{meter_key}\n"));
-        for args in [
-            vec![
-                "tx",
-                "site",
-                "register",
-                "--key",
-                dev.dso(),
-                "--site",
-                s,
-                "--node",
-                "t1",
-                "--owner",
-                &house,
-            ],
-            vec![
-                "tx",
-                "meter",
-                "register",
-                "--key",
-                dev.dso(),
-                "--site",
-                s,
-                "--meter",
-                &meter,
-            ],
-        ] {
-            assert_eq!(dev.ok(&args)["status"], "accepted", "{args:?}");
-        }
+        dev.register_site(s, &house);
+        dev.register_meter(s, &meter);
     }
-    for args in [
-        vec![
-            "tx",
-            "meter",
-            "head-end",
-            "--key",
-            dev.dso(),
-            "--account",
-            &head_end,
-        ],
-        vec![
-            "tx",
-            "mint",
-            "--key",
-            dev.dso(),
-            "--to",
-            &house,
-            "--amount",
-            "1000000",
-        ],
-    ] {
-        assert_eq!(dev.ok(&args)["status"], "accepted", "{args:?}");
-    }
+    dev.dso_tx(&["meter", "head-end", "--account", &head_end]);
+    dev.mint(&house, "1000000");
     // Only house-1 bids: the others are metered sites without a result (served 0, ST-2.2).
     let k = dev.next_open("demo", 1).to_string();
     let bid = [
@@ -945,18 +889,7 @@ fn bulk_readings_are_signed_submitted_proven_settled_and_audited_through_the_cli
     // After a meter swap the proof still holds for the root and the signature but names a
     // meter that is no longer the site's: not verified, exit 3, saying so.
     let (_, new_meter) = dev.key("meter-house-2-new");
-    let swap = dev.ok(&[
-        "tx",
-        "meter",
-        "register",
-        "--key",
-        dev.dso(),
-        "--site",
-        "house-2",
-        "--meter",
-        &new_meter,
-    ]);
-    assert_eq!(swap["status"], "accepted");
+    dev.register_meter("house-2", &new_meter);
     let out = dev.run(&["meter", "proof", "--site", "house-2", "--interval", &k]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("not the site's meter now"));
@@ -1162,46 +1095,9 @@ fn a_p2p_contract_is_consented_entered_settled_billed_and_cancelled_through_the_
     dev.register_demo_feeder();
     let (seller_key, seller) = dev.key("seller");
     let (buyer_key, buyer) = dev.key("buyer");
-    for args in [
-        vec![
-            "tx",
-            "site",
-            "register",
-            "--key",
-            dev.dso(),
-            "--site",
-            "pv",
-            "--node",
-            "t1",
-            "--owner",
-            &seller,
-        ],
-        vec![
-            "tx",
-            "site",
-            "register",
-            "--key",
-            dev.dso(),
-            "--site",
-            "home",
-            "--node",
-            "t1",
-            "--owner",
-            &buyer,
-        ],
-        vec![
-            "tx",
-            "mint",
-            "--key",
-            dev.dso(),
-            "--to",
-            &buyer,
-            "--amount",
-            "1000000",
-        ],
-    ] {
-        assert_eq!(dev.ok(&args)["status"], "accepted", "{args:?}");
-    }
+    dev.register_site("pv", &seller);
+    dev.register_site("home", &buyer);
+    dev.mint(&buyer, "1000000");
     let k = dev.next_open("demo", 1);
     let (from, to) = (k.to_string(), (k + 5).to_string());
     let terms = |v: &mut Vec<String>, kw: &str| {

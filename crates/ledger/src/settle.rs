@@ -763,8 +763,8 @@ struct SettleInputs {
     results: BTreeMap<u32, crate::market_state::SiteResult>,
     /// Site index → its reading.
     readings: BTreeMap<u32, i64>,
-    /// The contracts covering the interval (CT-2).
-    contracts: Vec<crate::contract::ContractEntry>,
+    /// The contracts covering the interval (CT-2), with their seller's and buyer's site index.
+    contracts: Vec<(crate::contract::ContractEntry, u32, u32)>,
 }
 
 /// Gathers a settlement's inputs, or `None` if a key it needs was not read (the next block's
@@ -891,19 +891,24 @@ fn settle_inputs(w: &mut Working<'_>, f: &FeederId) -> Result<Option<SettleInput
             accounts.insert(table.sites[m.site as usize].owner);
         }
     }
-    let contracts: Vec<crate::contract::ContractEntry> = w
+    let active: Vec<crate::contract::ContractEntry> = w
         .market
         .contracts
         .get(pre, &StateKey::Contracts(f.clone()))?
         .map(|t| t.active(k).cloned().collect())
         .unwrap_or_default();
-    for c in &contracts {
-        for site in [&c.terms.seller, &c.terms.buyer] {
-            let i = by_id
+    let mut contracts = Vec::with_capacity(active.len());
+    for c in active {
+        let index = |site: &SiteId| {
+            by_id
                 .get(site)
-                .ok_or_else(|| ExecError::Bug(format!("contract of unknown site {site}")))?;
-            accounts.insert(table.sites[*i as usize].owner);
-        }
+                .copied()
+                .ok_or_else(|| ExecError::Bug(format!("contract of unknown site {site}")))
+        };
+        let (seller, buyer) = (index(&c.terms.seller)?, index(&c.terms.buyer)?);
+        accounts.insert(table.sites[seller as usize].owner);
+        accounts.insert(table.sites[buyer as usize].owner);
+        contracts.push((c, seller, buyer));
     }
     if accounts.iter().any(|a| !w.money.known(pre, *a)) {
         return Ok(None);
@@ -990,17 +995,8 @@ fn settle_interval(w: &mut Working<'_>, ctx: &BlockContext, f: &FeederId) -> Res
     }
     // CT-2.1: each contract covering the interval pays its difference, buyer to seller, at the
     // seller's node price; both through the market account like every settlement payment.
-    let info_of: HashMap<&SiteId, &crate::market_state::SiteInfo> =
-        table.sites.iter().map(|s| (&s.id, s)).collect();
-    for c in contracts {
-        let (Some(seller), Some(buyer)) =
-            (info_of.get(&c.terms.seller), info_of.get(&c.terms.buyer))
-        else {
-            return Err(ExecError::Bug(format!(
-                "contract {} of unknown sites",
-                hex::encode(c.id)
-            )));
-        };
+    for (c, seller, buyer) in contracts {
+        let (seller, buyer) = (&table.sites[seller as usize], &table.sites[buyer as usize]);
         let amount = crate::contract::difference(
             c.terms.power.0,
             dt,
