@@ -157,6 +157,8 @@ pub struct ConfigFile {
     imbalance_penalty: Option<f64>,
     settlement_delay_ms: Option<u64>,
     reading_window_ms: Option<u64>,
+    baseline_days: Option<u32>,
+    baseline_day_intervals: Option<u32>,
 }
 
 impl ConfigFile {
@@ -192,6 +194,10 @@ impl ConfigFile {
             )?,
             settlement_delay_ms: self.settlement_delay_ms.unwrap_or(d.settlement_delay_ms),
             reading_window_ms: self.reading_window_ms.unwrap_or(d.reading_window_ms),
+            baseline_days: self.baseline_days.unwrap_or(d.baseline_days),
+            baseline_day_intervals: self
+                .baseline_day_intervals
+                .unwrap_or(d.baseline_day_intervals),
         };
         bcte_ledger::market::check_config(&config).map_err(input)?;
         Ok(config)

@@ -28,6 +28,8 @@ pub const fn privilege_of(payload: &Payload) -> Option<Privilege> {
         Payload::MeterRegister(_) => Some(Privilege::RegisterMeter),
         Payload::HeadEnd(_) => Some(Privilege::SetHeadEnd),
         Payload::SettlementAdjust(_) => Some(Privilege::AdjustSettlement),
+        // FX-1.1, FX-2.2.
+        Payload::FlexRequest(_) | Payload::FlexAccept(_) => Some(Privilege::RequestFlexibility),
         // LR-3.3; MC-3.3 (the site's owner); MC-5.1 (the owner or its aggregator).
         Payload::Transfer { .. }
         | Payload::SiteDelegate(_)
@@ -37,7 +39,9 @@ pub const fn privilege_of(payload: &Payload) -> Option<Privilege> {
         | Payload::Reading(_)
         | Payload::MeterBatch(_)
         | Payload::ContractP2p(_)
-        | Payload::ContractCancel(_) => None,
+        | Payload::ContractCancel(_)
+        // FX-2.1: the sites' owner or their aggregator.
+        | Payload::FlexOffer(_) => None,
     }
 }
 

@@ -256,6 +256,30 @@ pub fn reads_of(txs: &[Tx]) -> BTreeSet<StateKey> {
                 keys.insert(StateKey::Sites(f.clone()));
                 keys.insert(StateKey::Contracts(f.clone()));
             }
+            Payload::FlexRequest(op) => {
+                let f = &op.feeder;
+                keys.insert(schedule(f));
+                keys.insert(StateKey::Feeder(f.clone()));
+                keys.insert(StateKey::Sites(f.clone()));
+                keys.insert(StateKey::Flex(f.clone()));
+            }
+            Payload::FlexOffer(op) => {
+                let f = &op.feeder;
+                keys.insert(schedule(f));
+                keys.insert(StateKey::Feeder(f.clone()));
+                keys.insert(StateKey::Sites(f.clone()));
+                keys.insert(StateKey::Flex(f.clone()));
+                for site in &op.sites {
+                    keys.insert(StateKey::Site(f.clone(), site.clone()));
+                }
+            }
+            Payload::FlexAccept(op) => {
+                let f = &op.feeder;
+                keys.insert(schedule(f));
+                keys.insert(StateKey::Feeder(f.clone()));
+                keys.insert(StateKey::Sites(f.clone()));
+                keys.insert(StateKey::Flex(f.clone()));
+            }
             Payload::SettlementAdjust(op) => {
                 let f = &op.feeder;
                 for key in [
@@ -289,6 +313,7 @@ fn reading_keys<'a>(
         StateKey::Settling(f.clone(), k),
         StateKey::Result(f.clone(), k),
         StateKey::Debtors(f.clone()),
+        StateKey::Flex(f.clone()),
     ] {
         keys.insert(key);
     }
@@ -437,6 +462,9 @@ fn apply_tx(
         Payload::SettlementAdjust(op) => crate::settle::adjust(w, op),
         Payload::ContractP2p(op) => crate::contract::enter(w, ctx, from, op),
         Payload::ContractCancel(op) => crate::contract::cancel(w, ctx, from, op),
+        Payload::FlexRequest(op) => crate::flex::post(w, ctx, op),
+        Payload::FlexOffer(op) => crate::flex::offer(w, ctx, from, op),
+        Payload::FlexAccept(op) => crate::flex::accept(w, ctx, op),
     }
 }
 

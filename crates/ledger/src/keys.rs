@@ -92,6 +92,8 @@ pub enum StateKey {
     Debtors(FeederId),
     /// A feeder's peer-to-peer contracts.
     Contracts(FeederId),
+    /// A feeder's flexibility requests and their offers.
+    Flex(FeederId),
 }
 
 /// Buckets of an interval's bids and results (see the [module documentation](self)).
@@ -166,6 +168,7 @@ impl StateKey {
     const TAG_ADJUSTMENTS: u8 = 0x1e;
     const TAG_DEBTORS: u8 = 0x1f;
     const TAG_CONTRACTS: u8 = 0x20;
+    const TAG_FLEX: u8 = 0x21;
 
     /// The key's bytes (the preimage of its tree key).
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -189,13 +192,15 @@ impl StateKey {
             | Self::Sites(f)
             | Self::Meters(f)
             | Self::Debtors(f)
-            | Self::Contracts(f) => {
+            | Self::Contracts(f)
+            | Self::Flex(f) => {
                 v.push(match self {
                     Self::Feeder(_) => Self::TAG_FEEDER,
                     Self::Schedule(_) => Self::TAG_SCHEDULE,
                     Self::Meters(_) => Self::TAG_METERS,
                     Self::Debtors(_) => Self::TAG_DEBTORS,
                     Self::Contracts(_) => Self::TAG_CONTRACTS,
+                    Self::Flex(_) => Self::TAG_FLEX,
                     _ => Self::TAG_SITES,
                 });
                 id(&mut v, f.as_str());
@@ -329,6 +334,7 @@ impl StateKey {
             Self::TAG_METERS => Self::Meters(feeder(&mut c)?),
             Self::TAG_DEBTORS => Self::Debtors(feeder(&mut c)?),
             Self::TAG_CONTRACTS => Self::Contracts(feeder(&mut c)?),
+            Self::TAG_FLEX => Self::Flex(feeder(&mut c)?),
 
             Self::TAG_SETTLING => {
                 let (f, k) = interval_of(&mut c)?;
@@ -382,7 +388,8 @@ impl StateKey {
             | Self::Settlement(f, _)
             | Self::Adjustments(f, _, _)
             | Self::Debtors(f)
-            | Self::Contracts(f) => Some(f),
+            | Self::Contracts(f)
+            | Self::Flex(f) => Some(f),
             _ => None,
         }
     }
@@ -414,6 +421,7 @@ impl fmt::Display for StateKey {
             Self::Adjustments(x, k, b) => write!(f, "adjustments/{x}/{k}/{b}"),
             Self::Debtors(x) => write!(f, "debtors/{x}"),
             Self::Contracts(x) => write!(f, "contracts/{x}"),
+            Self::Flex(x) => write!(f, "flex/{x}"),
         }
     }
 }
@@ -462,6 +470,7 @@ impl FromStr for StateKey {
             ["meters", f] => Self::Meters(FeederId::new(*f)?),
             ["debtors", f] => Self::Debtors(FeederId::new(*f)?),
             ["contracts", f] => Self::Contracts(FeederId::new(*f)?),
+            ["flex", f] => Self::Flex(FeederId::new(*f)?),
             ["readings", f, k, b] => Self::Readings(FeederId::new(*f)?, interval(k)?, bucket(b)?),
             ["settling", f, k] => Self::Settling(FeederId::new(*f)?, interval(k)?),
             ["settled", f, k, b] => Self::Settled(FeederId::new(*f)?, interval(k)?, bucket(b)?),
@@ -507,7 +516,8 @@ mod tests {
             StateKey::Settlement(f.clone(), k),
             StateKey::Adjustments(f.clone(), k, 77),
             StateKey::Debtors(f.clone()),
-            StateKey::Contracts(f),
+            StateKey::Contracts(f.clone()),
+            StateKey::Flex(f),
         ]
     }
 

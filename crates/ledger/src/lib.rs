@@ -12,6 +12,7 @@ mod auth;
 pub mod billing;
 pub mod contract;
 pub mod exec;
+pub mod flex;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod keys;

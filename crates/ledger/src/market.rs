@@ -88,6 +88,7 @@ pub(crate) struct MarketValues {
     pub(crate) adjustments: Typed<crate::settle_state::AdjustBucket>,
     pub(crate) debtors: Typed<crate::settle_state::Debtors>,
     pub(crate) contracts: Typed<crate::contract::ContractTable>,
+    pub(crate) flex: Typed<crate::flex::FlexTable>,
 }
 
 /// A domain handler's answer: accepted, rejected with a reason, or a failure of execution.
@@ -187,8 +188,18 @@ pub fn check_config(c: &MarketConfig) -> Result<(), String> {
             c.settlement_delay_ms, c.reading_window_ms
         ));
     }
+    // FX-3.1: a baseline of 1 to 30 days.
+    if !(1..=BASELINE_DAYS_MAX).contains(&c.baseline_days) {
+        return Err(format!(
+            "config: baseline_days {} is not within 1 to {BASELINE_DAYS_MAX}",
+            c.baseline_days
+        ));
+    }
     Ok(())
 }
+
+/// The most days a flexibility baseline averages (FX-3.1).
+pub const BASELINE_DAYS_MAX: u32 = 30;
 
 /// The first interval whose gate is after `now_ms` (a new feeder's first interval to clear).
 pub(crate) fn first_open_interval(epoch_ms: u64, config: &MarketConfig, now_ms: u64) -> Interval {
@@ -887,6 +898,7 @@ pub(crate) fn plan_reads(
             StateKey::Feeder(f.clone()),
             StateKey::Sites(f.clone()),
             StateKey::Meters(f.clone()),
+            StateKey::Flex(f.clone()),
         ] {
             want.insert(key);
         }

@@ -292,6 +292,13 @@ fn apply_readings(
         .get(w.pre, &StateKey::Meters(feeder.clone()))?
         .cloned()
         .unwrap_or_default();
+    // FX-3.2: the sites of accepted flexibility offers are waited for as if they had results.
+    let flex = w
+        .market
+        .flex
+        .get(w.pre, &StateKey::Flex(feeder.clone()))?
+        .cloned()
+        .unwrap_or_default();
     let mut found = 0u32;
     for r in &readings {
         let bucket = book_bucket(&r.site);
@@ -313,10 +320,11 @@ fn apply_readings(
         }
         if !late
             && meters.meters_for(r.index, k)
-            && w.market
-                .site_results
-                .get(w.pre, &StateKey::Results(feeder.clone(), k, bucket))?
-                .is_some_and(|b| b.get(&r.site).is_some())
+            && (flex.engaged(&r.site, k)
+                || w.market
+                    .site_results
+                    .get(w.pre, &StateKey::Results(feeder.clone(), k, bucket))?
+                    .is_some_and(|b| b.get(&r.site).is_some()))
         {
             found += 1;
         }
@@ -696,7 +704,23 @@ pub(crate) fn open_settlement(
         .get(w.pre, &StateKey::Meters(feeder.clone()))?
         .cloned()
         .unwrap_or_default();
-    let missing = sites_with_results
+    // FX-3.2: the sites of accepted flexibility offers are waited for too, bid or not.
+    let mut waited: BTreeSet<u32> = sites_with_results.iter().copied().collect();
+    if let Some(flex) = w.market.flex.get(w.pre, &StateKey::Flex(feeder.clone()))?.cloned() {
+        let table = site_table(w, feeder)?;
+        let by_id: HashMap<&SiteId, u32> = table
+            .sites
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (&s.id, i as u32))
+            .collect();
+        for r in flex.active(k) {
+            for o in r.offers.iter().filter(|o| o.accepted) {
+                waited.extend(o.sites.iter().filter_map(|s| by_id.get(s).copied()));
+            }
+        }
+    }
+    let missing = waited
         .iter()
         .filter(|&&i| meters.meters_for(i, k))
         .count() as u32;
@@ -765,6 +789,18 @@ struct SettleInputs {
     readings: BTreeMap<u32, i64>,
     /// The contracts covering the interval (CT-2), with their seller's and buyer's site index.
     contracts: Vec<(crate::contract::ContractEntry, u32, u32)>,
+    /// The accepted offers of the flexibility requests covering the interval (FX-3): the
+    /// request, the offer's number, the offer, and each site's index and baseline.
+    flex: Vec<FlexInput>,
+}
+
+/// One accepted offer to settle (FX-3).
+struct FlexInput {
+    id: bcte_types::Hash,
+    request: bcte_types::flex::FlexRequest,
+    number: u32,
+    offer: crate::flex::OfferEntry,
+    sites: Vec<(u32, Option<i64>)>,
 }
 
 /// Gathers a settlement's inputs, or `None` if a key it needs was not read (the next block's
@@ -796,6 +832,7 @@ fn settle_inputs(w: &mut Working<'_>, f: &FeederId) -> Result<Option<SettleInput
         && m.feeders.known(pre, &keys[5])
         && m.debtors.known(pre, &keys[6])
         && m.contracts.known(pre, &StateKey::Contracts(f.clone()))
+        && m.flex.known(pre, &StateKey::Flex(f.clone()))
         && (Interval(k.0 + 1) >= s.next_clear
             || m.settling
                 .known(pre, &StateKey::Settling(f.clone(), Interval(k.0 + 1))));
@@ -910,6 +947,63 @@ fn settle_inputs(w: &mut Working<'_>, f: &FeederId) -> Result<Option<SettleInput
         accounts.insert(table.sites[buyer as usize].owner);
         contracts.push((c, seller, buyer));
     }
+    // FX-3: every site of every accepted offer of a request covering the interval, its owner
+    // and its baseline from the readings of its baseline days (FX-3.1).
+    let table_flex = w
+        .market
+        .flex
+        .get(pre, &StateKey::Flex(f.clone()))?
+        .cloned()
+        .unwrap_or_default();
+    let config = s.config_at(k);
+    let (day, days) = (config.day_intervals(), config.baseline_days);
+    let back = crate::flex::baseline_intervals(&s, k);
+    let mut flex = Vec::new();
+    for r in table_flex.active(k) {
+        for (number, o) in r.offers.iter().enumerate().filter(|(_, o)| o.accepted) {
+            let mut sites = Vec::with_capacity(o.sites.len());
+            for site in &o.sites {
+                let i = *by_id
+                    .get(site)
+                    .ok_or_else(|| ExecError::Bug(format!("offer of unknown site {site}")))?;
+                accounts.insert(table.sites[i as usize].owner);
+                let mut history: BTreeMap<u64, i64> = BTreeMap::new();
+                for &at in &back {
+                    if table_flex.engaged(site, at) {
+                        continue;
+                    }
+                    let key = StateKey::Readings(f.clone(), at, book_bucket(site));
+                    if !w.market.readings.known(pre, &key) {
+                        return Ok(None);
+                    }
+                    if let Some(wh) = w
+                        .market
+                        .readings
+                        .get(pre, &key)?
+                        .and_then(|b| b.readings.iter().find(|x| &x.site == site))
+                        .map(|x| x.wh.0)
+                    {
+                        history.insert(at.0, wh);
+                    }
+                }
+                let b = crate::flex::baseline(
+                    k,
+                    day,
+                    days,
+                    |at| history.get(&at.0).copied(),
+                    |at| table_flex.engaged(site, at),
+                );
+                sites.push((i, b));
+            }
+            flex.push(FlexInput {
+                id: r.id,
+                request: r.request.clone(),
+                number: number as u32,
+                offer: o.clone(),
+                sites,
+            });
+        }
+    }
     if accounts.iter().any(|a| !w.money.known(pre, *a)) {
         return Ok(None);
     }
@@ -924,6 +1018,7 @@ fn settle_inputs(w: &mut Working<'_>, f: &FeederId) -> Result<Option<SettleInput
         results,
         readings,
         contracts,
+        flex,
     }))
 }
 
@@ -943,6 +1038,7 @@ fn settle_interval(w: &mut Working<'_>, ctx: &BlockContext, f: &FeederId) -> Res
         results,
         readings,
         contracts,
+        flex,
     } = inp;
     let dt = result.interval_ms;
     let penalty = idx.imbalance_penalty;
@@ -1010,6 +1106,41 @@ fn settle_interval(w: &mut Working<'_>, ctx: &BlockContext, f: &FeederId) -> Res
             buyer: c.terms.buyer.clone(),
             seller: c.terms.seller.clone(),
             amount,
+        });
+    }
+    // FX-3: each accepted offer of a request covering the interval is paid what it delivered
+    // against its sites' baselines, by the market account, split among the sites' owners.
+    for FlexInput {
+        id,
+        request,
+        number,
+        offer,
+        sites,
+    } in flex
+    {
+        let measured: Vec<(Option<i64>, Option<i64>)> = sites
+            .iter()
+            .map(|&(i, b)| {
+                let m = if meters.meters_for(i, k) {
+                    readings.get(&i).copied()
+                } else {
+                    None
+                };
+                (b, m)
+            })
+            .collect();
+        let (delivered_wh, amount, deliveries) =
+            crate::flex::settle_offer(&request, &offer, dt, &measured);
+        for (&(i, _), d) in sites.iter().zip(&deliveries) {
+            *owed.entry(table.sites[i as usize].owner).or_default() -= i128::from(d.amount);
+        }
+        totals.flexibility.push(crate::flex::FlexFlow {
+            request: id,
+            offer: number,
+            by: offer.by,
+            delivered_wh,
+            amount,
+            sites: deliveries,
         });
     }
     // ST-2.6: the upstream exchange at the root's price.
@@ -1172,6 +1303,7 @@ pub(crate) fn plan_reads(
             StateKey::Meters(f.clone()),
             StateKey::Debtors(f.clone()),
             StateKey::Contracts(f.clone()),
+            StateKey::Flex(f.clone()),
         ] {
             want.insert(key);
         }
@@ -1224,6 +1356,26 @@ pub(crate) fn plan_reads(
                 for site in [&c.terms.seller, &c.terms.buyer] {
                     if let Some(owner) = owners.get(site) {
                         want.insert(StateKey::Account(*owner));
+                    }
+                }
+            }
+        }
+        // FX-3: the owners of the sites of accepted offers, and their baseline days.
+        if let Some(Some(flex)) =
+            pre.peek_decode::<crate::flex::FlexTable>(&StateKey::Flex(f.clone()))?
+        {
+            let back = crate::flex::baseline_intervals(&s, k);
+            for r in flex.active(k) {
+                for o in r.offers.iter().filter(|o| o.accepted) {
+                    for site in &o.sites {
+                        if let Some(owner) = owners.get(site) {
+                            want.insert(StateKey::Account(*owner));
+                        }
+                        for &at in &back {
+                            if !flex.engaged(site, at) {
+                                want.insert(StateKey::Readings(f.clone(), at, book_bucket(site)));
+                            }
+                        }
                     }
                 }
             }

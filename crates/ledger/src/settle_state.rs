@@ -486,6 +486,15 @@ pub struct IntervalSettlement {
     pub residue: i64,
     /// The contract differences settled in the interval (CT-2), by contract id.
     pub contracts: Vec<crate::contract::ContractFlow>,
+    /// The flexibility delivered and paid in the interval (FX-3), by request and offer.
+    pub flexibility: Vec<crate::flex::FlexFlow>,
+}
+
+impl IntervalSettlement {
+    /// What the market account paid for flexibility in the interval (base units).
+    pub fn flexibility_paid(&self) -> i64 {
+        self.flexibility.iter().map(|f| f.amount).sum()
+    }
 }
 
 impl Write for IntervalSettlement {
@@ -502,6 +511,10 @@ impl Write for IntervalSettlement {
         crate::market_state::write_len(self.contracts.len(), buf);
         for c in &self.contracts {
             c.write(buf);
+        }
+        crate::market_state::write_len(self.flexibility.len(), buf);
+        for x in &self.flexibility {
+            x.write(buf);
         }
     }
 }
@@ -528,6 +541,17 @@ impl Read for IntervalSettlement {
                 }
                 v
             },
+            flexibility: {
+                let n = crate::market_state::read_len(
+                    buf,
+                    crate::flex::FLEX_REQUESTS_PER_FEEDER_MAX * crate::flex::FLEX_OFFERS_MAX,
+                )?;
+                let mut v = Vec::with_capacity(n.min(256));
+                for _ in 0..n {
+                    v.push(crate::flex::FlexFlow::read(buf)?);
+                }
+                v
+            },
         })
     }
 }
@@ -540,6 +564,12 @@ impl EncodeSize for IntervalSettlement {
             + crate::market_state::len_size(self.contracts.len())
             + self
                 .contracts
+                .iter()
+                .map(EncodeSize::encode_size)
+                .sum::<usize>()
+            + crate::market_state::len_size(self.flexibility.len())
+            + self
+                .flexibility
                 .iter()
                 .map(EncodeSize::encode_size)
                 .sum::<usize>()

@@ -558,6 +558,7 @@ impl crate::market::MarketValues {
             adjustments,
             debtors,
             contracts,
+            flex,
         } = self;
         index.write_into(out);
         feeders.write_into(out);
@@ -578,6 +579,7 @@ impl crate::market::MarketValues {
         adjustments.write_into(out);
         debtors.write_into_unless(out, crate::settle_state::Debtors::is_empty);
         contracts.write_into_unless(out, crate::contract::ContractTable::is_empty);
+        flex.write_into_unless(out, crate::flex::FlexTable::is_empty);
     }
 }
 

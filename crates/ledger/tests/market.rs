@@ -39,6 +39,7 @@ fn config() -> MarketConfig {
         imbalance_penalty: Price(20 * UNIT),
         settlement_delay_ms: 4_000,
         reading_window_ms: 10_000,
+        ..MarketConfig::DEFAULT
     }
 }
 

@@ -11,7 +11,9 @@ use bcte_ledger::{
     market_state::IntervalResult,
     settle_state::{AdjustBucket, AdjustKind, IntervalSettlement, SettleIndex, SettledBucket},
 };
+use bcte_ledger::flex::FlexTable;
 use bcte_types::contract::{ContractCancel, ContractP2p, P2pTerms};
+use bcte_types::flex::{FlexAccept, FlexDirection, FlexOffer, FlexRequest, FlexTarget};
 use bcte_types::{
     Amount, CurveSpec, FeederId, Hash, Interval, MarketConfig, NodeId, NodeSpec, Payload, Price,
     RejectReason, SiteId, SiteSpec, WattHours, Watts,
@@ -106,6 +108,11 @@ fn meter(owner: u64) -> u64 {
 /// of generation), `meterless` (5, 1 kW, no meter) and `quiet` (6, metered, never bids) are
 /// on `t1`; `shop` (4, 3 kW) at the substation.
 fn feeder() -> Chain {
+    feeder_with(config())
+}
+
+/// [`feeder`] with another market configuration.
+fn feeder_with(config: MarketConfig) -> Chain {
     let mut chain = Chain::new(1);
     let dso = chain.dso.clone();
     let node = |id: &str, parent: Option<&str>, import: Option<i64>| NodeSpec {
@@ -119,7 +126,7 @@ fn feeder() -> Chain {
         Payload::FeederRegister(FeederRegister {
             feeder: f(),
             epoch_ms: Some(EPOCH),
-            config: config(),
+            config,
             nodes: vec![
                 node("sub", None, None),
                 node("t1", Some("sub"), Some(5_000)),
@@ -701,4 +708,241 @@ fn a_p2p_contract_pays_its_difference_at_the_sellers_price_with_both_parties_con
     chain.block(1, vec![]);
     let t: IntervalSettlement = chain.read(&StateKey::Settlement(f(), Interval(2))).unwrap();
     assert!(t.contracts.is_empty());
+}
+
+/// The aggregator of the flexibility test.
+const AGGREGATOR: u64 = 10;
+
+fn flex_request(k: u64, gate: u64, power: i64, salt: u64) -> FlexRequest {
+    FlexRequest {
+        feeder: f(),
+        direction: FlexDirection::Reduce,
+        target: FlexTarget::Node(NodeId::new("t1").unwrap()),
+        power: Watts(power),
+        from: Interval(k),
+        to: Interval(k),
+        price: Price(200 * UNIT),
+        gate: Interval(gate),
+        salt,
+    }
+}
+
+fn flex_offer(chain: &mut Chain, sender: u64, id: Hash, sites: &[&str], power: i64) -> bcte_types::Outcome {
+    chain.send(
+        &key(sender),
+        Payload::FlexOffer(FlexOffer {
+            feeder: f(),
+            request: id,
+            sites: sites.iter().map(|x| s(x)).collect(),
+            power: Watts(power),
+        }),
+    )
+}
+
+fn flex_accept(chain: &mut Chain, sender: u64, id: Hash, offers: &[u32]) -> bcte_types::Outcome {
+    chain.send(
+        &key(sender),
+        Payload::FlexAccept(FlexAccept {
+            feeder: f(),
+            request: id,
+            offers: offers.to_vec(),
+        }),
+    )
+}
+
+/// Everything an owner holds against the market: its balance plus its position.
+fn worth(chain: &Chain, seed: u64) -> i64 {
+    balance(chain, seed) as i64 + position(chain, seed)
+}
+
+#[test]
+fn flexibility_is_paid_for_what_was_delivered_against_the_baseline_and_split_by_share() {
+    // Baseline days of 2 intervals, 2 of them (FX-3.1), so interval 4's baseline is the mean
+    // of intervals 2 and 0.
+    let mut chain = feeder_with(MarketConfig {
+        baseline_days: 2,
+        baseline_day_intervals: 2,
+        ..config()
+    });
+    let dso = chain.dso.clone();
+    for seed in [2, 6] {
+        accepted(&chain.send(
+            &dso,
+            Payload::Mint {
+                to: account(&key(seed)),
+                amount: Amount(5_000_000),
+            },
+        ));
+    }
+    // home (2) and quiet (6) delegate to the aggregator.
+    for (owner, site) in [(2, "home"), (6, "quiet")] {
+        accepted(&chain.send(
+            &key(owner),
+            Payload::SiteDelegate(bcte_types::market::SiteDelegate {
+                feeder: f(),
+                site: s(site),
+                aggregator: account(&key(AGGREGATOR)),
+            }),
+        ));
+    }
+    let r1 = flex_request(4, 3, 3_000, 0);
+    let id1 = r1.id(&chain.chain_id);
+    // FX-1.1: only the DSO requests; a gate after the first interval, a price of 0 or an
+    // unknown node are refused.
+    assert!(matches!(
+        rejected(&chain.send(&key(2), Payload::FlexRequest(r1.clone()))),
+        RejectReason::Unauthorized { .. }
+    ));
+    let r = rejected(&chain.send(&dso, Payload::FlexRequest(flex_request(4, 5, 3_000, 0))));
+    assert!(r.to_string().contains("gate: interval 5 is after"), "{r}");
+    let r = rejected(&chain.send(
+        &dso,
+        Payload::FlexRequest(FlexRequest {
+            price: Price(0),
+            ..r1.clone()
+        }),
+    ));
+    assert!(r.to_string().contains("price"), "{r}");
+    let r = rejected(&chain.send(
+        &dso,
+        Payload::FlexRequest(FlexRequest {
+            target: FlexTarget::Node(NodeId::new("nowhere").unwrap()),
+            ..r1.clone()
+        }),
+    ));
+    assert!(r.to_string().contains("no node nowhere"), "{r}");
+    accepted(&chain.send(&dso, Payload::FlexRequest(r1.clone())));
+    let r = rejected(&chain.send(&dso, Payload::FlexRequest(r1.clone())));
+    assert!(r.to_string().contains("already posted"), "{r}");
+
+    // FX-2.1: offer 0, the aggregator's portfolio; offer 1, pv's own; offer 2, meterless.
+    accepted(&flex_offer(&mut chain, AGGREGATOR, id1, &["home", "quiet"], 2_000));
+    accepted(&flex_offer(&mut chain, 3, id1, &["pv"], 1_000));
+    accepted(&flex_offer(&mut chain, 5, id1, &["meterless"], 1_000));
+    // Refused: shop is at the substation, not at t1; home is in offer 0 already (its owner
+    // may still offer, but not twice); quiet is not pv's owner's; more than was requested.
+    let r = rejected(&flex_offer(&mut chain, 4, id1, &["shop"], 1_000));
+    assert!(r.to_string().contains("not a site the request asks"), "{r}");
+    let r = rejected(&flex_offer(&mut chain, 2, id1, &["home"], 1_000));
+    assert!(r.to_string().contains("already in offer 0"), "{r}");
+    assert!(matches!(
+        rejected(&flex_offer(&mut chain, 3, id1, &["quiet"], 1_000)),
+        RejectReason::NotSiteBidder { .. }
+    ));
+    let r = rejected(&flex_offer(&mut chain, 4, id1, &["nowhere"], 1_000));
+    assert!(matches!(r, RejectReason::UnknownSite { .. }), "{r}");
+    let r = rejected(&flex_offer(&mut chain, 3, id1, &["pv"], 4_000));
+    assert!(r.to_string().contains("at most the 3000 W requested"), "{r}");
+    // FX-2.2: only the DSO accepts, no more than was requested in all.
+    assert!(matches!(
+        rejected(&flex_accept(&mut chain, 2, id1, &[0])),
+        RejectReason::Unauthorized { .. }
+    ));
+    accepted(&flex_accept(&mut chain, 1, id1, &[0, 1]));
+    let r = rejected(&flex_accept(&mut chain, 1, id1, &[2]));
+    assert!(r.to_string().contains("4000 W accepted in all"), "{r}");
+    let r = rejected(&flex_accept(&mut chain, 1, id1, &[7]));
+    assert!(r.to_string().contains("no offer 7"), "{r}");
+
+    // Readings (Wh): the odd intervals are noise a baseline of 2-interval days never reads.
+    let readings: [[(u64, &str, i64); 4]; 7] = std::array::from_fn(|k| {
+        let odd = k % 2 == 1;
+        let pick = |even: [i64; 4], noise: i64| if odd { noise } else { even[k / 2] };
+        [
+            (2, "home", pick([1_000, 1_400, 600, 1_000], 3_000)),
+            (6, "quiet", pick([300, 501, 200, 300], 2_000)),
+            (3, "pv", pick([-400, -600, -300, -300], -2_000)),
+            (4, "shop", 0),
+        ]
+    });
+    let mut worth_before = std::collections::BTreeMap::new();
+    for k in 0..=6u64 {
+        if chain.time_ms < gate(k) {
+            chain.block_at(gate(k), vec![]);
+        }
+        if k == 3 {
+            // FX-2.1: offers close with the request's gate.
+            let r = rejected(&flex_offer(&mut chain, 4, id1, &["quiet"], 1_000));
+            assert!(matches!(r, RejectReason::GateClosed { .. }), "{r}");
+            // A second request for interval 6, its offer accepted: home's baseline will
+            // skip interval 4, when home was asked for flexibility (FX-3.1).
+            let r2 = flex_request(6, 5, 1_000, 1);
+            accepted(&chain.send(&dso, Payload::FlexRequest(r2.clone())));
+            let id2 = r2.id(&chain.chain_id);
+            accepted(&flex_offer(&mut chain, AGGREGATOR, id2, &["home"], 1_000));
+            accepted(&flex_accept(&mut chain, 1, id2, &[0]));
+        }
+        if k == 4 {
+            // FX-3.2: the offers' sites are waited for, bid or not: home, quiet and pv are
+            // metered (meterless is not, and its offer was not accepted).
+            let idx: SettleIndex = chain.read(&StateKey::Settling(f(), Interval(4))).unwrap();
+            assert_eq!(idx.missing, 3);
+        }
+        chain.block_at(end(k), vec![]);
+        for seed in [2, 3, 6, MARKET] {
+            worth_before.insert(seed, worth(&chain, seed));
+        }
+        let txs = readings[k as usize]
+            .iter()
+            .map(|&(owner, site, wh)| chain.sign(&key(meter(owner)), reading(site, k, wh)))
+            .collect();
+        chain.block(1, txs);
+        // The interval is due once its last reading is in: the next block settles it.
+        chain.block(1, vec![]);
+        let t: IntervalSettlement = chain
+            .read(&StateKey::Settlement(f(), Interval(k)))
+            .unwrap_or_else(|| panic!("interval {k} settled with its readings"));
+        assert_eq!(t.estimated, 0);
+        match k {
+            4 => {
+                // Worked by hand (FX-3): home's baseline (1,400 + 1,000) / 2 = 1,200 Wh, it
+                // read 600: 600 Wh; quiet's (501 + 300) / 2 = 400.5 → 401, it read 200:
+                // 201 Wh. The portfolio delivered 801 Wh, capped at its 2 kW × 0.25 h =
+                // 500 Wh: 0.5 MWh × 200/MWh = 100,000 base units, split 600 : 201 as
+                // 74,906.4 and 25,093.6 → 74,906 and 25,094. pv's baseline is
+                // (−600 − 400) / 2 = −500 Wh and it fed in only 300: −200 Wh, nothing
+                // delivered, nothing paid.
+                assert_eq!(t.flexibility.len(), 2);
+                let (agg, pv) = (&t.flexibility[0], &t.flexibility[1]);
+                assert_eq!((agg.request, agg.offer, agg.by), (id1, 0, account(&key(AGGREGATOR))));
+                assert_eq!((agg.delivered_wh, agg.amount), (500, 100_000));
+                assert_eq!(
+                    agg.sites
+                        .iter()
+                        .map(|x| (x.baseline_wh, x.metered_wh, x.delivered_wh, x.amount))
+                        .collect::<Vec<_>>(),
+                    vec![
+                        (Some(1_200), Some(600), 600, 74_906),
+                        (Some(401), Some(200), 201, 25_094)
+                    ]
+                );
+                assert_eq!((pv.offer, pv.delivered_wh, pv.amount), (1, 0, 0));
+                assert_eq!(pv.sites[0].delivered_wh, -200);
+                assert_eq!(t.flexibility_paid(), 100_000);
+                // The money: nobody bid, so every site is served nothing at the midpoint,
+                // 50/MWh, and its whole reading is a deviation (ST-2.4, π = 20/MWh): home
+                // pays 600 Wh × 70/MWh = 42,000 and is paid 74,906; quiet pays 14,000 and is
+                // paid 25,094; pv is paid 300 Wh × 30/MWh = 9,000.
+                let delta = |seed| worth(&chain, seed) - worth_before[&seed];
+                assert_eq!(delta(2), 74_906 - 42_000);
+                assert_eq!(delta(6), 25_094 - 14_000);
+                assert_eq!(delta(3), 9_000);
+                // The market account pays for the flexibility (shop took nothing).
+                assert_eq!(delta(MARKET), 42_000 + 14_000 - 9_000 - 100_000);
+            }
+            6 => {
+                // Interval 4 is no baseline day for home (it was asked then): its baseline is
+                // intervals 2 and 0 again, 1,200 Wh; it read 1,000, capped at 1 kW × 0.25 h
+                // = 250 Wh: 200 Wh, 40,000 base units.
+                assert_eq!(t.flexibility.len(), 1);
+                let x = &t.flexibility[0];
+                assert_eq!(x.sites[0].baseline_wh, Some(1_200));
+                assert_eq!((x.delivered_wh, x.amount), (200, 40_000));
+            }
+            _ => assert!(t.flexibility.is_empty(), "interval {k}"),
+        }
+    }
+    let table: FlexTable = chain.read(&StateKey::Flex(f())).unwrap();
+    assert_eq!(table.requests.len(), 2);
+    assert!(table.get(&id1).unwrap().offers[0].accepted);
 }

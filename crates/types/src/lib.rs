@@ -9,6 +9,7 @@
 pub mod batch;
 pub mod block;
 pub mod contract;
+pub mod flex;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod genesis;

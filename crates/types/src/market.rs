@@ -474,6 +474,15 @@ pub struct MarketConfig {
     /// the settlement delay); one after the settlement is a true-up (ST-3.2).
     #[serde(default = "MarketConfig::default_reading_window_ms")]
     pub reading_window_ms: u64,
+    /// `N`: how many earlier days without a flexibility request make a site's baseline
+    /// (FX-3.1), 1 to 30.
+    #[serde(default = "MarketConfig::default_baseline_days")]
+    pub baseline_days: u32,
+    /// The length of a baseline "day" in intervals: the same interval `d` days ago is `d` times
+    /// this many intervals back (FX-3.1). 0, the default, is a calendar day: 86,400,000 ms
+    /// divided by `interval_ms`.
+    #[serde(default)]
+    pub baseline_day_intervals: u32,
 }
 
 impl MarketConfig {
@@ -492,6 +501,8 @@ impl MarketConfig {
         imbalance_penalty: Price(20_000_000),
         settlement_delay_ms: 3_600_000,
         reading_window_ms: 2 * 24 * 3_600_000,
+        baseline_days: 5,
+        baseline_day_intervals: 0,
     };
 
     const fn default_imbalance_penalty() -> Price {
@@ -504,6 +515,22 @@ impl MarketConfig {
 
     const fn default_reading_window_ms() -> u64 {
         Self::DEFAULT.reading_window_ms
+    }
+
+    const fn default_baseline_days() -> u32 {
+        Self::DEFAULT.baseline_days
+    }
+
+    /// FX-3.1: how many intervals back the same interval of the previous day is (at least 1).
+    pub const fn day_intervals(&self) -> u64 {
+        if self.baseline_day_intervals > 0 {
+            self.baseline_day_intervals as u64
+        } else if self.interval_ms == 0 {
+            1
+        } else {
+            let d = 86_400_000 / self.interval_ms;
+            if d == 0 { 1 } else { d }
+        }
     }
 }
 
@@ -528,6 +555,8 @@ impl Write for MarketConfig {
         self.imbalance_penalty.write(buf);
         self.settlement_delay_ms.write(buf);
         self.reading_window_ms.write(buf);
+        self.baseline_days.write(buf);
+        self.baseline_day_intervals.write(buf);
     }
 }
 
@@ -548,12 +577,14 @@ impl Read for MarketConfig {
             imbalance_penalty: Price::read(buf)?,
             settlement_delay_ms: u64::read(buf)?,
             reading_window_ms: u64::read(buf)?,
+            baseline_days: u32::read(buf)?,
+            baseline_day_intervals: u32::read(buf)?,
         })
     }
 }
 
 impl FixedSize for MarketConfig {
-    const SIZE: usize = 12 * 8 + 4;
+    const SIZE: usize = 12 * 8 + 3 * 4;
 }
 
 /// A node of a feeder as registered: its parent and the limits of the edge to it.

@@ -41,6 +41,8 @@ pub enum Privilege {
     SetHeadEnd,
     /// Correcting a settlement.
     AdjustSettlement,
+    /// Requesting flexibility and accepting offers.
+    RequestFlexibility,
 }
 
 impl Privilege {
@@ -57,6 +59,7 @@ impl Privilege {
             Self::RegisterMeter => 8,
             Self::SetHeadEnd => 9,
             Self::AdjustSettlement => 10,
+            Self::RequestFlexibility => 11,
         }
     }
 
@@ -73,6 +76,7 @@ impl Privilege {
             8 => Ok(Self::RegisterMeter),
             9 => Ok(Self::SetHeadEnd),
             10 => Ok(Self::AdjustSettlement),
+            11 => Ok(Self::RequestFlexibility),
             t => Err(CodecError::InvalidEnum(t)),
         }
     }
@@ -91,6 +95,7 @@ impl Privilege {
             Self::RegisterMeter => "register a meter",
             Self::SetHeadEnd => "allow a head-end system",
             Self::AdjustSettlement => "correct a settlement",
+            Self::RequestFlexibility => "request flexibility or accept offers",
         }
     }
 }

@@ -51,7 +51,10 @@ pub const TX_BYTES_LIMIT: usize = BULK_TX_BYTES_MAX;
 /// Tags on the wire: `0` transfer, `1` mint, `2` burn (the token); `0x10` feeder register,
 /// `0x11` sites register, `0x12` site delegate, `0x13` site revoke, `0x14` edge limit (the
 /// registry); `0x20` market config, `0x21` grid mode, `0x22` upstream prices, `0x28` bids
-/// (the market). An unknown tag is a decode error. The payloads of the registry and the market
+/// (the market); `0x30` meter register, `0x31` head-end, `0x32` reading, `0x33` meter batch,
+/// `0x38` settlement adjust (meters and settlement); `0x40` P2P contract, `0x41` contract
+/// cancel, `0x42` flexibility request, `0x43` flexibility offer, `0x44` flexibility accept
+/// (contracts). An unknown tag is a decode error. The payloads of the registry and the market
 /// are defined in [`crate::market`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -108,6 +111,12 @@ pub enum Payload {
     ContractP2p(crate::contract::ContractP2p),
     /// Cancel a contract's future intervals (one party, with the other's consent).
     ContractCancel(crate::contract::ContractCancel),
+    /// Ask for flexibility at a node or from sites (DSO).
+    FlexRequest(crate::flex::FlexRequest),
+    /// Offer flexibility to a request (the sites' owner or their aggregator).
+    FlexOffer(crate::flex::FlexOffer),
+    /// Accept offers to a request (DSO).
+    FlexAccept(crate::flex::FlexAccept),
 }
 
 impl Payload {
@@ -130,6 +139,9 @@ impl Payload {
     const TAG_SETTLEMENT_ADJUST: u8 = 0x38;
     const TAG_CONTRACT_P2P: u8 = 0x40;
     const TAG_CONTRACT_CANCEL: u8 = 0x41;
+    const TAG_FLEX_REQUEST: u8 = 0x42;
+    const TAG_FLEX_OFFER: u8 = 0x43;
+    const TAG_FLEX_ACCEPT: u8 = 0x44;
 
     /// The fewest bytes any payload encodes to (a bid transaction for no site, of a feeder
     /// with a one-byte id: tag, id and an empty list). The block decoder relies on it to refuse
@@ -158,6 +170,9 @@ impl Payload {
             Self::SettlementAdjust(_) => "settlement_adjust",
             Self::ContractP2p(_) => "contract_p2p",
             Self::ContractCancel(_) => "contract_cancel",
+            Self::FlexRequest(_) => "flex_request",
+            Self::FlexOffer(_) => "flex_offer",
+            Self::FlexAccept(_) => "flex_accept",
         }
     }
 
@@ -169,7 +184,9 @@ impl Payload {
             | Self::SitesRegister(_)
             | Self::UpstreamPrices(_)
             | Self::Bids(_)
-            | Self::MeterBatch(_) => BULK_TX_BYTES_MAX,
+            | Self::MeterBatch(_)
+            | Self::FlexRequest(_)
+            | Self::FlexOffer(_) => BULK_TX_BYTES_MAX,
             _ => TX_BYTES_MAX,
         }
     }
@@ -256,6 +273,18 @@ impl Write for Payload {
                 Self::TAG_CONTRACT_CANCEL.write(buf);
                 p.write(buf);
             }
+            Self::FlexRequest(p) => {
+                Self::TAG_FLEX_REQUEST.write(buf);
+                p.write(buf);
+            }
+            Self::FlexOffer(p) => {
+                Self::TAG_FLEX_OFFER.write(buf);
+                p.write(buf);
+            }
+            Self::FlexAccept(p) => {
+                Self::TAG_FLEX_ACCEPT.write(buf);
+                p.write(buf);
+            }
         }
     }
 }
@@ -281,6 +310,9 @@ impl EncodeSize for Payload {
             Self::SettlementAdjust(p) => p.encode_size(),
             Self::ContractP2p(p) => p.encode_size(),
             Self::ContractCancel(p) => p.encode_size(),
+            Self::FlexRequest(p) => p.encode_size(),
+            Self::FlexOffer(p) => p.encode_size(),
+            Self::FlexAccept(p) => p.encode_size(),
         }
     }
 }
@@ -316,6 +348,9 @@ impl Read for Payload {
             Self::TAG_SETTLEMENT_ADJUST => Ok(Self::SettlementAdjust(ReadExt::read(buf)?)),
             Self::TAG_CONTRACT_P2P => Ok(Self::ContractP2p(ReadExt::read(buf)?)),
             Self::TAG_CONTRACT_CANCEL => Ok(Self::ContractCancel(ReadExt::read(buf)?)),
+            Self::TAG_FLEX_REQUEST => Ok(Self::FlexRequest(ReadExt::read(buf)?)),
+            Self::TAG_FLEX_OFFER => Ok(Self::FlexOffer(ReadExt::read(buf)?)),
+            Self::TAG_FLEX_ACCEPT => Ok(Self::FlexAccept(ReadExt::read(buf)?)),
             tag => Err(CodecError::InvalidEnum(tag)),
         }
     }
@@ -777,6 +812,28 @@ mod tests {
                 )
                 .unwrap(),
             }),
+            Payload::FlexRequest(crate::flex::FlexRequest {
+                feeder: f(),
+                direction: crate::flex::FlexDirection::Reduce,
+                target: crate::flex::FlexTarget::Sites(vec![s()]),
+                power: crate::Watts(0),
+                from: Interval(0),
+                to: Interval(0),
+                price: crate::Price(0),
+                gate: Interval(0),
+                salt: 0,
+            }),
+            Payload::FlexOffer(crate::flex::FlexOffer {
+                feeder: f(),
+                request: Hash::from([0; 32]),
+                sites: vec![s()],
+                power: crate::Watts(0),
+            }),
+            Payload::FlexAccept(crate::flex::FlexAccept {
+                feeder: f(),
+                request: Hash::from([0; 32]),
+                offers: vec![0],
+            }),
         ];
         for p in &all {
             match p {
@@ -798,7 +855,10 @@ mod tests {
                 | Payload::MeterBatch(_)
                 | Payload::SettlementAdjust(_)
                 | Payload::ContractP2p(_)
-                | Payload::ContractCancel(_) => {}
+                | Payload::ContractCancel(_)
+                | Payload::FlexRequest(_)
+                | Payload::FlexOffer(_)
+                | Payload::FlexAccept(_) => {}
             }
         }
         all
@@ -807,7 +867,7 @@ mod tests {
     #[test]
     fn every_payload_kind_round_trips_and_none_is_below_the_minimum_size() {
         let all = smallest_of_each_kind();
-        assert_eq!(all.len(), 19, "one example per kind");
+        assert_eq!(all.len(), 22, "one example per kind");
         let smallest = all.iter().map(EncodeSize::encode_size).min().unwrap();
         assert_eq!(smallest, Payload::ENCODED_SIZE_MIN);
         for payload in all {
