@@ -54,6 +54,11 @@ pub enum MarketCommand {
         #[command(flatten)]
         query: crate::market_cmds::QueryArgs,
     },
+    /// A feeder's flexibility requests with their offers.
+    Flex {
+        #[command(flatten)]
+        query: crate::market_cmds::QueryArgs,
+    },
     /// A cleared interval's bids (sealed until the interval clears).
     Bids {
         /// The interval.
@@ -198,6 +203,7 @@ pub fn run_market(cmd: MarketCommand, json: bool) -> ExitCode {
         )),
         MarketCommand::Bids { interval, query: q } => query(market_cmds::bids(&q, interval, json)),
         MarketCommand::Contracts { query: q } => query(crate::contract_cmds::list(&q, json)),
+        MarketCommand::Flex { query: q } => query(crate::flex_cmds::list(&q, json)),
         MarketCommand::Settlement {
             interval,
             site,

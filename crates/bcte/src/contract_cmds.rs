@@ -123,6 +123,9 @@ pub enum ContractTxCommand {
         #[arg(long, value_name = "HEX")]
         consent: String,
     },
+    /// DSO flexibility requests: request and accept (DSO), offer (owners, aggregators).
+    #[command(subcommand)]
+    Flex(crate::flex_cmds::FlexTxCommand),
 }
 
 /// `bcte contract` subcommands (signing offline what the other party submits).
@@ -174,6 +177,7 @@ fn consent_arg(s: &str) -> anyhow::Result<commonware_cryptography::ed25519::Sign
 pub fn run_tx(cmd: ContractTxCommand, json: bool) -> ExitCode {
     let run = || -> anyhow::Result<ExitCode> {
         match cmd {
+            ContractTxCommand::Flex(cmd) => Ok(crate::flex_cmds::run_tx(cmd, json)),
             ContractTxCommand::P2p {
                 common,
                 terms,

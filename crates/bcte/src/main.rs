@@ -17,6 +17,7 @@ mod clear;
 mod client;
 mod contract_cmds;
 mod export_cmds;
+mod flex_cmds;
 mod localnet;
 mod market_cmds;
 mod meter_cmds;

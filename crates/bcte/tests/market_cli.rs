@@ -1244,3 +1244,191 @@ fn a_p2p_contract_is_consented_entered_settled_billed_and_cancelled_through_the_
         "{list}"
     );
 }
+
+#[test]
+fn a_flexibility_request_is_offered_accepted_verified_against_the_baseline_and_paid() {
+    let dev = Dev::start();
+    // A feeder of 4-second intervals whose baseline "day" is one interval, one day long
+    // (FX-3.1): interval K's baseline is the reading of K − 1.
+    let file = dev.write(
+        "flex.json",
+        &json!({
+            "id": "flex",
+            "config": {
+                "interval_ms": 4000, "gate_lead_ms": 2000,
+                "import_price": 80.0, "export_price": 20.0,
+                "import_limit_kw": 100.0, "export_limit_kw": 100.0,
+                "alert_import_limit_kw": 30.0,
+                "baseline_days": 1, "baseline_day_intervals": 1
+            },
+            "nodes": [{"id": "substation"}, {"id": "t1", "parent": "substation"}]
+        }),
+    );
+    dev.dso_tx(&["feeder", "register", "--file", &file]);
+    let (house_key, house) = dev.key("house");
+    let (pv_key, pv_owner) = dev.key("pv-owner");
+    let (meter_key, meter) = dev.key("meter");
+    let (pv_meter_key, pv_meter) = dev.key("pv-meter");
+    dev.register_site("home", &house);
+    dev.register_site("pv", &pv_owner);
+    dev.register_meter("home", &meter);
+    dev.register_meter("pv", &pv_meter);
+    dev.mint(&house, "1000000");
+    dev.mint(&pv_owner, "1000000");
+    let k = dev.next_open("flex", 5);
+    let (ks, before) = (k.to_string(), (k - 1).to_string());
+    dev.dso_tx(&[
+        "contract",
+        "flex",
+        "request",
+        "--direction",
+        "reduce",
+        "--at-node",
+        "t1",
+        "--kw",
+        "6",
+        "--from-interval",
+        &ks,
+        "--to-interval",
+        &ks,
+        "--price",
+        "200",
+        "--gate-interval",
+        &ks,
+    ]);
+    let list = dev.ok(&["market", "flex"]);
+    let id = list["requests"][0]["id"].as_str().unwrap().to_owned();
+    let offer = |key: &str, site: &str, kw: &str| {
+        dev.run(&[
+            "--json",
+            "tx",
+            "contract",
+            "flex",
+            "offer",
+            "--key",
+            key,
+            "--request",
+            &id,
+            "--sites",
+            site,
+            "--kw",
+            kw,
+        ])
+    };
+    // FX-2.1: more than requested is rejected by the ledger (exit 3), a bad id is bad input.
+    let out = offer(&house_key, "home", "7");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("at most the 6000 W requested"));
+    let out = dev.run(&[
+        "tx",
+        "contract",
+        "flex",
+        "offer",
+        "--key",
+        &house_key,
+        "--request",
+        "zz",
+        "--sites",
+        "home",
+        "--kw",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(one_error_line(&out).contains("--request"));
+    assert_ok(&offer(&house_key, "home", "5"));
+    assert_ok(&offer(&pv_key, "pv", "1"));
+    dev.dso_tx(&[
+        "contract",
+        "flex",
+        "accept",
+        "--request",
+        &id,
+        "--offers",
+        "0,1",
+    ]);
+    let list = dev.ok(&["market", "flex"]);
+    assert_eq!(list["requests"][0]["accepted_kw"], 6.0, "{list}");
+    assert_eq!(list["requests"][0]["offers"][1]["accepted"], true);
+
+    // The baseline interval's readings: home 10 Wh, pv 5 Wh.
+    let read = |key: &str, site: &str, k: &str, wh: &str| {
+        let v = dev.ok(&[
+            "tx",
+            "reading",
+            "--key",
+            key,
+            "--site",
+            site,
+            "--interval",
+            k,
+            "--wh",
+            wh,
+        ]);
+        assert_eq!(v["status"], "accepted", "{v}");
+    };
+    let end_of = |k: &str| {
+        let s = dev.ok(&["market", "settlement", k]);
+        s["end_ms"].as_u64().unwrap_or_else(|| panic!("{s}"))
+    };
+    dev.ok(&["market", "result", &before, "--wait", "60"]);
+    dev.wait_market_time(end_of(&before));
+    read(&meter_key, "home", &before, "10");
+    read(&pv_meter_key, "pv", &before, "5");
+    // FX-2.1: the gate has closed for offers.
+    let out = offer(&house_key, "home", "1");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    // The interval itself: home 6 Wh, pv 7 Wh; it waits for both (FX-3.2).
+    dev.ok(&["market", "result", &ks, "--wait", "60"]);
+    let open = dev.ok(&["market", "settlement", &ks]);
+    assert_eq!(open["missing_readings"], 2, "{open}");
+    dev.wait_market_time(end_of(&ks));
+    read(&meter_key, "home", &ks, "6");
+    read(&pv_meter_key, "pv", &ks, "7");
+    // FX-3 by hand: home delivered 10 − 6 = 4 Wh, under its cap of 5 kW × 4 s = 5.6 → 6 Wh:
+    // 4 Wh × 200/MWh = 800 base units. pv took 2 Wh more than its baseline: nothing.
+    let s = dev.ok(&["market", "settlement", &ks, "--wait", "30"]);
+    assert_eq!(s["status"], "settled", "{s}");
+    let flex = &s["totals"]["flexibility"];
+    assert_eq!(
+        (
+            &flex[0]["offer"],
+            &flex[0]["delivered_wh"],
+            &flex[0]["amount"]
+        ),
+        (&json!(0), &json!(4), &json!(800)),
+        "{s}"
+    );
+    assert_eq!(flex[0]["sites"][0]["baseline_wh"], 10);
+    assert_eq!(
+        (
+            &flex[1]["delivered_wh"],
+            &flex[1]["amount"],
+            &flex[1]["sites"][0]["delivered_wh"]
+        ),
+        (&json!(0), &json!(0), &json!(-2))
+    );
+    assert_eq!(s["totals"]["flexibility_paid"], 800);
+    let bill = dev.ok(&[
+        "export",
+        "billing",
+        "--from-interval",
+        &ks,
+        "--to-interval",
+        &ks,
+        "--format",
+        "json",
+    ]);
+    let flex_of = |who: &str, site: &str| {
+        bill["statements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|st| st["participant"] == who)
+            .map(|st| st["sites"][site]["flexibility"].as_i64().unwrap())
+    };
+    assert_eq!(
+        (flex_of(&house, "home"), flex_of(&pv_owner, "pv")),
+        (Some(-800), Some(0)),
+        "{bill}"
+    );
+}

@@ -132,7 +132,11 @@ impl EncodeSize for OfferEntry {
     fn encode_size(&self) -> usize {
         AccountId::SIZE
             + len_size(self.sites.len())
-            + self.sites.iter().map(EncodeSize::encode_size).sum::<usize>()
+            + self
+                .sites
+                .iter()
+                .map(EncodeSize::encode_size)
+                .sum::<usize>()
             + 8
             + 1
     }
@@ -409,10 +413,8 @@ pub fn settle_offer(
     let cap = crate::settle::scheduled_wh(offer.power.0, interval_ms);
     let net: i64 = delivered.iter().sum();
     let energy = net.clamp(0, cap);
-    let amount = div_round_half_away(
-        i128::from(energy) * i128::from(request.price.0),
-        1_000_000,
-    ) as i64;
+    let amount =
+        div_round_half_away(i128::from(energy) * i128::from(request.price.0), 1_000_000) as i64;
     // FX-3.4: split by the sites' positive deliveries.
     let shares = split(amount, &delivered);
     let out = offer
@@ -531,7 +533,10 @@ pub(crate) fn post(w: &mut Working<'_>, ctx: &BlockContext, op: &FlexRequest) ->
             }
         }
         FlexTarget::Sites(list) => {
-            if let Some(site) = list.iter().find(|x| !sites.sites.iter().any(|y| &y.id == *x)) {
+            if let Some(site) = list
+                .iter()
+                .find(|x| !sites.sites.iter().any(|y| &y.id == *x))
+            {
                 reject!(RejectReason::UnknownSite { site: site.clone() });
             }
         }
@@ -634,9 +639,7 @@ pub(crate) fn offer(
         }
     }
     let offered: usize = entry.offers.iter().map(|o| o.sites.len()).sum();
-    if entry.offers.len() >= FLEX_OFFERS_MAX
-        || offered + op.sites.len() > FLEX_OFFERED_SITES_MAX
-    {
+    if entry.offers.len() >= FLEX_OFFERS_MAX || offered + op.sites.len() > FLEX_OFFERED_SITES_MAX {
         reject!(RejectReason::invalid(format!(
             "request {} has all the offers it takes ({FLEX_OFFERS_MAX} offers, \
              {FLEX_OFFERED_SITES_MAX} sites)",
@@ -740,7 +743,13 @@ mod tests {
         assert_eq!(baseline(Interval(30), 4, 3, readings, engaged), Some(600));
         // Only two qualify within 2 × 3 days back (26 … 6): still a mean, of those.
         assert_eq!(
-            baseline(Interval(30), 4, 3, |k| (k.0 == 18 || k.0 == 6).then_some(-51), |_| false),
+            baseline(
+                Interval(30),
+                4,
+                3,
+                |k| (k.0 == 18 || k.0 == 6).then_some(-51),
+                |_| false
+            ),
             Some(-51)
         );
         // Half away from zero: (1 + 2) / 2 = 1.5 → 2, (−1 − 2) / 2 → −2.
@@ -798,7 +807,10 @@ mod tests {
         );
         assert_eq!((e, amount), (1_000, 200_000));
         assert_eq!(
-            sites.iter().map(|s| (s.delivered_wh, s.amount)).collect::<Vec<_>>(),
+            sites
+                .iter()
+                .map(|s| (s.delivered_wh, s.amount))
+                .collect::<Vec<_>>(),
             vec![(800, 133_333), (400, 66_667)]
         );
         // `b` took 300 Wh more instead: 800 − 300 = 500 Wh netted, 100,000 base units, all

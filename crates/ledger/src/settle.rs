@@ -706,7 +706,12 @@ pub(crate) fn open_settlement(
         .unwrap_or_default();
     // FX-3.2: the sites of accepted flexibility offers are waited for too, bid or not.
     let mut waited: BTreeSet<u32> = sites_with_results.iter().copied().collect();
-    if let Some(flex) = w.market.flex.get(w.pre, &StateKey::Flex(feeder.clone()))?.cloned() {
+    if let Some(flex) = w
+        .market
+        .flex
+        .get(w.pre, &StateKey::Flex(feeder.clone()))?
+        .cloned()
+    {
         let table = site_table(w, feeder)?;
         let by_id: HashMap<&SiteId, u32> = table
             .sites
@@ -720,10 +725,7 @@ pub(crate) fn open_settlement(
             }
         }
     }
-    let missing = waited
-        .iter()
-        .filter(|&&i| meters.meters_for(i, k))
-        .count() as u32;
+    let missing = waited.iter().filter(|&&i| meters.meters_for(i, k)).count() as u32;
     let end_ms = result.start_ms.saturating_add(result.interval_ms);
     let idx = w
         .market

@@ -6,12 +6,12 @@
 mod common;
 
 use bcte_ledger::contract::ContractTable;
+use bcte_ledger::flex::FlexTable;
 use bcte_ledger::{
     StateKey, book_bucket,
     market_state::IntervalResult,
     settle_state::{AdjustBucket, AdjustKind, IntervalSettlement, SettleIndex, SettledBucket},
 };
-use bcte_ledger::flex::FlexTable;
 use bcte_types::contract::{ContractCancel, ContractP2p, P2pTerms};
 use bcte_types::flex::{FlexAccept, FlexDirection, FlexOffer, FlexRequest, FlexTarget};
 use bcte_types::{
@@ -727,7 +727,13 @@ fn flex_request(k: u64, gate: u64, power: i64, salt: u64) -> FlexRequest {
     }
 }
 
-fn flex_offer(chain: &mut Chain, sender: u64, id: Hash, sites: &[&str], power: i64) -> bcte_types::Outcome {
+fn flex_offer(
+    chain: &mut Chain,
+    sender: u64,
+    id: Hash,
+    sites: &[&str],
+    power: i64,
+) -> bcte_types::Outcome {
     chain.send(
         &key(sender),
         Payload::FlexOffer(FlexOffer {
@@ -816,7 +822,13 @@ fn flexibility_is_paid_for_what_was_delivered_against_the_baseline_and_split_by_
     assert!(r.to_string().contains("already posted"), "{r}");
 
     // FX-2.1: offer 0, the aggregator's portfolio; offer 1, pv's own; offer 2, meterless.
-    accepted(&flex_offer(&mut chain, AGGREGATOR, id1, &["home", "quiet"], 2_000));
+    accepted(&flex_offer(
+        &mut chain,
+        AGGREGATOR,
+        id1,
+        &["home", "quiet"],
+        2_000,
+    ));
     accepted(&flex_offer(&mut chain, 3, id1, &["pv"], 1_000));
     accepted(&flex_offer(&mut chain, 5, id1, &["meterless"], 1_000));
     // Refused: shop is at the substation, not at t1; home is in offer 0 already (its owner
@@ -832,7 +844,10 @@ fn flexibility_is_paid_for_what_was_delivered_against_the_baseline_and_split_by_
     let r = rejected(&flex_offer(&mut chain, 4, id1, &["nowhere"], 1_000));
     assert!(matches!(r, RejectReason::UnknownSite { .. }), "{r}");
     let r = rejected(&flex_offer(&mut chain, 3, id1, &["pv"], 4_000));
-    assert!(r.to_string().contains("at most the 3000 W requested"), "{r}");
+    assert!(
+        r.to_string().contains("at most the 3000 W requested"),
+        "{r}"
+    );
     // FX-2.2: only the DSO accepts, no more than was requested in all.
     assert!(matches!(
         rejected(&flex_accept(&mut chain, 2, id1, &[0])),
@@ -904,7 +919,10 @@ fn flexibility_is_paid_for_what_was_delivered_against_the_baseline_and_split_by_
                 // delivered, nothing paid.
                 assert_eq!(t.flexibility.len(), 2);
                 let (agg, pv) = (&t.flexibility[0], &t.flexibility[1]);
-                assert_eq!((agg.request, agg.offer, agg.by), (id1, 0, account(&key(AGGREGATOR))));
+                assert_eq!(
+                    (agg.request, agg.offer, agg.by),
+                    (id1, 0, account(&key(AGGREGATOR)))
+                );
                 assert_eq!((agg.delivered_wh, agg.amount), (500, 100_000));
                 assert_eq!(
                     agg.sites

@@ -245,9 +245,16 @@ fn statements<S: Store>(
         // BL-2.4: contract differences, the buyer's site paying and the seller's paid.
         let totals: Option<bcte_ledger::settle_state::IntervalSettlement> =
             read(st, h, &StateKey::Settlement(f.clone(), k))?;
-        for c in totals.map(|t| t.contracts).unwrap_or_default() {
+        let totals = totals.unwrap_or_default();
+        for c in totals.contracts {
             bills.entry(c.buyer).or_default().contracts += c.amount;
             bills.entry(c.seller).or_default().contracts -= c.amount;
+        }
+        // BL-2.4, FX-3.4: each site's share of the flexibility payments, paid to its owner.
+        for x in totals.flexibility {
+            for d in x.sites {
+                bills.entry(d.site).or_default().flexibility -= d.amount;
+            }
         }
         let mut devs = BTreeMap::new();
         for b in idx.settled.iter() {

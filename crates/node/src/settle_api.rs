@@ -36,6 +36,151 @@ pub fn routes<S: Store>() -> Router<Arc<ApiState<S>>> {
             get(settlement::<S>),
         )
         .route("/v1/feeders/{feeder}/contracts", get(contracts::<S>))
+        .route("/v1/feeders/{feeder}/flex", get(flex::<S>))
+}
+
+/// One site's part of an accepted flexibility offer in a settled interval (FX-3).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SiteDeliveryView {
+    /// The site.
+    pub site: String,
+    /// Its baseline, Wh (null: no baseline day, FX-3.1).
+    pub baseline_wh: Option<i64>,
+    /// Its reading, Wh (null: none when the interval settled).
+    pub metered_wh: Option<i64>,
+    /// Its delivery in the request's direction, Wh (FX-3.2).
+    pub delivered_wh: i64,
+    /// Its owner's share of the payment, base units (FX-3.4).
+    pub amount: i64,
+}
+
+/// An accepted flexibility offer's delivery and payment in a settled interval (FX-3).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FlexFlowView {
+    /// The request's id (hex).
+    pub request: String,
+    /// The offer's number.
+    pub offer: u32,
+    /// Who offered.
+    pub by: String,
+    /// The offer's delivery, netted and capped, Wh (FX-3.3).
+    pub delivered_wh: i64,
+    /// What the market account paid for it, base units.
+    pub amount: i64,
+    /// Its sites.
+    pub sites: Vec<SiteDeliveryView>,
+}
+
+/// An offer to a flexibility request (FX-2).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FlexOfferView {
+    /// Its number.
+    pub number: u32,
+    /// Who offered: the sites' owner or their aggregator.
+    pub by: String,
+    /// The sites.
+    pub sites: Vec<String>,
+    /// The power offered, kW.
+    pub power_kw: f64,
+    /// Whether the DSO accepted it.
+    pub accepted: bool,
+}
+
+/// A flexibility request with its offers (FX-1).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FlexRequestView {
+    /// Its id (hex).
+    pub id: String,
+    /// `reduce` or `increase`.
+    pub direction: String,
+    /// The node asked, if the request targets a node.
+    pub node: Option<String>,
+    /// The sites asked, if the request names sites.
+    pub sites: Option<Vec<String>>,
+    /// The power wanted, kW.
+    pub power_kw: f64,
+    /// The first interval.
+    pub from_interval: u64,
+    /// The last interval.
+    pub to_interval: u64,
+    /// The price paid per MWh delivered, currency/MWh.
+    pub price: f64,
+    /// Offers are taken while this interval's gate is open.
+    pub gate_interval: u64,
+    /// The DSO's salt.
+    pub salt: u64,
+    /// The power accepted so far, kW.
+    pub accepted_kw: f64,
+    /// The offers, by number.
+    pub offers: Vec<FlexOfferView>,
+}
+
+/// `GET /v1/feeders/{feeder}/flex`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FlexView {
+    /// The feeder.
+    pub feeder: String,
+    /// Its requests still kept (FX-1.3), by id.
+    pub requests: Vec<FlexRequestView>,
+}
+
+/// A feeder's flexibility requests and their offers.
+#[utoipa::path(
+    get,
+    path = "/v1/feeders/{feeder}/flex",
+    params(("feeder" = String, Path, pattern = r#"^[!"$-.0-~]([ -.0-~]{0,126}[!-.0-~])?$"#, description = "feeder id")),
+    responses((status = 200, body = FlexView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody, description = "unknown feeder"))
+)]
+async fn flex<S: Store>(
+    State(st): State<Arc<ApiState<S>>>,
+    p: Result<Path<String>, PathRejection>,
+) -> Result<Json<FlexView>, ApiError> {
+    use bcte_types::flex::FlexTarget;
+    let f = parse_feeder(&path(p)?)?;
+    let h = st.shared.executor.tip().height;
+    schedule_of(&st, h, &f)?;
+    let table: bcte_ledger::flex::FlexTable =
+        read(&st, h, &StateKey::Flex(f.clone()))?.unwrap_or_default();
+    let requests = table
+        .requests
+        .iter()
+        .map(|e| {
+            let r = &e.request;
+            let (node, sites) = match &r.target {
+                FlexTarget::Node(n) => (Some(n.to_string()), None),
+                FlexTarget::Sites(s) => (None, Some(s.iter().map(ToString::to_string).collect())),
+            };
+            FlexRequestView {
+                id: hex::encode(e.id),
+                direction: r.direction.as_str().into(),
+                node,
+                sites,
+                power_kw: kw(r.power),
+                from_interval: r.from.0,
+                to_interval: r.to.0,
+                price: per_mwh(r.price),
+                gate_interval: r.gate.0,
+                salt: r.salt,
+                accepted_kw: kw(bcte_types::Watts(e.accepted_power())),
+                offers: e
+                    .offers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, o)| FlexOfferView {
+                        number: i as u32,
+                        by: o.by.to_string(),
+                        sites: o.sites.iter().map(ToString::to_string).collect(),
+                        power_kw: kw(o.power),
+                        accepted: o.accepted,
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    Ok(Json(FlexView {
+        feeder: f.to_string(),
+        requests,
+    }))
 }
 
 /// A contract difference settled in an interval (CT-2.1).
@@ -197,7 +342,7 @@ pub struct SettlementTotals {
     /// The rounding residue, base units (the market account's).
     pub residue: i64,
     /// What the market account took in net: energy and imbalance charges and the upstream
-    /// charge, base units.
+    /// charge, less the flexibility it paid, base units.
     pub market_net: i64,
     /// The market account.
     pub market_account: String,
@@ -205,6 +350,10 @@ pub struct SettlementTotals {
     pub upstream_account: String,
     /// The contract differences settled in the interval (CT-2.1).
     pub contracts: Vec<ContractFlowView>,
+    /// The flexibility delivered and paid in the interval (FX-3), by request and offer.
+    pub flexibility: Vec<FlexFlowView>,
+    /// What the market account paid for flexibility in all, base units.
+    pub flexibility_paid: i64,
 }
 
 /// `GET /v1/feeders/{feeder}/intervals/{interval}/settlement`.
@@ -374,7 +523,8 @@ async fn settlement<S: Store>(
             market_net: t
                 .energy_charges
                 .saturating_add(t.imbalance_charges)
-                .saturating_add(t.upstream_charge),
+                .saturating_add(t.upstream_charge)
+                .saturating_sub(t.flexibility_paid()),
             market_account: feeder.market_account.to_string(),
             upstream_account: feeder.upstream_account.to_string(),
             contracts: t
@@ -387,6 +537,29 @@ async fn settlement<S: Store>(
                     amount: c.amount,
                 })
                 .collect(),
+            flexibility_paid: t.flexibility_paid(),
+            flexibility: t
+                .flexibility
+                .iter()
+                .map(|x| FlexFlowView {
+                    request: hex::encode(x.request),
+                    offer: x.offer,
+                    by: x.by.to_string(),
+                    delivered_wh: x.delivered_wh,
+                    amount: x.amount,
+                    sites: x
+                        .sites
+                        .iter()
+                        .map(|d| SiteDeliveryView {
+                            site: d.site.to_string(),
+                            baseline_wh: d.baseline_wh,
+                            metered_wh: d.metered_wh,
+                            delivered_wh: d.delivered_wh,
+                            amount: d.amount,
+                        })
+                        .collect(),
+                })
+                .collect(),
         });
     }
     Ok(Json(view))
@@ -395,9 +568,14 @@ async fn settlement<S: Store>(
 /// The settlement's part of the OpenAPI description.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(settlement, contracts),
+    paths(settlement, contracts, flex),
     components(schemas(
         ContractFlowView,
+        FlexFlowView,
+        SiteDeliveryView,
+        FlexOfferView,
+        FlexRequestView,
+        FlexView,
         ContractView,
         ContractsView,
         SettlementView,

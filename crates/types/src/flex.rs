@@ -7,13 +7,13 @@
 //! twice is the same request (post it with another `salt` to ask again). Offers are numbered
 //! in the order the chain accepted them, from 0.
 
+use crate::market::{list_size, read_list, write_list};
 use crate::{
     ChainId, Hash,
     market::{FeederId, Interval, NodeId, SiteId},
     units::{Price, Watts},
 };
 use bytes::BufMut;
-use crate::market::{list_size, read_list, write_list};
 use commonware_codec::{Buf, EncodeSize, Error as CodecError, FixedSize, Read, ReadExt, Write};
 use commonware_cryptography::{Hasher, Sha256};
 use serde::{Deserialize, Serialize};
@@ -332,7 +332,14 @@ mod tests {
         assert_eq!(r.encode().len(), r.encode_size());
         let c = ChainId::new("c").unwrap();
         assert_ne!(r.id(&c), r.id(&ChainId::new("d").unwrap()));
-        assert_ne!(r.id(&c), FlexRequest { salt: 1, ..r.clone() }.id(&c));
+        assert_ne!(
+            r.id(&c),
+            FlexRequest {
+                salt: 1,
+                ..r.clone()
+            }
+            .id(&c)
+        );
         let node = FlexRequest {
             target: FlexTarget::Node(NodeId::new("t1").unwrap()),
             ..r.clone()
