@@ -136,6 +136,10 @@ pub struct ConfigView {
     pub settlement_delay_ms: u64,
     /// How long after an interval's end readings are accepted, ms of market time.
     pub reading_window_ms: u64,
+    /// Days a flexibility baseline averages (FX-3.1).
+    pub baseline_days: u32,
+    /// Intervals from one baseline day to the next (FX-3.1).
+    pub baseline_day_intervals: u64,
 }
 
 impl From<&MarketConfig> for ConfigView {
@@ -154,6 +158,8 @@ impl From<&MarketConfig> for ConfigView {
             imbalance_penalty: per_mwh(c.imbalance_penalty),
             settlement_delay_ms: c.settlement_delay_ms,
             reading_window_ms: c.reading_window_ms,
+            baseline_days: c.baseline_days,
+            baseline_day_intervals: c.day_intervals(),
         }
     }
 }

@@ -524,12 +524,11 @@ impl MarketConfig {
     /// FX-3.1: how many intervals back the same interval of the previous day is (at least 1).
     pub const fn day_intervals(&self) -> u64 {
         if self.baseline_day_intervals > 0 {
-            self.baseline_day_intervals as u64
-        } else if self.interval_ms == 0 {
-            1
-        } else {
-            let d = 86_400_000 / self.interval_ms;
-            if d == 0 { 1 } else { d }
+            return self.baseline_day_intervals as u64;
+        }
+        match 86_400_000u64.checked_div(self.interval_ms) {
+            Some(0) | None => 1,
+            Some(d) => d,
         }
     }
 }
