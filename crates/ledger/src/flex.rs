@@ -463,6 +463,19 @@ fn feeder_of(
     Ok(Some((s, state, sites)))
 }
 
+/// Where request `id` is in `table`, or the rejection naming it.
+fn request_index(table: &FlexTable, f: &FeederId, id: &Hash) -> Result<usize, RejectReason> {
+    table
+        .requests
+        .binary_search_by(|r| r.id.cmp(id))
+        .map_err(|_| {
+            RejectReason::invalid(format!(
+                "request: no flexibility request {} on feeder {f}",
+                hex::encode(id)
+            ))
+        })
+}
+
 fn table_of(w: &mut Working<'_>, f: &FeederId) -> Result<FlexTable, ExecError> {
     Ok(w.market
         .flex
@@ -583,11 +596,9 @@ pub(crate) fn offer(
         reject!(RejectReason::UnknownFeeder { feeder: f.clone() });
     };
     let mut table = table_of(w, f)?;
-    let Ok(i) = table.requests.binary_search_by(|r| r.id.cmp(&op.request)) else {
-        reject!(RejectReason::invalid(format!(
-            "request: no flexibility request {} on feeder {f}",
-            hex::encode(op.request)
-        )));
+    let i = match request_index(&table, f, &op.request) {
+        Ok(i) => i,
+        Err(r) => reject!(r),
     };
     let entry = &table.requests[i];
     let r = &entry.request;
@@ -663,11 +674,9 @@ pub(crate) fn accept(w: &mut Working<'_>, ctx: &BlockContext, op: &FlexAccept) -
         reject!(RejectReason::UnknownFeeder { feeder: f.clone() });
     };
     let mut table = table_of(w, f)?;
-    let Ok(i) = table.requests.binary_search_by(|r| r.id.cmp(&op.request)) else {
-        reject!(RejectReason::invalid(format!(
-            "request: no flexibility request {} on feeder {f}",
-            hex::encode(op.request)
-        )));
+    let i = match request_index(&table, f, &op.request) {
+        Ok(i) => i,
+        Err(r) => reject!(r),
     };
     let entry = &mut table.requests[i];
     // FX-2.2: before the request's first interval clears.
