@@ -104,6 +104,18 @@ impl FlexTable {
             .filter(move |r| r.covers(k) && r.offers.iter().any(|o| o.accepted))
     }
 
+    /// The accepted offers of the requests covering interval `k`: each with its request and
+    /// its number, in request and offer order.
+    pub fn accepted(&self, k: Interval) -> impl Iterator<Item = (&FlexEntry, u32, &OfferEntry)> {
+        self.active(k).flat_map(|r| {
+            r.offers
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| o.accepted)
+                .map(move |(n, o)| (r, n as u32, o))
+        })
+    }
+
     /// FX-3.1: whether `site` was asked for flexibility in interval `k` (in an accepted
     /// offer of any request): such an interval is no baseline day.
     pub fn engaged(&self, site: &SiteId, k: Interval) -> bool {

@@ -293,12 +293,15 @@ fn apply_readings(
         .cloned()
         .unwrap_or_default();
     // FX-3.2: the sites of accepted flexibility offers are waited for as if they had results.
-    let flex = w
-        .market
-        .flex
-        .get(w.pre, &StateKey::Flex(feeder.clone()))?
-        .cloned()
-        .unwrap_or_default();
+    let offered: BTreeSet<&SiteId> =
+        match w.market.flex.get(w.pre, &StateKey::Flex(feeder.clone()))? {
+            Some(flex) => readings
+                .iter()
+                .map(|r| &r.site)
+                .filter(|site| flex.engaged(site, k))
+                .collect(),
+            None => BTreeSet::new(),
+        };
     let mut found = 0u32;
     for r in &readings {
         let bucket = book_bucket(&r.site);
@@ -320,7 +323,7 @@ fn apply_readings(
         }
         if !late
             && meters.meters_for(r.index, k)
-            && (flex.engaged(&r.site, k)
+            && (offered.contains(&r.site)
                 || w.market
                     .site_results
                     .get(w.pre, &StateKey::Results(feeder.clone(), k, bucket))?
@@ -706,24 +709,26 @@ pub(crate) fn open_settlement(
         .unwrap_or_default();
     // FX-3.2: the sites of accepted flexibility offers are waited for too, bid or not.
     let mut waited: BTreeSet<u32> = sites_with_results.iter().copied().collect();
-    if let Some(flex) = w
+    let offered: BTreeSet<SiteId> = w
         .market
         .flex
         .get(w.pre, &StateKey::Flex(feeder.clone()))?
-        .cloned()
-    {
+        .map(|flex| {
+            flex.accepted(k)
+                .flat_map(|(_, _, o)| o.sites.iter().cloned())
+                .collect()
+        })
+        .unwrap_or_default();
+    if !offered.is_empty() {
         let table = site_table(w, feeder)?;
-        let by_id: HashMap<&SiteId, u32> = table
-            .sites
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (&s.id, i as u32))
-            .collect();
-        for r in flex.active(k) {
-            for o in r.offers.iter().filter(|o| o.accepted) {
-                waited.extend(o.sites.iter().filter_map(|s| by_id.get(s).copied()));
-            }
-        }
+        waited.extend(
+            table
+                .sites
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| offered.contains(&s.id))
+                .map(|(i, _)| i as u32),
+        );
     }
     let missing = waited.iter().filter(|&&i| meters.meters_for(i, k)).count() as u32;
     let end_ms = result.start_ms.saturating_add(result.interval_ms);
@@ -961,50 +966,48 @@ fn settle_inputs(w: &mut Working<'_>, f: &FeederId) -> Result<Option<SettleInput
     let (day, days) = (config.day_intervals(), config.baseline_days);
     let back = crate::flex::baseline_intervals(&s, k);
     let mut flex = Vec::new();
-    for r in table_flex.active(k) {
-        for (number, o) in r.offers.iter().enumerate().filter(|(_, o)| o.accepted) {
-            let mut sites = Vec::with_capacity(o.sites.len());
-            for site in &o.sites {
-                let i = *by_id
-                    .get(site)
-                    .ok_or_else(|| ExecError::Bug(format!("offer of unknown site {site}")))?;
-                accounts.insert(table.sites[i as usize].owner);
-                let mut history: BTreeMap<u64, i64> = BTreeMap::new();
-                for &at in &back {
-                    if table_flex.engaged(site, at) {
-                        continue;
-                    }
-                    let key = StateKey::Readings(f.clone(), at, book_bucket(site));
-                    if !w.market.readings.known(pre, &key) {
-                        return Ok(None);
-                    }
-                    if let Some(wh) = w
-                        .market
-                        .readings
-                        .get(pre, &key)?
-                        .and_then(|b| b.readings.iter().find(|x| &x.site == site))
-                        .map(|x| x.wh.0)
-                    {
-                        history.insert(at.0, wh);
-                    }
+    for (r, number, o) in table_flex.accepted(k) {
+        let mut sites = Vec::with_capacity(o.sites.len());
+        for site in &o.sites {
+            let i = *by_id
+                .get(site)
+                .ok_or_else(|| ExecError::Bug(format!("offer of unknown site {site}")))?;
+            accounts.insert(table.sites[i as usize].owner);
+            let mut history: BTreeMap<u64, i64> = BTreeMap::new();
+            for &at in &back {
+                if table_flex.engaged(site, at) {
+                    continue;
                 }
-                let b = crate::flex::baseline(
-                    k,
-                    day,
-                    days,
-                    |at| history.get(&at.0).copied(),
-                    |at| table_flex.engaged(site, at),
-                );
-                sites.push((i, b));
+                let key = StateKey::Readings(f.clone(), at, book_bucket(site));
+                if !w.market.readings.known(pre, &key) {
+                    return Ok(None);
+                }
+                if let Some(wh) = w
+                    .market
+                    .readings
+                    .get(pre, &key)?
+                    .and_then(|b| b.readings.iter().find(|x| &x.site == site))
+                    .map(|x| x.wh.0)
+                {
+                    history.insert(at.0, wh);
+                }
             }
-            flex.push(FlexInput {
-                id: r.id,
-                request: r.request.clone(),
-                number: number as u32,
-                offer: o.clone(),
-                sites,
-            });
+            let b = crate::flex::baseline(
+                k,
+                day,
+                days,
+                |at| history.get(&at.0).copied(),
+                |at| table_flex.engaged(site, at),
+            );
+            sites.push((i, b));
         }
+        flex.push(FlexInput {
+            id: r.id,
+            request: r.request.clone(),
+            number,
+            offer: o.clone(),
+            sites,
+        });
     }
     if accounts.iter().any(|a| !w.money.known(pre, *a)) {
         return Ok(None);
@@ -1367,16 +1370,14 @@ pub(crate) fn plan_reads(
             pre.peek_decode::<crate::flex::FlexTable>(&StateKey::Flex(f.clone()))?
         {
             let back = crate::flex::baseline_intervals(&s, k);
-            for r in flex.active(k) {
-                for o in r.offers.iter().filter(|o| o.accepted) {
-                    for site in &o.sites {
-                        if let Some(owner) = owners.get(site) {
-                            want.insert(StateKey::Account(*owner));
-                        }
-                        for &at in &back {
-                            if !flex.engaged(site, at) {
-                                want.insert(StateKey::Readings(f.clone(), at, book_bucket(site)));
-                            }
+            for (_, _, o) in flex.accepted(k) {
+                for site in &o.sites {
+                    if let Some(owner) = owners.get(site) {
+                        want.insert(StateKey::Account(*owner));
+                    }
+                    for &at in &back {
+                        if !flex.engaged(site, at) {
+                            want.insert(StateKey::Readings(f.clone(), at, book_bucket(site)));
                         }
                     }
                 }
