@@ -188,7 +188,7 @@ fn owners(
 }
 
 /// A feeder's schedule and site table, if it is registered.
-fn feeder_of(
+pub(crate) fn feeder_of(
     w: &mut Working<'_>,
     f: &FeederId,
 ) -> Result<Option<(crate::market_state::Schedule, SiteTable)>, ExecError> {

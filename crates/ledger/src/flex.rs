@@ -450,29 +450,10 @@ fn feeder_of(
     w: &mut Working<'_>,
     f: &FeederId,
 ) -> Result<Option<(Schedule, FeederState, SiteTable)>, ExecError> {
-    let Some(s) = w
-        .market
-        .schedules
-        .get(w.pre, &StateKey::Schedule(f.clone()))?
-        .cloned()
-    else {
+    let Some((s, sites)) = crate::contract::feeder_of(w, f)? else {
         return Ok(None);
     };
-    let Some(state) = w
-        .market
-        .feeders
-        .get(w.pre, &StateKey::Feeder(f.clone()))?
-        .cloned()
-    else {
-        return Ok(None);
-    };
-    let sites = w
-        .market
-        .site_tables
-        .get(w.pre, &StateKey::Sites(f.clone()))?
-        .cloned()
-        .unwrap_or_default();
-    Ok(Some((s, state, sites)))
+    Ok(Some((s, crate::settle::feeder_state(w, f)?, sites)))
 }
 
 /// Where request `id` is in `table`, or the rejection naming it.

@@ -110,7 +110,8 @@ fn schedule_of(w: &mut Working<'_>, feeder: &FeederId) -> Result<Option<Schedule
         .cloned())
 }
 
-fn feeder_state(
+/// A registered feeder's state.
+pub(crate) fn feeder_state(
     w: &mut Working<'_>,
     feeder: &FeederId,
 ) -> Result<crate::market_state::FeederState, ExecError> {
