@@ -14,11 +14,11 @@ use crate::{
 use bcte_market::file::{power_from, price_from};
 use bcte_node::settle_api::FlexView;
 use bcte_types::{
-    Interval, NodeId, Payload,
+    FeederId, Hash, Interval, NodeId, Payload,
     flex::{FlexAccept, FlexDirection, FlexOffer, FlexRequest, FlexTarget},
     ids::parse_hash,
 };
-use clap::{Subcommand, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use std::process::ExitCode;
 
 /// The direction of a request.
@@ -28,6 +28,24 @@ pub enum Direction {
     Reduce,
     /// More load (or less generation) than the baseline.
     Increase,
+}
+
+/// Which request an offer or an acceptance is for.
+#[derive(Args, Debug)]
+pub struct RequestArgs {
+    /// The feeder (optional when the chain has one).
+    #[arg(long)]
+    feeder: Option<String>,
+    /// The request's id (hex), as `bcte market flex` lists it.
+    #[arg(long)]
+    request: String,
+}
+
+impl RequestArgs {
+    fn resolve(&self, client: &Client) -> anyhow::Result<(FeederId, Hash)> {
+        let id = parse_hash(&self.request).map_err(|e| input(format!("--request: {e}")))?;
+        Ok((resolve_feeder(client, self.feeder.as_deref())?, id))
+    }
 }
 
 /// `bcte tx contract flex` subcommands.
@@ -72,12 +90,8 @@ pub enum FlexTxCommand {
     Offer {
         #[command(flatten)]
         common: TxCommon,
-        /// The feeder (optional when the chain has one).
-        #[arg(long)]
-        feeder: Option<String>,
-        /// The request's id (hex).
-        #[arg(long)]
-        request: String,
+        #[command(flatten)]
+        request: RequestArgs,
         /// The sites offering together (comma-separated).
         #[arg(long, value_delimiter = ',', required = true)]
         sites: Vec<String>,
@@ -89,12 +103,8 @@ pub enum FlexTxCommand {
     Accept {
         #[command(flatten)]
         common: TxCommon,
-        /// The feeder (optional when the chain has one).
-        #[arg(long)]
-        feeder: Option<String>,
-        /// The request's id (hex).
-        #[arg(long)]
-        request: String,
+        #[command(flatten)]
+        request: RequestArgs,
         /// The offers' numbers (comma-separated), as `bcte market flex` lists them.
         #[arg(long, value_delimiter = ',', required = true)]
         offers: Vec<u32>,
@@ -119,10 +129,6 @@ fn positive_kw(kw: f64) -> anyhow::Result<bcte_types::Watts> {
         return Err(input("--kw: give a positive power"));
     }
     Ok(power)
-}
-
-fn request_id(s: &str) -> anyhow::Result<bcte_types::Hash> {
-    parse_hash(s).map_err(|e| input(format!("--request: {e}")))
 }
 
 /// Runs `bcte tx contract flex ...`.
@@ -176,15 +182,14 @@ pub fn run_tx(cmd: FlexTxCommand, json: bool) -> ExitCode {
             }
             FlexTxCommand::Offer {
                 common,
-                feeder,
                 request,
                 sites,
                 kw,
             } => {
-                let client = Client::new(&common.node);
+                let (feeder, request) = request.resolve(&Client::new(&common.node))?;
                 let offer = FlexOffer {
-                    feeder: resolve_feeder(&client, feeder.as_deref())?,
-                    request: request_id(&request)?,
+                    feeder,
+                    request,
                     sites: sites_of(&sites)?,
                     power: positive_kw(kw)?,
                 };
@@ -192,16 +197,15 @@ pub fn run_tx(cmd: FlexTxCommand, json: bool) -> ExitCode {
             }
             FlexTxCommand::Accept {
                 common,
-                feeder,
                 request,
                 mut offers,
             } => {
-                let client = Client::new(&common.node);
+                let (feeder, request) = request.resolve(&Client::new(&common.node))?;
                 offers.sort_unstable();
                 offers.dedup();
                 let accept = FlexAccept {
-                    feeder: resolve_feeder(&client, feeder.as_deref())?,
-                    request: request_id(&request)?,
+                    feeder,
+                    request,
                     offers,
                 };
                 submit(&common, Payload::FlexAccept(accept), json)
