@@ -101,6 +101,9 @@ pub fn prepare_dev(dir: &DataDir) -> Result<(Genesis, PrivateKey), FileError> {
 pub fn run_dev(data_dir: PathBuf, http: SocketAddr) -> anyhow::Result<()> {
     let dir = DataDir::new(data_dir);
     let (genesis, key) = prepare_dev(&dir)?;
+    // The API is bound before the p2p port is chosen: a port the probe released could otherwise
+    // come back as the API's `:0` port, and the p2p listener would then fail to bind.
+    let api = bind_api(http)?;
     let p2p = free_local_port().context("finding a free port for p2p")?;
     let banner = vec![format!("dev key: {}", dir.dev_key().display())];
     let cfg = NodeConfig {
@@ -114,7 +117,15 @@ pub fn run_dev(data_dir: PathBuf, http: SocketAddr) -> anyhow::Result<()> {
         http,
         tuning: Tuning::default(),
     };
-    run_node(cfg, &banner)
+    serve(cfg, api, &banner)
+}
+
+/// Binds the HTTP API before consensus starts, so a busy port fails fast and clearly.
+fn bind_api(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    let http =
+        TcpListener::bind(addr).with_context(|| format!("binding the HTTP API on {addr}"))?;
+    http.set_nonblocking(true)?;
+    Ok(http)
 }
 
 /// Runs the node a configuration file describes (see [`crate::config`]). Blocks until it stops.
@@ -125,6 +136,12 @@ pub fn run_config(path: &Path) -> anyhow::Result<()> {
 /// Runs one validator or full node until it stops, printing `banner` once it serves requests.
 /// Returns an error if it could not start or stopped on a failure.
 pub fn run_node(opts: NodeConfig, banner: &[String]) -> anyhow::Result<()> {
+    let api = bind_api(opts.http)?;
+    serve(opts, api, banner)
+}
+
+/// [`run_node`] with its API listener already bound.
+fn serve(opts: NodeConfig, http: TcpListener, banner: &[String]) -> anyhow::Result<()> {
     let timing = Timing {
         leader_timeout: Duration::from_millis(opts.tuning.leader_timeout_ms),
         certification_timeout: Duration::from_millis(opts.tuning.certification_timeout_ms),
@@ -176,10 +193,6 @@ pub fn run_node(opts: NodeConfig, banner: &[String]) -> anyhow::Result<()> {
                 .expect("genesis validation checked validator keys")
         }));
     let my_address = opts.p2p;
-    // Bind the API before starting consensus, so a busy port fails fast and clearly.
-    let http = TcpListener::bind(opts.http)
-        .with_context(|| format!("binding the HTTP API on {}", opts.http))?;
-    http.set_nonblocking(true)?;
     let http_addr = http.local_addr()?;
 
     let runtime = cw_tokio::Config::new()
