@@ -40,6 +40,8 @@ pub const fn privilege_of(payload: &Payload) -> Option<Privilege> {
         | Payload::MeterBatch(_)
         | Payload::ContractP2p(_)
         | Payload::ContractCancel(_)
+        // CT-3.2: the charger's owner or the provider, with the other's consent.
+        | Payload::ContractEv(_)
         // FX-2.1: the sites' owner or their aggregator.
         | Payload::FlexOffer(_) => None,
     }

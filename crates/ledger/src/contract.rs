@@ -44,11 +44,13 @@ impl ContractEntry {
     }
 }
 
-/// A feeder's contracts, sorted by id.
+/// A feeder's contracts: the peer-to-peer ones and the EV charging ones, each sorted by id.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ContractTable {
-    /// The contracts.
+    /// The peer-to-peer contracts.
     pub contracts: Vec<ContractEntry>,
+    /// The EV charging contracts (CT-3).
+    pub ev: Vec<crate::ev::EvEntry>,
 }
 
 impl ContractTable {
@@ -65,9 +67,23 @@ impl ContractTable {
         self.contracts.iter().filter(move |c| c.covers(k))
     }
 
+    /// The EV contract `id`.
+    pub fn ev(&self, id: &Hash) -> Option<&crate::ev::EvEntry> {
+        self.ev
+            .binary_search_by(|c| c.id.cmp(id))
+            .ok()
+            .map(|i| &self.ev[i])
+    }
+
+    /// CT-1.5: drops the contracts wholly settled before `next_settle`.
+    pub fn drop_settled(&mut self, next_settle: Interval) {
+        self.contracts.retain(|c| c.until >= next_settle);
+        self.ev.retain(|c| c.terms.deadline >= next_settle);
+    }
+
     /// Whether the table has nothing (no key is written for it then).
     pub fn is_empty(&self) -> bool {
-        self.contracts.is_empty()
+        self.contracts.is_empty() && self.ev.is_empty()
     }
 }
 
@@ -78,6 +94,10 @@ impl Write for ContractTable {
             c.id.write(buf);
             c.terms.write(buf);
             c.until.write(buf);
+        }
+        write_len(self.ev.len(), buf);
+        for c in &self.ev {
+            c.write(buf);
         }
     }
 }
@@ -90,6 +110,8 @@ impl EncodeSize for ContractTable {
                 .iter()
                 .map(|c| Hash::SIZE + c.terms.encode_size() + 8)
                 .sum::<usize>()
+            + crate::market_state::len_size(self.ev.len())
+            + self.ev.iter().map(EncodeSize::encode_size).sum::<usize>()
     }
 }
 
@@ -109,7 +131,16 @@ impl Read for ContractTable {
             }
             contracts.push(entry);
         }
-        Ok(Self { contracts })
+        let n = read_len(buf, crate::ev::EV_CONTRACTS_PER_FEEDER_MAX)?;
+        let mut ev: Vec<crate::ev::EvEntry> = Vec::with_capacity(n.min(256));
+        for _ in 0..n {
+            let entry = crate::ev::EvEntry::read(buf)?;
+            if ev.last().is_some_and(|l| l.id >= entry.id) {
+                return Err(CodecError::Invalid("ContractTable", "EV ids not sorted"));
+            }
+            ev.push(entry);
+        }
+        Ok(Self { contracts, ev })
     }
 }
 
@@ -220,7 +251,7 @@ fn other_party(sender: AccountId, seller: AccountId, buyer: AccountId) -> Option
     }
 }
 
-fn table_of(w: &mut Working<'_>, f: &FeederId) -> Result<ContractTable, ExecError> {
+pub(crate) fn table_of(w: &mut Working<'_>, f: &FeederId) -> Result<ContractTable, ExecError> {
     Ok(w.market
         .contracts
         .get(w.pre, &StateKey::Contracts(f.clone()))?
@@ -290,8 +321,8 @@ pub(crate) fn enter(
     }
     let id = t.id(chain);
     let mut table = table_of(w, f)?;
-    // Contracts wholly settled are done with.
-    table.contracts.retain(|c| c.until >= s.next_settle);
+    // CT-1.5: contracts wholly settled are done with.
+    table.drop_settled(s.next_settle);
     let at = match table.contracts.binary_search_by(|c| c.id.cmp(&id)) {
         Ok(_) => reject!(RejectReason::invalid(format!(
             "contract {} is already entered",

@@ -219,6 +219,8 @@ pub fn reads_of(txs: &[Tx]) -> BTreeSet<StateKey> {
             Payload::Bids(op) => {
                 keys.insert(schedule(&op.feeder));
                 keys.insert(StateKey::Debtors(op.feeder.clone()));
+                // CT-3.3: a charger under an EV contract is bid for by the contract only.
+                keys.insert(StateKey::Contracts(op.feeder.clone()));
                 for b in &op.bids {
                     keys.insert(StateKey::Site(op.feeder.clone(), b.site.clone()));
                     keys.insert(StateKey::Book(op.feeder.clone(), b.interval));
@@ -254,6 +256,13 @@ pub fn reads_of(txs: &[Tx]) -> BTreeSet<StateKey> {
                 let f = &op.feeder;
                 keys.insert(schedule(f));
                 keys.insert(StateKey::Sites(f.clone()));
+                keys.insert(StateKey::Contracts(f.clone()));
+            }
+            Payload::ContractEv(op) => {
+                let f = &op.terms.feeder;
+                keys.insert(schedule(f));
+                keys.insert(StateKey::Sites(f.clone()));
+                keys.insert(StateKey::Meters(f.clone()));
                 keys.insert(StateKey::Contracts(f.clone()));
             }
             Payload::FlexRequest(op) => {
@@ -465,6 +474,7 @@ fn apply_tx(
         Payload::FlexRequest(op) => crate::flex::post(w, ctx, op),
         Payload::FlexOffer(op) => crate::flex::offer(w, ctx, from, op),
         Payload::FlexAccept(op) => crate::flex::accept(w, ctx, op),
+        Payload::ContractEv(op) => crate::ev::enter(w, ctx, from, op),
     }
 }
 

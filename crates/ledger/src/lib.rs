@@ -11,6 +11,7 @@
 mod auth;
 pub mod billing;
 pub mod contract;
+pub mod ev;
 pub mod exec;
 pub mod flex;
 #[doc(hidden)]

@@ -557,6 +557,17 @@ pub(crate) fn bid(
         Ok(s) => s.clone(),
         Err(r) => reject!(r),
     };
+    // CT-3.3: the chargers under EV contracts, which only their contract bids for.
+    let ev: Vec<(SiteId, Interval, Interval, bcte_types::Hash)> = w
+        .market
+        .contracts
+        .get(w.pre, &StateKey::Contracts(op.feeder.clone()))?
+        .map(|t| {
+            t.ev.iter()
+                .map(|e| (e.terms.site.clone(), e.terms.from, e.terms.deadline, e.id))
+                .collect()
+        })
+        .unwrap_or_default();
     let mut checked = Vec::with_capacity(op.bids.len());
     let mut seen = BTreeSet::new();
     for (i, entry) in op.bids.iter().enumerate() {
@@ -594,6 +605,18 @@ pub(crate) fn bid(
                 interval: *interval,
                 last: s.horizon(),
             });
+        }
+        if let Some((_, from, to, id)) = ev
+            .iter()
+            .find(|(s, from, to, _)| s == site && from <= interval && interval <= to)
+        {
+            reject!(RejectReason::invalid(format!(
+                "{}: the site is a charger bid for by its EV contract {} in intervals {} to {}",
+                where_(),
+                hex::encode(id),
+                from.0,
+                to.0
+            )));
         }
         if !seen.insert((site.clone(), *interval)) {
             reject!(RejectReason::invalid(format!(
@@ -899,6 +922,7 @@ pub(crate) fn plan_reads(
             StateKey::Sites(f.clone()),
             StateKey::Meters(f.clone()),
             StateKey::Flex(f.clone()),
+            StateKey::Contracts(f.clone()),
         ] {
             want.insert(key);
         }
@@ -934,6 +958,14 @@ pub(crate) fn plan_reads(
     };
     for (f, k) in plan {
         want.insert(StateKey::Settling(f.clone(), k));
+        // CT-3.3: the bid bucket of every charger whose EV contract bids in the interval.
+        if let Some(Some(contracts)) =
+            pre.peek_decode::<crate::contract::ContractTable>(&StateKey::Contracts(f.clone()))?
+        {
+            for e in contracts.ev.iter().filter(|e| e.covers(k)) {
+                want.insert(StateKey::Bids(f.clone(), k, book_bucket(&e.terms.site)));
+            }
+        }
         if let Some(Some(book)) = books.get(&(f.clone(), k)) {
             for b in book.iter() {
                 want.insert(StateKey::Bids(f.clone(), k, b));
@@ -1190,6 +1222,8 @@ fn clear_interval(
         .get(w.pre, &StateKey::Sites(feeder.clone()))?
         .cloned()
         .unwrap_or_default();
+    // CT-3.3: EV contracts place their chargers' bids before the book is read.
+    crate::ev::place_bids(w, feeder, k, &s, &table)?;
     let built = build_market(w, feeder, k, &s, &nodes, &table)?;
     let clearing = bcte_market::clear(&built.market);
     let c = *s.config_at(k);
@@ -1255,6 +1289,15 @@ fn clear_interval(
                 },
             ));
     }
+    // CT-4.1: what the chargers under contract were scheduled.
+    crate::ev::after_clearing(w, feeder, k, c.interval_ms, |site| {
+        buckets.get(&book_bucket(site)).and_then(|b| {
+            b.results
+                .iter()
+                .find(|(s, _)| s == site)
+                .map(|(_, r)| r.served().0)
+        })
+    })?;
     for (bucket, mut results) in buckets {
         results.results.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         w.market

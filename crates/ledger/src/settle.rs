@@ -800,6 +800,11 @@ struct SettleInputs {
     /// The accepted offers of the flexibility requests covering the interval (FX-3): the
     /// request, the offer's number, the offer, and each site's index and baseline.
     flex: Vec<FlexInput>,
+    /// The feeder's contract table, whose EV contracts the settlement adds to (CT-4).
+    contract_table: crate::contract::ContractTable,
+    /// The EV contracts covering the interval: their charger's index → the contract's place
+    /// in `contract_table.ev`.
+    ev: BTreeMap<u32, usize>,
 }
 
 /// One accepted offer to settle (FX-3).
@@ -936,12 +941,29 @@ fn settle_inputs(w: &mut Working<'_>, f: &FeederId) -> Result<Option<SettleInput
             accounts.insert(table.sites[m.site as usize].owner);
         }
     }
-    let active: Vec<crate::contract::ContractEntry> = w
+    let contract_table = w
         .market
         .contracts
         .get(pre, &StateKey::Contracts(f.clone()))?
-        .map(|t| t.active(k).cloned().collect())
+        .cloned()
         .unwrap_or_default();
+    let active: Vec<crate::contract::ContractEntry> = contract_table.active(k).cloned().collect();
+    // CT-4: the chargers of the EV contracts covering the interval; at its deadline, the
+    // provider is paid or charged too.
+    let mut ev = BTreeMap::new();
+    for (at, e) in contract_table.ev.iter().enumerate() {
+        if !e.covers(k) {
+            continue;
+        }
+        let i = *by_id.get(&e.terms.site).ok_or_else(|| {
+            ExecError::Bug(format!("EV contract of unknown site {}", e.terms.site))
+        })?;
+        accounts.insert(table.sites[i as usize].owner);
+        if e.terms.deadline == k {
+            accounts.insert(e.terms.provider);
+        }
+        ev.insert(i, at);
+    }
     let mut contracts = Vec::with_capacity(active.len());
     for c in active {
         let index = |site: &SiteId| {
@@ -1025,7 +1047,18 @@ fn settle_inputs(w: &mut Working<'_>, f: &FeederId) -> Result<Option<SettleInput
         readings,
         contracts,
         flex,
+        contract_table,
+        ev,
     }))
+}
+
+/// The index of `site` in `table`.
+fn table_index(table: &SiteTable, site: &SiteId) -> Result<usize, ExecError> {
+    table
+        .sites
+        .iter()
+        .position(|s| &s.id == site)
+        .ok_or_else(|| ExecError::Bug(format!("{site} is not a site")))
 }
 
 /// ST-2: settles the next interval of `f`, if everything it needs was read.
@@ -1045,6 +1078,8 @@ fn settle_interval(w: &mut Working<'_>, ctx: &BlockContext, f: &FeederId) -> Res
         readings,
         contracts,
         flex,
+        mut contract_table,
+        ev,
     } = inp;
     let dt = result.interval_ms;
     let penalty = idx.imbalance_penalty;
@@ -1089,6 +1124,10 @@ fn settle_interval(w: &mut Working<'_>, ctx: &BlockContext, f: &FeederId) -> Res
         imbalance_sum += i128::from(site.imbalance_charge);
         *owed.entry(info.owner).or_default() +=
             i128::from(site.energy_charge) + i128::from(site.imbalance_charge);
+        // CT-4.1: a charger's settlement counts in its EV contract.
+        if let Some(&at) = ev.get(&i) {
+            contract_table.ev[at].accrue(&site);
+        }
         buckets
             .entry(book_bucket(&info.id))
             .or_default()
@@ -1148,6 +1187,25 @@ fn settle_interval(w: &mut Working<'_>, ctx: &BlockContext, f: &FeederId) -> Res
             amount,
             sites: deliveries,
         });
+    }
+    // CT-4.2: an EV contract whose deadline this is settles: the owner pays the provider the
+    // delivered energy at the option's price less what the market charged it for the charger.
+    for &at in ev.values() {
+        let e = &contract_table.ev[at];
+        if e.terms.deadline != k {
+            continue;
+        }
+        let flow = e.close();
+        let owner = table.sites[table_index(&table, &e.terms.site)?].owner;
+        *owed.entry(owner).or_default() += i128::from(flow.difference);
+        *owed.entry(flow.provider).or_default() -= i128::from(flow.difference);
+        totals.ev.push(flow);
+    }
+    totals.ev.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    if !ev.is_empty() {
+        w.market
+            .contracts
+            .put(StateKey::Contracts(f.clone()), contract_table);
     }
     // ST-2.6: the upstream exchange at the root's price.
     let root = feeder.root() as usize;
@@ -1363,6 +1421,19 @@ pub(crate) fn plan_reads(
                     if let Some(owner) = owners.get(site) {
                         want.insert(StateKey::Account(*owner));
                     }
+                }
+            }
+        }
+        // CT-4: the owners of chargers under EV contracts, and a provider at the deadline.
+        if let Some(Some(contracts)) =
+            pre.peek_decode::<crate::contract::ContractTable>(&StateKey::Contracts(f.clone()))?
+        {
+            for e in contracts.ev.iter().filter(|e| e.covers(k)) {
+                if let Some(owner) = owners.get(&e.terms.site) {
+                    want.insert(StateKey::Account(*owner));
+                }
+                if e.terms.deadline == k {
+                    want.insert(StateKey::Account(e.terms.provider));
                 }
             }
         }

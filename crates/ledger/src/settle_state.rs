@@ -488,6 +488,8 @@ pub struct IntervalSettlement {
     pub contracts: Vec<crate::contract::ContractFlow>,
     /// The flexibility delivered and paid in the interval (FX-3), by request and offer.
     pub flexibility: Vec<crate::flex::FlexFlow>,
+    /// The EV charging contracts whose deadline the interval is (CT-4.2), by id.
+    pub ev: Vec<crate::ev::EvFlow>,
 }
 
 impl IntervalSettlement {
@@ -514,6 +516,10 @@ impl Write for IntervalSettlement {
         }
         crate::market_state::write_len(self.flexibility.len(), buf);
         for x in &self.flexibility {
+            x.write(buf);
+        }
+        crate::market_state::write_len(self.ev.len(), buf);
+        for x in &self.ev {
             x.write(buf);
         }
     }
@@ -552,6 +558,14 @@ impl Read for IntervalSettlement {
                 }
                 v
             },
+            ev: {
+                let n = crate::market_state::read_len(buf, crate::ev::EV_CONTRACTS_PER_FEEDER_MAX)?;
+                let mut v = Vec::with_capacity(n.min(256));
+                for _ in 0..n {
+                    v.push(crate::ev::EvFlow::read(buf)?);
+                }
+                v
+            },
         })
     }
 }
@@ -573,6 +587,8 @@ impl EncodeSize for IntervalSettlement {
                 .iter()
                 .map(EncodeSize::encode_size)
                 .sum::<usize>()
+            + crate::market_state::len_size(self.ev.len())
+            + self.ev.iter().map(EncodeSize::encode_size).sum::<usize>()
     }
 }
 

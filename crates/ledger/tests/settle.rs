@@ -12,7 +12,9 @@ use bcte_ledger::{
     market_state::IntervalResult,
     settle_state::{AdjustBucket, AdjustKind, IntervalSettlement, SettleIndex, SettledBucket},
 };
-use bcte_types::contract::{ContractCancel, ContractP2p, P2pTerms};
+use bcte_types::contract::{
+    ContractCancel, ContractEv, ContractP2p, EvChoice, EvOption, EvTerms, P2pTerms,
+};
 use bcte_types::flex::{FlexAccept, FlexDirection, FlexOffer, FlexRequest, FlexTarget};
 use bcte_types::{
     Amount, CurveSpec, FeederId, Hash, Interval, MarketConfig, NodeId, NodeSpec, Payload, Price,
@@ -963,4 +965,318 @@ fn flexibility_is_paid_for_what_was_delivered_against_the_baseline_and_split_by_
     let table: FlexTable = chain.read(&StateKey::Flex(f())).unwrap();
     assert_eq!(table.requests.len(), 2);
     assert!(table.get(&id1).unwrap().offers[0].accepted);
+}
+
+/// The EV test's charger owner and its charging provider.
+const DRIVER: u64 = 11;
+const PROVIDER: u64 = 12;
+
+/// [`feeder`] with two chargers of the driver at the substation: `ev`, metered, and `ev2`,
+/// without a meter; the driver and the market account hold 5 tokens each.
+fn ev_feeder() -> Chain {
+    let mut chain = feeder();
+    let dso = chain.dso.clone();
+    let charger = |id: &str| SiteSpec {
+        site: s(id),
+        node: NodeId::new("sub").unwrap(),
+        owner: account(&key(DRIVER)),
+        priority: 0,
+        import_limit: None,
+        export_limit: None,
+    };
+    accepted(&chain.send(
+        &dso,
+        Payload::SitesRegister(SitesRegister {
+            feeder: f(),
+            sites: vec![charger("ev"), charger("ev2")],
+        }),
+    ));
+    accepted(&chain.send(
+        &dso,
+        Payload::MeterRegister(MeterRegister {
+            feeder: f(),
+            site: s("ev"),
+            meter: account(&key(meter(DRIVER))),
+        }),
+    ));
+    for seed in [DRIVER, MARKET] {
+        accepted(&chain.send(
+            &dso,
+            Payload::Mint {
+                to: account(&key(seed)),
+                amount: Amount(5 * UNIT as u64),
+            },
+        ));
+    }
+    chain
+}
+
+/// `energy` Wh on `ev` in intervals `from` to `deadline`: slow 3.7 kW at 250/MWh, fast 11 kW
+/// at 400/MWh.
+fn ev_terms(from: u64, deadline: u64, energy: i64, choice: EvChoice, salt: u64) -> EvTerms {
+    EvTerms {
+        feeder: f(),
+        site: s("ev"),
+        provider: account(&key(PROVIDER)),
+        energy_wh: energy,
+        from: Interval(from),
+        deadline: Interval(deadline),
+        slow: EvOption {
+            power: Watts(3_700),
+            price: Price(250 * UNIT),
+        },
+        fast: EvOption {
+            power: Watts(11_000),
+            price: Price(400 * UNIT),
+        },
+        choice,
+        salt,
+    }
+}
+
+fn enter_ev(
+    chain: &mut Chain,
+    sender: u64,
+    consenting: u64,
+    terms: &EvTerms,
+) -> bcte_types::Outcome {
+    let consent = terms.sign(&chain.chain_id, &key(consenting));
+    chain.send(
+        &key(sender),
+        Payload::ContractEv(ContractEv {
+            terms: terms.clone(),
+            consent,
+        }),
+    )
+}
+
+#[test]
+fn an_ev_contract_bids_for_its_charger_and_the_owner_pays_the_option_price_for_what_came() {
+    let mut chain = ev_feeder();
+    let fast = ev_terms(0, 3, 6_000, EvChoice::Fast, 0);
+    let slow = ev_terms(4, 7, 3_000, EvChoice::Slow, 0);
+    // CT-3.2: both parties sign, two of them; the options are sane, the energy fits the
+    // chosen option's power, the charger has a meter.
+    let r = rejected(&enter_ev(&mut chain, DRIVER, DRIVER, &fast));
+    assert!(
+        r.to_string()
+            .contains("consent: not the signature of the other party"),
+        "{r}"
+    );
+    assert!(matches!(
+        rejected(&enter_ev(&mut chain, 4, PROVIDER, &fast)),
+        RejectReason::NotSiteOwner { .. }
+    ));
+    let own = EvTerms {
+        provider: account(&key(DRIVER)),
+        ..fast.clone()
+    };
+    let r = rejected(&enter_ev(&mut chain, DRIVER, DRIVER, &own));
+    assert!(r.to_string().contains("needs two parties"), "{r}");
+    // 3.7 kW for two quarter-hours is 1,850 Wh, short of 3,000.
+    let r = rejected(&enter_ev(
+        &mut chain,
+        DRIVER,
+        PROVIDER,
+        &ev_terms(4, 5, 3_000, EvChoice::Slow, 0),
+    ));
+    assert!(
+        r.to_string()
+            .contains("cannot be delivered in 2 intervals at the slow option's 3700 W"),
+        "{r}"
+    );
+    let r = rejected(&enter_ev(
+        &mut chain,
+        DRIVER,
+        PROVIDER,
+        &EvTerms {
+            site: s("ev2"),
+            ..fast.clone()
+        },
+    ));
+    assert!(r.to_string().contains("ev2 has no meter"), "{r}");
+    let backwards = EvTerms {
+        fast: fast.slow,
+        slow: fast.fast,
+        ..fast.clone()
+    };
+    let r = rejected(&enter_ev(&mut chain, DRIVER, PROVIDER, &backwards));
+    assert!(r.to_string().contains("fast.power"), "{r}");
+    // The provider may send it as well as the driver.
+    accepted(&enter_ev(&mut chain, PROVIDER, DRIVER, &fast));
+    let r = rejected(&enter_ev(&mut chain, DRIVER, PROVIDER, &fast));
+    assert!(r.to_string().contains("already entered"), "{r}");
+    // CT-3.3: one contract at a time bids for a charger.
+    let r = rejected(&enter_ev(
+        &mut chain,
+        DRIVER,
+        PROVIDER,
+        &ev_terms(3, 6, 3_000, EvChoice::Slow, 1),
+    ));
+    assert!(r.to_string().contains("overlaps EV contract"), "{r}");
+    accepted(&enter_ev(&mut chain, DRIVER, PROVIDER, &slow));
+    // CT-3.3: the contract is the charger's only bidder in its intervals; after them the
+    // owner bids again.
+    let ev_bid = |k: u64| {
+        Payload::Bids(Bids {
+            feeder: f(),
+            bids: vec![BidEntry {
+                site: s("ev"),
+                interval: Interval(k),
+                curve: points(&[(-500, 1_000), (3_000, 1_000)]),
+            }],
+        })
+    };
+    let r = rejected(&chain.send(&key(DRIVER), ev_bid(1)));
+    assert!(r.to_string().contains("bid for by its EV contract"), "{r}");
+    accepted(&chain.send(&key(DRIVER), ev_bid(8)));
+    // A price spike: interval 6 imports at 300/MWh, above the slow option's 250.
+    let dso = chain.dso.clone();
+    accepted(&chain.send(
+        &dso,
+        Payload::UpstreamPrices(bcte_types::market::UpstreamPrices {
+            feeder: f(),
+            from: Interval(6),
+            prices: vec![bcte_types::market::UpstreamPrice {
+                import_price: Price(300 * UNIT),
+                export_price: Price(20 * UNIT),
+            }],
+        }),
+    ));
+    let (fast_id, slow_id) = (fast.id(&chain.chain_id), slow.id(&chain.chain_id));
+
+    // Worked by hand (CT-3.4, Δ = 900 s, R = remaining Wh × 3.6e6 W·ms, nobody else bids, so
+    // the charger buys upstream at 80/MWh when its price reaches that):
+    // fast, 6,000 Wh over 0–3 at 11 kW, 400/MWh:
+    //   0: all 11 kW at 400 × 2.16e10 / (4 × 11,000 × 9e5) = 218.18/MWh: served, 2,750 Wh;
+    //      it reads 2,700;
+    //   1: 3,250 Wh left (interval 0 not yet settled), at 157.58: served, 2,750 Wh;
+    //   2: 6,000 − 2,700 read − 2,750 scheduled = 550 Wh: 2.2 kW at 40/MWh: not served;
+    //   3: the last interval: the 550 Wh must come, 2.2 kW at 400: served, 550 Wh.
+    // slow, 3,000 Wh over 4–7 at 3.7 kW, 250/MWh:
+    //   4: must ⌈(1.08e10 − 3 × 3,700 × 9e5) / 9e5⌉ = 900 W at 250, the other 2,800 W at
+    //      250 × 1.08e10 / (4 × 3,700 × 9e5) = 202.70: served 3.7 kW, 925 Wh;
+    //   5: 2,075 Wh left: 900 W must, served 3.7 kW, 925 Wh;
+    //   6: 1,150 Wh left: 900 W at 250, 2,800 W at 155.41; upstream asks 300: not served;
+    //   7: the last: 4,600 W would be needed, 3,700 can be had at 250: served, 925 Wh.
+    let expected_served = [11_000, 11_000, 0, 2_200, 3_700, 3_700, 0, 3_700];
+    let reads = [2_700, 2_750, 0, 550, 925, 925, 0, 925];
+    let mut before = std::collections::BTreeMap::new();
+    for k in 0..=7u64 {
+        if chain.time_ms < gate(k) {
+            chain.block_at(gate(k), vec![]);
+        }
+        let result = chain.site_result(&f(), Interval(k), &s("ev")).unwrap();
+        assert_eq!(
+            result.served().0,
+            expected_served[k as usize],
+            "interval {k}"
+        );
+        if k == 6 {
+            let bid = chain.bid_of(&f(), Interval(6), &s("ev")).unwrap();
+            assert_eq!(bid.bidder, account(&key(DRIVER)));
+            let CurveSpec::Components { base, steps, .. } = bid.curve else {
+                panic!("a contract bids in component form")
+            };
+            assert_eq!(base, Watts(3_700));
+            assert_eq!(
+                steps
+                    .iter()
+                    .map(|x| (x.price.0, x.drop.0))
+                    .collect::<Vec<_>>(),
+                vec![(155_405_405, 2_800), (250 * UNIT, 900)]
+            );
+        }
+        chain.block_at(end(k), vec![]);
+        for seed in [DRIVER, PROVIDER, MARKET] {
+            before.insert(seed, worth(&chain, seed));
+        }
+        let tx = chain.sign(&key(meter(DRIVER)), reading("ev", k, reads[k as usize]));
+        chain.block(1, vec![tx]);
+        chain.block(1, vec![]);
+        let t: IntervalSettlement = chain
+            .read(&StateKey::Settlement(f(), Interval(k)))
+            .unwrap_or_else(|| panic!("interval {k} settled"));
+        let delta = |seed| worth(&chain, seed) - before[&seed];
+        match k {
+            3 => {
+                // CT-4: 6,000 Wh delivered × 400/MWh = 2,400,000; the market charged
+                // 11 kW × 0.25 h × 80/MWh = 220,000 in intervals 0 and 1, less interval 0's
+                // 50 Wh not taken refunded at 80 − 20 = 60/MWh (3,000), and 44,000 in
+                // interval 3: 481,000. The driver pays the provider the 1,919,000 between.
+                assert_eq!(t.ev.len(), 1);
+                let x = &t.ev[0];
+                assert_eq!(
+                    (x.id, x.site.clone(), x.provider),
+                    (fast_id, s("ev"), account(&key(PROVIDER)))
+                );
+                assert_eq!(
+                    (
+                        x.delivered_wh,
+                        x.shortfall_wh,
+                        x.price,
+                        x.charge,
+                        x.market_charges,
+                        x.difference
+                    ),
+                    (6_000, 0, Price(400 * UNIT), 2_400_000, 481_000, 1_919_000)
+                );
+                assert_eq!(delta(DRIVER), -44_000 - 1_919_000);
+                assert_eq!(delta(PROVIDER), 1_919_000);
+            }
+            7 => {
+                // 2,775 Wh came of 3,000: the 225 Wh short are not charged. 2,775 Wh ×
+                // 250/MWh = 693,750 against the market's 3 × 74,000 = 222,000: 471,750.
+                assert_eq!(t.ev.len(), 1);
+                let x = &t.ev[0];
+                assert_eq!(x.id, slow_id);
+                assert_eq!(
+                    (
+                        x.delivered_wh,
+                        x.shortfall_wh,
+                        x.price,
+                        x.charge,
+                        x.market_charges,
+                        x.difference
+                    ),
+                    (2_775, 225, Price(250 * UNIT), 693_750, 222_000, 471_750)
+                );
+                assert_eq!(delta(DRIVER), -74_000 - 471_750);
+                assert_eq!(delta(PROVIDER), 471_750);
+            }
+            _ => {
+                assert!(t.ev.is_empty(), "interval {k}");
+                assert_eq!(delta(PROVIDER), 0, "interval {k}");
+            }
+        }
+        // The difference passes through the market account: it keeps the market charges only.
+        let market_charges = [217_000, 220_000, 0, 44_000, 74_000, 74_000, 0, 74_000][k as usize];
+        assert_eq!(
+            t.energy_charges + t.imbalance_charges,
+            market_charges,
+            "interval {k}"
+        );
+        assert_eq!(
+            delta(MARKET),
+            market_charges + t.upstream_charge,
+            "interval {k}"
+        );
+    }
+    // Over both contracts the driver paid exactly its options' prices for what came.
+    assert_eq!(worth(&chain, PROVIDER), 1_919_000 + 471_750);
+    let table: ContractTable = chain.read(&StateKey::Contracts(f())).unwrap();
+    let progress: Vec<_> = table
+        .ev
+        .iter()
+        .map(|e| (e.id, e.delivered_wh, e.remaining_wh()))
+        .collect();
+    let mut want = vec![(fast_id, 6_000, 0), (slow_id, 2_775, 225)];
+    want.sort();
+    assert_eq!(progress, want);
+    // Interval 8 is the owner's again: its own bid stands.
+    let bid = chain.bid_of(&f(), Interval(8), &s("ev")).unwrap();
+    assert_eq!(bid.bidder, account(&key(DRIVER)));
+    assert!(
+        matches!(bid.curve, CurveSpec::Components { base: Watts(1_000), ref steps, .. } if steps.is_empty())
+    );
 }

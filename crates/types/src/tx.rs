@@ -53,8 +53,8 @@ pub const TX_BYTES_LIMIT: usize = BULK_TX_BYTES_MAX;
 /// registry); `0x20` market config, `0x21` grid mode, `0x22` upstream prices, `0x28` bids
 /// (the market); `0x30` meter register, `0x31` head-end, `0x32` reading, `0x33` meter batch,
 /// `0x38` settlement adjust (meters and settlement); `0x40` P2P contract, `0x41` contract
-/// cancel, `0x42` flexibility request, `0x43` flexibility offer, `0x44` flexibility accept
-/// (contracts). An unknown tag is a decode error. The payloads of the registry and the market
+/// cancel, `0x42` flexibility request, `0x43` flexibility offer, `0x44` flexibility accept,
+/// `0x45` EV charging contract (contracts). An unknown tag is a decode error. The payloads of the registry and the market
 /// are defined in [`crate::market`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -117,6 +117,9 @@ pub enum Payload {
     FlexOffer(crate::flex::FlexOffer),
     /// Accept offers to a request (DSO).
     FlexAccept(crate::flex::FlexAccept),
+    /// Enter an EV charging contract (the charger's owner or the provider, with the other's
+    /// consent).
+    ContractEv(crate::contract::ContractEv),
 }
 
 impl Payload {
@@ -142,6 +145,7 @@ impl Payload {
     const TAG_FLEX_REQUEST: u8 = 0x42;
     const TAG_FLEX_OFFER: u8 = 0x43;
     const TAG_FLEX_ACCEPT: u8 = 0x44;
+    const TAG_CONTRACT_EV: u8 = 0x45;
 
     /// The fewest bytes any payload encodes to (a bid transaction for no site, of a feeder
     /// with a one-byte id: tag, id and an empty list). The block decoder relies on it to refuse
@@ -173,6 +177,7 @@ impl Payload {
             Self::FlexRequest(_) => "flex_request",
             Self::FlexOffer(_) => "flex_offer",
             Self::FlexAccept(_) => "flex_accept",
+            Self::ContractEv(_) => "contract_ev",
         }
     }
 
@@ -285,6 +290,10 @@ impl Write for Payload {
                 Self::TAG_FLEX_ACCEPT.write(buf);
                 p.write(buf);
             }
+            Self::ContractEv(p) => {
+                Self::TAG_CONTRACT_EV.write(buf);
+                p.write(buf);
+            }
         }
     }
 }
@@ -313,6 +322,7 @@ impl EncodeSize for Payload {
             Self::FlexRequest(p) => p.encode_size(),
             Self::FlexOffer(p) => p.encode_size(),
             Self::FlexAccept(p) => p.encode_size(),
+            Self::ContractEv(p) => p.encode_size(),
         }
     }
 }
@@ -351,6 +361,7 @@ impl Read for Payload {
             Self::TAG_FLEX_REQUEST => Ok(Self::FlexRequest(ReadExt::read(buf)?)),
             Self::TAG_FLEX_OFFER => Ok(Self::FlexOffer(ReadExt::read(buf)?)),
             Self::TAG_FLEX_ACCEPT => Ok(Self::FlexAccept(ReadExt::read(buf)?)),
+            Self::TAG_CONTRACT_EV => Ok(Self::ContractEv(ReadExt::read(buf)?)),
             tag => Err(CodecError::InvalidEnum(tag)),
         }
     }
@@ -834,6 +845,32 @@ mod tests {
                 request: Hash::from([0; 32]),
                 offers: vec![0],
             }),
+            Payload::ContractEv(crate::contract::ContractEv {
+                terms: crate::contract::EvTerms {
+                    feeder: f(),
+                    site: s(),
+                    provider: AccountId::from_public_key(
+                        &commonware_cryptography::ed25519::PrivateKey::from_seed(0).public_key(),
+                    ),
+                    energy_wh: 0,
+                    from: Interval(0),
+                    deadline: Interval(0),
+                    slow: crate::contract::EvOption {
+                        power: crate::Watts(0),
+                        price: crate::Price(0),
+                    },
+                    fast: crate::contract::EvOption {
+                        power: crate::Watts(0),
+                        price: crate::Price(0),
+                    },
+                    choice: crate::contract::EvChoice::Slow,
+                    salt: 0,
+                },
+                consent: commonware_cryptography::ed25519::Signature::decode(
+                    commonware_codec::Copying(&[0u8; 64][..]),
+                )
+                .unwrap(),
+            }),
         ];
         for p in &all {
             match p {
@@ -858,7 +895,8 @@ mod tests {
                 | Payload::ContractCancel(_)
                 | Payload::FlexRequest(_)
                 | Payload::FlexOffer(_)
-                | Payload::FlexAccept(_) => {}
+                | Payload::FlexAccept(_)
+                | Payload::ContractEv(_) => {}
             }
         }
         all
@@ -867,7 +905,7 @@ mod tests {
     #[test]
     fn every_payload_kind_round_trips_and_none_is_below_the_minimum_size() {
         let all = smallest_of_each_kind();
-        assert_eq!(all.len(), 22, "one example per kind");
+        assert_eq!(all.len(), 23, "one example per kind");
         let smallest = all.iter().map(EncodeSize::encode_size).min().unwrap();
         assert_eq!(smallest, Payload::ENCODED_SIZE_MIN);
         for payload in all {
