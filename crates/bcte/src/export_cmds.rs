@@ -117,6 +117,11 @@ pub fn write_csv(view: &BillingView, out: impl std::io::Write) -> anyhow::Result
             w.write_record(row(&s.participant, "owner", site, &period, b))?;
         }
     }
+    for p in &view.providers {
+        for (site, b) in &p.chargers {
+            w.write_record(row(&p.provider, "provider", site, &period, b))?;
+        }
+    }
     for p in &view.portfolios {
         let mut r = row(&p.aggregator, "aggregator", "*", &period, &p.total);
         r[15] = kwh(p.net_deviation_wh);

@@ -888,7 +888,8 @@ fn four_validators_clear_every_interval_alike_and_exactly_as_the_engine() {
 }
 
 #[test]
-fn four_validators_meter_settle_a_contract_and_bill_alike_by_the_rules() {
+fn four_validators_meter_settle_contracts_flexibility_and_ev_charging_and_bill_alike_by_the_rules()
+{
     let work = tempfile::tempdir().unwrap();
     let mut net = init(&work.path().join("net"), 4, 0);
     let urls = start_all(&mut net);
@@ -907,7 +908,8 @@ fn four_validators_meter_settle_a_contract_and_bill_alike_by_the_rules() {
             "id": "life",
             "config": {"interval_ms": 6000, "gate_lead_ms": 3000, "import_price": 80.0,
                        "export_price": 20.0, "import_limit_kw": 100.0,
-                       "export_limit_kw": 100.0, "alert_import_limit_kw": 30.0},
+                       "export_limit_kw": 100.0, "alert_import_limit_kw": 30.0,
+                       "baseline_days": 1, "baseline_day_intervals": 1},
             "nodes": [{"id": "r"}, {"id": "c", "parent": "r"}]
         })
         .to_string(),
@@ -934,6 +936,8 @@ fn four_validators_meter_settle_a_contract_and_bill_alike_by_the_rules() {
     let (house_meter_key, house_meter) = key("house-meter");
     let (pv_meter_key, pv_meter) = key("pv-meter");
     let (head_end_key, head_end) = key("head-end");
+    let (ev_meter_key, ev_meter) = key("ev-meter");
+    let (provider_key, provider) = key("provider");
     for (i, args) in [
         vec![
             "tx", "site", "register", "--key", dso, "--site", "house", "--node", "c", "--owner",
@@ -968,6 +972,14 @@ fn four_validators_meter_settle_a_contract_and_bill_alike_by_the_rules() {
         vec![
             "tx", "mint", "--key", dso, "--to", &house, "--amount", "1000000",
         ],
+        // house's charger, a sub-metered site of its own.
+        vec![
+            "tx", "site", "register", "--key", dso, "--site", "ev", "--node", "c", "--owner",
+            &house,
+        ],
+        vec![
+            "tx", "meter", "register", "--key", dso, "--site", "ev", "--meter", &ev_meter,
+        ],
     ]
     .iter()
     .enumerate()
@@ -975,8 +987,9 @@ fn four_validators_meter_settle_a_contract_and_bill_alike_by_the_rules() {
         ok(&urls[i % 4], args);
     }
     let status = cli(&urls[0], &["market", "status"]);
-    let k = status["next_interval"].as_u64().unwrap() + 2;
+    let k = status["next_interval"].as_u64().unwrap() + 4;
     let ks = k.to_string();
+    let (k1, k2) = ((k + 1).to_string(), (k + 2).to_string());
     // pv sells house 1 kW at 60/MWh for intervals K to K+3: pv consents through validator 2,
     // house submits through validator 3.
     let to = (k + 3).to_string();
@@ -1009,6 +1022,111 @@ fn four_validators_meter_settle_a_contract_and_bill_alike_by_the_rules() {
     ];
     enter.extend_from_slice(&terms);
     ok(&urls[3], &enter);
+    // The DSO asks for 3 kW less at c in K + 1; house offers 2 kW, pv 1 kW, both accepted
+    // (each through another validator). The baseline of K + 1 is the reading of K.
+    ok(
+        &urls[0],
+        &[
+            "tx",
+            "contract",
+            "flex",
+            "request",
+            "--key",
+            dso,
+            "--direction",
+            "reduce",
+            "--at-node",
+            "c",
+            "--kw",
+            "3",
+            "--from-interval",
+            &k1,
+            "--to-interval",
+            &k1,
+            "--price",
+            "200",
+            "--gate-interval",
+            &k1,
+        ],
+    );
+    let flex = cli(&urls[1], &["market", "flex", "--feeder", "life"]);
+    let request = flex["requests"][0]["id"].as_str().unwrap().to_owned();
+    for (i, (owner_key, site, kw)) in [(&house_key, "house", "2"), (&pv_key, "pv", "1")]
+        .into_iter()
+        .enumerate()
+    {
+        ok(
+            &urls[1 + i],
+            &[
+                "tx",
+                "contract",
+                "flex",
+                "offer",
+                "--key",
+                owner_key,
+                "--request",
+                &request,
+                "--sites",
+                site,
+                "--kw",
+                kw,
+            ],
+        );
+    }
+    ok(
+        &urls[3],
+        &[
+            "tx",
+            "contract",
+            "flex",
+            "accept",
+            "--key",
+            dso,
+            "--request",
+            &request,
+            "--offers",
+            "0,1",
+        ],
+    );
+    // house's charger needs 10 Wh by K + 2, slow (3.7 kW at 250/MWh) chosen over fast
+    // (11 kW at 400/MWh): house consents through validator 1, the provider submits through 2.
+    let ev_terms = [
+        "--site",
+        "ev",
+        "--provider",
+        &provider,
+        "--kwh",
+        "0.01",
+        "--from-interval",
+        &k1,
+        "--deadline-interval",
+        &k2,
+        "--slow-kw",
+        "3.7",
+        "--slow-price",
+        "250",
+        "--fast-kw",
+        "11",
+        "--fast-price",
+        "400",
+        "--choice",
+        "slow",
+    ];
+    let mut consent = vec!["contract", "consent", "ev", "--key", &house_key];
+    consent.extend_from_slice(&ev_terms);
+    let c = cli(&urls[1], &consent);
+    let ev_sig = c["consent"].as_str().unwrap().to_owned();
+    let mut enter = vec![
+        "tx",
+        "contract",
+        "ev",
+        "--key",
+        &provider_key,
+        "--consent",
+        &ev_sig,
+    ];
+    enter.extend_from_slice(&ev_terms);
+    ok(&urls[2], &enter);
     // House takes 3 kW whatever the price, pv generates 2 kW.
     ok(
         &urls[0],
@@ -1188,6 +1306,121 @@ fn four_validators_meter_settle_a_contract_and_bill_alike_by_the_rules() {
         csv.contains(&format!("{pv},owner,pv,{period},1,0,0.000,0.003,-0.000267,0.000000,0.000000,0.000033,0.000000,-0.000234,-234,,")),
         "{csv}"
     );
+
+    // K + 1 and K + 2: the readings once each ends. house reads 2 Wh and pv −3 (their
+    // flexibility offers make both waited for, FX-3.2), the charger its schedule.
+    let read = |url: &str, meter_key: &str, site: &str, k: &str, wh: &str| {
+        ok(
+            url,
+            &[
+                "tx",
+                "reading",
+                "--key",
+                meter_key,
+                "--site",
+                site,
+                "--interval",
+                k,
+                "--wh",
+                wh,
+            ],
+        );
+    };
+    for (kx, readings) in [
+        (
+            &k1,
+            vec![
+                (&house_meter_key, "house", "2"),
+                (&pv_meter_key, "pv", "-3"),
+                (&ev_meter_key, "ev", "6"),
+            ],
+        ),
+        (&k2, vec![(&ev_meter_key, "ev", "4")]),
+    ] {
+        let open = cli(&urls[0], &["market", "settlement", kx, "--wait", "60"]);
+        let end_ms = open["end_ms"].as_u64().unwrap_or_else(|| panic!("{open}"));
+        wait_until("the interval ends", Duration::from_secs(60), || {
+            cli(&urls[0], &["market", "status"])["market_time_ms"]
+                .as_u64()
+                .unwrap()
+                >= end_ms
+        });
+        for (i, (meter_key, site, wh)) in readings.into_iter().enumerate() {
+            read(&urls[i % 4], meter_key, site, kx, wh);
+        }
+    }
+    let settled = |kx: &str| {
+        let views: Vec<Value> = urls
+            .iter()
+            .map(|u| cli(u, &["market", "settlement", kx, "--wait", "60"]))
+            .collect();
+        assert!(
+            views.windows(2).all(|w| w[0] == w[1]),
+            "every validator the same settlement of {kx}"
+        );
+        assert_eq!(views[0]["status"], "settled", "{}", views[0]);
+        views.into_iter().next().unwrap()
+    };
+    // By hand, K + 1: the contract bids 2.3 kW at 250/MWh (what cannot wait for K + 2) and
+    // 1.4 kW at 250 × 36·10⁶ / (2 × 3,700 × 6,000) = 202.70: served 3.7 kW at 80/MWh, 6 Wh,
+    // 3,700 × 6,000 × 80·10⁶ / 3.6·10¹² = 493.3, 493. FX-3: house delivered 6 − 2 = 4 Wh,
+    // capped at 2 kW × 6 s = 3.3, 3 Wh: 3 Wh × 200/MWh = 600; pv fed in its baseline's 3 Wh
+    // again: delivered nothing, paid nothing.
+    let s1 = settled(&k1);
+    assert_eq!(
+        (
+            s1["sites"]["ev"]["scheduled_wh"].as_i64(),
+            s1["sites"]["ev"]["energy_charge"].as_i64()
+        ),
+        (Some(6), Some(493)),
+        "{s1}"
+    );
+    let flows = &s1["totals"]["flexibility"];
+    assert_eq!(
+        (
+            flows[0]["delivered_wh"].as_i64(),
+            flows[0]["amount"].as_i64(),
+            flows[1]["delivered_wh"].as_i64(),
+            flows[1]["amount"].as_i64()
+        ),
+        (Some(3), Some(600), Some(0), Some(0)),
+        "{s1}"
+    );
+    // K + 2: the last 4 Wh must come: 2.4 kW at 250, served, 320. CT-4.2: 10 Wh × 250/MWh
+    // = 2,500 against the market's 813: house pays the provider 1,687.
+    let s2 = settled(&k2);
+    let ev = &s2["totals"]["ev"][0];
+    assert_eq!(
+        (
+            ev["delivered_wh"].as_i64(),
+            ev["shortfall_wh"].as_i64(),
+            ev["charge"].as_i64(),
+            ev["market_charges"].as_i64(),
+            ev["difference"].as_i64()
+        ),
+        (Some(10), Some(0), Some(2_500), Some(813), Some(1_687)),
+        "{s2}"
+    );
+    assert_eq!(balance(&provider), 1_687);
+    let bill = cli(
+        &urls[1],
+        &[
+            "export",
+            "billing",
+            "--from-interval",
+            &ks,
+            "--to-interval",
+            &k2,
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(
+        bill["providers"][0]["provider"],
+        provider.as_str(),
+        "{bill}"
+    );
+    assert_eq!(bill["providers"][0]["total"]["total"], -1_687, "{bill}");
     for node in &mut net.nodes {
         node.kill9();
     }

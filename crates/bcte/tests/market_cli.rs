@@ -1432,3 +1432,210 @@ fn a_flexibility_request_is_offered_accepted_verified_against_the_baseline_and_p
         "{bill}"
     );
 }
+
+#[test]
+fn an_ev_charging_contract_is_consented_bid_for_metered_and_settled_through_the_cli() {
+    let dev = Dev::start();
+    dev.register_demo_feeder();
+    let (driver_key, driver) = dev.key("driver");
+    let (provider_key, provider) = dev.key("provider");
+    let (meter_key, meter) = dev.key("ev-meter");
+    dev.register_site("ev", &driver);
+    dev.register_meter("ev", &meter);
+    dev.mint(&driver, "1000000");
+    let k = dev.next_open("demo", 1);
+    let ks: Vec<String> = (k..k + 3).map(|x| x.to_string()).collect();
+    let terms: Vec<String> = [
+        "--site",
+        "ev",
+        "--provider",
+        &provider,
+        "--kwh",
+        "0.05",
+        "--from-interval",
+        &ks[0],
+        "--deadline-interval",
+        &ks[2],
+        "--slow-kw",
+        "3.7",
+        "--slow-price",
+        "250",
+        "--fast-kw",
+        "11",
+        "--fast-price",
+        "400",
+        "--choice",
+        "fast",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let with_terms = |head: &[&str]| {
+        let mut v: Vec<&str> = head.to_vec();
+        v.extend(terms.iter().map(String::as_str));
+        dev.run(&v)
+    };
+    // The driver consents offline; the provider submits.
+    let out = with_terms(&["--json", "contract", "consent", "ev", "--key", &driver_key]);
+    assert_ok(&out);
+    let c = json_of(&out);
+    let (sig, id) = (
+        c["consent"].as_str().unwrap().to_owned(),
+        c["id"].as_str().unwrap().to_owned(),
+    );
+    let out = with_terms(&[
+        "--json",
+        "tx",
+        "contract",
+        "ev",
+        "--key",
+        &provider_key,
+        "--consent",
+        &driver_key,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a key file is no consent: {out:?}"
+    );
+    assert!(one_error_line(&out).contains("--consent"));
+    let out = with_terms(&[
+        "--json",
+        "tx",
+        "contract",
+        "ev",
+        "--key",
+        &provider_key,
+        "--consent",
+        &sig,
+    ]);
+    assert_ok(&out);
+    assert_eq!(json_of(&out)["status"], "accepted");
+    let list = dev.ok(&["market", "contracts"]);
+    let ev = &list["ev"][0];
+    assert_eq!(
+        (
+            ev["id"].as_str(),
+            ev["owner"].as_str(),
+            ev["choice"].as_str(),
+            ev["remaining_wh"].as_i64()
+        ),
+        (
+            Some(id.as_str()),
+            Some(driver.as_str()),
+            Some("fast"),
+            Some(50)
+        ),
+        "{list}"
+    );
+
+    // CT-3.4 by hand, Δ = 10 s, nobody else bidding, upstream energy at 80/MWh: interval K
+    // bids 11 kW at 400 × 50 / (3 × 30.56) = 218.18/MWh, served: 31 Wh; K + 1 the 19 Wh left,
+    // 6.84 kW at 124.36, served: 19 Wh; K + 2 nothing is left to bid. The meter reads the
+    // schedule, and is waited for in all three (CT-4.1).
+    let end_of = |k: &str| {
+        let s = dev.ok(&["market", "settlement", k]);
+        s["end_ms"].as_u64().unwrap_or_else(|| panic!("{s}"))
+    };
+    for (k, wh, kw) in [
+        (&ks[0], "31", 11.0),
+        (&ks[1], "19", 6.84),
+        (&ks[2], "0", 0.0),
+    ] {
+        dev.ok(&["market", "result", k, "--wait", "60"]);
+        if kw > 0.0 {
+            let r = dev.ok(&["market", "result", k, "--site", "ev"]);
+            assert_eq!(r["served_kw"].as_f64(), Some(kw), "{r}");
+        }
+        dev.wait_market_time(end_of(k));
+        let v = dev.ok(&[
+            "tx",
+            "reading",
+            "--key",
+            &meter_key,
+            "--site",
+            "ev",
+            "--interval",
+            k,
+            "--wh",
+            wh,
+        ]);
+        assert_eq!(v["status"], "accepted", "{v}");
+    }
+    // CT-4.2: 50 Wh × 400/MWh = 20,000 base units; the market charged 11 kW × 10 s × 80/MWh
+    // = 2,444.4 → 2,444 and 6.84 kW × 10 s × 80/MWh = 1,520: the driver pays the provider
+    // 20,000 − 3,964 = 16,036.
+    let s = dev.ok(&["market", "settlement", &ks[2], "--wait", "60"]);
+    assert_eq!(s["status"], "settled", "{s}");
+    let flow = &s["totals"]["ev"][0];
+    assert_eq!(
+        (
+            flow["id"].as_str(),
+            flow["delivered_wh"].as_i64(),
+            flow["shortfall_wh"].as_i64(),
+            flow["charge"].as_i64(),
+            flow["market_charges"].as_i64(),
+            flow["difference"].as_i64()
+        ),
+        (
+            Some(id.as_str()),
+            Some(50),
+            Some(0),
+            Some(20_000),
+            Some(3_964),
+            Some(16_036)
+        ),
+        "{s}"
+    );
+    assert_eq!(dev.ok(&["query", "account", &provider])["balance"], 16_036);
+    // BL-2.5: the charger's bill carries the difference, and the provider has a statement.
+    let bill = dev.ok(&[
+        "export",
+        "billing",
+        "--from-interval",
+        &ks[0],
+        "--to-interval",
+        &ks[2],
+        "--format",
+        "json",
+    ]);
+    let driver_bill = bill["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|st| st["participant"] == driver.as_str())
+        .map(|st| {
+            (
+                st["sites"]["ev"]["contracts"].as_i64(),
+                st["sites"]["ev"]["total"].as_i64(),
+            )
+        });
+    assert_eq!(driver_bill, Some((Some(16_036), Some(20_000))), "{bill}");
+    assert_eq!(
+        bill["providers"][0]["provider"],
+        provider.as_str(),
+        "{bill}"
+    );
+    assert_eq!(
+        bill["providers"][0]["chargers"]["ev"]["total"], -16_036,
+        "{bill}"
+    );
+    let out = dev.run(&[
+        "export",
+        "billing",
+        "--from-interval",
+        &ks[0],
+        "--to-interval",
+        &ks[2],
+        "--format",
+        "csv",
+    ]);
+    assert_ok(&out);
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with(&format!("{provider},provider,ev,"))
+                && l.contains(",-0.016036,-16036,")),
+        "{csv}"
+    );
+}

@@ -323,6 +323,7 @@ fn reading_keys<'a>(
         StateKey::Result(f.clone(), k),
         StateKey::Debtors(f.clone()),
         StateKey::Flex(f.clone()),
+        StateKey::Contracts(f.clone()),
     ] {
         keys.insert(key);
     }

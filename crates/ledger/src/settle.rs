@@ -303,6 +303,18 @@ fn apply_readings(
                 .collect(),
             None => BTreeSet::new(),
         };
+    // CT-4.1: and the chargers of the EV contracts covering `k`, served or not.
+    let chargers: BTreeSet<SiteId> = w
+        .market
+        .contracts
+        .get(w.pre, &StateKey::Contracts(feeder.clone()))?
+        .map(|t| {
+            t.ev.iter()
+                .filter(|e| e.covers(k))
+                .map(|e| e.terms.site.clone())
+                .collect()
+        })
+        .unwrap_or_default();
     let mut found = 0u32;
     for r in &readings {
         let bucket = book_bucket(&r.site);
@@ -325,6 +337,7 @@ fn apply_readings(
         if !late
             && meters.meters_for(r.index, k)
             && (offered.contains(&r.site)
+                || chargers.contains(&r.site)
                 || w.market
                     .site_results
                     .get(w.pre, &StateKey::Results(feeder.clone(), k, bucket))?
@@ -710,7 +723,7 @@ pub(crate) fn open_settlement(
         .unwrap_or_default();
     // FX-3.2: the sites of accepted flexibility offers are waited for too, bid or not.
     let mut waited: BTreeSet<u32> = sites_with_results.iter().copied().collect();
-    let offered: BTreeSet<SiteId> = w
+    let mut also_waited: BTreeSet<SiteId> = w
         .market
         .flex
         .get(w.pre, &StateKey::Flex(feeder.clone()))?
@@ -720,14 +733,29 @@ pub(crate) fn open_settlement(
                 .collect()
         })
         .unwrap_or_default();
-    if !offered.is_empty() {
+    // CT-4.1: and the chargers of the EV contracts covering `k`, served or not: what they
+    // delivered decides their contracts.
+    if let Some(contracts) = w
+        .market
+        .contracts
+        .get(w.pre, &StateKey::Contracts(feeder.clone()))?
+    {
+        also_waited.extend(
+            contracts
+                .ev
+                .iter()
+                .filter(|e| e.covers(k))
+                .map(|e| e.terms.site.clone()),
+        );
+    }
+    if !also_waited.is_empty() {
         let table = site_table(w, feeder)?;
         waited.extend(
             table
                 .sites
                 .iter()
                 .enumerate()
-                .filter(|(_, s)| offered.contains(&s.id))
+                .filter(|(_, s)| also_waited.contains(&s.id))
                 .map(|(i, _)| i as u32),
         );
     }
@@ -1201,7 +1229,7 @@ fn settle_interval(w: &mut Working<'_>, ctx: &BlockContext, f: &FeederId) -> Res
         *owed.entry(flow.provider).or_default() -= i128::from(flow.difference);
         totals.ev.push(flow);
     }
-    totals.ev.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    totals.ev.sort_unstable_by_key(|a| a.id);
     if !ev.is_empty() {
         w.market
             .contracts

@@ -1055,6 +1055,7 @@ fn an_ev_contract_bids_for_its_charger_and_the_owner_pays_the_option_price_for_w
     let mut chain = ev_feeder();
     let fast = ev_terms(0, 3, 6_000, EvChoice::Fast, 0);
     let slow = ev_terms(4, 7, 3_000, EvChoice::Slow, 0);
+    let short = ev_terms(9, 10, 900, EvChoice::Slow, 0);
     // CT-3.2: both parties sign, two of them; the options are sane, the energy fits the
     // chosen option's power, the charger has a meter.
     let r = rejected(&enter_ev(&mut chain, DRIVER, DRIVER, &fast));
@@ -1115,6 +1116,7 @@ fn an_ev_contract_bids_for_its_charger_and_the_owner_pays_the_option_price_for_w
     ));
     assert!(r.to_string().contains("overlaps EV contract"), "{r}");
     accepted(&enter_ev(&mut chain, DRIVER, PROVIDER, &slow));
+    accepted(&enter_ev(&mut chain, DRIVER, PROVIDER, &short));
     // CT-3.3: the contract is the charger's only bidder in its intervals; after them the
     // owner bids again.
     let ev_bid = |k: u64| {
@@ -1143,7 +1145,11 @@ fn an_ev_contract_bids_for_its_charger_and_the_owner_pays_the_option_price_for_w
             }],
         }),
     ));
-    let (fast_id, slow_id) = (fast.id(&chain.chain_id), slow.id(&chain.chain_id));
+    let (fast_id, slow_id, short_id) = (
+        fast.id(&chain.chain_id),
+        slow.id(&chain.chain_id),
+        short.id(&chain.chain_id),
+    );
 
     // Worked by hand (CT-3.4, Δ = 900 s, R = remaining Wh × 3.6e6 W·ms, nobody else bids, so
     // the charger buys upstream at 80/MWh when its price reaches that):
@@ -1159,19 +1165,33 @@ fn an_ev_contract_bids_for_its_charger_and_the_owner_pays_the_option_price_for_w
     //   5: 2,075 Wh left: 900 W must, served 3.7 kW, 925 Wh;
     //   6: 1,150 Wh left: 900 W at 250, 2,800 W at 155.41; upstream asks 300: not served;
     //   7: the last: 4,600 W would be needed, 3,700 can be had at 250: served, 925 Wh.
-    let expected_served = [11_000, 11_000, 0, 2_200, 3_700, 3_700, 0, 3_700];
-    let reads = [2_700, 2_750, 0, 550, 925, 925, 0, 925];
+    // 8: the owner's own bid, 1 kW: 250 Wh.
+    // short, 900 Wh over 9–10 slow:
+    //   9: 3.6 kW would finish it, none of it must come now: all at
+    //      250 × 3.24e9 / (2 × 3,700 × 9e5) = 121.62: served, 900 Wh;
+    //  10: nothing is left, no bid: the charger has no result, its reading is waited for.
+    let expected_served = [
+        11_000, 11_000, 0, 2_200, 3_700, 3_700, 0, 3_700, 1_000, 3_600, 0,
+    ];
+    let reads = [2_700, 2_750, 0, 550, 925, 925, 0, 925, 250, 900, 0];
     let mut before = std::collections::BTreeMap::new();
-    for k in 0..=7u64 {
+    for k in 0..=10u64 {
         if chain.time_ms < gate(k) {
             chain.block_at(gate(k), vec![]);
         }
-        let result = chain.site_result(&f(), Interval(k), &s("ev")).unwrap();
+        let result = chain.site_result(&f(), Interval(k), &s("ev"));
+        assert_eq!(result.is_none(), k == 10, "interval {k}");
         assert_eq!(
-            result.served().0,
+            result.map_or(0, |r| r.served().0),
             expected_served[k as usize],
             "interval {k}"
         );
+        if k == 2 || k == 10 {
+            // CT-4.1: the charger's reading is waited for though it was served nothing, or
+            // had no bid at all.
+            let idx: SettleIndex = chain.read(&StateKey::Settling(f(), Interval(k))).unwrap();
+            assert_eq!(idx.missing, 1);
+        }
         if k == 6 {
             let bid = chain.bid_of(&f(), Interval(6), &s("ev")).unwrap();
             assert_eq!(bid.bidder, account(&key(DRIVER)));
@@ -1244,13 +1264,34 @@ fn an_ev_contract_bids_for_its_charger_and_the_owner_pays_the_option_price_for_w
                 assert_eq!(delta(DRIVER), -74_000 - 471_750);
                 assert_eq!(delta(PROVIDER), 471_750);
             }
+            10 => {
+                // 900 Wh × 250/MWh = 225,000 against the market's 3.6 kW × 0.25 h × 80/MWh
+                // = 72,000: 153,000, settled with the reading of an interval without a bid.
+                assert_eq!(t.ev.len(), 1);
+                let x = &t.ev[0];
+                assert_eq!(x.id, short_id);
+                assert_eq!(
+                    (
+                        x.delivered_wh,
+                        x.shortfall_wh,
+                        x.charge,
+                        x.market_charges,
+                        x.difference
+                    ),
+                    (900, 0, 225_000, 72_000, 153_000)
+                );
+                assert_eq!(delta(DRIVER), -153_000);
+                assert_eq!(delta(PROVIDER), 153_000);
+            }
             _ => {
                 assert!(t.ev.is_empty(), "interval {k}");
                 assert_eq!(delta(PROVIDER), 0, "interval {k}");
             }
         }
         // The difference passes through the market account: it keeps the market charges only.
-        let market_charges = [217_000, 220_000, 0, 44_000, 74_000, 74_000, 0, 74_000][k as usize];
+        let market_charges = [
+            217_000, 220_000, 0, 44_000, 74_000, 74_000, 0, 74_000, 20_000, 72_000, 0,
+        ][k as usize];
         assert_eq!(
             t.energy_charges + t.imbalance_charges,
             market_charges,
@@ -1263,14 +1304,18 @@ fn an_ev_contract_bids_for_its_charger_and_the_owner_pays_the_option_price_for_w
         );
     }
     // Over both contracts the driver paid exactly its options' prices for what came.
-    assert_eq!(worth(&chain, PROVIDER), 1_919_000 + 471_750);
+    assert_eq!(worth(&chain, PROVIDER), 1_919_000 + 471_750 + 153_000);
     let table: ContractTable = chain.read(&StateKey::Contracts(f())).unwrap();
     let progress: Vec<_> = table
         .ev
         .iter()
         .map(|e| (e.id, e.delivered_wh, e.remaining_wh()))
         .collect();
-    let mut want = vec![(fast_id, 6_000, 0), (slow_id, 2_775, 225)];
+    let mut want = vec![
+        (fast_id, 6_000, 0),
+        (slow_id, 2_775, 225),
+        (short_id, 900, 0),
+    ];
     want.sort();
     assert_eq!(progress, want);
     // Interval 8 is the owner's again: its own bid stands.

@@ -106,6 +106,19 @@ pub struct StatementView {
     pub total: BillView,
 }
 
+/// A charging provider's statement: what its EV charging contracts settled in the period
+/// (BL-2.5).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProviderStatementView {
+    /// The provider.
+    pub provider: String,
+    /// Per charger, the contracts' differences with the provider's sign (negative: the
+    /// provider was paid); only `contracts` and `total` are not zero.
+    pub chargers: BTreeMap<String, BillView>,
+    /// The sum over its chargers.
+    pub total: BillView,
+}
+
 /// An aggregator's portfolio statement (BL-4).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PortfolioView {
@@ -142,6 +155,8 @@ pub struct BillingView {
     pub statements: Vec<StatementView>,
     /// Per aggregator.
     pub portfolios: Vec<PortfolioView>,
+    /// Per charging provider of an EV contract settled in the period.
+    pub providers: Vec<ProviderStatementView>,
 }
 
 /// One interval's deviation and node price per site.
@@ -215,7 +230,9 @@ fn statements<S: Store>(
         open_intervals: Vec::new(),
         statements: Vec::new(),
         portfolios: Vec::new(),
+        providers: Vec::new(),
     };
+    let mut providers: BTreeMap<AccountId, BTreeMap<SiteId, Bill>> = BTreeMap::new();
     for k in from.0..=to.0 {
         let k = Interval(k);
         let idx: Option<SettleIndex> = read(st, h, &StateKey::Settling(f.clone(), k))?;
@@ -249,6 +266,17 @@ fn statements<S: Store>(
         for c in totals.contracts {
             bills.entry(c.buyer).or_default().contracts += c.amount;
             bills.entry(c.seller).or_default().contracts -= c.amount;
+        }
+        // BL-2.5, CT-4.2: an EV contract closed in the period: the charger's owner pays the
+        // difference, the provider is paid it.
+        for x in totals.ev {
+            bills.entry(x.site.clone()).or_default().contracts += x.difference;
+            providers
+                .entry(x.provider)
+                .or_default()
+                .entry(x.site)
+                .or_default()
+                .contracts -= x.difference;
         }
         // BL-2.4, FX-3.4: each site's share of the flexibility payments, paid to its owner.
         for x in totals.flexibility {
@@ -289,6 +317,21 @@ fn statements<S: Store>(
         statement.total = BillView::from(&totals[&owner]);
         view.statements.push(statement);
     }
+    // BL-2.5: per charging provider.
+    for (provider, chargers) in providers {
+        let mut total = Bill::default();
+        for bill in chargers.values() {
+            total.add(bill);
+        }
+        view.providers.push(ProviderStatementView {
+            provider: provider.to_string(),
+            chargers: chargers
+                .iter()
+                .map(|(site, b)| (site.to_string(), BillView::from(b)))
+                .collect(),
+            total: BillView::from(&total),
+        });
+    }
     // BL-4: per aggregator, its delegated sites (as delegated now).
     let mut portfolios: BTreeMap<AccountId, Vec<SiteId>> = BTreeMap::new();
     for site in bills.keys() {
@@ -326,7 +369,13 @@ fn statements<S: Store>(
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(billing),
-    components(schemas(BillingView, StatementView, PortfolioView, BillView))
+    components(schemas(
+        BillingView,
+        StatementView,
+        PortfolioView,
+        ProviderStatementView,
+        BillView
+    ))
 )]
 pub struct BillingDoc;
 

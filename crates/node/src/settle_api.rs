@@ -219,16 +219,111 @@ pub struct ContractView {
     pub salt: u64,
 }
 
+/// One option of an EV charging contract (CT-3.1).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EvOptionView {
+    /// Its charging power, kW.
+    pub power_kw: f64,
+    /// Its price, currency/MWh.
+    pub price: f64,
+}
+
+impl From<bcte_types::contract::EvOption> for EvOptionView {
+    fn from(o: bcte_types::contract::EvOption) -> Self {
+        Self {
+            power_kw: kw(o.power),
+            price: per_mwh(o.price),
+        }
+    }
+}
+
+/// An EV charging contract and its progress (CT-3, CT-4.1).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EvContractView {
+    /// Its id (hex): `SHA-256("bcte/ev-contract/v1" ‖ chain_id ‖ terms)`.
+    pub id: String,
+    /// The charger.
+    pub site: String,
+    /// The charger's owner.
+    pub owner: String,
+    /// The charging provider.
+    pub provider: String,
+    /// The energy contracted, Wh.
+    pub energy_wh: i64,
+    /// The first interval.
+    pub from_interval: u64,
+    /// The deadline: the last interval whose energy counts.
+    pub deadline_interval: u64,
+    /// `slow` or `fast`.
+    pub choice: String,
+    /// The slow option.
+    pub slow: EvOptionView,
+    /// The fast option.
+    pub fast: EvOptionView,
+    /// The parties' salt.
+    pub salt: u64,
+    /// Scheduled so far in the contract's cleared intervals, Wh.
+    pub scheduled_wh: i64,
+    /// Delivered in its settled intervals (metered, or scheduled where estimated), Wh.
+    pub delivered_wh: i64,
+    /// Still to bid for at the next clearing, Wh (CT-3.4).
+    pub remaining_wh: i64,
+    /// What the market charged the owner for the charger in the settled intervals, base units.
+    pub market_charges: i64,
+}
+
+/// An EV charging contract settled at its deadline (CT-4.2).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EvFlowView {
+    /// The contract's id (hex).
+    pub id: String,
+    /// The charger.
+    pub site: String,
+    /// The charging provider.
+    pub provider: String,
+    /// The energy delivered over the contract, Wh.
+    pub delivered_wh: i64,
+    /// The energy contracted but not delivered, Wh (not charged, CT-4.3).
+    pub shortfall_wh: i64,
+    /// The chosen option's price, currency/MWh.
+    pub price: f64,
+    /// The delivered energy at that price, base units.
+    pub charge: i64,
+    /// What the market charged the owner for the charger over the contract, base units.
+    pub market_charges: i64,
+    /// `charge − market_charges`: what the owner paid the provider, base units (negative:
+    /// the provider paid the owner).
+    pub difference: i64,
+}
+
+impl From<&bcte_ledger::ev::EvFlow> for EvFlowView {
+    fn from(x: &bcte_ledger::ev::EvFlow) -> Self {
+        Self {
+            id: hex::encode(x.id),
+            site: x.site.to_string(),
+            provider: x.provider.to_string(),
+            delivered_wh: x.delivered_wh,
+            shortfall_wh: x.shortfall_wh,
+            price: per_mwh(x.price),
+            charge: x.charge,
+            market_charges: x.market_charges,
+            difference: x.difference,
+        }
+    }
+}
+
 /// `GET /v1/feeders/{feeder}/contracts`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ContractsView {
     /// The feeder.
     pub feeder: String,
-    /// Its contracts not yet wholly settled, by id.
+    /// Its peer-to-peer contracts not yet wholly settled, by id.
     pub contracts: Vec<ContractView>,
+    /// Its EV charging contracts whose deadline is not settled yet, by id.
+    pub ev: Vec<EvContractView>,
 }
 
-/// A feeder's peer-to-peer contracts.
+/// A feeder's peer-to-peer and EV charging contracts.
 #[utoipa::path(
     get,
     path = "/v1/feeders/{feeder}/contracts",
@@ -244,6 +339,11 @@ async fn contracts<S: Store>(
     let s = schedule_of(&st, h, &f)?;
     let table: bcte_ledger::contract::ContractTable =
         read(&st, h, &StateKey::Contracts(f.clone()))?.unwrap_or_default();
+    let sites: bcte_ledger::market_state::SiteTable = if table.ev.is_empty() {
+        Default::default()
+    } else {
+        read(&st, h, &StateKey::Sites(f.clone()))?.unwrap_or_default()
+    };
     Ok(Json(ContractsView {
         feeder: f.to_string(),
         contracts: table
@@ -260,6 +360,32 @@ async fn contracts<S: Store>(
                 to_interval: c.terms.to.0,
                 until_interval: c.until.0,
                 salt: c.terms.salt,
+            })
+            .collect(),
+        ev: table
+            .ev
+            .iter()
+            .filter(|e| e.terms.deadline >= s.next_settle)
+            .map(|e| EvContractView {
+                id: hex::encode(e.id),
+                site: e.terms.site.to_string(),
+                owner: sites
+                    .sites
+                    .iter()
+                    .find(|x| x.id == e.terms.site)
+                    .map_or_else(String::new, |x| x.owner.to_string()),
+                provider: e.terms.provider.to_string(),
+                energy_wh: e.terms.energy_wh,
+                from_interval: e.terms.from.0,
+                deadline_interval: e.terms.deadline.0,
+                choice: e.terms.choice.as_str().to_owned(),
+                slow: e.terms.slow.into(),
+                fast: e.terms.fast.into(),
+                salt: e.terms.salt,
+                scheduled_wh: e.cleared_wh,
+                delivered_wh: e.delivered_wh,
+                remaining_wh: e.remaining_wh(),
+                market_charges: e.market_charges,
             })
             .collect(),
     }))
@@ -354,6 +480,8 @@ pub struct SettlementTotals {
     pub flexibility: Vec<FlexFlowView>,
     /// What the market account paid for flexibility in all, base units.
     pub flexibility_paid: i64,
+    /// The EV charging contracts whose deadline the interval was (CT-4.2), by id.
+    pub ev: Vec<EvFlowView>,
 }
 
 /// `GET /v1/feeders/{feeder}/intervals/{interval}/settlement`.
@@ -538,6 +666,7 @@ async fn settlement<S: Store>(
                 })
                 .collect(),
             flexibility_paid: t.flexibility_paid(),
+            ev: t.ev.iter().map(EvFlowView::from).collect(),
             flexibility: t
                 .flexibility
                 .iter()
@@ -577,6 +706,9 @@ async fn settlement<S: Store>(
         FlexRequestView,
         FlexView,
         ContractView,
+        EvOptionView,
+        EvContractView,
+        EvFlowView,
         ContractsView,
         SettlementView,
         SiteSettlementView,

@@ -522,6 +522,9 @@ mod tests {
         let mut bad = c.encode().to_vec();
         let at = bad.len() - Signature::SIZE - 8 - 1;
         bad[at] = 2;
-        assert!(ContractEv::decode(commonware_codec::Copying(&bad[..])).is_err(), "an unknown choice");
+        assert!(
+            ContractEv::decode(commonware_codec::Copying(&bad[..])).is_err(),
+            "an unknown choice"
+        );
     }
 }
