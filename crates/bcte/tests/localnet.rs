@@ -1158,7 +1158,9 @@ fn four_validators_meter_settle_contracts_flexibility_and_ev_charging_and_bill_a
             "[[0, -2], [200, -2]]",
         ],
     );
-    let open = cli(&urls[2], &["market", "settlement", &ks, "--wait", "60"]);
+    // Once K has cleared, its settlement view says when it ends (readings open).
+    cli(&urls[2], &["market", "result", &ks, "--wait", "60"]);
+    let open = cli(&urls[2], &["market", "settlement", &ks]);
     let end_ms = open["end_ms"].as_u64().unwrap();
     wait_until("the interval ends", Duration::from_secs(60), || {
         cli(&urls[0], &["market", "status"])["market_time_ms"]
@@ -1337,7 +1339,8 @@ fn four_validators_meter_settle_contracts_flexibility_and_ev_charging_and_bill_a
         ),
         (&k2, vec![(&ev_meter_key, "ev", "4")]),
     ] {
-        let open = cli(&urls[0], &["market", "settlement", kx, "--wait", "60"]);
+        cli(&urls[0], &["market", "result", kx, "--wait", "60"]);
+        let open = cli(&urls[0], &["market", "settlement", kx]);
         let end_ms = open["end_ms"].as_u64().unwrap_or_else(|| panic!("{open}"));
         wait_until("the interval ends", Duration::from_secs(60), || {
             cli(&urls[0], &["market", "status"])["market_time_ms"]
