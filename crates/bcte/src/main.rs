@@ -17,6 +17,7 @@ mod clear;
 mod client;
 mod contract_cmds;
 mod export_cmds;
+mod feeder_cmds;
 mod flex_cmds;
 mod localnet;
 mod market_cmds;
@@ -69,6 +70,9 @@ enum Command {
     /// Peer-to-peer contracts: sign your consent to terms the other party submits.
     #[command(subcommand)]
     Contract(contract_cmds::ContractCommand),
+    /// Feeders from data sets: import a SimBench CSV grid as a feeder model.
+    #[command(subcommand)]
+    Feeder(feeder_cmds::FeederCommand),
     /// Export for other systems: billing statements of a period.
     #[command(subcommand)]
     Export(export_cmds::ExportCommand),
@@ -107,6 +111,7 @@ fn main() -> ExitCode {
         Command::Market(cmd) => clear::run_market(cmd, cli.json),
         Command::Meter(cmd) => batch_cmds::run(cmd, cli.json),
         Command::Export(cmd) => export_cmds::run(cmd),
+        Command::Feeder(cmd) => feeder_cmds::run(cmd, cli.json),
         Command::Contract(cmd) => contract_cmds::run(cmd, cli.json),
     }
 }

@@ -229,6 +229,17 @@ struct FeederFile {
     #[serde(default)]
     config: Option<ConfigFile>,
     nodes: Vec<NodeFile>,
+    /// A feeder model's parts (`bcte feeder import-simbench`) that registering the feeder does
+    /// not use: its sites are registered with `tx site register`, with their owners.
+    #[serde(default)]
+    #[allow(dead_code)]
+    source: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    edges: Option<serde_json::Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    sites: Option<serde_json::Value>,
 }
 
 fn node_specs(nodes: &[NodeFile]) -> anyhow::Result<Vec<NodeSpec>> {

@@ -1639,3 +1639,74 @@ fn an_ev_charging_contract_is_consented_bid_for_metered_and_settled_through_the_
         "{csv}"
     );
 }
+
+#[test]
+fn a_simbench_grid_is_imported_registered_and_its_sites_placed_and_a_broken_one_is_named() {
+    let dev = Dev::start();
+    let grid = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/simbench/1-LV-rural1--0-sw");
+    let grid = grid.to_str().unwrap();
+    let out = dev.path("rural1.json");
+    let out = out.to_str().unwrap();
+    let v = dev.ok(&["feeder", "import-simbench", grid, "--out", out]);
+    // The data set's own figures: 14 LV buses and the 20 kV bus, a 160 kVA transformer, 13
+    // loads of 80 kW and 4 PV units.
+    assert_eq!(
+        (
+            &v["feeder"],
+            &v["nodes"],
+            &v["loads"],
+            &v["generators"],
+            &v["transformer_kw"]
+        ),
+        (
+            &json!("LV1.101"),
+            &json!(15),
+            &json!(13),
+            &json!(4),
+            &json!(160.0)
+        ),
+        "{v}"
+    );
+    let model: Value = serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
+    assert_eq!(model["nodes"][2]["import_limit_kw"], 187.061, "{model}");
+    // The model is a feeder file: it registers as it is, and its sites go on its nodes.
+    dev.dso_tx(&["feeder", "register", "--file", out]);
+    let (_, owner) = dev.key("owner");
+    let site = &model["sites"][0];
+    dev.dso_tx(&[
+        "site",
+        "register",
+        "--feeder",
+        "LV1.101",
+        "--site",
+        site["site"].as_str().unwrap(),
+        "--node",
+        site["node"].as_str().unwrap(),
+        "--owner",
+        &owner,
+    ]);
+    // A broken copy: exit 2, one line naming the file, the line and the column; no output.
+    let broken = dev.path("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    for f in std::fs::read_dir(grid).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, broken.join(f.file_name().unwrap())).unwrap();
+    }
+    let line = std::fs::read_to_string(broken.join("Line.csv")).unwrap();
+    std::fs::write(broken.join("Line.csv"), line.replacen(";100;", ";lots;", 1)).unwrap();
+    let bad_out = dev.path("broken.json");
+    let run = dev.run(&[
+        "feeder",
+        "import-simbench",
+        broken.to_str().unwrap(),
+        "--out",
+        bad_out.to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(2), "{run:?}");
+    let err = one_error_line(&run);
+    assert!(
+        err.ends_with("Line.csv, line 2, column loadingMax: not a number: \"lots\""),
+        "{err}"
+    );
+    assert!(!bad_out.exists());
+}
