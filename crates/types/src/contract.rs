@@ -53,13 +53,18 @@ pub struct P2pTerms {
     pub salt: u64,
 }
 
+/// `chain_id ‖ terms`: the bytes a party signs to consent to `terms` (after the domain).
+fn consent_message(chain: &ChainId, terms: &(impl Write + EncodeSize)) -> Vec<u8> {
+    let mut out = Vec::with_capacity(chain.encode_size() + terms.encode_size());
+    chain.write(&mut out);
+    terms.write(&mut out);
+    out
+}
+
 impl P2pTerms {
     /// The bytes a party signs to consent (after the domain).
     pub fn message(&self, chain: &ChainId) -> Vec<u8> {
-        let mut out = Vec::with_capacity(chain.encode_size() + self.encode_size());
-        chain.write(&mut out);
-        self.write(&mut out);
-        out
+        consent_message(chain, self)
     }
 
     /// The contract's id.
@@ -108,39 +113,43 @@ impl Read for P2pTerms {
     }
 }
 
-/// Enters a contract: its terms and the other party's consent (the sender is the first).
+/// Terms and the other party's signature over them: what enters a contract (the sender is
+/// the first party).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ContractP2p {
+pub struct Consented<T> {
     /// The terms.
-    pub terms: P2pTerms,
+    pub terms: T,
     /// The other party's signature over the terms (hex in JSON).
     #[serde(with = "signature_hex")]
     pub consent: Signature,
 }
 
-impl Write for ContractP2p {
+impl<T: Write> Write for Consented<T> {
     fn write(&self, buf: &mut impl BufMut) {
         self.terms.write(buf);
         self.consent.write(buf);
     }
 }
 
-impl EncodeSize for ContractP2p {
+impl<T: EncodeSize> EncodeSize for Consented<T> {
     fn encode_size(&self) -> usize {
         self.terms.encode_size() + Signature::SIZE
     }
 }
 
-impl Read for ContractP2p {
+impl<T: Read<Cfg = ()>> Read for Consented<T> {
     type Cfg = ();
     fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
         Ok(Self {
-            terms: P2pTerms::read(buf)?,
+            terms: T::read(buf)?,
             consent: Signature::read(buf)?,
         })
     }
 }
+
+/// Enters a peer-to-peer contract: its terms and the other owner's consent.
+pub type ContractP2p = Consented<P2pTerms>;
 
 /// Cancels a contract from an interval on, with the other party's consent (CT-1.4).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -327,10 +336,7 @@ impl EvTerms {
 
     /// The bytes a party signs to consent (after the domain [`EV_NAMESPACE`]).
     pub fn message(&self, chain: &ChainId) -> Vec<u8> {
-        let mut out = Vec::with_capacity(chain.encode_size() + self.encode_size());
-        chain.write(&mut out);
-        self.write(&mut out);
-        out
+        consent_message(chain, self)
     }
 
     /// The contract's id: `SHA-256(EV_NAMESPACE ‖ chain_id ‖ terms)`.
@@ -389,40 +395,9 @@ impl Read for EvTerms {
     }
 }
 
-/// Enters an EV charging contract: its terms and the other party's consent (the sender, the
-/// charger's owner or the provider, is the first).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ContractEv {
-    /// The terms.
-    pub terms: EvTerms,
-    /// The other party's signature over the terms (hex in JSON).
-    #[serde(with = "signature_hex")]
-    pub consent: Signature,
-}
-
-impl Write for ContractEv {
-    fn write(&self, buf: &mut impl BufMut) {
-        self.terms.write(buf);
-        self.consent.write(buf);
-    }
-}
-
-impl EncodeSize for ContractEv {
-    fn encode_size(&self) -> usize {
-        self.terms.encode_size() + Signature::SIZE
-    }
-}
-
-impl Read for ContractEv {
-    type Cfg = ();
-    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
-        Ok(Self {
-            terms: EvTerms::read(buf)?,
-            consent: Signature::read(buf)?,
-        })
-    }
-}
+/// Enters an EV charging contract: its terms and the other party's consent (the sender is
+/// the charger's owner or the provider).
+pub type ContractEv = Consented<EvTerms>;
 
 /// A signature as 128 hex characters in JSON.
 pub mod signature_hex {
