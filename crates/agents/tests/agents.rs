@@ -1,0 +1,213 @@
+//! Device agents against figures worked by hand (docs/agents.md) and their properties: a
+//! battery never leaves its bounds, a split gives every device what its curve accepts and adds
+//! up to the served power, every curve is monotone.
+
+use bcte_agents::{BaseLoad, Battery, BidContext, Device, PriceStats, Pv, Site, split};
+use bcte_market::Curve;
+use bcte_units::{Price, Watts};
+use proptest::prelude::*;
+
+const M: i64 = 1_000_000;
+const Q: u64 = 900_000;
+
+fn ctx(mean: i64, spread: i64, alert: bool) -> BidContext {
+    BidContext {
+        interval_ms: Q,
+        prices: PriceStats {
+            mean: Price(mean * M),
+            spread: Price(spread * M),
+        },
+        floor: Price(-500 * M),
+        cap: Price(3_000 * M),
+        alert,
+    }
+}
+
+/// (base, [(price µ/MWh, drop W)]).
+fn shape(c: &Curve) -> (i64, Vec<(i64, i64)>) {
+    let base = c.range_at(Price(-1_000_000 * M)).max.0;
+    (
+        base,
+        c.steps().iter().map(|s| (s.price.0, s.drop.0)).collect(),
+    )
+}
+
+/// 10 kWh, half full, 5 kW each way, 90 % round trip.
+fn battery(soc_kwh_milli: i64) -> Battery {
+    Battery::new(
+        10_000_000,
+        soc_kwh_milli,
+        Watts(5_000),
+        Watts(5_000),
+        900_000,
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_battery_charges_below_its_low_price_and_discharges_above_its_high_one() {
+    let b = Device::Battery(battery(5_000_000));
+    // AG-3.3: mean 100, spread 40: charge below 80/MWh, discharge above max(120, 80 / 0.9 =
+    // 88.9) = 120. Room for 5 kWh at √0.9 = 94.87 % is 21 kW for a quarter-hour: 5 kW it is.
+    assert_eq!(
+        shape(&b.bid(&ctx(100, 40, false))),
+        (5_000, vec![(80 * M, 5_000), (120 * M, 5_000)])
+    );
+    // A flat tariff (no spread): 100/MWh and 100 / 0.9 = 111.111112.
+    assert_eq!(
+        shape(&b.bid(&ctx(100, 0, false))),
+        (5_000, vec![(100 * M, 5_000), (111_111_112, 5_000)])
+    );
+    // AG-3.4: in alert mode, at 4 kWh of a 5 kWh reserve it must buy 1 kWh / 0.9487 in
+    // 0.25 h: 4,216.3 → 4,217 W at any price, and discharges nothing.
+    let b = Device::Battery(battery(4_000_000));
+    assert_eq!(
+        shape(&b.bid(&ctx(100, 40, true))),
+        (5_000, vec![(80 * M, 783)])
+    );
+}
+
+#[test]
+fn a_battery_gains_and_loses_charge_by_its_one_way_efficiency() {
+    let mut b = battery(5_000_000);
+    // AG-3.5: 5 kW for 0.25 h is 1.25 kWh, × 0.948683 = 1,185,853.75 → 1,185,853 mWh stored.
+    assert_eq!(b.follow(Watts(5_000), Q), Watts(5_000));
+    assert_eq!(b.soc_mwh(), 5_000_000 + 1_185_853);
+    // Discharging 1.25 kWh costs 1.25 / 0.948683 = 1,317,616.1 → 1,317,617 mWh.
+    assert_eq!(b.follow(Watts(-5_000), Q), Watts(-5_000));
+    assert_eq!(b.soc_mwh(), 5_000_000 + 1_185_853 - 1_317_617);
+    // Nearly full, it takes only what fits: 10 Wh of room is 10 / 0.25 / 0.948683 = 42.2 W.
+    let mut b = battery(9_990_000);
+    assert_eq!(b.max_charge(Q), Watts(42));
+    assert_eq!(b.follow(Watts(5_000), Q), Watts(42));
+    assert!(b.soc_mwh() <= b.capacity_mwh());
+}
+
+#[test]
+fn pv_is_curtailed_below_its_threshold_and_base_load_is_flat() {
+    let pv = Device::Pv(Pv {
+        available: Watts(3_000),
+        threshold: Price(0),
+    });
+    // AG-2: nothing below 0/MWh, −3 kW from 0 up.
+    assert_eq!(shape(&pv.bid(&ctx(100, 40, false))), (0, vec![(0, 3_000)]));
+    let base = Device::Base(BaseLoad { power: Watts(700) });
+    assert_eq!(shape(&base.bid(&ctx(100, 40, false))), (700, vec![]));
+}
+
+#[test]
+fn a_site_sums_its_devices_and_splits_what_it_is_served_by_the_rules() {
+    let mut site = Site {
+        devices: vec![
+            Device::Base(BaseLoad { power: Watts(700) }),
+            Device::Pv(Pv {
+                available: Watts(3_000),
+                threshold: Price(0),
+            }),
+            Device::Battery(battery(5_000_000)),
+        ],
+    };
+    let c = ctx(100, 40, false);
+    let (curves, sum) = site.bid(&c);
+    // AG-5: 700 + 5,000 below 0; −3,000 from 0; the battery's 5 kW off at 80 and −5 kW at 120.
+    assert_eq!(sum.range_at(Price(-1)).max, Watts(5_700));
+    assert_eq!(sum.range_at(Price(50 * M)).max, Watts(2_700));
+    assert_eq!(sum.range_at(Price(100 * M)).max, Watts(-2_300));
+    assert_eq!(sum.range_at(Price(200 * M)).max, Watts(-7_300));
+    // AG-6.1: at 80/MWh the battery is on its step, [0, 5,000]; served 1,000 W: base 700,
+    // PV −3,000, the battery the remaining 3,300.
+    let d = site.follow(&curves, Price(80 * M), Watts(1_000), Q);
+    assert_eq!(d.powers, vec![Watts(700), Watts(-3_000), Watts(3_300)]);
+    assert_eq!(d.unfollowed, Watts(0));
+    // AG-6.1 at 0/MWh, PV on its step ([−3,000, 0]) and the battery off its own (5,000 below
+    // 80): served 3,700 = 700 + 5,000 − 2,000 leaves PV −2,000.
+    let d = split(&curves, Price(0), Watts(3_700));
+    assert_eq!(d.powers, vec![Watts(700), Watts(-2_000), Watts(5_000)]);
+    // AG-6.2: served more than the curves accept at 200/MWh (spilled generation): PV curtails.
+    let d = split(&curves, Price(200 * M), Watts(-6_000));
+    assert_eq!(d.powers, vec![Watts(700), Watts(-1_700), Watts(-5_000)]);
+    // AG-6.3: served less (shed) at −10/MWh: the battery's charging goes first, then base load.
+    let d = split(&curves, Price(-10 * M), Watts(300));
+    assert_eq!(d.powers, vec![Watts(300), Watts(0), Watts(0)]);
+    // Pro rata with largest remainders: two equal steps share 3 W as 2 and 1.
+    let step = |w| {
+        Curve::from_components(
+            Watts(w),
+            vec![bcte_market::Step {
+                price: Price(0),
+                drop: Watts(w),
+            }],
+            vec![],
+        )
+        .unwrap()
+    };
+    let d = split(&[step(10), step(10)], Price(0), Watts(3));
+    assert_eq!(d.powers, vec![Watts(2), Watts(1)]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// A battery driven by random prices and served powers stays within [0, capacity], and in
+    /// alert mode never discharges below its reserve by its own bids.
+    #[test]
+    fn a_battery_never_leaves_its_bounds(
+        capacity in 1_000i64..50_000_000,
+        soc_share in 0u32..=1_000,
+        charge in 0i64..20_000,
+        discharge in 0i64..20_000,
+        eta in 500_000u32..=1_000_000,
+        steps in prop::collection::vec((-100i64..400, 0i64..100, any::<bool>(), -30_000i64..30_000, 1u64..3_600_000), 1..40),
+    ) {
+        let soc = (i128::from(capacity) * i128::from(soc_share) / 1_000) as i64;
+        let mut site = Site { devices: vec![Device::Battery(Battery::new(capacity, soc, Watts(charge), Watts(discharge), eta).unwrap())] };
+        for (mean, spread, alert, served, dt) in steps {
+            let mut c = ctx(mean, spread, alert);
+            c.interval_ms = dt;
+            let before = match &site.devices[0] { Device::Battery(b) => b.clone(), _ => unreachable!() };
+            let (curves, _) = site.bid(&c);
+            let price = Price(mean * M);
+            let d = site.follow(&curves, price, Watts(served), dt);
+            let Device::Battery(b) = &site.devices[0] else { unreachable!() };
+            prop_assert!(0 <= b.soc_mwh() && b.soc_mwh() <= b.capacity_mwh(), "soc {} of {}", b.soc_mwh(), b.capacity_mwh());
+            let p = d.powers[0].0;
+            prop_assert!(p <= charge && -p <= discharge);
+            if alert && before.soc_mwh() >= before.reserve_mwh(true) {
+                prop_assert!(b.soc_mwh() >= b.reserve_mwh(true), "below the reserve");
+            }
+        }
+    }
+
+    /// Any mix of devices: the site's curve is monotone, and a split of a served power within
+    /// the site's range at the price adds up to it, each device within its own range.
+    #[test]
+    fn a_split_adds_up_and_respects_every_curve(
+        base in prop::collection::vec(0i64..10_000, 0..3),
+        pv in prop::collection::vec((0i64..10_000, -50i64..50), 0..3),
+        batteries in prop::collection::vec((0u32..=1_000, 0i64..10_000), 0..3),
+        mean in -100i64..300,
+        spread in 0i64..200,
+        price in -150i64..400,
+        at in 0u32..=1_000,
+    ) {
+        let mut devices = Vec::new();
+        devices.extend(base.iter().map(|&w| Device::Base(BaseLoad { power: Watts(w) })));
+        devices.extend(pv.iter().map(|&(w, t)| Device::Pv(Pv { available: Watts(w), threshold: Price(t * M) })));
+        devices.extend(batteries.iter().map(|&(share, w)| Device::Battery(
+            Battery::new(20_000_000, i64::from(share) * 20_000, Watts(w), Watts(w), 900_000).unwrap())));
+        let site = Site { devices };
+        let (curves, sum) = site.bid(&ctx(mean, spread, false));
+        for q in (-600..3_100).step_by(37) {
+            prop_assert!(sum.range_at(Price(q * M)).max >= sum.range_at(Price((q + 1) * M)).max);
+        }
+        let price = Price(price * M);
+        let r = sum.range_at(price);
+        let served = r.min.0 + (i128::from(r.max.0 - r.min.0) * i128::from(at) / 1_000) as i64;
+        let d = split(&curves, price, Watts(served));
+        prop_assert_eq!(d.unfollowed, Watts(0));
+        prop_assert_eq!(d.powers.iter().map(|w| w.0).sum::<i64>(), served);
+        for (c, p) in curves.iter().zip(&d.powers) {
+            prop_assert!(c.range_at(price).contains(*p));
+        }
+    }
+}
