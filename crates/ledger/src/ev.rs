@@ -409,19 +409,19 @@ pub(crate) fn place_bids(
         return Ok(());
     };
     let c = s.config_at(k);
-    let mut bids = Vec::new();
+    // Per charger under contract, its bid, or none when nothing is left to buy (then any other
+    // bid for it goes too: only the contract bids for the charger in its intervals).
+    let mut placed: Vec<(SiteId, Option<BidRecord>)> = Vec::new();
     for e in contracts.ev.iter().filter(|e| e.covers(k)) {
         let left = e.terms.deadline.0 - k.0 + 1;
-        let Some(curve) = bid_curve(
+        let curve = bid_curve(
             e.remaining_wh(),
             left,
             e.terms.option(),
             c.interval_ms,
             c.price_floor,
             c.price_cap,
-        ) else {
-            continue;
-        };
+        );
         let (index, info) = table
             .sites
             .iter()
@@ -430,26 +430,46 @@ pub(crate) fn place_bids(
             .ok_or_else(|| {
                 ExecError::Bug(format!("EV contract of unknown site {}", e.terms.site))
             })?;
-        bids.push(BidRecord {
-            site: info.id.clone(),
-            index: index as u32,
-            bidder: info.owner,
-            curve: crate::market::components_of(&curve),
-        });
+        placed.push((
+            info.id.clone(),
+            curve.map(|curve| BidRecord {
+                site: info.id.clone(),
+                index: index as u32,
+                bidder: info.owner,
+                curve: crate::market::components_of(&curve),
+            }),
+        ));
     }
-    for record in bids {
-        let bucket = book_bucket(&record.site);
-        let bucket_bids = w
-            .market
-            .bids
-            .get_or_default(w.pre, &StateKey::Bids(feeder.clone(), k, bucket))?;
-        let added = bucket_bids.put(record);
-        let book = w
-            .market
-            .books
-            .get_or_default(w.pre, &StateKey::Book(feeder.clone(), k))?;
-        book.bids += u32::from(added);
-        book.insert(bucket);
+    for (site, record) in placed {
+        let bucket = book_bucket(&site);
+        let bids_key = StateKey::Bids(feeder.clone(), k, bucket);
+        let book_key = StateKey::Book(feeder.clone(), k);
+        match record {
+            Some(record) => {
+                let added = w.market.bids.get_or_default(w.pre, &bids_key)?.put(record);
+                let book = w.market.books.get_or_default(w.pre, &book_key)?;
+                book.bids += u32::from(added);
+                book.insert(bucket);
+            }
+            None => {
+                let held = w.market.bids.get(w.pre, &bids_key)?;
+                if held.is_none_or(|b| b.get(&site).is_none()) {
+                    continue;
+                }
+                let Some(bids) = w.market.bids.get_mut(w.pre, &bids_key)? else {
+                    continue;
+                };
+                bids.remove(&site);
+                let emptied = bids.is_empty();
+                let book = w.market.books.get_mut(w.pre, &book_key)?.ok_or_else(|| {
+                    ExecError::Bug(format!("a bid of {feeder} {k} without its book"))
+                })?;
+                book.bids -= 1;
+                if emptied {
+                    book.remove(bucket);
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -1116,6 +1116,17 @@ fn an_ev_contract_bids_for_its_charger_and_the_owner_pays_the_option_price_for_w
     ));
     assert!(r.to_string().contains("overlaps EV contract"), "{r}");
     accepted(&enter_ev(&mut chain, DRIVER, PROVIDER, &slow));
+    // A bid the owner made for interval 10 before the contract covered it goes when the
+    // contract, with nothing left to buy there, places none (CT-3.3).
+    let bid_10 = Payload::Bids(Bids {
+        feeder: f(),
+        bids: vec![BidEntry {
+            site: s("ev"),
+            interval: Interval(10),
+            curve: points(&[(-500, 2_000), (3_000, 2_000)]),
+        }],
+    });
+    accepted(&chain.send(&key(DRIVER), bid_10));
     accepted(&enter_ev(&mut chain, DRIVER, PROVIDER, &short));
     // CT-3.3: the contract is the charger's only bidder in its intervals; after them the
     // owner bids again.
