@@ -1,4 +1,5 @@
-//! Device agents (rules AG-n of `docs/agents.md`, cited at the branches). Each device turns its
+//! Device agents (rules AG-n of `docs/agents.md`, cited at the branches): base load, PV,
+//! batteries and heat pumps. Each device turns its
 //! physics, its owner's preferences and the expected prices into a price-flexibility curve for
 //! the next interval ([`Device::bid`]); a site sums its devices' curves exactly with the market
 //! engine's aggregation ([`Site::bid`]); after clearing, the site's served power is split among
@@ -10,9 +11,11 @@
 //! prices µ/MWh, efficiencies parts per million.
 
 mod battery;
+mod heat_pump;
 mod prices;
 
 pub use battery::{ALERT_RESERVE_PPM, Battery, BatteryError};
+pub use heat_pump::{HVAC_RAMP, HeatPump, HeatPumpError};
 pub use prices::{HISTORY_DEFAULT, PriceStats};
 
 use bcte_market::{Curve, Step};
@@ -32,6 +35,8 @@ pub struct BidContext {
     /// Whether the feeder is in alert mode for the interval (batteries keep their islanding
     /// reserve, AG-3.4).
     pub alert: bool,
+    /// The outdoor temperature over the interval (m°C), for heat pumps (AG-7).
+    pub outdoor_mk: i64,
 }
 
 impl BidContext {
@@ -68,6 +73,8 @@ pub enum Device {
     Pv(Pv),
     /// A battery.
     Battery(Battery),
+    /// A heat pump and its house.
+    HeatPump(HeatPump),
 }
 
 impl Device {
@@ -90,15 +97,22 @@ impl Device {
                 }
             }
             Self::Battery(b) => return b.bid(ctx),
+            Self::HeatPump(h) => return h.bid(ctx),
         };
         curve.expect("a flat curve or one step within the limits is a curve")
     }
 
-    /// The device takes `power` (W) for an interval of `interval_ms`: a battery's state of
-    /// charge moves; the others only follow.
-    pub fn follow(&mut self, power: Watts, interval_ms: u64) {
-        if let Self::Battery(b) = self {
-            b.follow(power, interval_ms);
+    /// The device takes `power` (W) over the interval of `ctx`: a battery's state of charge and
+    /// a house's temperature move; the others only follow.
+    pub fn follow(&mut self, power: Watts, ctx: &BidContext) {
+        match self {
+            Self::Battery(b) => {
+                b.follow(power, ctx.interval_ms);
+            }
+            Self::HeatPump(h) => {
+                h.follow(power, ctx.outdoor_mk, ctx.interval_ms);
+            }
+            Self::Base(_) | Self::Pv(_) => {}
         }
     }
 }
@@ -135,17 +149,17 @@ impl Site {
     }
 
     /// Splits the served power `served` at the node price `price` among the devices whose
-    /// curves were `curves` (AG-6), and has each follow its share.
+    /// curves were `curves` (AG-6), and has each follow its share over the interval of `ctx`.
     pub fn follow(
         &mut self,
         curves: &[Curve],
         price: Price,
         served: Watts,
-        interval_ms: u64,
+        ctx: &BidContext,
     ) -> Dispatch {
         let d = split(curves, price, served);
         for (device, &p) in self.devices.iter_mut().zip(&d.powers) {
-            device.follow(p, interval_ms);
+            device.follow(p, ctx);
         }
         d
     }

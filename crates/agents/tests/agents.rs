@@ -20,6 +20,7 @@ fn ctx(mean: i64, spread: i64, alert: bool) -> BidContext {
         floor: Price(-500 * M),
         cap: Price(3_000 * M),
         alert,
+        outdoor_mk: 0,
     }
 }
 
@@ -116,7 +117,7 @@ fn a_site_sums_its_devices_and_splits_what_it_is_served_by_the_rules() {
     assert_eq!(sum.range_at(Price(200 * M)).max, Watts(-7_300));
     // AG-6.1: at 80/MWh the battery is on its step, [0, 5,000]; served 1,000 W: base 700,
     // PV −3,000, the battery the remaining 3,300.
-    let d = site.follow(&curves, Price(80 * M), Watts(1_000), Q);
+    let d = site.follow(&curves, Price(80 * M), Watts(1_000), &c);
     assert_eq!(d.powers, vec![Watts(700), Watts(-3_000), Watts(3_300)]);
     assert_eq!(d.unfollowed, Watts(0));
     // AG-6.1 at 0/MWh, PV on its step ([−3,000, 0]) and the battery off its own (5,000 below
@@ -167,7 +168,7 @@ proptest! {
             let before = match &site.devices[0] { Device::Battery(b) => b.clone(), _ => unreachable!() };
             let (curves, _) = site.bid(&c);
             let price = Price(mean * M);
-            let d = site.follow(&curves, price, Watts(served), dt);
+            let d = site.follow(&curves, price, Watts(served), &c);
             let Device::Battery(b) = &site.devices[0] else { unreachable!() };
             prop_assert!(0 <= b.soc_mwh() && b.soc_mwh() <= b.capacity_mwh(), "soc {} of {}", b.soc_mwh(), b.capacity_mwh());
             let p = d.powers[0].0;
@@ -208,6 +209,101 @@ proptest! {
         prop_assert_eq!(d.powers.iter().map(|w| w.0).sum::<i64>(), served);
         for (c, p) in curves.iter().zip(&d.powers) {
             prop_assert!(c.range_at(price).contains(*p));
+        }
+    }
+}
+
+/// 200 W/K, 10 kWh/K, COP 3, 3 kW, 21 ± 1 °C.
+fn heat_pump(indoor_mk: i64) -> bcte_agents::HeatPump {
+    bcte_agents::HeatPump::new(
+        200,
+        10_000,
+        3_000_000,
+        Watts(3_000),
+        21_000,
+        1_000,
+        indoor_mk,
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_heat_pump_keeps_its_band_at_any_price_and_bids_the_rest_by_how_cold_it_is() {
+    let mut c = ctx(100, 40, false);
+    // AG-7.1 at 0 °C outside, 20.5 °C inside: the house loses 200 × 20.5 = 4.1 kW, 1.025 kWh
+    // in a quarter-hour, 0.1025 K of its 10 kWh/K: 20,397.5 → 20,397 m°C with the heat off;
+    // with 3 kW at COP 3 it gains 9 − 4.1 = 4.9 kW: +122.5 → 20,622.
+    let h = heat_pump(20_500);
+    assert_eq!(h.next_mk(Watts(0), 0, Q), 20_397);
+    assert_eq!(h.next_mk(Watts(3_000), 0, Q), 20_622);
+    // AG-7.2/7.3: nothing must run (it would stay above 20 °C); all 3 kW stay below 22 °C and
+    // are bid at 100 + 2 × 40 × 0.5 / 1 = 140/MWh.
+    assert_eq!(
+        shape(&Device::HeatPump(h.clone()).bid(&c)),
+        (3_000, vec![(140 * M, 3_000)])
+    );
+    // At −10 °C outside and 20.05 °C inside it loses 6.01 kW: 1,337 W keep 20.000 °C
+    // (1,336 W would end at 19.999), bid at any price; the rest at 100 + 2 × 40 × 0.95 = 176.
+    c.outdoor_mk = -10_000;
+    let h = heat_pump(20_050);
+    assert_eq!(h.must_power(-10_000, Q), 1_337);
+    assert_eq!(h.next_mk(Watts(1_337), -10_000, Q), 20_000);
+    assert_eq!(h.next_mk(Watts(1_336), -10_000, Q), 19_999);
+    assert_eq!(
+        shape(&Device::HeatPump(h).bid(&c)),
+        (3_000, vec![(176 * M, 1_663)])
+    );
+    // Warm inside (21.9 °C) on a mild day: only what stays under 22 °C, at a price below the
+    // mean (100 − 2 × 40 × 0.9 = 28/MWh).
+    c.outdoor_mk = 15_000;
+    let h = heat_pump(21_900);
+    let (base, steps) = shape(&Device::HeatPump(h.clone()).bid(&c));
+    assert!(h.next_mk(Watts(base), 15_000, Q) <= 22_000);
+    assert!(h.next_mk(Watts(base + 1), 15_000, Q) > 22_000);
+    assert_eq!(steps, vec![(28 * M, base)]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// AG-7: whenever its power allows, a heat pump following any power its curve accepts keeps
+    /// the house within its band.
+    #[test]
+    fn a_heat_pump_keeps_the_band_whenever_its_power_allows(
+        ua in 50i64..500,
+        cap in 2_000i64..30_000,
+        cop in 1_500_000i64..5_000_000,
+        power in 1_000i64..10_000,
+        setpoint in 18_000i64..23_000,
+        band in 500i64..2_000,
+        start in 0u32..=1_000,
+        steps in prop::collection::vec((-15_000i64..15_000, 60_000u64..3_600_000, -100i64..400, 0u32..=1_000), 1..30),
+    ) {
+        let indoor = setpoint - band + (2 * band * i64::from(start) / 1_000);
+        let mut site = Site { devices: vec![Device::HeatPump(
+            bcte_agents::HeatPump::new(ua, cap, cop, Watts(power), setpoint, band, indoor).unwrap())] };
+        for (outdoor, dt, price, at) in steps {
+            let mut c = ctx(100, 40, false);
+            c.outdoor_mk = outdoor;
+            c.interval_ms = dt;
+            let Device::HeatPump(before) = site.devices[0].clone() else { unreachable!() };
+            let (curves, sum) = site.bid(&c);
+            let price = Price(price * M);
+            let r = sum.range_at(price);
+            let served = r.min.0 + (i128::from(r.max.0 - r.min.0) * i128::from(at) / 1_000) as i64;
+            site.follow(&curves, price, Watts(served), &c);
+            let Device::HeatPump(h) = &site.devices[0] else { unreachable!() };
+            let (low, high) = h.band();
+            let t = h.indoor_mk();
+            if before.must_power(outdoor, dt) <= power {
+                prop_assert!(t >= low, "{t} below {low}");
+            }
+            prop_assert!(t <= high.max(before.next_mk(Watts(0), outdoor, dt)), "{t} above {high}");
+            if t < low || t > high {
+                // Out of the band (its power did not allow): start the next step inside again.
+                let fresh = bcte_agents::HeatPump::new(ua, cap, cop, Watts(power), setpoint, band, setpoint).unwrap();
+                site.devices[0] = Device::HeatPump(fresh);
+            }
         }
     }
 }
