@@ -1,5 +1,5 @@
 //! Device agents (rules AG-n of `docs/agents.md`, cited at the branches): base load, PV,
-//! batteries and heat pumps. Each device turns its
+//! batteries, heat pumps and EVs. Each device turns its
 //! physics, its owner's preferences and the expected prices into a price-flexibility curve for
 //! the next interval ([`Device::bid`]); a site sums its devices' curves exactly with the market
 //! engine's aggregation ([`Site::bid`]); after clearing, the site's served power is split among
@@ -11,10 +11,12 @@
 //! prices µ/MWh, efficiencies parts per million.
 
 mod battery;
+mod ev;
 mod heat_pump;
 mod prices;
 
 pub use battery::{ALERT_RESERVE_PPM, Battery, BatteryError};
+pub use ev::{EvDistribution, EvNeed, choose, sample_need};
 pub use heat_pump::{HVAC_RAMP, HeatPump, HeatPumpError};
 pub use prices::{HISTORY_DEFAULT, PriceStats};
 

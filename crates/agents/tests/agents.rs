@@ -307,3 +307,67 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn ev_needs_are_drawn_from_the_documented_distribution_reproducibly() {
+    use bcte_agents::{EvDistribution, sample_need};
+    use rand::SeedableRng;
+    let draw = |seed| {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        (0..2_000)
+            .map(|_| sample_need(&mut rng, &EvDistribution::DEFAULT, Q))
+            .collect::<Vec<_>>()
+    };
+    let needs = draw(7);
+    assert_eq!(needs, draw(7), "the same seed, the same needs");
+    assert_ne!(needs, draw(8));
+    for n in &needs {
+        // AG-8.1: plugged in from 12:00 (interval 48) at the earliest, out by 12:00 the next
+        // day (interval 143 the last), at least three whole quarter-hours, 4 to 20 kWh.
+        assert!(
+            n.from >= 48 && n.deadline <= 143 && n.deadline >= n.from + 2,
+            "{n:?}"
+        );
+        assert!((4_000..=20_000).contains(&n.energy_wh), "{n:?}");
+    }
+    // The means: arrival 18:00 (interval 72, 73 once rounded up to a whole quarter-hour),
+    // 12 kWh.
+    let mean = |f: &dyn Fn(&bcte_agents::EvNeed) -> f64| needs.iter().map(f).sum::<f64>() / 2_000.0;
+    let from = mean(&|n| n.from as f64);
+    assert!((72.0..74.0).contains(&from), "{from}");
+    let kwh = mean(&|n| n.energy_wh as f64 / 1_000.0);
+    assert!((11.5..12.5).contains(&kwh), "{kwh}");
+}
+
+#[test]
+fn the_owner_chooses_slow_when_it_is_enough_and_fast_otherwise() {
+    use bcte_agents::{EvNeed, choose};
+    use bcte_types::contract::{EvChoice, EvOption};
+    let slow = EvOption {
+        power: Watts(3_700),
+        price: Price(250 * M),
+    };
+    let fast = EvOption {
+        power: Watts(11_000),
+        price: Price(400 * M),
+    };
+    // AG-8.2: 8 hours at 3.7 kW is 29.6 kWh: slow for 10 kWh.
+    let night = EvNeed {
+        from: 72,
+        deadline: 103,
+        energy_wh: 10_000,
+    };
+    assert_eq!(choose(&night, slow, fast, Q), (EvChoice::Slow, 10_000));
+    // 45 minutes: slow gives 2,775 Wh, fast 8,250: fast, for what it can deliver.
+    let dash = EvNeed {
+        from: 72,
+        deadline: 74,
+        energy_wh: 10_000,
+    };
+    assert_eq!(choose(&dash, slow, fast, Q), (EvChoice::Fast, 8_250));
+    let short = EvNeed {
+        energy_wh: 5_000,
+        ..dash
+    };
+    assert_eq!(choose(&short, slow, fast, Q), (EvChoice::Fast, 5_000));
+}

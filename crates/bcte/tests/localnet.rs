@@ -1364,8 +1364,9 @@ fn four_validators_meter_settle_contracts_flexibility_and_ev_charging_and_bill_a
         assert_eq!(views[0]["status"], "settled", "{}", views[0]);
         views.into_iter().next().unwrap()
     };
-    // By hand, K + 1: the contract bids 2.3 kW at 250/MWh (what cannot wait for K + 2) and
-    // 1.4 kW at 250 × 36·10⁶ / (2 × 3,700 × 6,000) = 202.70: served 3.7 kW at 80/MWh, 6 Wh,
+    // By hand, K + 1: 3.7 kW for 6 s is 6.2 → 6 Wh, so K + 2 can deliver 6 of the 10: the
+    // contract bids the 4 Wh that cannot wait, 2.4 kW, at 250/MWh and the other 1.3 kW at
+    // 250 × 36·10⁶ / (2 × 3,700 × 6,000) = 202.70: served 3.7 kW at 80/MWh, 6 Wh,
     // 3,700 × 6,000 × 80·10⁶ / 3.6·10¹² = 493.3, 493. FX-3: house delivered 6 − 2 = 4 Wh,
     // capped at 2 kW × 6 s = 3.3, 3 Wh: 3 Wh × 200/MWh = 600; pv fed in its baseline's 3 Wh
     // again: delivered nothing, paid nothing.

@@ -206,8 +206,10 @@ fn div_ceil(a: i128, b: i128) -> i128 {
 ///
 /// With `R = remaining_wh × 3.6·10⁶` (W·ms), `P` the option's power and `c` its price:
 /// - the most it takes is `top = min(P, ⌈R / Δ⌉)`;
-/// - of it, `must = ⌈(R − (left − 1) × P × Δ) / Δ⌉` (clamped to `[0, top]`) is what the
-///   later intervals at full power could not make up: bid at `c`;
+/// - of it, `must = ⌈(remaining_wh − (left − 1) × e) × 3.6·10⁶ / Δ⌉` (clamped to
+///   `[0, top]`), with `e` one interval's energy at full power as settlement counts it
+///   (rounded to 1 Wh), is what the later intervals at full power could not make up: bid at
+///   `c`;
 /// - the rest at `⌊c × R / (left × P × Δ)⌋`, the share of the remaining intervals' full power
 ///   the need takes: cheap energy early, up to `c` as the deadline nears;
 ///
@@ -227,7 +229,11 @@ pub fn bid_curve(
     let dt = i128::from(interval_ms);
     let p = i128::from(option.power.0);
     let top = p.min(div_ceil(r, dt));
-    let must = div_ceil(r - i128::from(left - 1) * p * dt, dt).clamp(0, top);
+    // What cannot wait: the energy the later intervals could not deliver at full power, as
+    // settlement counts it (each interval's scheduled energy rounded to 1 Wh, ST-2.2).
+    let per_interval = i128::from(scheduled_wh(option.power.0, interval_ms));
+    let later = i128::from(left - 1) * per_interval;
+    let must = div_ceil((i128::from(remaining_wh) - later) * MS_PER_HOUR, dt).clamp(0, top);
     let c = i128::from(option.price.0);
     let urgent = (c * r / (i128::from(left) * p * dt)).min(c);
     let high = c.clamp(i128::from(floor.0), i128::from(cap.0));
@@ -319,8 +325,11 @@ pub(crate) fn enter(
     // CT-3.2: the chosen option can deliver the energy by the deadline.
     let option = t.option();
     let intervals = i128::from(t.deadline.0 - t.from.0 + 1);
-    let dt = i128::from(s.config_at(t.from).interval_ms);
-    if i128::from(option.power.0) * dt * intervals < i128::from(t.energy_wh) * MS_PER_HOUR {
+    let per_interval = i128::from(scheduled_wh(
+        option.power.0,
+        s.config_at(t.from).interval_ms,
+    ));
+    if per_interval * intervals < i128::from(t.energy_wh) {
         reject!(RejectReason::invalid(format!(
             "energy_wh: {} Wh cannot be delivered in {intervals} intervals at the {} option's {} W",
             t.energy_wh,
@@ -642,5 +651,33 @@ mod tests {
         // A charger that fed in over the contract delivered nothing.
         e.delivered_wh = -40;
         assert_eq!((e.close().delivered_wh, e.close().charge), (0, 0));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+
+        /// CT-3.4: whenever the option's power can deliver the energy in the intervals left, a
+        /// contract served no more than its bid's must-buy part (every price below the option's)
+        /// has its energy by the deadline.
+        #[test]
+        fn the_energy_comes_by_the_deadline_whenever_the_power_allows(
+            power in 1i64..50_000,
+            price in 0i64..1_000_000_000,
+            intervals in 1u64..200,
+            dt in 1_000u64..=3_600_000,
+            share in 1u32..=1_000,
+        ) {
+            let capacity = i128::from(scheduled_wh(power, dt)) * i128::from(intervals);
+            let energy = ((capacity * i128::from(share) / 1_000) as i64).max(1);
+            proptest::prop_assume!(i128::from(energy) <= capacity);
+            let o = option(power, price);
+            let mut remaining = energy;
+            for left in (1..=intervals).rev() {
+                let Some(curve) = bid_curve(remaining, left, o, dt, FLOOR, CAP) else { break };
+                let served = curve.range_at(Price(price - 1)).min.0;
+                remaining -= scheduled_wh(served, dt);
+            }
+            proptest::prop_assert!(remaining <= 0, "{remaining} Wh of {energy} short");
+        }
     }
 }

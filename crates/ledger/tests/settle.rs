@@ -1171,7 +1171,7 @@ fn an_ev_contract_bids_for_its_charger_and_the_owner_pays_the_option_price_for_w
     //   2: 6,000 − 2,700 read − 2,750 scheduled = 550 Wh: 2.2 kW at 40/MWh: not served;
     //   3: the last interval: the 550 Wh must come, 2.2 kW at 400: served, 550 Wh.
     // slow, 3,000 Wh over 4–7 at 3.7 kW, 250/MWh:
-    //   4: must ⌈(1.08e10 − 3 × 3,700 × 9e5) / 9e5⌉ = 900 W at 250, the other 2,800 W at
+    //   4: must ⌈(3,000 − 3 × 925) × 3.6e6 / 9e5⌉ = 900 W at 250, the other 2,800 W at
     //      250 × 1.08e10 / (4 × 3,700 × 9e5) = 202.70: served 3.7 kW, 925 Wh;
     //   5: 2,075 Wh left: 900 W must, served 3.7 kW, 925 Wh;
     //   6: 1,150 Wh left: 900 W at 250, 2,800 W at 155.41; upstream asks 300: not served;
