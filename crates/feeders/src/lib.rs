@@ -10,9 +10,11 @@
 //! ([`ImportError`]). Powers are integer watts ([`Watts`]), rounded half away from zero from the
 //! files' MW.
 
+pub mod der;
 mod profiles;
 mod simbench;
 
+pub use der::{DerMix, SiteDer};
 pub use profiles::{PROFILE_ROWS, Profiles};
 pub use simbench::{SimbenchDir, import};
 

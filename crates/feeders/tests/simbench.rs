@@ -190,3 +190,90 @@ fn tempdir() -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[test]
+fn the_der_mix_goes_to_households_reproducibly_and_none_adds_nothing() {
+    use bcte_feeders::{DerMix, der};
+    use rand::SeedableRng;
+    let dir = shipped().join(GRIDS[0].code);
+    let model = import(&SimbenchDir::read(&dir).unwrap()).unwrap();
+    // SB-7.1: households are the loads of H0 profiles (counted in Load.csv directly).
+    let text = std::fs::read_to_string(dir.join("Load.csv")).unwrap();
+    let households = text
+        .lines()
+        .filter(|l| l.split(';').nth(2).is_some_and(|p| p.starts_with("H0")))
+        .count();
+    let mix = |m: &DerMix, seed| {
+        der::assign(&model, m, &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed))
+    };
+    let a = mix(&DerMix::DEFAULT, 1);
+    assert_eq!(a.len(), households);
+    assert!(a.iter().all(|d| der::is_household(&model, d.site)));
+    assert_eq!(a, mix(&DerMix::DEFAULT, 1), "the same seed, the same mix");
+    assert!(
+        mix(&DerMix::NONE, 1)
+            .iter()
+            .all(|d| !d.battery && !d.ev && !d.heat_pump)
+    );
+    let all = DerMix {
+        battery_share: 1.0,
+        ev_share: 1.0,
+        heat_pump_share: 1.0,
+        ..DerMix::DEFAULT
+    };
+    assert!(
+        mix(&all, 3)
+            .iter()
+            .all(|d| d.battery && d.ev && d.heat_pump)
+    );
+    // Over many seeds the shares come out as set: a third, 40 % and 30 %.
+    let (mut n, mut b, mut e, mut h) = (0, 0, 0, 0);
+    for seed in 0..400 {
+        for d in mix(&DerMix::DEFAULT, seed) {
+            n += 1;
+            b += usize::from(d.battery);
+            e += usize::from(d.ev);
+            h += usize::from(d.heat_pump);
+        }
+    }
+    let share = |k: usize| k as f64 / n as f64;
+    assert!(
+        (share(b) - 1.0 / 3.0).abs() < 0.03
+            && (share(e) - 0.4).abs() < 0.03
+            && (share(h) - 0.3).abs() < 0.03,
+        "{b} {e} {h} of {n}"
+    );
+}
+
+#[test]
+fn a_der_file_sets_what_it_names_and_a_bad_one_is_named() {
+    use bcte_feeders::DerMix;
+    let m = DerMix::parse(
+        "mix.toml",
+        "ev_share = 0.8\n[battery]\ncapacity_kwh = 13.5\n",
+    )
+    .unwrap();
+    assert_eq!((m.ev_share, m.battery.capacity_kwh), (0.8, 13.5));
+    assert_eq!(
+        (m.battery_share, m.battery.power_kw, m.heat_pump),
+        (
+            DerMix::DEFAULT.battery_share,
+            5.0,
+            DerMix::DEFAULT.heat_pump
+        )
+    );
+    let e = DerMix::parse("mix.toml", "ev_share = 1.5\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "mix.toml: ev_share = 1.5 is not within [0, 1]"
+    );
+    let e = DerMix::parse("mix.toml", "ev_share = 0.5\nbatery_share = 0.2\n").unwrap_err();
+    assert_eq!((e.file.as_str(), e.line), ("mix.toml", Some(2)), "{e}");
+    assert!(e.message.contains("batery_share"), "{e}");
+    let e = DerMix::parse("mix.toml", "[ev]\nslow_kw = 11\nfast_kw = 3.7\n").unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("ev.fast_kw = 3.7 is not more than ev.slow_kw = 11"),
+        "{e}"
+    );
+}
