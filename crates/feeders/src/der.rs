@@ -221,11 +221,14 @@ pub struct SiteDer {
     pub heat_pump: bool,
 }
 
-/// SB-7.1: a household is a site with loads, every one of them of a household standard load
-/// profile (`H0…`).
+/// SB-7.1: a household is a site with loads, every one of them of a household (`H0…`) or
+/// agricultural (`L…`: a farm and its farmhouse) standard load profile.
 pub fn is_household(model: &FeederModel, site: usize) -> bool {
     let loads = &model.sites[site].loads;
-    !loads.is_empty() && loads.iter().all(|l| l.profile.starts_with("H0"))
+    !loads.is_empty()
+        && loads
+            .iter()
+            .all(|l| l.profile.starts_with("H0") || l.profile.starts_with('L'))
 }
 
 /// SB-7.3: for every household in site order, three draws from `rng`, uniform in `[0, 1)`:

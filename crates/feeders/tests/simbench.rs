@@ -197,12 +197,18 @@ fn the_der_mix_goes_to_households_reproducibly_and_none_adds_nothing() {
     use rand::SeedableRng;
     let dir = shipped().join(GRIDS[0].code);
     let model = import(&SimbenchDir::read(&dir).unwrap()).unwrap();
-    // SB-7.1: households are the loads of H0 profiles (counted in Load.csv directly).
+    // SB-7.1: households are the loads of H0 and L profiles (counted in Load.csv directly:
+    // rural1 has 3 homes and 10 farms).
     let text = std::fs::read_to_string(dir.join("Load.csv")).unwrap();
     let households = text
         .lines()
-        .filter(|l| l.split(';').nth(2).is_some_and(|p| p.starts_with("H0")))
+        .filter(|l| {
+            l.split(';')
+                .nth(2)
+                .is_some_and(|p| p.starts_with("H0") || p.starts_with('L'))
+        })
         .count();
+    assert_eq!(households, 13);
     let mix = |m: &DerMix, seed| {
         der::assign(&model, m, &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed))
     };
