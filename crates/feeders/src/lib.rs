@@ -13,6 +13,7 @@
 pub mod der;
 mod profiles;
 mod simbench;
+pub mod synthetic;
 
 pub use der::{DerMix, SiteDer};
 pub use profiles::{PROFILE_ROWS, Profiles};

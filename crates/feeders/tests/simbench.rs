@@ -283,3 +283,41 @@ fn a_der_file_sets_what_it_names_and_a_bad_one_is_named() {
         "{e}"
     );
 }
+
+#[test]
+fn a_synthetic_feeder_of_any_size_is_a_radial_tree_driven_by_the_shipped_profiles() {
+    use bcte_feeders::synthetic::{CABLE_LIMIT, synthetic};
+    use rand::SeedableRng;
+    let make = |n, seed| synthetic(n, &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+    let m = make(10_000, 1);
+    assert_eq!(m, make(10_000, 1), "the same seed, the same feeder");
+    // SB-8: 2,500 buses of 4 homes, 250 cables of 10, below the transformer and the grid.
+    assert_eq!(m.nodes.len(), 2 + 2_500);
+    assert_eq!(m.nodes[1].limit, Some(bcte_types::Watts(15_000_000)));
+    assert!(m.nodes[2..].iter().all(|n| n.limit == Some(CABLE_LIMIT)));
+    for (i, n) in m.nodes.iter().enumerate().skip(1) {
+        let p = n.parent.as_ref().unwrap();
+        assert!(
+            m.nodes[..i].iter().any(|x| &x.id == p),
+            "{} before {}",
+            p,
+            n.id
+        );
+    }
+    assert_eq!(m.loads().count(), 10_000);
+    let pv = m.generators().count();
+    assert!(
+        (3_000..3_700).contains(&pv),
+        "{pv} PV systems, about a third"
+    );
+    assert!(m.loads().all(|l| (3_000..=6_000).contains(&l.peak.0)));
+    // Its profiles are the shipped grid's: every site has power in every row.
+    let profiles = SimbenchDir::profiles(&shipped().join(GRIDS[0].code), &m).unwrap();
+    assert!((0..m.sites.len()).all(|s| m.site_power(&profiles, s, 40 * 96 + 48).is_some()));
+    // A small one: 1 home still makes a bus and a 100 kW transformer.
+    let small = make(1, 2);
+    assert_eq!(
+        (small.nodes.len(), small.nodes[1].limit),
+        (3, Some(bcte_types::Watts(100_000)))
+    );
+}
