@@ -11,6 +11,7 @@
 //! prices µ/MWh, efficiencies parts per million.
 
 mod battery;
+pub mod day;
 mod ev;
 mod heat_pump;
 mod prices;

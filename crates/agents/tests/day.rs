@@ -1,0 +1,145 @@
+//! A simulated day on the shipped SimBench grid without the ledger (AG-9): every interval the
+//! power balances, every flow stays within its edge's limit, every site's devices add up to what
+//! it was served, and the same inputs give the same day.
+
+use bcte_agents::{
+    Device,
+    day::{self, DayConfig},
+};
+use bcte_feeders::{DerMix, SimbenchDir, der, import};
+use bcte_units::{Price, Watts};
+use rand::SeedableRng;
+use std::path::Path;
+
+const M: i64 = 1_000_000;
+
+fn grid() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/simbench/1-LV-rural1--0-sw")
+}
+
+fn config(day_of_year: usize, outdoor_c: i64) -> DayConfig {
+    DayConfig {
+        start_row: day_of_year * 96,
+        intervals: 96,
+        interval_ms: 900_000,
+        upstream_prices: vec![(Price(100 * M), Price(30 * M))],
+        import_limit: Watts(1_000_000),
+        export_limit: Watts(1_000_000),
+        floor: Price(-500 * M),
+        cap: Price(3_000 * M),
+        outdoor_mk: vec![outdoor_c * 1_000],
+    }
+}
+
+fn run(
+    mix: &DerMix,
+    seed: u64,
+    day_of_year: usize,
+    outdoor_c: i64,
+) -> (
+    Vec<day::IntervalRecord>,
+    Vec<day::SiteAgent>,
+    bcte_feeders::FeederModel,
+    bcte_feeders::Profiles,
+) {
+    let model = import(&SimbenchDir::read(&grid()).unwrap()).unwrap();
+    let profiles = SimbenchDir::profiles(&grid(), &model).unwrap();
+    let ders = der::assign(
+        &model,
+        mix,
+        &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+    );
+    let mut agents = day::agents(&model, &ders, mix);
+    let records = day::run(
+        &model,
+        &profiles,
+        &mut agents,
+        &config(day_of_year, outdoor_c),
+    )
+    .unwrap();
+    (records, agents, model, profiles)
+}
+
+#[test]
+fn a_summer_and_a_winter_day_balance_and_stay_within_every_limit() {
+    // 21 June 2016 (day 172) at 20 °C, 10 January (day 9) at −5 °C, the default DER mix.
+    for (day_of_year, outdoor) in [(172, 20), (9, -5)] {
+        let (records, agents, model, _) = run(&DerMix::DEFAULT, 1, day_of_year, outdoor);
+        assert_eq!(records.len(), 96);
+        for (k, r) in records.iter().enumerate() {
+            // The power balances: the sites and the upstream grid, served, sum to zero.
+            let total: i64 = r.served.iter().map(|w| w.0).sum::<i64>() + r.upstream.0;
+            assert_eq!(total, 0, "day {day_of_year} interval {k}");
+            for (n, node) in model.nodes.iter().enumerate() {
+                if let Some(limit) = node.limit {
+                    assert!(
+                        r.flows[n].0.abs() <= limit.0,
+                        "interval {k}: {} over {}",
+                        r.flows[n].0,
+                        node.id
+                    );
+                }
+            }
+            // AG-6: each site's devices take exactly what it was served.
+            for (s, d) in r.devices.iter().enumerate() {
+                assert_eq!(
+                    d.iter().map(|w| w.0).sum::<i64>(),
+                    r.served[s].0,
+                    "interval {k} site {s}"
+                );
+            }
+        }
+        for a in &agents {
+            for d in &a.devices.devices {
+                match d {
+                    Device::Battery(b) => assert!((0..=b.capacity_mwh()).contains(&b.soc_mwh())),
+                    Device::HeatPump(h) => {
+                        let (low, high) = h.band();
+                        assert!(
+                            (low..=high).contains(&h.indoor_mk()),
+                            "{} m°C",
+                            h.indoor_mk()
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        }
+        assert!(
+            agents.iter().any(|a| a.devices.devices.len() > 2),
+            "the mix gave some DER"
+        );
+    }
+}
+
+#[test]
+fn the_same_inputs_give_the_same_day_and_without_der_the_sites_draw_their_profiles() {
+    let (a, _, _, _) = run(&DerMix::DEFAULT, 7, 172, 20);
+    let (b, _, _, _) = run(&DerMix::DEFAULT, 7, 172, 20);
+    assert_eq!(a, b);
+    // SB-7.1 `none`: every site draws its load less its generation wherever its node's price
+    // is positive (no curtailment, nothing to shift).
+    let (records, _, model, profiles) = run(&DerMix::NONE, 7, 172, 20);
+    let node_of = |s: usize| {
+        model
+            .nodes
+            .iter()
+            .position(|n| n.id == model.sites[s].node)
+            .unwrap()
+    };
+    let mut checked = 0;
+    for (k, r) in records.iter().enumerate() {
+        for s in 0..model.sites.len() {
+            if r.prices[node_of(s)].0 > 0 {
+                let (load, generation) = model.site_power(&profiles, s, 172 * 96 + k).unwrap();
+                assert_eq!(
+                    r.served[s].0,
+                    load.0 - generation.0,
+                    "interval {k} site {s}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 96 * 10, "{checked}");
+}
