@@ -108,6 +108,80 @@ pub struct IntervalRecord {
     pub shed: Watts,
     /// See `shed`.
     pub spilled: Watts,
+    /// Each site's available PV output before any curtailment (W).
+    pub pv_available: Vec<Watts>,
+    /// Each site's indoor temperature at the end of the interval, if it has a heat pump (m°C).
+    pub indoor_mk: Vec<Option<i64>>,
+}
+
+/// Each site's indoor temperature, if it has a heat pump.
+pub(crate) fn indoor(agents: &[SiteAgent]) -> Vec<Option<i64>> {
+    agents
+        .iter()
+        .map(|a| {
+            a.devices.devices.iter().find_map(|d| match d {
+                Device::HeatPump(h) => Some(h.indoor_mk()),
+                _ => None,
+            })
+        })
+        .collect()
+}
+
+/// The model's nodes as the engine takes them, each edge's limit both ways (SB-4).
+pub(crate) fn market_nodes(model: &FeederModel) -> Vec<Node> {
+    model
+        .nodes
+        .iter()
+        .map(|n| Node {
+            id: n.id.to_string(),
+            parent: n.parent.as_ref().map(ToString::to_string),
+            import_limit: n.limit,
+            export_limit: n.limit,
+        })
+        .collect()
+}
+
+/// Each site's node index.
+pub(crate) fn node_of(model: &FeederModel) -> Vec<usize> {
+    model
+        .sites
+        .iter()
+        .map(|s| {
+            model
+                .nodes
+                .iter()
+                .position(|n| n.id == s.node)
+                .expect("a site's node")
+        })
+        .collect()
+}
+
+/// Sets every agent's base load and available PV to its profiles' `row`; returns each site's
+/// available PV.
+pub(crate) fn set_profiles(
+    model: &FeederModel,
+    profiles: &Profiles,
+    agents: &mut [SiteAgent],
+    row: usize,
+) -> Result<Vec<Watts>, String> {
+    let mut available = Vec::with_capacity(agents.len());
+    for a in agents.iter_mut() {
+        let (load, generation) = model.site_power(profiles, a.site, row).ok_or_else(|| {
+            format!(
+                "profile row {row} is past the profiles' {} rows",
+                profiles.rows
+            )
+        })?;
+        for d in &mut a.devices.devices {
+            match d {
+                Device::Base(b) => b.power = load,
+                Device::Pv(p) => p.available = generation,
+                _ => {}
+            }
+        }
+        available.push(generation);
+    }
+    Ok(available)
 }
 
 /// The upstream grid at the root (MC-4.2): it sells at the import price up to the import
@@ -143,27 +217,8 @@ pub fn run(
     agents: &mut [SiteAgent],
     config: &DayConfig,
 ) -> Result<Vec<IntervalRecord>, String> {
-    let nodes: Vec<Node> = model
-        .nodes
-        .iter()
-        .map(|n| Node {
-            id: n.id.to_string(),
-            parent: n.parent.as_ref().map(ToString::to_string),
-            import_limit: n.limit,
-            export_limit: n.limit,
-        })
-        .collect();
-    let node_of: Vec<usize> = model
-        .sites
-        .iter()
-        .map(|s| {
-            model
-                .nodes
-                .iter()
-                .position(|n| n.id == s.node)
-                .expect("a site's node")
-        })
-        .collect();
+    let nodes = market_nodes(model);
+    let node_of = node_of(model);
     let mut history: Vec<Vec<Price>> = vec![Vec::new(); nodes.len()];
     let mut records = Vec::with_capacity(config.intervals);
     for k in 0..config.intervals {
@@ -181,20 +236,8 @@ pub fn run(
         )];
         let mut curves = Vec::with_capacity(agents.len());
         let mut ctxs = Vec::with_capacity(agents.len());
+        let pv_available = set_profiles(model, profiles, agents, row)?;
         for a in agents.iter_mut() {
-            let (load, generation) = model.site_power(profiles, a.site, row).ok_or_else(|| {
-                format!(
-                    "profile row {row} is past the profiles' {} rows",
-                    profiles.rows
-                )
-            })?;
-            for d in &mut a.devices.devices {
-                match d {
-                    Device::Base(b) => b.power = load,
-                    Device::Pv(p) => p.available = generation,
-                    _ => {}
-                }
-            }
             let n = node_of[a.site];
             let h = &history[n];
             let ctx = BidContext {
@@ -241,6 +284,8 @@ pub fn run(
             devices,
             shed: Watts(c.shed.iter().map(|w| w.0).sum()),
             spilled: Watts(c.spilled.iter().map(|w| w.0).sum()),
+            pv_available,
+            indoor_mk: indoor(agents),
         });
     }
     Ok(records)

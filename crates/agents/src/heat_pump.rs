@@ -40,6 +40,18 @@ pub struct HeatPump {
 }
 
 impl HeatPump {
+    /// The setpoint (m°C).
+    pub const fn setpoint_mk(&self) -> i64 {
+        self.setpoint_mk
+    }
+
+    /// The largest electric power.
+    pub const fn max_power(&self) -> Watts {
+        self.power
+    }
+}
+
+impl HeatPump {
     /// A heat pump of `power` W at `cop_ppm` in a house of `ua_w_per_k` and
     /// `capacitance_wh_per_k`, holding `setpoint_mk ± band_mk`, the house at `indoor_mk`.
     pub fn new(
@@ -104,7 +116,13 @@ impl HeatPump {
     /// end of the interval, before clamping to `[0, power]`: above the heat pump's power, the
     /// band cannot be kept.
     pub fn must_power(&self, outdoor_mk: i64, interval_ms: u64) -> i64 {
-        let need = i128::from(self.band().0 - self.indoor_mk);
+        self.power_to_reach(self.band().0, outdoor_mk, interval_ms)
+    }
+
+    /// The least power that ends the interval at or above `target_mk`, before clamping (a
+    /// thermostat holding its setpoint runs at this, AG-10.1).
+    pub fn power_to_reach(&self, target_mk: i64, outdoor_mk: i64, interval_ms: u64) -> i64 {
+        let need = i128::from(target_mk - self.indoor_mk);
         let dt = i128::from(interval_ms);
         // ⌊q Δ / D⌋ ≥ need ⇔ q ≥ ⌈need D / Δ⌉.
         let q = ceil_div(need * self.d(), dt);

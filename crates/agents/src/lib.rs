@@ -14,6 +14,8 @@ mod battery;
 pub mod day;
 mod ev;
 mod heat_pump;
+pub mod kpi;
+pub mod legacy;
 mod prices;
 
 pub use battery::{ALERT_RESERVE_PPM, Battery, BatteryError};

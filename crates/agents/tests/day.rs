@@ -143,3 +143,105 @@ fn the_same_inputs_give_the_same_day_and_without_der_the_sites_draw_their_profil
     }
     assert!(checked > 96 * 10, "{checked}");
 }
+
+#[test]
+fn the_kpis_of_a_day_by_hand() {
+    use bcte_agents::{
+        BaseLoad, Battery, Pv, Site,
+        day::{IntervalRecord, SiteAgent},
+        kpi::kpis,
+    };
+    // One site: base load, PV, a 10 kWh battery; two one-hour intervals.
+    let agent = SiteAgent {
+        site: 0,
+        devices: Site {
+            devices: vec![
+                Device::Base(BaseLoad { power: Watts(0) }),
+                Device::Pv(Pv {
+                    available: Watts(0),
+                    threshold: Price(0),
+                }),
+                Device::Battery(
+                    Battery::new(10_000_000, 0, Watts(5_000), Watts(5_000), 900_000).unwrap(),
+                ),
+            ],
+        },
+    };
+    let record = |devices: [i64; 3], available: i64, limit_flow: i64| IntervalRecord {
+        prices: vec![Price(0); 2],
+        flows: vec![Watts(0), Watts(limit_flow)],
+        upstream: Watts(-devices.iter().sum::<i64>()),
+        served: vec![Watts(devices.iter().sum())],
+        devices: vec![devices.map(Watts).to_vec()],
+        shed: Watts(0),
+        spilled: Watts(0),
+        pv_available: vec![Watts(available)],
+        indoor_mk: vec![None],
+    };
+    // Hour 1: 1 kW of load, 3 kW of PV, 1 kW into the battery, 1 kW exported.
+    // Hour 2: 2 kW of load, 1 kW from the battery, 1 kW imported.
+    let records = [
+        record([1_000, -3_000, 1_000], 3_500, -1_000),
+        record([2_000, 0, -1_000], 0, 1_000),
+    ];
+    let k = kpis(&[agent], &records, &[None, Some(Watts(500))], 3_600_000);
+    // KP-3 by hand: of the 3 kWh of demand 1 came from PV directly, 1 through the battery and
+    // 1 from the grid: self-sufficiency 2/3; of the 3 kWh of PV 2 were used here: 2/3.
+    assert_eq!(
+        (k.import_wh, k.export_wh, k.peak_import_w),
+        (1_000, 1_000, 1_000)
+    );
+    assert_eq!(
+        (k.demand_wh, k.production_wh, k.curtailed_wh),
+        (3_000, 3_000, 500)
+    );
+    assert_eq!(
+        (k.self_sufficiency_ppm, k.self_consumption_ppm),
+        (Some(666_666), Some(666_666))
+    );
+    // KP-4: 1 kW through a 500 W edge in both hours: 2 intervals, 1 kWh above the limit.
+    assert_eq!((k.overload_intervals, k.overload_wh), (2, 1_000));
+    // KP-5: 1 kWh discharged of 10 kWh: 0.1 cycles.
+    assert_eq!(k.battery_cycles_milli, 100);
+}
+
+#[test]
+fn the_legacy_day_balances_holds_the_setpoint_and_without_der_matches_the_market() {
+    use bcte_agents::{kpi::kpis, legacy};
+    let model = import(&SimbenchDir::read(&grid()).unwrap()).unwrap();
+    let profiles = SimbenchDir::profiles(&grid(), &model).unwrap();
+    let limits: Vec<_> = model.nodes.iter().map(|n| n.limit).collect();
+    let ders = der::assign(
+        &model,
+        &DerMix::DEFAULT,
+        &mut rand_chacha::ChaCha8Rng::seed_from_u64(1),
+    );
+    let mut agents = day::agents(&model, &ders, &DerMix::DEFAULT);
+    let records = legacy::run(&model, &profiles, &mut agents, &config(9, -5)).unwrap();
+    for r in &records {
+        assert_eq!(r.served.iter().map(|w| w.0).sum::<i64>() + r.upstream.0, 0);
+        // AG-10.1: a thermostat on setpoint holds 21 °C (from above, within its rounding).
+        for t in r.indoor_mk.iter().flatten() {
+            assert!((21_000..21_100).contains(t), "{t}");
+        }
+    }
+    let k = kpis(&agents, &records, &limits, 900_000);
+    assert!(k.demand_wh > 0 && k.self_sufficiency_ppm.unwrap() <= 1_000_000);
+    assert_eq!((k.curtailed_wh, k.unserved_wh, k.comfort_mk_h), (0, 0, 0));
+    // With no DER and positive prices, the market serves every site its load less its
+    // generation, as the legacy run does: the same flows, the same KPIs.
+    let fresh = || day::agents(&model, &[], &DerMix::NONE);
+    let (mut a, mut b) = (fresh(), fresh());
+    let market = day::run(&model, &profiles, &mut a, &config(172, 20)).unwrap();
+    let baseline = legacy::run(&model, &profiles, &mut b, &config(172, 20)).unwrap();
+    for (m, l) in market.iter().zip(&baseline) {
+        assert_eq!(
+            (&m.served, &m.flows, m.upstream),
+            (&l.served, &l.flows, l.upstream)
+        );
+    }
+    assert_eq!(
+        kpis(&a, &market, &limits, 900_000),
+        kpis(&b, &baseline, &limits, 900_000)
+    );
+}

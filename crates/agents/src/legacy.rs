@@ -1,0 +1,90 @@
+//! The legacy baseline (AG-10): the same devices and profiles with no market and no control,
+//! under a flat retail tariff with net metering; its flows on the same feeder, so its limit
+//! violations show.
+
+use crate::{
+    Device,
+    day::{DayConfig, IntervalRecord, SiteAgent, indoor, node_of, set_profiles},
+};
+use bcte_feeders::{FeederModel, Profiles};
+use bcte_units::{Price, Watts};
+
+/// AG-10: runs `config`'s intervals without a market. Each site: its base load; its PV at its
+/// full output (no curtailment); its heat pump's thermostat holding the setpoint (the least
+/// power that ends the interval at the setpoint or above, within its power); its battery for
+/// self-consumption (charging from what the site would feed in, discharging into what it would
+/// draw, within its bounds). Nothing is shed or spilled and no limit is enforced: the flows are
+/// the sums of the sites' powers below each edge. The records carry the interval's import
+/// price as every node's price (there is no market price).
+pub fn run(
+    model: &FeederModel,
+    profiles: &Profiles,
+    agents: &mut [SiteAgent],
+    config: &DayConfig,
+) -> Result<Vec<IntervalRecord>, String> {
+    let node_of = node_of(model);
+    let dt = config.interval_ms;
+    let mut records = Vec::with_capacity(config.intervals);
+    for k in 0..config.intervals {
+        let outdoor = config.outdoor_mk[k.min(config.outdoor_mk.len() - 1)];
+        let (import_price, _) = config.upstream_prices[k.min(config.upstream_prices.len() - 1)];
+        let pv_available = set_profiles(model, profiles, agents, config.start_row + k)?;
+        let mut served = Vec::with_capacity(agents.len());
+        let mut devices = Vec::with_capacity(agents.len());
+        for a in agents.iter_mut() {
+            // AG-10.1: the uncontrolled devices first, then the thermostat, then the battery
+            // on what is left.
+            let mut powers: Vec<i64> = vec![0; a.devices.devices.len()];
+            for (i, d) in a.devices.devices.iter_mut().enumerate() {
+                match d {
+                    Device::Base(b) => powers[i] = b.power.0,
+                    Device::Pv(p) => powers[i] = -p.available.0,
+                    Device::HeatPump(h) => {
+                        let p = h
+                            .power_to_reach(h.setpoint_mk(), outdoor, dt)
+                            .clamp(0, h.max_power().0);
+                        powers[i] = h.follow(Watts(p), outdoor, dt).0;
+                    }
+                    Device::Battery(_) => {}
+                }
+            }
+            let net: i64 = powers.iter().sum();
+            for (i, d) in a.devices.devices.iter_mut().enumerate() {
+                if let Device::Battery(b) = d {
+                    powers[i] = b.follow(Watts(-net), dt).0;
+                }
+            }
+            served.push(Watts(powers.iter().sum()));
+            devices.push(powers.into_iter().map(Watts).collect());
+        }
+        // The flow into each node: everything below it (parents come before children, SB-3.1).
+        let mut below: Vec<i64> = vec![0; model.nodes.len()];
+        for (s, w) in served.iter().enumerate() {
+            below[node_of[agents[s].site]] += w.0;
+        }
+        for n in (1..model.nodes.len()).rev() {
+            let parent = model.nodes[n].parent.as_ref().expect("not the root");
+            let p = model
+                .nodes
+                .iter()
+                .position(|m| &m.id == parent)
+                .expect("a parent");
+            below[p] += below[n];
+        }
+        let total: i64 = served.iter().map(|w| w.0).sum();
+        let mut flows: Vec<Watts> = below.into_iter().map(Watts).collect();
+        flows[0] = Watts(0);
+        records.push(IntervalRecord {
+            prices: vec![Price(import_price.0); model.nodes.len()],
+            flows,
+            upstream: Watts(-total),
+            served,
+            devices,
+            shed: Watts(0),
+            spilled: Watts(0),
+            pv_available,
+            indoor_mk: indoor(agents),
+        });
+    }
+    Ok(records)
+}
