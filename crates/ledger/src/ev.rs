@@ -418,10 +418,24 @@ pub(crate) fn place_bids(
         return Ok(());
     };
     let c = s.config_at(k);
+    let covering: Vec<&EvEntry> = contracts.ev.iter().filter(|e| e.covers(k)).collect();
+    if covering.is_empty() {
+        return Ok(());
+    }
+    // The chargers' indices in the site table, in one pass over it.
+    let chargers: std::collections::HashSet<&SiteId> =
+        covering.iter().map(|e| &e.terms.site).collect();
+    let index_of: std::collections::HashMap<&SiteId, usize> = table
+        .sites
+        .iter()
+        .enumerate()
+        .filter(|(_, x)| chargers.contains(&x.id))
+        .map(|(i, x)| (&x.id, i))
+        .collect();
     // Per charger under contract, its bid, or none when nothing is left to buy (then any other
     // bid for it goes too: only the contract bids for the charger in its intervals).
-    let mut placed: Vec<(SiteId, Option<BidRecord>)> = Vec::new();
-    for e in contracts.ev.iter().filter(|e| e.covers(k)) {
+    let mut placed: Vec<(SiteId, Option<BidRecord>)> = Vec::with_capacity(covering.len());
+    for e in covering {
         let left = e.terms.deadline.0 - k.0 + 1;
         let curve = bid_curve(
             e.remaining_wh(),
@@ -431,14 +445,10 @@ pub(crate) fn place_bids(
             c.price_floor,
             c.price_cap,
         );
-        let (index, info) = table
-            .sites
-            .iter()
-            .enumerate()
-            .find(|(_, x)| x.id == e.terms.site)
-            .ok_or_else(|| {
-                ExecError::Bug(format!("EV contract of unknown site {}", e.terms.site))
-            })?;
+        let index = *index_of.get(&e.terms.site).ok_or_else(|| {
+            ExecError::Bug(format!("EV contract of unknown site {}", e.terms.site))
+        })?;
+        let info = &table.sites[index];
         placed.push((
             info.id.clone(),
             curve.map(|curve| BidRecord {

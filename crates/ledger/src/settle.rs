@@ -1080,15 +1080,6 @@ fn settle_inputs(w: &mut Working<'_>, f: &FeederId) -> Result<Option<SettleInput
     }))
 }
 
-/// The index of `site` in `table`.
-fn table_index(table: &SiteTable, site: &SiteId) -> Result<usize, ExecError> {
-    table
-        .sites
-        .iter()
-        .position(|s| &s.id == site)
-        .ok_or_else(|| ExecError::Bug(format!("{site} is not a site")))
-}
-
 /// ST-2: settles the next interval of `f`, if everything it needs was read.
 fn settle_interval(w: &mut Working<'_>, ctx: &BlockContext, f: &FeederId) -> Result<(), ExecError> {
     let Some(inp) = settle_inputs(w, f)? else {
@@ -1218,13 +1209,13 @@ fn settle_interval(w: &mut Working<'_>, ctx: &BlockContext, f: &FeederId) -> Res
     }
     // CT-4.2: an EV contract whose deadline this is settles: the owner pays the provider the
     // delivered energy at the option's price less what the market charged it for the charger.
-    for &at in ev.values() {
+    for (&site, &at) in &ev {
         let e = &contract_table.ev[at];
         if e.terms.deadline != k {
             continue;
         }
         let flow = e.close();
-        let owner = table.sites[table_index(&table, &e.terms.site)?].owner;
+        let owner = table.sites[site as usize].owner;
         *owed.entry(owner).or_default() += i128::from(flow.difference);
         *owed.entry(flow.provider).or_default() -= i128::from(flow.difference);
         totals.ev.push(flow);
