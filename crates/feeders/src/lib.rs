@@ -73,6 +73,32 @@ impl ImportError {
     }
 }
 
+/// One record of a SimBench file and its line, or why it cannot be read.
+pub(crate) type CsvLine = Result<(u64, csv::StringRecord), ImportError>;
+
+/// A `;`-separated SimBench file's header and its records, each with its line (SB-1.2); a
+/// record that cannot be read is an error naming the file and the line.
+pub(crate) fn csv_records<'t>(
+    file: &'t str,
+    text: &'t str,
+) -> Result<(csv::StringRecord, impl Iterator<Item = CsvLine> + 't), ImportError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(b';')
+        .from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .map_err(|e| ImportError::at(file, 1, None, format!("unreadable header: {e}")))?
+        .clone();
+    let records = reader.into_records().map(move |record| {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line());
+            ImportError::at(file, line, None, e.to_string())
+        })?;
+        Ok((record.position().map_or(0, |p| p.line()), record))
+    });
+    Ok((headers, records))
+}
+
 /// A node of the feeder's tree: a bus (switch-joined nodes merged, SB-2).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModelNode {

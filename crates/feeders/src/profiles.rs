@@ -68,13 +68,7 @@ fn columns(
     text: &str,
     wanted: &BTreeSet<String>,
 ) -> Result<BTreeMap<String, Vec<f64>>, ImportError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(b';')
-        .from_reader(text.as_bytes());
-    let headers = reader
-        .headers()
-        .map_err(|e| ImportError::at(file, 1, None, format!("unreadable header: {e}")))?
-        .clone();
+    let (headers, records) = crate::csv_records(file, text)?;
     let mut at = Vec::with_capacity(wanted.len());
     for name in wanted {
         let Some(i) = headers.iter().position(|h| h == name) else {
@@ -88,12 +82,8 @@ fn columns(
         at.push((name.clone(), i, Vec::with_capacity(PROFILE_ROWS)));
     }
     let mut rows = 0usize;
-    for record in reader.records() {
-        let record = record.map_err(|e| {
-            let line = e.position().map_or(0, |p| p.line());
-            ImportError::at(file, line, None, e.to_string())
-        })?;
-        let line = record.position().map_or(0, |p| p.line());
+    for record in records {
+        let (line, record) = record?;
         rows += 1;
         for (name, i, values) in &mut at {
             let raw = record.get(*i).unwrap_or("");

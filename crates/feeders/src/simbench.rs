@@ -97,21 +97,8 @@ impl Table {
                 rows: Vec::new(),
             });
         }
-        let mut reader = csv::ReaderBuilder::new()
-            .delimiter(b';')
-            .from_reader(text.as_bytes());
-        let headers = reader
-            .headers()
-            .map_err(|e| ImportError::at(file, 1, None, format!("unreadable header: {e}")))?
-            .clone();
-        let mut rows = Vec::new();
-        for record in reader.records() {
-            let record = record.map_err(|e| {
-                let line = e.position().map_or(0, |p| p.line());
-                ImportError::at(file, line, None, e.to_string())
-            })?;
-            rows.push((record.position().map_or(0, |p| p.line()), record));
-        }
+        let (headers, records) = crate::csv_records(file, text)?;
+        let rows = records.collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             file,
             headers,
