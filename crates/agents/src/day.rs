@@ -91,6 +91,33 @@ pub struct DayConfig {
     pub outdoor_mk: Vec<i64>,
 }
 
+impl DayConfig {
+    /// The upstream import and export prices of interval `k` (the last pair repeats).
+    pub fn upstream_at(&self, k: usize) -> (Price, Price) {
+        self.upstream_prices[k.min(self.upstream_prices.len() - 1)]
+    }
+
+    /// The outdoor temperature of interval `k` (the last repeats).
+    pub fn outdoor_at(&self, k: usize) -> i64 {
+        self.outdoor_mk[k.min(self.outdoor_mk.len() - 1)]
+    }
+
+    /// Why the configuration cannot be run, if it cannot: a day needs at least one upstream
+    /// price pair and one outdoor temperature, and intervals of a positive length.
+    pub fn check(&self) -> Result<(), String> {
+        if self.upstream_prices.is_empty() {
+            return Err("upstream_prices: give at least one (import, export) pair".into());
+        }
+        if self.outdoor_mk.is_empty() {
+            return Err("outdoor_mk: give at least one outdoor temperature".into());
+        }
+        if self.interval_ms == 0 {
+            return Err("interval_ms: give a positive interval".into());
+        }
+        Ok(())
+    }
+}
+
 /// One cleared interval of the day (AG-9.3).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IntervalRecord {
@@ -217,15 +244,15 @@ pub fn run(
     agents: &mut [SiteAgent],
     config: &DayConfig,
 ) -> Result<Vec<IntervalRecord>, String> {
+    config.check()?;
     let nodes = market_nodes(model);
     let node_of = node_of(model);
     let mut history: Vec<Vec<Price>> = vec![Vec::new(); nodes.len()];
     let mut records = Vec::with_capacity(config.intervals);
     for k in 0..config.intervals {
         let row = config.start_row + k;
-        let at = |v: &[(Price, Price)]| v[k.min(v.len() - 1)];
-        let (import_price, export_price) = at(&config.upstream_prices);
-        let outdoor_mk = config.outdoor_mk[k.min(config.outdoor_mk.len() - 1)];
+        let (import_price, export_price) = config.upstream_at(k);
+        let outdoor_mk = config.outdoor_at(k);
         let mut bids = vec![Bid::new(
             "upstream",
             nodes[0].id.clone(),

@@ -126,8 +126,10 @@ impl HeatPump {
         let dt = i128::from(interval_ms);
         // ⌊q Δ / D⌋ ≥ need ⇔ q ≥ ⌈need D / Δ⌉.
         let q = ceil_div(need * self.d(), dt);
-        ceil_div(q - self.loss_uw(outdoor_mk), i128::from(self.cop_ppm))
-            .clamp(i64::MIN.into(), i64::MAX.into()) as i64
+        saturate(ceil_div(
+            q - self.loss_uw(outdoor_mk),
+            i128::from(self.cop_ppm),
+        ))
     }
 
     /// AG-7.2: the most power that keeps the house at or below the top of the band by the end
@@ -137,9 +139,7 @@ impl HeatPump {
         let dt = i128::from(interval_ms);
         // ⌊q Δ / D⌋ ≤ room ⇔ q Δ ≤ (room + 1) D − 1.
         let q = ((room + 1) * self.d() - 1).div_euclid(dt);
-        (q - self.loss_uw(outdoor_mk))
-            .div_euclid(i128::from(self.cop_ppm))
-            .clamp(i64::MIN.into(), i64::MAX.into()) as i64
+        saturate((q - self.loss_uw(outdoor_mk)).div_euclid(i128::from(self.cop_ppm)))
     }
 
     /// AG-7.3: the bid: the power that keeps the band (at any price), and the rest of what
@@ -175,10 +175,13 @@ impl HeatPump {
             * i128::from(ctx.prices.spread.0)
             * i128::from(self.setpoint_mk - self.indoor_mk)
             / i128::from(self.band_mk);
-        ctx.clamp(
-            (i128::from(ctx.prices.mean.0) + offset).clamp(i64::MIN.into(), i64::MAX.into()) as i64,
-        )
+        ctx.clamp(saturate(i128::from(ctx.prices.mean.0) + offset))
     }
+}
+
+/// `v` within the range of an `i64`.
+fn saturate(v: i128) -> i64 {
+    v.clamp(i64::MIN.into(), i64::MAX.into()) as i64
 }
 
 /// `⌈a / b⌉` for `b > 0`.

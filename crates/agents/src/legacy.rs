@@ -22,12 +22,27 @@ pub fn run(
     agents: &mut [SiteAgent],
     config: &DayConfig,
 ) -> Result<Vec<IntervalRecord>, String> {
+    config.check()?;
     let node_of = node_of(model);
+    // Each node's parent's index (parents come before children, SB-3.1).
+    let parent_of: Vec<Option<usize>> = model
+        .nodes
+        .iter()
+        .map(|n| {
+            n.parent.as_ref().map(|p| {
+                model
+                    .nodes
+                    .iter()
+                    .position(|m| &m.id == p)
+                    .expect("a parent")
+            })
+        })
+        .collect();
     let dt = config.interval_ms;
     let mut records = Vec::with_capacity(config.intervals);
     for k in 0..config.intervals {
-        let outdoor = config.outdoor_mk[k.min(config.outdoor_mk.len() - 1)];
-        let (import_price, _) = config.upstream_prices[k.min(config.upstream_prices.len() - 1)];
+        let outdoor = config.outdoor_at(k);
+        let (import_price, _) = config.upstream_at(k);
         let pv_available = set_profiles(model, profiles, agents, config.start_row + k)?;
         let mut served = Vec::with_capacity(agents.len());
         let mut devices = Vec::with_capacity(agents.len());
@@ -63,13 +78,9 @@ pub fn run(
             below[node_of[agents[s].site]] += w.0;
         }
         for n in (1..model.nodes.len()).rev() {
-            let parent = model.nodes[n].parent.as_ref().expect("not the root");
-            let p = model
-                .nodes
-                .iter()
-                .position(|m| &m.id == parent)
-                .expect("a parent");
-            below[p] += below[n];
+            if let Some(p) = parent_of[n] {
+                below[p] += below[n];
+            }
         }
         let total: i64 = served.iter().map(|w| w.0).sum();
         let mut flows: Vec<Watts> = below.into_iter().map(Watts).collect();

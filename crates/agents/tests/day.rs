@@ -245,3 +245,18 @@ fn the_legacy_day_balances_holds_the_setpoint_and_without_der_matches_the_market
         kpis(&b, &baseline, &limits, 900_000)
     );
 }
+
+#[test]
+fn a_day_without_prices_or_temperatures_is_refused_not_a_panic() {
+    let model = import(&SimbenchDir::read(&grid()).unwrap()).unwrap();
+    let profiles = SimbenchDir::profiles(&grid(), &model).unwrap();
+    let mut agents = day::agents(&model, &[], &DerMix::NONE);
+    let mut c = config(0, 0);
+    c.outdoor_mk.clear();
+    let e = day::run(&model, &profiles, &mut agents, &c).unwrap_err();
+    assert!(e.starts_with("outdoor_mk"), "{e}");
+    let mut c = config(0, 0);
+    c.upstream_prices.clear();
+    let e = bcte_agents::legacy::run(&model, &profiles, &mut agents, &c).unwrap_err();
+    assert!(e.starts_with("upstream_prices"), "{e}");
+}
