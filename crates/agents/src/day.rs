@@ -6,6 +6,7 @@
 use crate::{BaseLoad, Battery, BidContext, Device, HeatPump, PriceStats, Pv, Site};
 use bcte_feeders::{DerMix, FeederModel, Profiles, SiteDer};
 use bcte_market::{Bid, Curve, Market, Node, Point, clear};
+use bcte_types::GridMode;
 use bcte_units::{Price, Watts};
 
 /// A site and its devices for the day: base load and generation from its profiles, and the
@@ -16,6 +17,24 @@ pub struct SiteAgent {
     pub site: usize,
     /// Its devices: base load, PV, then a battery and a heat pump if it has them.
     pub devices: Site,
+    /// Its priority class when load must be shed (MR-2.4; AG-9.4).
+    pub priority: u8,
+}
+
+/// AG-9.4: a site's priority class for shedding (0 shed first, 7 last): a home (every load an
+/// `H0` household profile) 4, a farm (`L` profiles) 2, any other site (businesses, generators
+/// alone) 0.
+pub fn priority_of(model: &FeederModel, site: usize) -> u8 {
+    let loads = &model.sites[site].loads;
+    if loads.is_empty() {
+        0
+    } else if loads.iter().all(|l| l.profile.starts_with("H0")) {
+        4
+    } else if loads.iter().all(|l| l.profile.starts_with('L')) {
+        2
+    } else {
+        0
+    }
 }
 
 /// AG-9.1: one agent per site of `model`, with the DER of `ders` sized by `mix`.
@@ -63,6 +82,7 @@ pub fn agents(model: &FeederModel, ders: &[SiteDer], mix: &DerMix) -> Vec<SiteAg
             SiteAgent {
                 site,
                 devices: Site { devices },
+                priority: priority_of(model, site),
             }
         })
         .collect()
@@ -89,6 +109,11 @@ pub struct DayConfig {
     pub cap: Price,
     /// The outdoor temperature of each interval (m°C; the last repeats).
     pub outdoor_mk: Vec<i64>,
+    /// The import limit at the root in alert mode (MC-4.2).
+    pub alert_import_limit: Watts,
+    /// Mode changes: from interval `k` on, the mode (sorted by interval; `normal` before the
+    /// first, MC-4.1).
+    pub modes: Vec<(usize, GridMode)>,
 }
 
 impl DayConfig {
@@ -102,6 +127,15 @@ impl DayConfig {
         self.outdoor_mk[k.min(self.outdoor_mk.len() - 1)]
     }
 
+    /// The grid mode of interval `k`.
+    pub fn mode_at(&self, k: usize) -> GridMode {
+        self.modes
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= k)
+            .map_or(GridMode::Normal, |(_, m)| *m)
+    }
+
     /// Why the configuration cannot be run, if it cannot: a day needs at least one upstream
     /// price pair and one outdoor temperature, and intervals of a positive length.
     pub fn check(&self) -> Result<(), String> {
@@ -110,6 +144,9 @@ impl DayConfig {
         }
         if self.outdoor_mk.is_empty() {
             return Err("outdoor_mk: give at least one outdoor temperature".into());
+        }
+        if self.modes.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err("modes: give each change once, in interval order".into());
         }
         if self.interval_ms == 0 {
             return Err("interval_ms: give a positive interval".into());
@@ -121,6 +158,8 @@ impl DayConfig {
 /// One cleared interval of the day (AG-9.3).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IntervalRecord {
+    /// The interval's grid mode.
+    pub mode: GridMode,
     /// The price at each node, in the model's node order.
     pub prices: Vec<Price>,
     /// The flow into each node from its parent (the root's: 0).
@@ -129,6 +168,9 @@ pub struct IntervalRecord {
     pub upstream: Watts,
     /// Each site's served power (W).
     pub served: Vec<Watts>,
+    /// What each site asked: its bid's allocation at its node's price; in the legacy run,
+    /// what its uncontrolled devices drew (W).
+    pub asked: Vec<Watts>,
     /// Each site's devices' powers (W), in its device order.
     pub devices: Vec<Vec<Watts>>,
     /// Load shed and generation spilled over the feeder (W).
@@ -139,6 +181,22 @@ pub struct IntervalRecord {
     pub pv_available: Vec<Watts>,
     /// Each site's indoor temperature at the end of the interval, if it has a heat pump (m°C).
     pub indoor_mk: Vec<Option<i64>>,
+    /// Each site's battery charge and capacity at the end of the interval, if it has one
+    /// (mWh).
+    pub battery_soc_mwh: Vec<Option<(i64, i64)>>,
+}
+
+/// Each site's battery charge and capacity, if it has a battery.
+pub(crate) fn batteries(agents: &[SiteAgent]) -> Vec<Option<(i64, i64)>> {
+    agents
+        .iter()
+        .map(|a| {
+            a.devices.devices.iter().find_map(|d| match d {
+                Device::Battery(b) => Some((b.soc_mwh(), b.capacity_mwh())),
+                _ => None,
+            })
+        })
+        .collect()
 }
 
 /// Each site's indoor temperature, if it has a heat pump.
@@ -235,85 +293,220 @@ fn upstream(import: (Price, Watts), export: (Price, Watts)) -> Curve {
     .expect("export price at most the import price, limits within range")
 }
 
-/// AG-9.3: runs `config`'s intervals: each site's agents bid from their profiles' row and the
-/// last 96 cleared prices at their node (the import price before any), the engine clears the
-/// feeder with the upstream grid, and every site follows what it is served.
+/// The agents' bids for one interval, and what they need to follow its result (AG-9.3).
+#[derive(Clone, Debug)]
+pub struct Bidding {
+    /// The interval.
+    pub k: usize,
+    /// Each site's bid (the exact sum of its devices' curves), in agent order.
+    pub bids: Vec<Curve>,
+    curves: Vec<Vec<Curve>>,
+    ctxs: Vec<BidContext>,
+    pv_available: Vec<Watts>,
+}
+
+/// What the clearing of one interval gave, wherever it was cleared: by the engine here
+/// ([`run`]) or on the chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cleared {
+    /// The price at each node, in the model's node order.
+    pub prices: Vec<Price>,
+    /// The flow into each node from its parent.
+    pub flows: Vec<Watts>,
+    /// What the upstream grid was served (positive: the feeder exported).
+    pub upstream: Watts,
+    /// Each site's served power, in agent order.
+    pub served: Vec<Watts>,
+    /// What each site's bid asked at its node's price: its allocation (W).
+    pub asked: Vec<Watts>,
+    /// Load shed and generation spilled over the feeder.
+    pub shed: Watts,
+    /// See `shed`.
+    pub spilled: Watts,
+}
+
+/// A day in progress: the agents bid interval after interval and follow each result, and
+/// every node's cleared prices are remembered for the next bids (AG-4). The steps of [`run`],
+/// open so that the chain can clear in between.
+#[derive(Clone, Debug)]
+pub struct Day<'a> {
+    model: &'a FeederModel,
+    profiles: &'a Profiles,
+    config: &'a DayConfig,
+    nodes: Vec<Node>,
+    node_of: Vec<usize>,
+    history: Vec<Vec<Price>>,
+}
+
+impl<'a> Day<'a> {
+    /// A day of `config` on `model` driven by `profiles`.
+    pub fn new(
+        model: &'a FeederModel,
+        profiles: &'a Profiles,
+        config: &'a DayConfig,
+    ) -> Result<Self, String> {
+        config.check()?;
+        let nodes = market_nodes(model);
+        Ok(Self {
+            model,
+            profiles,
+            config,
+            history: vec![Vec::new(); nodes.len()],
+            node_of: node_of(model),
+            nodes,
+        })
+    }
+
+    /// The engine's nodes of the feeder.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// Each site's node index.
+    pub fn node_of(&self) -> &[usize] {
+        &self.node_of
+    }
+
+    /// AG-9.3: every agent's bid for interval `k`, from its profiles' row and the last 96
+    /// cleared prices at its node (the interval's import price before any); batteries keep
+    /// their reserve when the interval is in alert (AG-3.4).
+    pub fn bid(&self, agents: &mut [SiteAgent], k: usize) -> Result<Bidding, String> {
+        let (import_price, _) = self.config.upstream_at(k);
+        let outdoor_mk = self.config.outdoor_at(k);
+        let alert = self.config.mode_at(k) == GridMode::Alert;
+        let pv_available =
+            set_profiles(self.model, self.profiles, agents, self.config.start_row + k)?;
+        let mut bids = Vec::with_capacity(agents.len());
+        let mut curves = Vec::with_capacity(agents.len());
+        let mut ctxs = Vec::with_capacity(agents.len());
+        for a in agents.iter() {
+            let h = &self.history[self.node_of[a.site]];
+            let ctx = BidContext {
+                interval_ms: self.config.interval_ms,
+                prices: PriceStats::of(
+                    &h[h.len().saturating_sub(crate::HISTORY_DEFAULT)..],
+                    import_price,
+                ),
+                floor: self.config.floor,
+                cap: self.config.cap,
+                alert,
+                outdoor_mk,
+            };
+            let (device_curves, sum) = a.devices.bid(&ctx);
+            bids.push(sum);
+            curves.push(device_curves);
+            ctxs.push(ctx);
+        }
+        Ok(Bidding {
+            k,
+            bids,
+            curves,
+            ctxs,
+            pv_available,
+        })
+    }
+
+    /// AG-9.3: every site splits what `cleared` served it among its devices (AG-6) and they
+    /// follow it; the node prices join the history. The interval's record.
+    pub fn follow(
+        &mut self,
+        agents: &mut [SiteAgent],
+        bidding: Bidding,
+        cleared: Cleared,
+    ) -> IntervalRecord {
+        let mut devices = Vec::with_capacity(agents.len());
+        for (j, a) in agents.iter_mut().enumerate() {
+            let price = cleared.prices[self.node_of[a.site]];
+            let d = a
+                .devices
+                .follow(&bidding.curves[j], price, cleared.served[j], &bidding.ctxs[j]);
+            devices.push(d.powers);
+        }
+        for (n, h) in self.history.iter_mut().enumerate() {
+            h.push(cleared.prices[n]);
+        }
+        IntervalRecord {
+            mode: self.config.mode_at(bidding.k),
+            prices: cleared.prices,
+            flows: cleared.flows,
+            upstream: cleared.upstream,
+            served: cleared.served,
+            asked: cleared.asked,
+            devices,
+            shed: cleared.shed,
+            spilled: cleared.spilled,
+            pv_available: bidding.pv_available,
+            indoor_mk: indoor(agents),
+            battery_soc_mwh: batteries(agents),
+        }
+    }
+
+    /// AG-9.3: clears `bidding` with the engine as the chain would (MC-4.2, MC-7.2): the
+    /// feeder's nodes with each edge's limit both ways, every site's bid with its priority, and
+    /// the upstream grid at the root (none when islanded; the alert import limit in alert).
+    pub fn clear(&self, agents: &[SiteAgent], bidding: &Bidding) -> Result<Cleared, String> {
+        let k = bidding.k;
+        let (import_price, export_price) = self.config.upstream_at(k);
+        let mode = self.config.mode_at(k);
+        let mut bids = Vec::with_capacity(agents.len() + 1);
+        let has_upstream = mode != GridMode::Islanded;
+        if has_upstream {
+            let import_limit = if mode == GridMode::Alert {
+                self.config.alert_import_limit
+            } else {
+                self.config.import_limit
+            };
+            bids.push(Bid::new(
+                "upstream",
+                self.nodes[0].id.clone(),
+                upstream(
+                    (import_price, import_limit),
+                    (export_price, self.config.export_limit),
+                ),
+            ));
+        }
+        for (a, curve) in agents.iter().zip(&bidding.bids) {
+            let mut bid = Bid::new(
+                self.model.sites[a.site].site.to_string(),
+                self.nodes[self.node_of[a.site]].id.clone(),
+                curve.clone(),
+            );
+            bid.priority = a.priority;
+            bids.push(bid);
+        }
+        let market = Market::new(self.config.floor, self.config.cap, self.nodes.clone(), bids)
+            .map_err(|e| e.to_string())?;
+        let c = clear(&market);
+        let served_of = |i: usize| Watts(c.allocations[i].0 - c.bid_shed[i].0 + c.bid_spilled[i].0);
+        let first = usize::from(has_upstream);
+        Ok(Cleared {
+            upstream: if has_upstream { served_of(0) } else { Watts(0) },
+            served: (0..agents.len()).map(|j| served_of(j + first)).collect(),
+            asked: (0..agents.len())
+                .map(|j| c.allocations[j + first])
+                .collect(),
+            prices: c.prices.clone(),
+            flows: c.flows.clone(),
+            shed: Watts(c.shed.iter().map(|w| w.0).sum()),
+            spilled: Watts(c.spilled.iter().map(|w| w.0).sum()),
+        })
+    }
+}
+
+/// AG-9.3: runs `config`'s intervals with the engine clearing each ([`Day::bid`],
+/// [`Day::clear`], [`Day::follow`]).
 pub fn run(
     model: &FeederModel,
     profiles: &Profiles,
     agents: &mut [SiteAgent],
     config: &DayConfig,
 ) -> Result<Vec<IntervalRecord>, String> {
-    config.check()?;
-    let nodes = market_nodes(model);
-    let node_of = node_of(model);
-    let mut history: Vec<Vec<Price>> = vec![Vec::new(); nodes.len()];
+    let mut day = Day::new(model, profiles, config)?;
     let mut records = Vec::with_capacity(config.intervals);
     for k in 0..config.intervals {
-        let row = config.start_row + k;
-        let (import_price, export_price) = config.upstream_at(k);
-        let outdoor_mk = config.outdoor_at(k);
-        let mut bids = vec![Bid::new(
-            "upstream",
-            nodes[0].id.clone(),
-            upstream(
-                (import_price, config.import_limit),
-                (export_price, config.export_limit),
-            ),
-        )];
-        let mut curves = Vec::with_capacity(agents.len());
-        let mut ctxs = Vec::with_capacity(agents.len());
-        let pv_available = set_profiles(model, profiles, agents, row)?;
-        for a in agents.iter_mut() {
-            let n = node_of[a.site];
-            let h = &history[n];
-            let ctx = BidContext {
-                interval_ms: config.interval_ms,
-                prices: PriceStats::of(
-                    &h[h.len().saturating_sub(crate::HISTORY_DEFAULT)..],
-                    import_price,
-                ),
-                floor: config.floor,
-                cap: config.cap,
-                alert: false,
-                outdoor_mk,
-            };
-            let (device_curves, sum) = a.devices.bid(&ctx);
-            bids.push(Bid::new(
-                model.sites[a.site].site.to_string(),
-                nodes[n].id.clone(),
-                sum,
-            ));
-            curves.push(device_curves);
-            ctxs.push(ctx);
-        }
-        let market = Market::new(config.floor, config.cap, nodes.clone(), bids)
-            .map_err(|e| e.to_string())?;
-        let c = clear(&market);
-        let served_of = |i: usize| Watts(c.allocations[i].0 - c.bid_shed[i].0 + c.bid_spilled[i].0);
-        let mut served = Vec::with_capacity(agents.len());
-        let mut devices = Vec::with_capacity(agents.len());
-        for (j, a) in agents.iter_mut().enumerate() {
-            let s = served_of(j + 1);
-            let price = c.prices[node_of[a.site]];
-            let d = a.devices.follow(&curves[j], price, s, &ctxs[j]);
-            served.push(s);
-            devices.push(d.powers);
-        }
-        for (n, h) in history.iter_mut().enumerate() {
-            h.push(c.prices[n]);
-        }
-        records.push(IntervalRecord {
-            prices: c.prices.clone(),
-            flows: c.flows.clone(),
-            upstream: served_of(0),
-            served,
-            devices,
-            shed: Watts(c.shed.iter().map(|w| w.0).sum()),
-            spilled: Watts(c.spilled.iter().map(|w| w.0).sum()),
-            pv_available,
-            indoor_mk: indoor(agents),
-        });
+        let bidding = day.bid(agents, k)?;
+        let cleared = day.clear(agents, &bidding)?;
+        records.push(day.follow(agents, bidding, cleared));
     }
     Ok(records)
 }

@@ -4,9 +4,10 @@
 
 use crate::{
     Device,
-    day::{DayConfig, IntervalRecord, SiteAgent, indoor, node_of, set_profiles},
+    day::{DayConfig, IntervalRecord, SiteAgent, batteries, indoor, node_of, set_profiles},
 };
 use bcte_feeders::{FeederModel, Profiles};
+use bcte_types::GridMode;
 use bcte_units::{Price, Watts};
 
 /// AG-10: runs `config`'s intervals without a market. Each site: its base load; its PV at its
@@ -46,7 +47,33 @@ pub fn run(
         let pv_available = set_profiles(model, profiles, agents, config.start_row + k)?;
         let mut served = Vec::with_capacity(agents.len());
         let mut devices = Vec::with_capacity(agents.len());
+        // AG-10.3: a shutoff (islanded) leaves every site without supply: no market and no
+        // islanding controller, PV inverters trip (anti-islanding), batteries and heat pumps
+        // stop; what the loads asked for is shed.
+        let off = config.mode_at(k) == GridMode::Islanded;
+        let mut shed = 0i64;
+        let mut asked = Vec::with_capacity(agents.len());
         for a in agents.iter_mut() {
+            if off {
+                let before = shed;
+                let mut powers = vec![0i64; a.devices.devices.len()];
+                for (i, d) in a.devices.devices.iter_mut().enumerate() {
+                    match d {
+                        Device::Base(b) => shed += b.power.0.max(0),
+                        Device::HeatPump(h) => {
+                            shed += h
+                                .power_to_reach(h.setpoint_mk(), outdoor, dt)
+                                .clamp(0, h.max_power().0);
+                            powers[i] = h.follow(Watts(0), outdoor, dt).0;
+                        }
+                        Device::Pv(_) | Device::Battery(_) => {}
+                    }
+                }
+                served.push(Watts(0));
+                asked.push(Watts(shed - before));
+                devices.push(powers.into_iter().map(Watts).collect());
+                continue;
+            }
             // AG-10.1: the uncontrolled devices first, then the thermostat, then the battery
             // on what is left.
             let mut powers: Vec<i64> = vec![0; a.devices.devices.len()];
@@ -70,6 +97,7 @@ pub fn run(
                 }
             }
             served.push(Watts(powers.iter().sum()));
+            asked.push(Watts(powers.iter().sum()));
             devices.push(powers.into_iter().map(Watts).collect());
         }
         // The flow into each node: everything below it (parents come before children, SB-3.1).
@@ -86,15 +114,18 @@ pub fn run(
         let mut flows: Vec<Watts> = below.into_iter().map(Watts).collect();
         flows[0] = Watts(0);
         records.push(IntervalRecord {
+            mode: config.mode_at(k),
             prices: vec![Price(import_price.0); model.nodes.len()],
             flows,
             upstream: Watts(-total),
             served,
+            asked,
             devices,
-            shed: Watts(0),
+            shed: Watts(shed),
             spilled: Watts(0),
             pv_available,
             indoor_mk: indoor(agents),
+            battery_soc_mwh: batteries(agents),
         });
     }
     Ok(records)

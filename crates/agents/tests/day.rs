@@ -28,6 +28,8 @@ fn config(day_of_year: usize, outdoor_c: i64) -> DayConfig {
         floor: Price(-500 * M),
         cap: Price(3_000 * M),
         outdoor_mk: vec![outdoor_c * 1_000],
+        alert_import_limit: Watts(500_000),
+        modes: vec![],
     }
 }
 
@@ -166,17 +168,21 @@ fn the_kpis_of_a_day_by_hand() {
                 ),
             ],
         },
+        priority: 0,
     };
     let record = |devices: [i64; 3], available: i64, limit_flow: i64| IntervalRecord {
+        mode: bcte_types::GridMode::Normal,
         prices: vec![Price(0); 2],
         flows: vec![Watts(0), Watts(limit_flow)],
         upstream: Watts(-devices.iter().sum::<i64>()),
         served: vec![Watts(devices.iter().sum())],
+        asked: vec![Watts(devices.iter().sum())],
         devices: vec![devices.map(Watts).to_vec()],
         shed: Watts(0),
         spilled: Watts(0),
         pv_available: vec![Watts(available)],
         indoor_mk: vec![None],
+        battery_soc_mwh: vec![None],
     };
     // Hour 1: 1 kW of load, 3 kW of PV, 1 kW into the battery, 1 kW exported.
     // Hour 2: 2 kW of load, 1 kW from the battery, 1 kW imported.
