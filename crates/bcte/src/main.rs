@@ -16,6 +16,7 @@ mod chain_cmds;
 mod clear;
 mod client;
 mod contract_cmds;
+mod demo_cmds;
 mod export_cmds;
 mod feeder_cmds;
 mod flex_cmds;
@@ -36,6 +37,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// A simulated day on a real feeder: the legacy tariff against the transactive market on
+    /// validators in-process, with a JSON and an HTML report (docs/demo.md).
+    Demo(demo_cmds::DemoArgs),
     /// Run a node.
     Node(chain_cmds::NodeArgs),
     /// Make and inspect key files.
@@ -99,6 +103,7 @@ fn main() -> ExitCode {
     install_panic_hook();
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo(args) => demo_cmds::run(args, cli.json),
         Command::Node(args) => chain_cmds::run_node(args),
         Command::Keys(cmd) => chain_cmds::run_keys(cmd, cli.json),
         Command::Tx(cmd) => chain_cmds::run_tx(cmd, cli.json),

@@ -1,0 +1,167 @@
+//! `bcte demo` (docs/demo.md): a simulated day on a SimBench feeder, first under the legacy
+//! tariff, then under the transactive market on validators in-process (or without the chain),
+//! with the KPIs side by side, a JSON report and an HTML report with plots.
+//!
+//! Exit codes: 0 the day ran and the reports are written; 2 invalid flags, scenario file, grid
+//! or DER mix (one line saying what and where; nothing is written); 1 the run itself failed.
+
+use crate::chain_cmds::{InputError, emit};
+use bcte_demo::scenario::{Kind, Scenario};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+use std::{
+    io::IsTerminal as _,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+/// `bcte demo`. Every flag overrides the scenario file's field of the same name.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// A scenario file (TOML) setting any of the fields below (docs/demo.md, DM-1.1).
+    #[arg(long, value_name = "SCENARIO.toml")]
+    config: Option<PathBuf>,
+    /// A SimBench grid folder; default: the shipped 1-LV-rural1--0-sw.
+    #[arg(long, value_name = "DIR")]
+    feeder: Option<PathBuf>,
+    /// `normal`, or `psps`: a public-safety power shutoff (alert, then islanded).
+    #[arg(long)]
+    scenario: Option<Kind>,
+    /// The day of the profile year, 2016-MM-DD (default 2016-06-21).
+    #[arg(long)]
+    date: Option<String>,
+    /// The DER mix: `default`, `none` (exactly SimBench's loads and PV) or a TOML file.
+    #[arg(long)]
+    der: Option<String>,
+    /// The seed of the DER mix and the network (default 1).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Validators in-process (default 4).
+    #[arg(long)]
+    validators: Option<u64>,
+    /// Intervals of 15 minutes from midnight (default 96, the whole day).
+    #[arg(long)]
+    intervals: Option<usize>,
+    /// Run the same agents, clearing and settlement rules without the ledger.
+    #[arg(long)]
+    no_chain: bool,
+    /// Where to write the JSON report.
+    #[arg(
+        long,
+        value_name = "FILE.json",
+        default_value = "bcte-demo/report.json"
+    )]
+    report: PathBuf,
+    /// Where to write the HTML report.
+    #[arg(
+        long,
+        value_name = "FILE.html",
+        default_value = "bcte-demo/report.html"
+    )]
+    html: PathBuf,
+}
+
+impl DemoArgs {
+    /// The scenario: the file's, then the flags over it.
+    fn scenario(&self) -> Result<Scenario, String> {
+        let mut s = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+                let mut s: Scenario = toml::from_str(&text)
+                    .map_err(|e| format!("{}: {}", path.display(), e.to_string().trim()))?;
+                // A relative grid folder or DER-mix file in the file is relative to the file.
+                let dir = path.parent().unwrap_or(std::path::Path::new(""));
+                if let Some(f) = s.feeder.as_mut().filter(|f| f.is_relative()) {
+                    *f = dir.join(&*f);
+                }
+                if !matches!(s.der.as_str(), "default" | "none") && Path::new(&s.der).is_relative()
+                {
+                    s.der = dir.join(&s.der).display().to_string();
+                }
+                s
+            }
+            None => Scenario::default(),
+        };
+        if let Some(f) = &self.feeder {
+            s.feeder = Some(f.clone());
+        }
+        if let Some(k) = self.scenario {
+            s.scenario = k;
+        }
+        if let Some(d) = &self.date {
+            s.date = d.clone();
+        }
+        if let Some(d) = &self.der {
+            s.der = d.clone();
+        }
+        if let Some(v) = self.seed {
+            s.seed = v;
+        }
+        if let Some(v) = self.validators {
+            s.validators = v;
+        }
+        if let Some(v) = self.intervals {
+            s.intervals = v;
+        }
+        if self.no_chain {
+            s.no_chain = true;
+        }
+        s.check()?;
+        Ok(s)
+    }
+}
+
+fn demo(a: &DemoArgs, json_out: bool) -> anyhow::Result<()> {
+    let scenario = a.scenario().map_err(InputError)?;
+    let bar = ProgressBar::new(scenario.intervals as u64);
+    if json_out || !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} intervals {elapsed}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(if scenario.no_chain {
+        "market (no chain)".to_string()
+    } else {
+        format!("market on {} validators", scenario.validators)
+    });
+    let started = std::time::Instant::now();
+    let outcome =
+        bcte_demo::run(&scenario, &mut |done, _| bar.set_position(done as u64)).map_err(|e| {
+            bar.abandon();
+            // The grid, the DER mix and the day are checked before anything runs: their
+            // errors are the user's input.
+            anyhow::Error::from(InputError(e))
+        })?;
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let mut report = serde_json::to_string_pretty(&outcome.report)?;
+    report.push('\n');
+    bcte_demo::write_atomic(&a.report, report.as_bytes()).map_err(InputError)?;
+    let html = bcte_demo::html::render(&outcome);
+    bcte_demo::write_atomic(&a.html, html.as_bytes()).map_err(InputError)?;
+    let value = json!({
+        "report": a.report.display().to_string(),
+        "html": a.html.display().to_string(),
+        "seconds": seconds,
+        "summary": outcome.report,
+    });
+    emit(json_out, &value, || {
+        format!(
+            "{}\nran in {seconds:.1} s; reports written to {} and {}",
+            bcte_demo::summary(&outcome.report).trim_end(),
+            a.report.display(),
+            a.html.display()
+        )
+    });
+    Ok(())
+}
+
+/// Runs `bcte demo`.
+pub fn run(a: DemoArgs, json: bool) -> ExitCode {
+    demo(&a, json).map_or_else(|e| crate::chain_cmds::fail(&e), |()| ExitCode::SUCCESS)
+}

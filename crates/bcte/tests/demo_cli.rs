@@ -1,0 +1,134 @@
+//! `bcte demo` as a user runs it: the reports it writes (docs/demo.md, DM-5), a scenario
+//! file under the flags, and bad input refused with exit code 2, one line and nothing written.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BCTE: &str = env!("CARGO_BIN_EXE_bcte");
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BCTE)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("bcte runs")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bcte-demo-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+#[test]
+fn a_day_without_the_chain_writes_both_reports_where_it_says() {
+    let dir = scratch("ok");
+    let out = run(&dir, &["demo", "--no-chain", "--intervals", "8"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("legacy") && stdout.contains("transactive"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("bcte-demo/report.json"), "{stdout}");
+    let report: Value = serde_json::from_slice(
+        &std::fs::read(dir.join("bcte-demo/report.json")).expect("report.json"),
+    )
+    .expect("JSON");
+    for key in [
+        "legacy",
+        "transactive",
+        "intervals",
+        "sites",
+        "nodes",
+        "feeder",
+    ] {
+        assert!(report.get(key).is_some(), "report has no `{key}`");
+    }
+    assert!(report["chain"].is_null(), "no chain without the chain");
+    let intervals = report["intervals"].as_array().expect("intervals");
+    assert_eq!(intervals.len(), 8);
+    assert_eq!(intervals[4]["time"], "01:00");
+    let nodes = report["nodes"].as_array().expect("nodes").len();
+    assert_eq!(
+        intervals[0]["prices"].as_array().expect("prices").len(),
+        nodes
+    );
+    assert!(report["legacy"]["import_wh"].as_i64().expect("import") > 0);
+    let html = std::fs::read_to_string(dir.join("bcte-demo/report.html")).expect("report.html");
+    assert!(html.starts_with("<!doctype html>"));
+    assert!(
+        html.matches("<svg").count() >= 4,
+        "the plots are in the page"
+    );
+    assert!(
+        !html.contains("<script"),
+        "the page runs no script and needs no network"
+    );
+}
+
+#[test]
+fn a_scenario_file_sets_what_the_flags_set_and_the_flags_win() {
+    let dir = scratch("config");
+    std::fs::write(
+        dir.join("day.toml"),
+        "scenario = \"psps\"\ndate = \"2016-01-15\"\nintervals = 4\nno_chain = true\nseed = 7\n",
+    )
+    .expect("write");
+    let out = run(
+        &dir,
+        &[
+            "--json", "demo", "--config", "day.toml", "--seed", "9", "--report", "r.json",
+            "--html", "r.html",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["summary"]["scenario"], "psps");
+    assert_eq!(v["summary"]["date"], "2016-01-15");
+    assert_eq!(v["summary"]["seed"], 9);
+    assert_eq!(
+        v["summary"]["intervals"]
+            .as_array()
+            .expect("intervals")
+            .len(),
+        4
+    );
+    assert!(dir.join("r.json").is_file() && dir.join("r.html").is_file());
+}
+
+#[test]
+fn bad_input_is_one_line_exit_2_and_writes_nothing() {
+    let dir = scratch("bad");
+    std::fs::write(dir.join("shares.toml"), "battery_share = 1.5\n").expect("write");
+    std::fs::write(dir.join("typo.toml"), "validatorz = 4\n").expect("write");
+    std::fs::create_dir_all(dir.join("empty")).expect("dir");
+    let cases: &[(&[&str], &str)] = &[
+        (&["demo", "--date", "2016-13-01"], "date"),
+        (&["demo", "--date", "2019-06-21"], "2016"),
+        (&["demo", "--validators", "0"], "validators"),
+        (&["demo", "--der", "shares.toml"], "shares.toml"),
+        (&["demo", "--feeder", "empty"], "empty"),
+        (&["demo", "--feeder", "missing"], "missing"),
+        (&["demo", "--config", "typo.toml"], "validatorz"),
+        (&["demo", "--scenario", "storm"], "storm"),
+    ];
+    for (args, what) in cases {
+        let out = run(&dir, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(what), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!dir.join("bcte-demo").exists(), "{args:?} wrote a report");
+    }
+}

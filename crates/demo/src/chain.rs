@@ -1,0 +1,577 @@
+//! The day on the chain (DM-2): every validator of a network on commonware's deterministic
+//! runtime, running the same engine as a real node (every transaction signed and verified,
+//! blocks finalized by simplex), the agents bidding through their aggregators, the head-end
+//! posting the meters' signed readings, and the chain clearing and settling every interval.
+//! A run is a function of its seed: the same seed gives the same blocks and state root.
+
+use bcte_agents::day::{Bidding, Cleared, Day, DayConfig, IntervalRecord, SiteAgent};
+use bcte_feeders::{FeederModel, Profiles};
+use bcte_ledger::{
+    Head, StateKey, book_bucket, decode_value,
+    market::components_of,
+    market_state::{IntervalResult, ResultBucket, Schedule},
+    settle_state::{IntervalSettlement, SettledBucket},
+    tree,
+};
+use bcte_market::Curve;
+use bcte_sim::{self as sim, SimNet, SimValidator};
+use bcte_types::{
+    AccountId, CurveSpec, FeederId, Genesis, Height, Interval, MarketConfig, NodeSpec, Payload,
+    Price, SiteId, SiteSpec, Tx, WattHours, Watts,
+    batch::{RawBatch, SignedReading},
+    market::{
+        BIDS_PER_TX_MAX, BidEntry, Bids, FeederRegister, GridModeSet, SiteDelegate, SitesRegister,
+        UpstreamPrice, UpstreamPrices,
+    },
+    meter::{HeadEndSet, MeterRegister},
+};
+use commonware_codec::Read;
+use commonware_cryptography::{Signer as _, ed25519::PrivateKey};
+use commonware_runtime::{Clock as _, Runner as _, deterministic};
+use std::{collections::BTreeMap, time::Duration};
+
+/// DM-2.1: the genesis market clock speed of the in-process run: a 15-minute interval spans
+/// 5 s of block time, about 35 blocks on the simulated LAN (measured: 3,395 blocks for the
+/// 96 intervals of the shipped feeder's day), each carrying whatever bids, readings and
+/// settlements are due.
+pub const CLOCK_SPEED: u32 = 180;
+
+/// The DSO: the genesis authority, registrar of the feeder, its sites and meters.
+const DSO: u64 = 0;
+/// The head-end system that posts every meter's readings in one batch per interval.
+const HEAD_END: u64 = 1;
+/// The first aggregator; aggregator `a` batches the bids of sites `a × 4,096 …`.
+const AGGREGATOR0: u64 = 2;
+
+/// How the in-process network is run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChainOptions {
+    /// Validators (1 to 16).
+    pub validators: u64,
+    /// The runtime's seed: message order, latencies and every random draw of the network.
+    pub seed: u64,
+    /// The genesis market clock speed (MC-1.1).
+    pub clock_speed: u32,
+}
+
+/// What one site did on the chain over the day, from its settlements (ST-2).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SiteChain {
+    /// Its metered energy per interval (Wh; positive: consumed).
+    pub metered_wh: Vec<i64>,
+    /// What its bid asked at its node's price per interval (its allocation, Wh), DM-4.2.
+    pub asked_wh: Vec<i64>,
+    /// The sum of its energy charges (base units; positive: its owner paid).
+    pub energy_charge: i64,
+    /// The sum of its imbalance charges.
+    pub imbalance_charge: i64,
+    /// Intervals settled on its schedule for want of a reading.
+    pub estimated: u32,
+}
+
+/// The chain's part of a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainOutcome {
+    /// The records of the intervals, as the agents followed the chain's results.
+    pub records: Vec<IntervalRecord>,
+    /// Per site, in the model's order.
+    pub sites: Vec<SiteChain>,
+    /// The last height, when every interval was settled.
+    pub height: u64,
+    /// Its state root (hex).
+    pub state_root: String,
+    /// Blocks from the feeder's first interval's start to its last's settlement.
+    pub blocks_in_day: u64,
+    /// Transactions the driver submitted (setup, bids, readings).
+    pub transactions: u64,
+    /// What the upstream account paid the market account over the day (ST-2.6; negative:
+    /// was paid).
+    pub upstream_charge: i64,
+    /// The congestion rent collected over the day (ST-2.7).
+    pub congestion_rent: i64,
+    /// The sum of every account's balance before and after (tokens only move).
+    pub balances_before: u128,
+    /// See `balances_before`.
+    pub balances_after: u128,
+}
+
+/// The account index of site `i`'s owner (every site has its own).
+fn owner(aggregators: u64, i: usize) -> u64 {
+    AGGREGATOR0 + aggregators + i as u64
+}
+
+fn account(i: u64) -> AccountId {
+    AccountId::from_public_key(&sim::account_key(i).public_key())
+}
+
+/// Site `i`'s meter key (deterministic, like every key of a simulation).
+fn meter_key(i: usize) -> PrivateKey {
+    PrivateKey::from_seed(3_000_000 + i as u64)
+}
+
+/// A curve as the chain takes it: the engine's components, or one point for a flat curve
+/// (MC-5.3 wants at least one).
+fn spec_of(curve: &Curve) -> CurveSpec {
+    if curve.steps().is_empty() && curve.ramps().is_empty() {
+        CurveSpec::Points(vec![(Price(0), curve.range_at(Price(0)).max)])
+    } else {
+        components_of(curve)
+    }
+}
+
+/// The feeder's id on the chain: the model's, or `demo` when that is not a valid id.
+pub fn feeder_id(model: &FeederModel) -> FeederId {
+    FeederId::new(model.id.clone()).unwrap_or_else(|_| FeederId::new("demo").expect("valid"))
+}
+
+/// Rounds `w_ms` (W·ms) to Wh, half away from zero.
+pub fn wh_of(w: i64, interval_ms: u64) -> i64 {
+    let x = i128::from(w) * i128::from(interval_ms);
+    let q = x / 3_600_000;
+    let r = x % 3_600_000;
+    (if 2 * r.abs() >= 3_600_000 {
+        q + x.signum()
+    } else {
+        q
+    }) as i64
+}
+
+/// The network: validators, the driver's view of the chain through validator 0, nonces.
+struct Net<'a> {
+    context: &'a sim::Ctx,
+    genesis: Genesis,
+    vs: Vec<SimValidator>,
+    nonces: Vec<u64>,
+    submitted: u64,
+}
+
+impl Net<'_> {
+    /// Signs `payload` from account `from` with its next nonce and submits it to the
+    /// account's validator, which gossips it. An account always submits to the same one (the
+    /// accounts spread over the validators): a pool admits an account's nonces only in order,
+    /// and gossip could deliver them to another out of order.
+    fn submit(&mut self, from: u64, payload: Payload) -> Result<(), String> {
+        let nonce = self.nonces[from as usize];
+        let tx: Tx = sim::sign(&self.genesis, from, nonce, payload);
+        let v = &self.vs[from as usize % self.vs.len()];
+        v.shared().admit(tx.clone()).map_err(|e| {
+            format!(
+                "validator {} refused a transaction of account {from}: {e}",
+                v.name
+            )
+        })?;
+        if let Some(g) = &v.gossip {
+            g.send(tx);
+        }
+        self.nonces[from as usize] += 1;
+        self.submitted += 1;
+        Ok(())
+    }
+
+    fn tip(&self) -> u64 {
+        self.vs[0].height().get()
+    }
+
+    fn read<T: Read<Cfg = ()>>(&self, key: &StateKey) -> Option<T> {
+        let chain = self.vs[0].chain();
+        tree::read_value(&chain, Height(self.tip()), key)
+            .ok()
+            .flatten()
+            .and_then(|b| decode_value(&b))
+    }
+
+    /// Waits until every account in `from` has had its submitted transactions executed.
+    async fn settle_nonces(&self, from: &[u64]) -> Result<(), String> {
+        for _ in 0..600 {
+            let done = from.iter().all(|&a| {
+                self.read::<bcte_ledger::AccountState>(&StateKey::Account(account(a)))
+                    .is_some_and(|s| s.nonce >= self.nonces[a as usize])
+            });
+            if done {
+                return Ok(());
+            }
+            self.context.sleep(Duration::from_millis(100)).await;
+        }
+        Err("the chain did not execute the set-up transactions within 60 s of block time".into())
+    }
+
+    fn market_time(&self, speed: u32) -> u64 {
+        self.read::<Head>(&StateKey::Head)
+            .map_or(0, |h| h.timestamp_ms * u64::from(speed))
+    }
+}
+
+/// DM-2: runs `config`'s intervals on an in-process network of `opts.validators`. The agents
+/// bid for interval `k` once `k − 1` is cleared and followed, through aggregators that batch
+/// up to 4,096 sites' bids per transaction; after `k` ends (market time), every site's meter
+/// signs its energy (the sum of its devices' powers over the interval) and the head-end posts
+/// them in one batch; the chain settles each interval when its readings are in. `progress` is
+/// called with each interval followed.
+pub fn run(
+    model: &FeederModel,
+    profiles: &Profiles,
+    agents: &mut [SiteAgent],
+    config: &DayConfig,
+    opts: ChainOptions,
+    progress: &mut dyn FnMut(usize),
+) -> Result<ChainOutcome, String> {
+    config.check()?;
+    if agents.iter().enumerate().any(|(j, a)| a.site != j) || agents.len() != model.sites.len() {
+        return Err("agents: give one per site of the model, in its order".into());
+    }
+    if !(1..=16).contains(&opts.validators) {
+        return Err(format!(
+            "validators: {} is not within 1 to 16",
+            opts.validators
+        ));
+    }
+    let n_sites = model.sites.len();
+    let aggregators = n_sites.div_ceil(BIDS_PER_TX_MAX).max(1) as u64;
+    let accounts = owner(aggregators, n_sites);
+    let mut genesis = sim::genesis(opts.validators, accounts);
+    genesis.market_clock_speed = opts.clock_speed;
+    let speed = u64::from(opts.clock_speed);
+    let dt = config.interval_ms;
+    // A day of block time, and then some.
+    let sim_ms = (config.intervals as u64 + 20) * dt / speed + 600_000;
+    let runtime = deterministic::Config::default()
+        .with_seed(opts.seed)
+        .with_timeout(Some(Duration::from_millis(sim_ms)));
+    deterministic::Runner::new(runtime).start(|context| async move {
+        let net_sim = SimNet::new(&context, genesis.clone(), sim::lan()).await;
+        let mut vs: Vec<SimValidator> = (0..opts.validators).map(SimValidator::new).collect();
+        for v in vs.iter_mut() {
+            net_sim.start(&context, v).await;
+        }
+        let mut net = Net {
+            context: &context,
+            genesis: genesis.clone(),
+            vs,
+            nonces: vec![0; accounts as usize],
+            submitted: 0,
+        };
+        let feeder = feeder_id(model);
+        let site_ids: Vec<SiteId> = model.sites.iter().map(|s| s.site.clone()).collect();
+        let balances_before = balances(&net, accounts);
+
+        // DM-2.2: the set-up, in two steps: the DSO's registrations, then the owners'
+        // delegations to their aggregators.
+        let lead = dt / 3;
+        let now = u64::try_from(
+            context
+                .current()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis(),
+        )
+        .unwrap_or(0);
+        // Interval 0's gate about 20 s of block time from now: the set-up is in by then.
+        let epoch = (now + 20_000) * speed + lead;
+        let (import_price, export_price) = config.upstream_at(0);
+        let market = MarketConfig {
+            interval_ms: dt,
+            gate_lead_ms: lead,
+            price_floor: config.floor,
+            price_cap: config.cap,
+            import_price,
+            export_price,
+            import_limit: config.import_limit,
+            export_limit: config.export_limit,
+            alert_import_limit: config.alert_import_limit,
+            retention_intervals: (config.intervals as u32 + 96).max(672),
+            // An interval settles at its end once its readings are in (ST-2.1); a silent
+            // meter is settled on schedule one interval later.
+            settlement_delay_ms: dt,
+            ..MarketConfig::DEFAULT
+        };
+        let nodes: Vec<NodeSpec> = model
+            .nodes
+            .iter()
+            .map(|n| NodeSpec {
+                id: n.id.clone(),
+                parent: n.parent.clone(),
+                import_limit: n.limit,
+                export_limit: n.limit,
+            })
+            .collect();
+        net.submit(
+            DSO,
+            Payload::FeederRegister(FeederRegister {
+                feeder: feeder.clone(),
+                epoch_ms: Some(epoch),
+                config: market,
+                nodes,
+                market_account: None,
+                upstream_account: None,
+            }),
+        )?;
+        let specs: Vec<SiteSpec> = agents
+            .iter()
+            .map(|a| SiteSpec {
+                site: site_ids[a.site].clone(),
+                node: model.sites[a.site].node.clone(),
+                owner: account(owner(aggregators, a.site)),
+                priority: a.priority,
+                import_limit: None,
+                export_limit: None,
+            })
+            .collect();
+        for chunk in specs.chunks(4_096) {
+            net.submit(
+                DSO,
+                Payload::SitesRegister(SitesRegister {
+                    feeder: feeder.clone(),
+                    sites: chunk.to_vec(),
+                }),
+            )?;
+        }
+        net.submit(
+            DSO,
+            Payload::HeadEnd(HeadEndSet {
+                feeder: feeder.clone(),
+                account: account(HEAD_END),
+                allowed: true,
+            }),
+        )?;
+        for (i, id) in site_ids.iter().enumerate() {
+            net.submit(
+                DSO,
+                Payload::MeterRegister(MeterRegister {
+                    feeder: feeder.clone(),
+                    site: id.clone(),
+                    meter: AccountId::from_public_key(&meter_key(i).public_key()),
+                }),
+            )?;
+        }
+        // MC-6: the day-ahead upstream prices, up to 1,024 intervals per transaction.
+        let prices: Vec<UpstreamPrice> = (0..config.intervals)
+            .map(|k| {
+                let (i, e) = config.upstream_at(k);
+                UpstreamPrice {
+                    import_price: i,
+                    export_price: e,
+                }
+            })
+            .collect();
+        for (c, chunk) in prices.chunks(1_024).enumerate() {
+            net.submit(
+                DSO,
+                Payload::UpstreamPrices(UpstreamPrices {
+                    feeder: feeder.clone(),
+                    from: Interval((c * 1_024) as u64),
+                    prices: chunk.to_vec(),
+                }),
+            )?;
+        }
+        // MC-4.1: the scenario's grid modes.
+        for &(from, mode) in &config.modes {
+            net.submit(
+                DSO,
+                Payload::GridMode(GridModeSet {
+                    feeder: feeder.clone(),
+                    from: Interval(from as u64),
+                    mode,
+                }),
+            )?;
+        }
+        net.settle_nonces(&[DSO]).await?;
+        for a in agents.iter() {
+            let aggregator = AGGREGATOR0 + (a.site / BIDS_PER_TX_MAX) as u64;
+            net.submit(
+                owner(aggregators, a.site),
+                Payload::SiteDelegate(SiteDelegate {
+                    feeder: feeder.clone(),
+                    site: site_ids[a.site].clone(),
+                    aggregator: account(aggregator),
+                }),
+            )?;
+        }
+        let owners: Vec<u64> = (0..n_sites).map(|i| owner(aggregators, i)).collect();
+        net.settle_nonces(&owners).await?;
+        if net.market_time(opts.clock_speed) + 2 * speed * 1_000 >= epoch - lead {
+            return Err("the set-up took past interval 0's gate".to_string());
+        }
+
+        // DM-2.3: the day.
+        let mut day = Day::new(model, profiles, config)?;
+        let buckets: Vec<u16> = site_ids.iter().map(book_bucket).collect();
+        let index: BTreeMap<SiteId, usize> = site_ids
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, s)| (s, i))
+            .collect();
+        let mut distinct = buckets.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let mut records: Vec<IntervalRecord> = Vec::with_capacity(config.intervals);
+        let mut sites = vec![SiteChain::default(); n_sites];
+        let mut pending: Option<Bidding> = None;
+        let (mut next_bid, mut next_read) = (0usize, 0usize);
+        let mut first_height = None;
+        loop {
+            let schedule: Schedule = net
+                .read(&StateKey::Schedule(feeder.clone()))
+                .ok_or("the feeder has no schedule")?;
+            let market_now = net.market_time(opts.clock_speed);
+            if first_height.is_none() && market_now >= epoch {
+                first_height = Some(net.tip());
+            }
+            // Follow the interval that was bid for once it is cleared.
+            if let Some(bidding) = pending.take() {
+                let k = bidding.k;
+                if schedule.next_clear.0 > k as u64 {
+                    let cleared = read_cleared(&net, &feeder, k, &index, &distinct)?;
+                    for (s, a) in sites.iter_mut().zip(&cleared.asked) {
+                        s.asked_wh.push(wh_of(a.0, dt));
+                    }
+                    records.push(day.follow(agents, bidding, cleared));
+                    progress(records.len());
+                } else {
+                    pending = Some(bidding);
+                }
+            }
+            // Bid for the next interval once the last is followed, while its gate is open.
+            if pending.is_none() && next_bid < config.intervals && records.len() == next_bid {
+                let gate = epoch + next_bid as u64 * dt - lead;
+                if market_now + 3 * speed * 1_000 >= gate {
+                    return Err(format!(
+                        "interval {next_bid}: the agents were too late for its gate"
+                    ));
+                }
+                let bidding = day.bid(agents, next_bid)?;
+                for (chunk_index, chunk) in agents.chunks(BIDS_PER_TX_MAX).enumerate() {
+                    let bids = chunk
+                        .iter()
+                        .enumerate()
+                        .map(|(j, a)| BidEntry {
+                            site: site_ids[a.site].clone(),
+                            interval: Interval(next_bid as u64),
+                            curve: Some(spec_of(&bidding.bids[chunk_index * BIDS_PER_TX_MAX + j])),
+                        })
+                        .collect();
+                    net.submit(
+                        AGGREGATOR0 + chunk_index as u64,
+                        Payload::Bids(Bids {
+                            feeder: feeder.clone(),
+                            bids,
+                        }),
+                    )?;
+                }
+                pending = Some(bidding);
+                next_bid += 1;
+            }
+            // Read the meters of every followed interval that has ended.
+            if next_read < records.len() && market_now >= epoch + (next_read as u64 + 1) * dt {
+                let k = next_read;
+                let mut readings = Vec::with_capacity(n_sites);
+                for (j, a) in agents.iter().enumerate() {
+                    let power: i64 = records[k].devices[j].iter().map(|w| w.0).sum();
+                    let m = wh_of(power, dt);
+                    sites[a.site].metered_wh.push(m);
+                    readings.push(SignedReading::sign(
+                        &genesis.chain_id,
+                        &feeder,
+                        Interval(k as u64),
+                        site_ids[a.site].clone(),
+                        WattHours(m),
+                        &meter_key(a.site),
+                    ));
+                }
+                let batch = RawBatch {
+                    chain_id: genesis.chain_id.clone(),
+                    feeder: feeder.clone(),
+                    interval: Interval(k as u64),
+                    readings,
+                };
+                net.submit(HEAD_END, Payload::MeterBatch(batch.to_payload()))?;
+                next_read += 1;
+            }
+            if schedule.next_settle.0 >= config.intervals as u64 {
+                break;
+            }
+            context.sleep(Duration::from_millis(50)).await;
+        }
+
+        // DM-2.4: what settlement booked.
+        let (mut upstream_charge, mut congestion_rent) = (0i64, 0i64);
+        for k in 0..config.intervals {
+            let key = StateKey::Settlement(feeder.clone(), Interval(k as u64));
+            let t: IntervalSettlement = net
+                .read(&key)
+                .ok_or_else(|| format!("interval {k} is settled but has no totals"))?;
+            upstream_charge += t.upstream_charge;
+            congestion_rent += t.congestion_rent;
+            for &b in &distinct {
+                let key = StateKey::Settled(feeder.clone(), Interval(k as u64), b);
+                let bucket: SettledBucket = net.read(&key).unwrap_or_default();
+                for (id, s) in &bucket.sites {
+                    if let Some(&i) = index.get(id) {
+                        sites[i].energy_charge += s.energy_charge;
+                        sites[i].imbalance_charge += s.imbalance_charge;
+                        sites[i].estimated += u32::from(s.estimated());
+                    }
+                }
+            }
+        }
+        let height = net.tip();
+        let root = tree::root_at(&net.vs[0].chain(), Height(height)).map_err(|e| e.to_string())?;
+        Ok(ChainOutcome {
+            records,
+            sites,
+            height,
+            state_root: hex::encode(root.as_ref()),
+            blocks_in_day: height - first_height.unwrap_or(height),
+            transactions: net.submitted,
+            upstream_charge,
+            congestion_rent,
+            balances_before,
+            balances_after: balances(&net, accounts),
+        })
+    })
+}
+
+/// The sum of the balances of accounts `0..accounts`.
+fn balances(net: &Net<'_>, accounts: u64) -> u128 {
+    (0..accounts)
+        .map(|a| {
+            net.read::<bcte_ledger::AccountState>(&StateKey::Account(account(a)))
+                .map_or(0, |s| u128::from(s.balance.0))
+        })
+        .sum()
+}
+
+/// Interval `k`'s result on the chain as the agents take it, and each site's allocation.
+fn read_cleared(
+    net: &Net<'_>,
+    feeder: &FeederId,
+    k: usize,
+    index: &BTreeMap<SiteId, usize>,
+    distinct: &[u16],
+) -> Result<Cleared, String> {
+    let r: IntervalResult = net
+        .read(&StateKey::Result(feeder.clone(), Interval(k as u64)))
+        .ok_or_else(|| format!("interval {k} is cleared but has no result"))?;
+    let mut served = vec![Watts(0); index.len()];
+    let mut asked = vec![Watts(0); index.len()];
+    for &b in distinct {
+        let bucket: ResultBucket = net
+            .read(&StateKey::Results(feeder.clone(), Interval(k as u64), b))
+            .unwrap_or_default();
+        for (site, result) in &bucket.results {
+            if let Some(&i) = index.get(site) {
+                served[i] = result.served();
+                asked[i] = result.allocation;
+            }
+        }
+    }
+    Ok(Cleared {
+        prices: r.prices.clone(),
+        flows: r.flows.clone(),
+        upstream: r.upstream,
+        served,
+        asked,
+        shed: Watts(r.shed.iter().map(|(_, w)| w.0).sum()),
+        spilled: Watts(r.spilled.iter().map(|(_, w)| w.0).sum()),
+    })
+}

@@ -1,0 +1,368 @@
+//! The simulated day of bcte (rules DM-n of `docs/demo.md`): the same households, devices and
+//! profiles on a SimBench feeder, first under a legacy flat tariff without a market, then under
+//! the transactive market, on validators in-process ([`chain`]) or without the ledger; their
+//! KPIs side by side ([`report`]) and an HTML report with plots ([`html`]).
+//!
+//! The agents and the market engine are pure; this crate is the shell around them: it reads
+//! the grid, runs the network on the deterministic runtime and writes reports.
+
+pub mod chain;
+pub mod html;
+pub mod report;
+pub mod scenario;
+
+use bcte_agents::day::{self, IntervalRecord, SiteAgent};
+use bcte_feeders::{DerMix, FeederModel, Profiles, SimbenchDir, der, import};
+use bcte_types::Price;
+use rand::SeedableRng;
+use report::{ChainReport, Report, SiteReport, SiteRun};
+use scenario::Scenario;
+use std::path::{Path, PathBuf};
+
+/// The shipped grid (SimBench `1-LV-rural1--0-sw`, with its licence notice), relative to the
+/// repository root, and embedded in the binary so that `bcte demo` runs anywhere.
+pub const SHIPPED_GRID: &str = "data/simbench/1-LV-rural1--0-sw";
+
+/// The shipped grid's files, embedded.
+macro_rules! shipped {
+    ($name:literal) => {
+        include_str!(concat!("../../../data/simbench/1-LV-rural1--0-sw/", $name))
+    };
+}
+
+/// A feeder ready to run: its model, profiles and where it came from.
+#[derive(Clone, Debug)]
+pub struct Grid {
+    /// The model.
+    pub model: FeederModel,
+    /// Its profiles.
+    pub profiles: Profiles,
+}
+
+/// Reads the grid of `dir`, or the shipped one.
+pub fn grid(dir: Option<&Path>) -> Result<Grid, String> {
+    match dir {
+        Some(dir) => {
+            let model = import(&SimbenchDir::read(dir).map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+            let profiles = SimbenchDir::profiles(dir, &model).map_err(|e| e.to_string())?;
+            Ok(Grid { model, profiles })
+        }
+        None => {
+            let dir = SimbenchDir {
+                node: shipped!("Node.csv").into(),
+                line: shipped!("Line.csv").into(),
+                line_type: shipped!("LineType.csv").into(),
+                transformer: shipped!("Transformer.csv").into(),
+                transformer_type: shipped!("TransformerType.csv").into(),
+                switch: shipped!("Switch.csv").into(),
+                external_net: shipped!("ExternalNet.csv").into(),
+                load: shipped!("Load.csv").into(),
+                res: shipped!("RES.csv").into(),
+            };
+            let model = import(&dir).map_err(|e| e.to_string())?;
+            let profiles = Profiles::parse(
+                &model,
+                shipped!("LoadProfile.csv"),
+                shipped!("RESProfile.csv"),
+            )
+            .map_err(|e| e.to_string())?;
+            Ok(Grid { model, profiles })
+        }
+    }
+}
+
+/// The DER mix of `spec`: `default`, `none` or a TOML file.
+pub fn der_mix(spec: &str) -> Result<DerMix, String> {
+    match spec {
+        "default" => Ok(DerMix::DEFAULT),
+        "none" => Ok(DerMix::NONE),
+        path => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("der: {path}: {e}"))?;
+            DerMix::parse(path, &text).map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// What a day gave: the report, and the records of both runs for plots.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The report.
+    pub report: Report,
+    /// The transactive run's records.
+    pub transactive: Vec<IntervalRecord>,
+    /// The legacy run's.
+    pub legacy: Vec<IntervalRecord>,
+}
+
+/// A scenario made ready to run: its grid, agents and day configuration (DM-1, DM-3).
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// The grid.
+    pub grid: Grid,
+    /// One agent per site with the DER the seed gave it, before the day.
+    pub agents: Vec<SiteAgent>,
+    /// The day.
+    pub config: day::DayConfig,
+}
+
+/// Checks `scenario` and reads everything it names: the grid, the DER mix; assigns the DER
+/// from the seed (SB-7) and builds the agents and the day (DM-1.6).
+pub fn prepare(scenario: &Scenario) -> Result<Prepared, String> {
+    let doy = scenario.check()?;
+    let grid = grid(scenario.feeder.as_deref())?;
+    let mix = der_mix(&scenario.der)?;
+    let ders = der::assign(
+        &grid.model,
+        &mix,
+        &mut rand_chacha::ChaCha8Rng::seed_from_u64(scenario.seed),
+    );
+    let agents = day::agents(&grid.model, &ders, &mix);
+    Ok(Prepared {
+        agents,
+        config: scenario.day_config(doy),
+        grid,
+    })
+}
+
+/// The transactive day without the ledger (`--no-chain`, DM-2.4): the same agents, clearing
+/// and following as on the chain, one interval after another.
+pub fn run_without_chain(
+    p: &Prepared,
+    agents: &mut [SiteAgent],
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<IntervalRecord>, String> {
+    let n = p.config.intervals;
+    let mut records = Vec::with_capacity(n);
+    let mut d = day::Day::new(&p.grid.model, &p.grid.profiles, &p.config)?;
+    for k in 0..n {
+        let b = d.bid(agents, k)?;
+        let c = d.clear(agents, &b)?;
+        records.push(d.follow(agents, b, c));
+        progress(k + 1, n);
+    }
+    Ok(records)
+}
+
+/// Runs `scenario`: the legacy day and the transactive day (on the chain unless
+/// `no_chain`), calling `progress(done, of)` as intervals complete.
+pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(usize, usize)) -> Result<Outcome, String> {
+    let p = prepare(scenario)?;
+    let (g, agents, config) = (&p.grid, &p.agents, &p.config);
+    let dt = config.interval_ms;
+    let n = scenario.intervals;
+
+    // The legacy day (AG-10) first: it is instant.
+    let mut legacy_agents = agents.clone();
+    let legacy = bcte_agents::legacy::run(&g.model, &g.profiles, &mut legacy_agents, config)?;
+
+    // The transactive day.
+    let mut t_agents: Vec<SiteAgent> = agents.clone();
+    let penalty = bcte_types::MarketConfig::DEFAULT.imbalance_penalty;
+    let (transactive, t_costs, chain) = if scenario.no_chain {
+        let records = run_without_chain(&p, &mut t_agents, progress)?;
+        let node_of = day::Day::new(&g.model, &g.profiles, config)?
+            .node_of()
+            .to_vec();
+        let costs = (0..g.model.sites.len())
+            .map(|s| {
+                let served: Vec<_> = records.iter().map(|r| r.served[s]).collect();
+                let node = node_of[s];
+                let prices: Vec<Price> = records.iter().map(|r| r.prices[node]).collect();
+                report::market_cost(
+                    &served,
+                    &prices,
+                    &report::metered(&records, s, dt),
+                    dt,
+                    penalty,
+                )
+            })
+            .collect::<Vec<i64>>();
+        (records, costs, None)
+    } else {
+        let opts = chain::ChainOptions {
+            validators: scenario.validators,
+            seed: scenario.seed,
+            clock_speed: chain::CLOCK_SPEED,
+        };
+        let out = chain::run(
+            &g.model,
+            &g.profiles,
+            &mut t_agents,
+            config,
+            opts,
+            &mut |k| progress(k, n),
+        )?;
+        let costs = out
+            .sites
+            .iter()
+            .map(|s| s.energy_charge + s.imbalance_charge)
+            .collect();
+        let c = ChainReport {
+            height: out.height,
+            state_root: out.state_root.clone(),
+            blocks: out.blocks_in_day,
+            validators: scenario.validators,
+            transactions: out.transactions,
+            clock_speed: chain::CLOCK_SPEED,
+        };
+        (out.records, costs, Some(c))
+    };
+
+    let tariff = scenario.tariff();
+    let n_sites = g.model.sites.len();
+    let mut sites = Vec::with_capacity(n_sites);
+    let (mut l_costs, mut l_unserved, mut t_unserved) = (vec![], vec![], vec![]);
+    for s in 0..n_sites {
+        let lm = report::metered(&legacy, s, dt);
+        let tm = report::metered(&transactive, s, dt);
+        let lc = report::legacy_cost(&lm, tariff);
+        let lu = report::unserved(&legacy, s, &lm, dt);
+        let tu = report::unserved(&transactive, s, &tm, dt);
+        l_costs.push(lc);
+        l_unserved.push(lu);
+        t_unserved.push(tu);
+        sites.push(SiteReport {
+            site: g.model.sites[s].site.to_string(),
+            node: g.model.sites[s].node.to_string(),
+            household: der::is_household(&g.model, s),
+            priority: agents[s].priority,
+            der: report::der_names(&agents[s]),
+            legacy: SiteRun {
+                metered_wh: lm.iter().sum(),
+                cost: lc,
+                unserved_wh: lu,
+            },
+            transactive: SiteRun {
+                metered_wh: tm.iter().sum(),
+                cost: t_costs[s],
+                unserved_wh: tu,
+            },
+        });
+    }
+    let transformer_limit_w = g
+        .model
+        .nodes
+        .iter()
+        .find(|n| n.parent.as_ref() == Some(&g.model.nodes[0].id))
+        .and_then(|n| n.limit)
+        .map(|w| w.0);
+    let report = Report {
+        feeder: g.model.id.clone(),
+        date: scenario.date.clone(),
+        scenario: match scenario.scenario {
+            scenario::Kind::Normal => "normal".into(),
+            scenario::Kind::Psps => "psps".into(),
+        },
+        seed: scenario.seed,
+        nodes: g.model.nodes.iter().map(|n| n.id.to_string()).collect(),
+        transformer_limit_w,
+        tariff: tariff.0,
+        legacy: report::kpis(&g.model, &legacy_agents, &legacy, &l_costs, &l_unserved, dt),
+        transactive: report::kpis(&g.model, &t_agents, &transactive, &t_costs, &t_unserved, dt),
+        intervals: report::intervals(&t_agents, &transactive, &legacy),
+        sites,
+        chain,
+    };
+    Ok(Outcome {
+        report,
+        transactive,
+        legacy,
+    })
+}
+
+/// Writes `bytes` to `path` through a temporary file renamed into place, so that a failed run
+/// never leaves a half-written report.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let tmp: PathBuf = path.with_extension("partial");
+    std::fs::write(&tmp, bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The rows of the summary table (DM-5.2): a name, the legacy figure, the transactive one.
+pub fn summary_rows(r: &Report) -> Vec<(&'static str, String, String)> {
+    let kwh = |wh: i64| format!("{:.1}", wh as f64 / 1_000.0);
+    let money = |b: i64| format!("{:.2}", b as f64 / 1_000_000.0);
+    let pct = |p: Option<i64>| p.map_or("-".into(), |p| format!("{:.1} %", p as f64 / 10_000.0));
+    let (l, t) = (&r.legacy, &r.transactive);
+    let (le, te) = (&l.energy, &t.energy);
+    vec![
+        ("cost, all sites", money(l.cost_total), money(t.cost_total)),
+        (
+            "cost per household",
+            money(l.cost_per_household),
+            money(t.cost_per_household),
+        ),
+        ("import (kWh)", kwh(le.import_wh), kwh(te.import_wh)),
+        ("export (kWh)", kwh(le.export_wh), kwh(te.export_wh)),
+        (
+            "peak import (kW)",
+            kwh(le.peak_import_w),
+            kwh(te.peak_import_w),
+        ),
+        (
+            "overloaded intervals",
+            le.overload_intervals.to_string(),
+            te.overload_intervals.to_string(),
+        ),
+        ("overload (kWh)", kwh(le.overload_wh), kwh(te.overload_wh)),
+        (
+            "self-sufficiency",
+            pct(le.self_sufficiency_ppm),
+            pct(te.self_sufficiency_ppm),
+        ),
+        (
+            "self-consumption",
+            pct(le.self_consumption_ppm),
+            pct(te.self_consumption_ppm),
+        ),
+        ("traded locally (kWh)", kwh(l.local_wh), kwh(t.local_wh)),
+        (
+            "PV curtailed (kWh)",
+            kwh(le.curtailed_wh),
+            kwh(te.curtailed_wh),
+        ),
+        (
+            "unserved (kWh)",
+            kwh(l.unserved_metered_wh),
+            kwh(t.unserved_metered_wh),
+        ),
+        (
+            "battery cycles",
+            format!("{:.2}", le.battery_cycles_milli as f64 / 1_000.0),
+            format!("{:.2}", te.battery_cycles_milli as f64 / 1_000.0),
+        ),
+        (
+            "comfort (°C·h outside)",
+            format!("{:.1}", le.comfort_mk_h as f64 / 1_000.0),
+            format!("{:.1}", te.comfort_mk_h as f64 / 1_000.0),
+        ),
+        ("CO₂ of imports (kg)", kwh(l.co2_g), kwh(t.co2_g)),
+    ]
+}
+
+/// The summary table of both runs, side by side (DM-5.2), and the chain's figures.
+pub fn summary(r: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} · {} · {} · seed {}",
+        r.feeder, r.date, r.scenario, r.seed
+    );
+    let _ = writeln!(out, "{:<24} {:>12} {:>12}", "", "legacy", "transactive");
+    for (name, a, b) in summary_rows(r) {
+        let _ = writeln!(out, "{name:<24} {a:>12} {b:>12}");
+    }
+    if let Some(c) = &r.chain {
+        let _ = writeln!(
+            out,
+            "chain: {} validators, height {}, {} blocks in the day, {} transactions, state root {}",
+            c.validators, c.height, c.blocks, c.transactions, c.state_root
+        );
+    }
+    out
+}

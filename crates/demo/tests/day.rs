@@ -1,0 +1,247 @@
+//! A short day on the chain and the shutoff without it (docs/demo.md): the chain's day is the
+//! ledger-free day, interval for interval; power balances, money is conserved, every site is
+//! settled on its reading; the same seed gives the same state root; islanded intervals have
+//! no upstream exchange and the unserved energy from requests and meters agrees with the
+//! market's shed.
+
+use bcte_agents::day::IntervalRecord;
+use bcte_demo::{
+    chain::{self, ChainOptions, wh_of},
+    prepare, report,
+    scenario::{Kind, Scenario},
+};
+use bcte_types::{GridMode, MarketConfig, Price};
+
+/// Every interval: the sites and the upstream grid sum to zero, and each site's devices add
+/// up to what it was served.
+fn balanced(records: &[IntervalRecord]) {
+    for (k, r) in records.iter().enumerate() {
+        let sites: i64 = r.served.iter().map(|w| w.0).sum();
+        assert_eq!(
+            sites + r.upstream.0,
+            0,
+            "interval {k}: power does not balance"
+        );
+        for (s, (served, devices)) in r.served.iter().zip(&r.devices).enumerate() {
+            let sum: i64 = devices.iter().map(|w| w.0).sum();
+            assert_eq!(sum, served.0, "interval {k}, site {s}: devices ≠ served");
+        }
+    }
+}
+
+fn chain_day(s: &Scenario) -> (bcte_demo::Prepared, chain::ChainOutcome) {
+    let p = prepare(s).expect("the scenario is valid");
+    let mut agents = p.agents.clone();
+    let opts = ChainOptions {
+        validators: s.validators,
+        seed: s.seed,
+        clock_speed: chain::CLOCK_SPEED,
+    };
+    let out = chain::run(
+        &p.grid.model,
+        &p.grid.profiles,
+        &mut agents,
+        &p.config,
+        opts,
+        &mut |_| {},
+    )
+    .expect("the day runs");
+    (p, out)
+}
+
+#[test]
+fn a_short_day_on_the_chain_is_the_day_without_it_balances_conserves_money_and_repeats() {
+    let s = Scenario {
+        intervals: 3,
+        ..Scenario::default()
+    };
+    let (p, out) = chain_day(&s);
+    let n_sites = p.grid.model.sites.len();
+
+    // The agents followed the chain's results: the same prices, flows and powers as the
+    // engine gives them without the ledger.
+    let mut agents = p.agents.clone();
+    let without = bcte_demo::run_without_chain(&p, &mut agents, &mut |_, _| {}).expect("runs");
+    assert_eq!(out.records.len(), 3);
+    assert_eq!(
+        out.records, without,
+        "the chain's day differs from the ledger-free day"
+    );
+    balanced(&out.records);
+    assert!(
+        out.records.iter().any(|r| r.upstream.0 != 0),
+        "the feeder traded with the upstream grid"
+    );
+
+    // Settlement moved tokens only, and every site was settled on its reading.
+    assert_eq!(
+        out.balances_before, out.balances_after,
+        "tokens were minted or burned"
+    );
+    assert_eq!(out.sites.len(), n_sites);
+    let dt = p.config.interval_ms;
+    let penalty = MarketConfig::DEFAULT.imbalance_penalty;
+    let node_of = bcte_agents::day::Day::new(&p.grid.model, &p.grid.profiles, &p.config)
+        .expect("day")
+        .node_of()
+        .to_vec();
+    let mut paid = 0i64;
+    for (i, site) in out.sites.iter().enumerate() {
+        assert_eq!(site.estimated, 0, "site {i} settled without its reading");
+        // Its meter signed what its devices drew.
+        let metered = report::metered(&out.records, i, dt);
+        assert_eq!(site.metered_wh, metered, "site {i}: readings");
+        // Its charges are ST-2's on its served power, its node's price and its reading.
+        let served: Vec<_> = out.records.iter().map(|r| r.served[i]).collect();
+        let prices: Vec<Price> = out.records.iter().map(|r| r.prices[node_of[i]]).collect();
+        let expected = report::market_cost(&served, &prices, &metered, dt, penalty);
+        assert_eq!(
+            site.energy_charge + site.imbalance_charge,
+            expected,
+            "site {i}: charges"
+        );
+        paid += expected;
+    }
+    assert!(
+        paid > 0,
+        "a night's energy costs the feeder's sites something"
+    );
+
+    // The same seed gives the same chain.
+    let (_, again) = chain_day(&s);
+    assert_eq!(again.state_root, out.state_root);
+    assert_eq!(again.height, out.height);
+    assert_eq!(again.records, out.records);
+}
+
+#[test]
+fn a_winter_shutoff_islands_the_feeder_and_its_unserved_energy_is_the_shed_load() {
+    // 1 December: little PV, so the four islanded hours cannot be served in full.
+    let s = Scenario {
+        scenario: Kind::Psps,
+        date: "2016-12-01".into(),
+        no_chain: true,
+        ..Scenario::default()
+    };
+    let out = bcte_demo::run(&s, &mut |_, _| {}).expect("the day runs");
+    let t = &out.transactive;
+    balanced(t);
+    let dt = 900_000;
+    let islanded: Vec<usize> = (0..t.len())
+        .filter(|&k| t[k].mode == GridMode::Islanded)
+        .collect();
+    // DM-1.2: alert from 08:00 for two hours, islanded from 10:00 for four.
+    assert_eq!(islanded, (40..56).collect::<Vec<_>>());
+    assert_eq!(t[32].mode, GridMode::Alert);
+    assert_eq!(t[56].mode, GridMode::Normal);
+    for &k in &islanded {
+        assert_eq!(
+            t[k].upstream.0, 0,
+            "interval {k}: islanded, yet traded upstream"
+        );
+        assert_eq!(
+            t[k].flows[1].0, 0,
+            "interval {k}: the transformer carried power"
+        );
+    }
+    // The unserved energy (requests less meters, DM-4.2) is the market's shed energy, to
+    // within the 1 Wh rounding of each site's reading and request.
+    let n_sites = out.report.sites.len() as i64;
+    let unserved: i64 = out
+        .report
+        .sites
+        .iter()
+        .map(|s| s.transactive.unserved_wh)
+        .sum();
+    let shed: i64 = t.iter().map(|r| wh_of(r.shed.0, dt)).sum();
+    assert!(shed > 0, "the winter shutoff sheds load");
+    assert!(
+        (unserved - shed).abs() <= 2 * n_sites * islanded.len() as i64,
+        "unserved {unserved} Wh against shed {shed} Wh"
+    );
+    assert_eq!(out.report.transactive.unserved_metered_wh, unserved);
+    // Outside the shutoff nothing is shed.
+    for (k, r) in t.iter().enumerate() {
+        if r.mode == GridMode::Normal {
+            assert_eq!(r.shed.0, 0, "interval {k}: shed in normal operation");
+        }
+    }
+    // The legacy feeder is dark for the four hours: everything its sites asked for then went
+    // unserved, more than the islanded market left unserved.
+    let l = &out.legacy;
+    for &k in &islanded {
+        assert_eq!(l[k].upstream.0, 0);
+        assert!(
+            l[k].served.iter().all(|w| w.0 == 0),
+            "interval {k}: legacy supply"
+        );
+    }
+    let asked: i64 = islanded
+        .iter()
+        .map(|&k| {
+            l[k].asked
+                .iter()
+                .map(|w| wh_of(w.0.max(0), dt))
+                .sum::<i64>()
+        })
+        .sum();
+    let legacy_unserved = out.report.legacy.unserved_metered_wh;
+    assert!(
+        (legacy_unserved - asked).abs() <= n_sites * islanded.len() as i64,
+        "legacy unserved {legacy_unserved} Wh against asked {asked} Wh"
+    );
+    assert!(
+        legacy_unserved > unserved,
+        "the market served some of the shutoff"
+    );
+}
+
+#[test]
+fn bad_scenarios_are_refused_with_what_is_wrong() {
+    let bad = |s: Scenario| prepare(&s).expect_err("refused");
+    let d = Scenario::default;
+    assert!(
+        bad(Scenario {
+            date: "2016-02-30".into(),
+            ..d()
+        })
+        .starts_with("date:")
+    );
+    assert!(
+        bad(Scenario {
+            date: "2017-01-01".into(),
+            ..d()
+        })
+        .starts_with("date:")
+    );
+    assert!(
+        bad(Scenario {
+            validators: 0,
+            ..d()
+        })
+        .starts_with("validators:")
+    );
+    assert!(
+        bad(Scenario {
+            intervals: 97,
+            ..d()
+        })
+        .starts_with("intervals:")
+    );
+    let e = bad(Scenario {
+        feeder: Some("/nonexistent/simbench".into()),
+        ..d()
+    });
+    assert!(e.contains("/nonexistent/simbench"), "{e}");
+    let e = bad(Scenario {
+        der: "/nonexistent/mix.toml".into(),
+        ..d()
+    });
+    assert!(e.contains("/nonexistent/mix.toml"), "{e}");
+    // 31 December runs to the end of the profiles' year.
+    prepare(&Scenario {
+        date: "2016-12-31".into(),
+        ..d()
+    })
+    .expect("the last day runs");
+}
