@@ -417,9 +417,12 @@ impl<'a> Day<'a> {
         let mut devices = Vec::with_capacity(agents.len());
         for (j, a) in agents.iter_mut().enumerate() {
             let price = cleared.prices[self.node_of[a.site]];
-            let d = a
-                .devices
-                .follow(&bidding.curves[j], price, cleared.served[j], &bidding.ctxs[j]);
+            let d = a.devices.follow(
+                &bidding.curves[j],
+                price,
+                cleared.served[j],
+                &bidding.ctxs[j],
+            );
             devices.push(d.powers);
         }
         for (n, h) in self.history.iter_mut().enumerate() {
