@@ -35,8 +35,11 @@ pub struct DemoArgs {
     #[arg(long)]
     der: Option<String>,
     /// The seed of the DER mix and the network (default 1).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "seeds")]
     seed: Option<u64>,
+    /// Run every seed of `A..B` (both included) and report the spread of every KPI.
+    #[arg(long, value_name = "A..B")]
+    seeds: Option<String>,
     /// Validators in-process (default 4).
     #[arg(long)]
     validators: Option<u64>,
@@ -113,7 +116,66 @@ impl DemoArgs {
     }
 }
 
+/// DM-6: every seed of the range, then the spread of every KPI.
+fn demo_seeds(a: &DemoArgs, range: &str, json_out: bool) -> anyhow::Result<()> {
+    let seeds = bcte_demo::seeds::parse_range(range).map_err(InputError)?;
+    let base = a.scenario().map_err(InputError)?;
+    let count = seeds.clone().count();
+    let bar = ProgressBar::new((count * base.intervals) as u64);
+    if json_out || !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} intervals {elapsed}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let started = std::time::Instant::now();
+    let mut reports = Vec::with_capacity(count);
+    for (i, seed) in seeds.enumerate() {
+        bar.set_prefix(format!("seed {seed}"));
+        let scenario = Scenario {
+            seed,
+            ..base.clone()
+        };
+        let done = i * base.intervals;
+        let outcome = bcte_demo::run(&scenario, &mut |k, _| bar.set_position((done + k) as u64))
+            .map_err(|e| {
+                bar.abandon();
+                anyhow::Error::from(InputError(e))
+            })?;
+        reports.push(outcome.report);
+    }
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let summary = bcte_demo::seeds::summarise(&reports);
+    let mut text = serde_json::to_string_pretty(&summary)?;
+    text.push('\n');
+    bcte_demo::write_atomic(&a.report, text.as_bytes()).map_err(InputError)?;
+    let table = bcte_demo::seeds::table(&summary);
+    let html = bcte_demo::html::render_seeds(&base, &summary);
+    bcte_demo::write_atomic(&a.html, html.as_bytes()).map_err(InputError)?;
+    let value = json!({
+        "report": a.report.display().to_string(),
+        "html": a.html.display().to_string(),
+        "seconds": seconds,
+        "summary": summary,
+    });
+    emit(json_out, &value, || {
+        format!(
+            "{}\nran in {seconds:.1} s; reports written to {} and {}",
+            table.trim_end(),
+            a.report.display(),
+            a.html.display()
+        )
+    });
+    Ok(())
+}
+
 fn demo(a: &DemoArgs, json_out: bool) -> anyhow::Result<()> {
+    if let Some(range) = &a.seeds {
+        return demo_seeds(a, range, json_out);
+    }
     let scenario = a.scenario().map_err(InputError)?;
     let bar = ProgressBar::new(scenario.intervals as u64);
     if json_out || !std::io::stderr().is_terminal() {

@@ -122,6 +122,9 @@ fn bad_input_is_one_line_exit_2_and_writes_nothing() {
         (&["demo", "--feeder", "missing"], "missing"),
         (&["demo", "--config", "typo.toml"], "validatorz"),
         (&["demo", "--scenario", "storm"], "storm"),
+        (&["demo", "--feeder", "synthetic:0"], "synthetic:0"),
+        (&["demo", "--seeds", "3..1"], "3..1"),
+        (&["demo", "--seeds", "1..3", "--seed", "2"], "--seed"),
     ];
     for (args, what) in cases {
         let out = run(&dir, args);
@@ -131,4 +134,56 @@ fn bad_input_is_one_line_exit_2_and_writes_nothing() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
         assert!(!dir.join("bcte-demo").exists(), "{args:?} wrote a report");
     }
+}
+
+#[test]
+fn many_seeds_of_a_synthetic_feeder_report_the_spread_of_every_kpi() {
+    let dir = scratch("seeds");
+    let out = run(
+        &dir,
+        &[
+            "--json",
+            "demo",
+            "--no-chain",
+            "--feeder",
+            "synthetic:40",
+            "--intervals",
+            "8",
+            "--seeds",
+            "3..5",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let s = &v["summary"];
+    assert_eq!(s["seeds"], serde_json::json!([3, 4, 5]));
+    let runs = s["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 3);
+    // The spread is the runs' own figures: min ≤ median ≤ max of each seed's import.
+    let imports: Vec<i64> = runs
+        .iter()
+        .map(|r| r["transactive"]["import_wh"].as_i64().expect("import"))
+        .collect();
+    let spread = &s["transactive"]["import_wh"];
+    assert_eq!(spread["min"].as_i64(), imports.iter().min().copied());
+    assert_eq!(spread["max"].as_i64(), imports.iter().max().copied());
+    let mut sorted = imports.clone();
+    sorted.sort_unstable();
+    assert_eq!(spread["median"].as_i64(), Some(sorted[1]));
+    assert_eq!(spread["seeds"], 3);
+    // Each seed draws its own feeder: the imports are not all the same.
+    assert!(sorted[0] != sorted[2], "{imports:?}");
+    for name in [
+        "cost_per_household",
+        "peak_import_w",
+        "co2_g",
+        "unserved_metered_wh",
+    ] {
+        assert!(s["legacy"].get(name).is_some(), "no spread of {name}");
+    }
+    assert!(dir.join("bcte-demo/report.html").is_file());
 }

@@ -265,8 +265,10 @@ pub fn run(
                 .as_millis(),
         )
         .unwrap_or(0);
-        // Interval 0's gate about 20 s of block time from now: the set-up is in by then.
-        let epoch = (now + 20_000) * speed + lead;
+        // Interval 0's gate 20 s of block time from now, and 2 s more per 1,000 sites: the
+        // set-up is in by then.
+        let setup_ms = 20_000 + 2 * n_sites as u64;
+        let epoch = (now + setup_ms) * speed + lead;
         let (import_price, export_price) = config.upstream_at(0);
         let market = MarketConfig {
             interval_ms: dt,
@@ -334,6 +336,10 @@ pub fn run(
             }),
         )?;
         for (i, id) in site_ids.iter().enumerate() {
+            // A pool holds at most 4,096 waiting transactions of one sender.
+            if i % 4_000 == 3_999 {
+                net.settle_nonces(&[DSO]).await?;
+            }
             net.submit(
                 DSO,
                 Payload::MeterRegister(MeterRegister {

@@ -339,7 +339,8 @@ pub fn render(o: &Outcome) -> String {
          <th>legacy kWh</th><th>legacy cost</th><th>market kWh</th><th>market cost</th>\
          <th>unserved kWh (legacy / market)</th></tr>\n",
     );
-    for s in &r.sites {
+    const SITES_SHOWN: usize = 200;
+    for s in r.sites.iter().take(SITES_SHOWN) {
         let _ = writeln!(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{:.1}</td>\
@@ -359,6 +360,61 @@ pub fn render(o: &Outcome) -> String {
             kw(s.transactive.unserved_wh),
         );
     }
-    h.push_str("</table>\n<p>Figures: kWh, currency units; the JSON report holds every figure as an integer (docs/demo.md).</p>\n</body></html>\n");
+    h.push_str("</table>\n");
+    if r.sites.len() > SITES_SHOWN {
+        let _ = writeln!(
+            h,
+            "<p>The first {SITES_SHOWN} of {} sites; the JSON report has every one.</p>",
+            r.sites.len()
+        );
+    }
+    h.push_str("<p>Figures: kWh, currency units; the JSON report holds every figure as an integer (docs/demo.md).</p>\n</body></html>\n");
+    h
+}
+
+/// The report of many seeds (DM-6) as one offline HTML page: the spread of every KPI.
+pub fn render_seeds(scenario: &crate::scenario::Scenario, s: &crate::seeds::SeedsReport) -> String {
+    let mut h = String::new();
+    let title = format!(
+        "bcte demo: {} seeds of the {} day {}",
+        s.seeds.len(),
+        match scenario.scenario {
+            crate::scenario::Kind::Normal => "normal",
+            crate::scenario::Kind::Psps => "psps",
+        },
+        scenario.date
+    );
+    let _ = write!(
+        h,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\
+         <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}\
+         table{{border-collapse:collapse}}td,th{{padding:.25em .7em;border-bottom:1px solid #ddd;text-align:right}}\
+         td:first-child{{text-align:left}}</style></head><body>\n<h1>{t}</h1>\n\
+         <p>Seeds {}; every KPI of both runs as min / median / max over the seeds, in the report's \
+         integer units (docs/demo.md, DM-5.1).</p>\n<table><tr><th>KPI</th><th>legacy</th>\
+         <th>transactive</th></tr>\n",
+        esc(&s
+            .seeds
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")),
+        t = esc(&title)
+    );
+    let cell = |m: &std::collections::BTreeMap<String, crate::seeds::Spread>, k: &str| {
+        m.get(k).map_or("-".to_string(), |v| {
+            format!("{} / {} / {}", v.min, v.median, v.max)
+        })
+    };
+    for name in crate::seeds::names(s) {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(name),
+            esc(&cell(&s.legacy, name)),
+            esc(&cell(&s.transactive, name))
+        );
+    }
+    h.push_str("</table>\n</body></html>\n");
     h
 }

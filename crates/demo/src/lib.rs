@@ -10,6 +10,7 @@ pub mod chain;
 pub mod html;
 pub mod report;
 pub mod scenario;
+pub mod seeds;
 
 use bcte_agents::day::{self, IntervalRecord, SiteAgent};
 use bcte_feeders::{DerMix, FeederModel, Profiles, SimbenchDir, der, import};
@@ -39,8 +40,38 @@ pub struct Grid {
     pub profiles: Profiles,
 }
 
-/// Reads the grid of `dir`, or the shipped one.
-pub fn grid(dir: Option<&Path>) -> Result<Grid, String> {
+/// The prefix of a synthetic feeder's name: `synthetic:N` is N households (SB-8).
+pub const SYNTHETIC: &str = "synthetic:";
+
+/// The most households of a synthetic feeder (the registry's site limit, with its PV sites).
+pub const SYNTHETIC_MAX: usize = 40_000;
+
+/// Reads the grid of `dir`, or the shipped one; `synthetic:N` (DM-1.1) generates N households
+/// from `seed` (SB-8), driven by the shipped grid's profiles.
+pub fn grid(dir: Option<&Path>, seed: u64) -> Result<Grid, String> {
+    let synthetic = dir
+        .and_then(|d| d.to_str())
+        .and_then(|d| d.strip_prefix(SYNTHETIC));
+    if let Some(n) = synthetic {
+        let households: usize = n
+            .parse()
+            .ok()
+            .filter(|h| (1..=SYNTHETIC_MAX).contains(h))
+            .ok_or_else(|| {
+                format!("feeder: `{SYNTHETIC}{n}`: give 1 to {SYNTHETIC_MAX} households")
+            })?;
+        let model = bcte_feeders::synthetic::synthetic(
+            households,
+            &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+        );
+        let profiles = Profiles::parse(
+            &model,
+            shipped!("LoadProfile.csv"),
+            shipped!("RESProfile.csv"),
+        )
+        .map_err(|e| e.to_string())?;
+        return Ok(Grid { model, profiles });
+    }
     match dir {
         Some(dir) => {
             let model = import(&SimbenchDir::read(dir).map_err(|e| e.to_string())?)
@@ -110,7 +141,7 @@ pub struct Prepared {
 /// from the seed (SB-7) and builds the agents and the day (DM-1.6).
 pub fn prepare(scenario: &Scenario) -> Result<Prepared, String> {
     let doy = scenario.check()?;
-    let grid = grid(scenario.feeder.as_deref())?;
+    let grid = grid(scenario.feeder.as_deref(), scenario.seed)?;
     let mix = der_mix(&scenario.der)?;
     let ders = der::assign(
         &grid.model,
