@@ -37,8 +37,13 @@ pub fn priority_of(model: &FeederModel, site: usize) -> u8 {
     }
 }
 
-/// AG-9.1: one agent per site of `model`, with the DER of `ders` sized by `mix`.
-pub fn agents(model: &FeederModel, ders: &[SiteDer], mix: &DerMix) -> Vec<SiteAgent> {
+/// AG-9.1: one agent per site of `model`, with the DER of `ders` sized by `mix`, or why the
+/// mix's sizes make no device (a size that rounds to nothing in the devices' integer units).
+pub fn agents(
+    model: &FeederModel,
+    ders: &[SiteDer],
+    mix: &DerMix,
+) -> Result<Vec<SiteAgent>, String> {
     let b = mix.battery;
     let h = mix.heat_pump;
     (0..model.sites.len())
@@ -61,7 +66,8 @@ pub fn agents(model: &FeederModel, ders: &[SiteDer], mix: &DerMix) -> Vec<SiteAg
                 let soc = (capacity as f64 * b.initial_soc).round() as i64;
                 let eta = (b.round_trip * 1e6).round() as u32;
                 devices.push(Device::Battery(
-                    Battery::new(capacity, soc, power, power, eta).expect("a checked DER mix"),
+                    Battery::new(capacity, soc, power, power, eta)
+                        .map_err(|e| format!("der: the battery's sizes: {e}"))?,
                 ));
             }
             if der.heat_pump {
@@ -76,14 +82,14 @@ pub fn agents(model: &FeederModel, ders: &[SiteDer], mix: &DerMix) -> Vec<SiteAg
                         (h.band_c * 1e3).round() as i64,
                         setpoint,
                     )
-                    .expect("a checked DER mix"),
+                    .map_err(|e| format!("der: the heat pump's sizes: {e}"))?,
                 ));
             }
-            SiteAgent {
+            Ok(SiteAgent {
                 site,
                 devices: Site { devices },
                 priority: priority_of(model, site),
-            }
+            })
         })
         .collect()
 }

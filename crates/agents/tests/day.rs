@@ -51,7 +51,7 @@ fn run(
         mix,
         &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed),
     );
-    let mut agents = day::agents(&model, &ders, mix);
+    let mut agents = day::agents(&model, &ders, mix).expect("agents");
     let records = day::run(
         &model,
         &profiles,
@@ -222,7 +222,7 @@ fn the_legacy_day_balances_holds_the_setpoint_and_without_der_matches_the_market
         &DerMix::DEFAULT,
         &mut rand_chacha::ChaCha8Rng::seed_from_u64(1),
     );
-    let mut agents = day::agents(&model, &ders, &DerMix::DEFAULT);
+    let mut agents = day::agents(&model, &ders, &DerMix::DEFAULT).expect("agents");
     let records = legacy::run(&model, &profiles, &mut agents, &config(9, -5)).unwrap();
     for r in &records {
         assert_eq!(r.served.iter().map(|w| w.0).sum::<i64>() + r.upstream.0, 0);
@@ -236,7 +236,7 @@ fn the_legacy_day_balances_holds_the_setpoint_and_without_der_matches_the_market
     assert_eq!((k.curtailed_wh, k.unserved_wh, k.comfort_mk_h), (0, 0, 0));
     // With no DER and positive prices, the market serves every site its load less its
     // generation, as the legacy run does: the same flows, the same KPIs.
-    let fresh = || day::agents(&model, &[], &DerMix::NONE);
+    let fresh = || day::agents(&model, &[], &DerMix::NONE).expect("agents");
     let (mut a, mut b) = (fresh(), fresh());
     let market = day::run(&model, &profiles, &mut a, &config(172, 20)).unwrap();
     let baseline = legacy::run(&model, &profiles, &mut b, &config(172, 20)).unwrap();
@@ -256,7 +256,7 @@ fn the_legacy_day_balances_holds_the_setpoint_and_without_der_matches_the_market
 fn a_day_without_prices_or_temperatures_is_refused_not_a_panic() {
     let model = import(&SimbenchDir::read(&grid()).unwrap()).unwrap();
     let profiles = SimbenchDir::profiles(&grid(), &model).unwrap();
-    let mut agents = day::agents(&model, &[], &DerMix::NONE);
+    let mut agents = day::agents(&model, &[], &DerMix::NONE).expect("agents");
     let mut c = config(0, 0);
     c.outdoor_mk.clear();
     let e = day::run(&model, &profiles, &mut agents, &c).unwrap_err();

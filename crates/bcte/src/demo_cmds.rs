@@ -3,7 +3,8 @@
 //! with the KPIs side by side, a JSON report and an HTML report with plots.
 //!
 //! Exit codes: 0 the day ran and the reports are written; 2 invalid flags, scenario file, grid
-//! or DER mix (one line saying what and where; nothing is written); 1 the run itself failed.
+//! or DER mix, or reports that cannot be written (one line saying what and where; nothing is
+//! written); 1 the run itself failed (nothing is written either).
 
 use crate::chain_cmds::{InputError, emit};
 use bcte_demo::scenario::{Kind, Scenario};
@@ -72,11 +73,27 @@ impl DemoArgs {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-                let mut s: Scenario = toml::from_str(&text)
-                    .map_err(|e| format!("{}: {}", path.display(), e.to_string().trim()))?;
+                let mut s: Scenario = toml::from_str(&text).map_err(|e| {
+                    // One line: the file, the line and the message (not toml's excerpt).
+                    let line = e
+                        .span()
+                        .map(|r| text[..r.start.min(text.len())].matches('\n').count() + 1);
+                    match line {
+                        Some(l) => format!("{}:{l}: {}", path.display(), e.message()),
+                        None => format!("{}: {}", path.display(), e.message()),
+                    }
+                })?;
                 // A relative grid folder or DER-mix file in the file is relative to the file.
                 let dir = path.parent().unwrap_or(std::path::Path::new(""));
-                if let Some(f) = s.feeder.as_mut().filter(|f| f.is_relative()) {
+                let synthetic = |f: &Path| {
+                    f.to_str()
+                        .is_some_and(|f| f.starts_with(bcte_demo::SYNTHETIC))
+                };
+                if let Some(f) = s
+                    .feeder
+                    .as_mut()
+                    .filter(|f| f.is_relative() && !synthetic(f))
+                {
                     *f = dir.join(&*f);
                 }
                 if !matches!(s.der.as_str(), "default" | "none") && Path::new(&s.der).is_relative()
@@ -139,11 +156,17 @@ fn demo_seeds(a: &DemoArgs, range: &str, json_out: bool) -> anyhow::Result<()> {
             ..base.clone()
         };
         let done = i * base.intervals;
-        let outcome = bcte_demo::run(&scenario, &mut |k, _| bar.set_position((done + k) as u64))
-            .map_err(|e| {
-                bar.abandon();
-                anyhow::Error::from(InputError(e))
-            })?;
+        let prepared = bcte_demo::prepare(&scenario).map_err(|e| {
+            bar.abandon();
+            InputError(e)
+        })?;
+        let outcome = bcte_demo::run_prepared(&scenario, &prepared, &mut |k, _| {
+            bar.set_position((done + k) as u64);
+        })
+        .map_err(|e| {
+            bar.abandon();
+            anyhow::anyhow!("seed {seed}: the day failed: {e}")
+        })?;
         reports.push(outcome.report);
     }
     bar.finish_and_clear();
@@ -151,10 +174,10 @@ fn demo_seeds(a: &DemoArgs, range: &str, json_out: bool) -> anyhow::Result<()> {
     let summary = bcte_demo::seeds::summarise(&reports);
     let mut text = serde_json::to_string_pretty(&summary)?;
     text.push('\n');
-    bcte_demo::write_atomic(&a.report, text.as_bytes()).map_err(InputError)?;
     let table = bcte_demo::seeds::table(&summary);
     let html = bcte_demo::html::render_seeds(&base, &summary);
-    bcte_demo::write_atomic(&a.html, html.as_bytes()).map_err(InputError)?;
+    bcte_demo::write_all_atomic(&[(&a.report, text.as_bytes()), (&a.html, html.as_bytes())])
+        .map_err(InputError)?;
     let value = json!({
         "report": a.report.display().to_string(),
         "html": a.html.display().to_string(),
@@ -192,20 +215,23 @@ fn demo(a: &DemoArgs, json_out: bool) -> anyhow::Result<()> {
         format!("market on {} validators", scenario.validators)
     });
     let started = std::time::Instant::now();
-    let outcome =
-        bcte_demo::run(&scenario, &mut |done, _| bar.set_position(done as u64)).map_err(|e| {
-            bar.abandon();
-            // The grid, the DER mix and the day are checked before anything runs: their
-            // errors are the user's input.
-            anyhow::Error::from(InputError(e))
-        })?;
+    // The grid, the DER mix and the day are read and checked before anything runs: their
+    // errors are the user's input (exit 2); what fails after is the run (exit 1).
+    let prepared = bcte_demo::prepare(&scenario).map_err(InputError)?;
+    let outcome = bcte_demo::run_prepared(&scenario, &prepared, &mut |done, _| {
+        bar.set_position(done as u64);
+    })
+    .map_err(|e| {
+        bar.abandon();
+        anyhow::anyhow!("the day failed: {e}")
+    })?;
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     let mut report = serde_json::to_string_pretty(&outcome.report)?;
     report.push('\n');
-    bcte_demo::write_atomic(&a.report, report.as_bytes()).map_err(InputError)?;
     let html = bcte_demo::html::render(&outcome);
-    bcte_demo::write_atomic(&a.html, html.as_bytes()).map_err(InputError)?;
+    bcte_demo::write_all_atomic(&[(&a.report, report.as_bytes()), (&a.html, html.as_bytes())])
+        .map_err(InputError)?;
     let value = json!({
         "report": a.report.display().to_string(),
         "html": a.html.display().to_string(),

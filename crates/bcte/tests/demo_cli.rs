@@ -105,6 +105,23 @@ fn a_scenario_file_sets_what_the_flags_set_and_the_flags_win() {
         4
     );
     assert!(dir.join("r.json").is_file() && dir.join("r.html").is_file());
+
+    // A file in another folder: its relative paths are the file's, a synthetic feeder stays
+    // one.
+    std::fs::create_dir_all(dir.join("cfg")).expect("dir");
+    std::fs::write(
+        dir.join("cfg/day.toml"),
+        "feeder = \"synthetic:20\"\nintervals = 2\nno_chain = true\n",
+    )
+    .expect("write");
+    let out = run(&dir, &["--json", "demo", "--config", "cfg/day.toml"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["summary"]["feeder"], "synthetic-20");
 }
 
 #[test]
@@ -113,6 +130,12 @@ fn bad_input_is_one_line_exit_2_and_writes_nothing() {
     std::fs::write(dir.join("shares.toml"), "battery_share = 1.5\n").expect("write");
     std::fs::write(dir.join("typo.toml"), "validatorz = 4\n").expect("write");
     std::fs::create_dir_all(dir.join("empty")).expect("dir");
+    // A size that rounds to nothing in the devices' integer units.
+    std::fs::write(
+        dir.join("tiny.toml"),
+        "battery_share = 1.0\n[battery]\ncapacity_kwh = 1e-7\n",
+    )
+    .expect("write");
     let cases: &[(&[&str], &str)] = &[
         (&["demo", "--date", "2016-13-01"], "date"),
         (&["demo", "--date", "2019-06-21"], "2016"),
@@ -123,6 +146,9 @@ fn bad_input_is_one_line_exit_2_and_writes_nothing() {
         (&["demo", "--config", "typo.toml"], "validatorz"),
         (&["demo", "--scenario", "storm"], "storm"),
         (&["demo", "--feeder", "synthetic:0"], "synthetic:0"),
+        (&["demo", "--feeder", "synthetic:+5"], "synthetic:+5"),
+        (&["demo", "--date", "2016-+6-21"], "date"),
+        (&["demo", "--der", "tiny.toml", "--no-chain"], "battery"),
         (&["demo", "--seeds", "3..1"], "3..1"),
         (&["demo", "--seeds", "1..3", "--seed", "2"], "--seed"),
     ];
@@ -132,6 +158,14 @@ fn bad_input_is_one_line_exit_2_and_writes_nothing() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(what), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        // One line (clap adds usage and its pointer to --help after blank lines).
+        let lines = stderr
+            .lines()
+            .filter(|l| {
+                !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:")
+            })
+            .count();
+        assert_eq!(lines, 1, "{args:?}: {stderr}");
         assert!(!dir.join("bcte-demo").exists(), "{args:?} wrote a report");
     }
 }

@@ -23,7 +23,7 @@ use bcte_types::{
         BIDS_PER_TX_MAX, BidEntry, Bids, FeederRegister, GridModeSet, SiteDelegate, SitesRegister,
         UpstreamPrice, UpstreamPrices,
     },
-    meter::{HeadEndSet, MeterRegister},
+    meter::{HeadEndSet, MeterRegister, READINGS_PER_TX_MAX},
 };
 use commonware_codec::Read;
 use commonware_cryptography::{Signer as _, ed25519::PrivateKey};
@@ -31,7 +31,7 @@ use commonware_runtime::{Clock as _, Runner as _, deterministic};
 use std::{collections::BTreeMap, time::Duration};
 
 /// DM-2.1: the genesis market clock speed of the in-process run: a 15-minute interval spans
-/// 5 s of block time, about 35 blocks on the simulated LAN (measured: 3,395 blocks for the
+/// 5 s of block time, about 35 blocks on the simulated LAN (measured: 3,414 blocks for the
 /// 96 intervals of the shipped feeder's day), each carrying whatever bids, readings and
 /// settlements are due.
 pub const CLOCK_SPEED: u32 = 180;
@@ -232,8 +232,8 @@ pub fn run(
     genesis.market_clock_speed = opts.clock_speed;
     let speed = u64::from(opts.clock_speed);
     let dt = config.interval_ms;
-    // A day of block time, and then some.
-    let sim_ms = (config.intervals as u64 + 20) * dt / speed + 600_000;
+    // A day of block time, and then some: the loop's own deadline comes first.
+    let sim_ms = (config.intervals as u64 + 20) * dt / speed + 2 * n_sites as u64 + 600_000;
     let runtime = deterministic::Config::default()
         .with_seed(opts.seed)
         .with_timeout(Some(Duration::from_millis(sim_ms)));
@@ -484,17 +484,29 @@ pub fn run(
                         &meter_key(a.site),
                     ));
                 }
-                let batch = RawBatch {
-                    chain_id: genesis.chain_id.clone(),
-                    feeder: feeder.clone(),
-                    interval: Interval(k as u64),
-                    readings,
-                };
-                net.submit(HEAD_END, Payload::MeterBatch(batch.to_payload()))?;
+                // ME-3: at most READINGS_PER_TX_MAX readings per batch transaction.
+                for chunk in readings.chunks(READINGS_PER_TX_MAX) {
+                    let batch = RawBatch {
+                        chain_id: genesis.chain_id.clone(),
+                        feeder: feeder.clone(),
+                        interval: Interval(k as u64),
+                        readings: chunk.to_vec(),
+                    };
+                    net.submit(HEAD_END, Payload::MeterBatch(batch.to_payload()))?;
+                }
                 next_read += 1;
             }
             if schedule.next_settle.0 >= config.intervals as u64 {
                 break;
+            }
+            // A chain that stopped clearing or settling is an error, not a wait for ever.
+            let deadline = epoch + (config.intervals as u64 + 8) * dt;
+            if market_now > deadline {
+                return Err(format!(
+                    "the chain had cleared {} and settled {} of {} intervals two hours (market \
+                     time) after the last one ended",
+                    schedule.next_clear.0, schedule.next_settle.0, config.intervals
+                ));
             }
             context.sleep(Duration::from_millis(50)).await;
         }
@@ -519,6 +531,16 @@ pub fn run(
                     }
                 }
             }
+        }
+        // Every site had its reading in and every transaction of the day was applied: a
+        // refused registration, bid or batch would show here as a site settled on its
+        // schedule.
+        if let Some((i, _)) = sites.iter().enumerate().find(|(_, s)| s.estimated > 0) {
+            return Err(format!(
+                "site {}: settled without its reading in {} intervals",
+                site_ids[i].as_str(),
+                sites[i].estimated
+            ));
         }
         let height = net.tip();
         let root = tree::root_at(&net.vs[0].chain(), Height(height)).map_err(|e| e.to_string())?;

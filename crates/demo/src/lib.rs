@@ -53,9 +53,9 @@ pub fn grid(dir: Option<&Path>, seed: u64) -> Result<Grid, String> {
         .and_then(|d| d.to_str())
         .and_then(|d| d.strip_prefix(SYNTHETIC));
     if let Some(n) = synthetic {
-        let households: usize = n
-            .parse()
-            .ok()
+        let households: usize = Some(n)
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|n| n.parse().ok())
             .filter(|h| (1..=SYNTHETIC_MAX).contains(h))
             .ok_or_else(|| {
                 format!("feeder: `{SYNTHETIC}{n}`: give 1 to {SYNTHETIC_MAX} households")
@@ -126,6 +126,11 @@ pub struct Outcome {
     pub legacy: Vec<IntervalRecord>,
 }
 
+/// The profile rows the scenario's day reaches.
+fn scenario_rows(scenario: &Scenario) -> Result<usize, String> {
+    Ok(scenario::day_of_year(&scenario.date)? * 96 + scenario.intervals)
+}
+
 /// A scenario made ready to run: its grid, agents and day configuration (DM-1, DM-3).
 #[derive(Clone, Debug)]
 pub struct Prepared {
@@ -148,7 +153,14 @@ pub fn prepare(scenario: &Scenario) -> Result<Prepared, String> {
         &mix,
         &mut rand_chacha::ChaCha8Rng::seed_from_u64(scenario.seed),
     );
-    let agents = day::agents(&grid.model, &ders, &mix);
+    let agents = day::agents(&grid.model, &ders, &mix)?;
+    let doy_rows = scenario_rows(scenario)?;
+    if doy_rows > grid.profiles.rows {
+        return Err(format!(
+            "date: the day runs past the grid's profiles ({} rows)",
+            grid.profiles.rows
+        ));
+    }
     Ok(Prepared {
         agents,
         config: scenario.day_config(doy),
@@ -178,7 +190,15 @@ pub fn run_without_chain(
 /// Runs `scenario`: the legacy day and the transactive day (on the chain unless
 /// `no_chain`), calling `progress(done, of)` as intervals complete.
 pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(usize, usize)) -> Result<Outcome, String> {
-    let p = prepare(scenario)?;
+    run_prepared(scenario, &prepare(scenario)?, progress)
+}
+
+/// [`run`] on a scenario already [`prepare`]d: what fails here is the run, not the input.
+pub fn run_prepared(
+    scenario: &Scenario,
+    p: &Prepared,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Outcome, String> {
     let (g, agents, config) = (&p.grid, &p.agents, &p.config);
     let dt = config.interval_ms;
     let n = scenario.intervals;
@@ -191,7 +211,7 @@ pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(usize, usize)) -> Resul
     let mut t_agents: Vec<SiteAgent> = agents.clone();
     let penalty = bcte_types::MarketConfig::DEFAULT.imbalance_penalty;
     let (transactive, t_costs, chain) = if scenario.no_chain {
-        let records = run_without_chain(&p, &mut t_agents, progress)?;
+        let records = run_without_chain(p, &mut t_agents, progress)?;
         let node_of = day::Day::new(&g.model, &g.profiles, config)?
             .node_of()
             .to_vec();
@@ -302,15 +322,37 @@ pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(usize, usize)) -> Resul
     })
 }
 
-/// Writes `bytes` to `path` through a temporary file renamed into place, so that a failed run
-/// never leaves a half-written report.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+/// Writes every `(path, bytes)` through temporary files beside them (`NAME.partial`), renamed
+/// into place only once all are written, so that a failed run never leaves a half-written
+/// report, nor a new report beside a stale one.
+pub fn write_all_atomic(files: &[(&Path, &[u8])]) -> Result<(), String> {
+    let tmp = |path: &Path| {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".partial");
+        path.with_file_name(name)
+    };
+    let clean = || {
+        for (path, _) in files {
+            let _ = std::fs::remove_file(tmp(path));
+        }
+    };
+    for (path, bytes) in files {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let t: PathBuf = tmp(path);
+        if let Err(e) = std::fs::write(&t, bytes) {
+            clean();
+            return Err(format!("{}: cannot write: {e}", t.display()));
+        }
     }
-    let tmp: PathBuf = path.with_extension("partial");
-    std::fs::write(&tmp, bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+    for (path, _) in files {
+        if let Err(e) = std::fs::rename(tmp(path), path) {
+            clean();
+            return Err(format!("{}: cannot write: {e}", path.display()));
+        }
+    }
+    Ok(())
 }
 
 /// The rows of the summary table (DM-5.2): a name, the legacy figure, the transactive one.

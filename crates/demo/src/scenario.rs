@@ -99,7 +99,11 @@ pub fn day_of_year(date: &str) -> Result<usize, String> {
     let [y, m, d] = parts.as_slice() else {
         return Err(bad());
     };
-    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+    if y.len() != 4
+        || m.len() != 2
+        || d.len() != 2
+        || !parts.iter().all(|p| p.bytes().all(|b| b.is_ascii_digit()))
+    {
         return Err(bad());
     }
     let (y, m, d): (u32, usize, usize) = (
