@@ -11,8 +11,8 @@ use bcte_units::Watts;
 const WMS_PER_WH: i128 = 3_600_000;
 
 /// A day's KPIs (energies in Wh, powers in W, shares and cycles in parts per million or
-/// thousandths as named).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// thousandths as named), serialised under these names in the demo's report.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Kpis {
     /// KP-1: energy imported through the transformer.
     pub import_wh: i64,

@@ -133,12 +133,10 @@ impl DemoArgs {
     }
 }
 
-/// DM-6: every seed of the range, then the spread of every KPI.
-fn demo_seeds(a: &DemoArgs, range: &str, json_out: bool) -> anyhow::Result<()> {
-    let seeds = bcte_demo::seeds::parse_range(range).map_err(InputError)?;
-    let base = a.scenario().map_err(InputError)?;
-    let count = seeds.clone().count();
-    let bar = ProgressBar::new((count * base.intervals) as u64);
+/// The bar of `intervals` intervals on a terminal's stderr; hidden with `--json` or without a
+/// terminal.
+fn progress_bar(intervals: usize, json_out: bool) -> ProgressBar {
+    let bar = ProgressBar::new(intervals as u64);
     if json_out || !std::io::stderr().is_terminal() {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
@@ -147,6 +145,15 @@ fn demo_seeds(a: &DemoArgs, range: &str, json_out: bool) -> anyhow::Result<()> {
             .expect("a valid template")
             .progress_chars("=> "),
     );
+    bar
+}
+
+/// DM-6: every seed of the range, then the spread of every KPI.
+fn demo_seeds(a: &DemoArgs, range: &str, json_out: bool) -> anyhow::Result<()> {
+    let seeds = bcte_demo::seeds::parse_range(range).map_err(InputError)?;
+    let base = a.scenario().map_err(InputError)?;
+    let count = seeds.clone().count();
+    let bar = progress_bar(count * base.intervals, json_out);
     let started = std::time::Instant::now();
     let mut reports = Vec::with_capacity(count);
     for (i, seed) in seeds.enumerate() {
@@ -200,15 +207,7 @@ fn demo(a: &DemoArgs, json_out: bool) -> anyhow::Result<()> {
         return demo_seeds(a, range, json_out);
     }
     let scenario = a.scenario().map_err(InputError)?;
-    let bar = ProgressBar::new(scenario.intervals as u64);
-    if json_out || !std::io::stderr().is_terminal() {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} intervals {elapsed}")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
+    let bar = progress_bar(scenario.intervals, json_out);
     bar.set_prefix(if scenario.no_chain {
         "market (no chain)".to_string()
     } else {

@@ -19,7 +19,7 @@ use serde::Serialize;
 pub struct Kpis {
     /// KP-1 to KP-7 (docs/kpis.md).
     #[serde(flatten)]
-    pub energy: KpiEnergy,
+    pub energy: kpi::Kpis,
     /// DM-4.3: what every site's owner paid, summed (base units; negative: was paid).
     pub cost_total: i64,
     /// Of it, the households' (SB-7.1).
@@ -34,57 +34,6 @@ pub struct Kpis {
     pub co2_g: i64,
     /// DM-4.2: the energy sites asked for and their meters did not record (Wh).
     pub unserved_metered_wh: i64,
-}
-
-/// KP-1 to KP-7 as serialised.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct KpiEnergy {
-    /// Energy imported at the root (Wh).
-    pub import_wh: i64,
-    /// Energy exported at the root (Wh).
-    pub export_wh: i64,
-    /// Peak import at the transformer (W).
-    pub peak_import_w: i64,
-    /// Consumption of loads and heat pumps (Wh).
-    pub demand_wh: i64,
-    /// PV production (Wh).
-    pub production_wh: i64,
-    /// PV curtailed (Wh).
-    pub curtailed_wh: i64,
-    /// Self-sufficiency (ppm), if there was demand.
-    pub self_sufficiency_ppm: Option<i64>,
-    /// Self-consumption (ppm), if there was production.
-    pub self_consumption_ppm: Option<i64>,
-    /// Intervals with an edge beyond its limit.
-    pub overload_intervals: u32,
-    /// Energy beyond the limits (Wh).
-    pub overload_wh: i64,
-    /// Battery cycles (thousandths).
-    pub battery_cycles_milli: i64,
-    /// Comfort violation (m°C·h).
-    pub comfort_mk_h: i64,
-    /// Load shed (Wh).
-    pub unserved_wh: i64,
-}
-
-impl From<kpi::Kpis> for KpiEnergy {
-    fn from(k: kpi::Kpis) -> Self {
-        Self {
-            import_wh: k.import_wh,
-            export_wh: k.export_wh,
-            peak_import_w: k.peak_import_w,
-            demand_wh: k.demand_wh,
-            production_wh: k.production_wh,
-            curtailed_wh: k.curtailed_wh,
-            self_sufficiency_ppm: k.self_sufficiency_ppm,
-            self_consumption_ppm: k.self_consumption_ppm,
-            overload_intervals: k.overload_intervals,
-            overload_wh: k.overload_wh,
-            battery_cycles_milli: k.battery_cycles_milli,
-            comfort_mk_h: k.comfort_mk_h,
-            unserved_wh: k.unserved_wh,
-        }
-    }
 }
 
 /// One site over the day in one run.
@@ -291,7 +240,7 @@ pub fn kpis(
         .map(|(c, _)| c)
         .sum();
     Kpis {
-        energy: kpi::kpis(agents, records, &limits, interval_ms).into(),
+        energy: kpi::kpis(agents, records, &limits, interval_ms),
         cost_total: costs.iter().sum(),
         cost_households,
         households: n as u32,
