@@ -221,3 +221,55 @@ fn many_seeds_of_a_synthetic_feeder_report_the_spread_of_every_kpi() {
     }
     assert!(dir.join("bcte-demo/report.html").is_file());
 }
+
+#[test]
+fn the_shipped_example_scenario_runs_with_its_der_mix_beside_it() {
+    let dir = scratch("example");
+    let example =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo/winter-shutoff.toml");
+    let example = example.to_str().expect("a UTF-8 path");
+    let out = run(
+        &dir,
+        &[
+            "--json",
+            "demo",
+            "--config",
+            example,
+            "--no-chain",
+            "--intervals",
+            "48",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let r = &v["summary"];
+    assert_eq!(r["scenario"], "psps");
+    assert_eq!(r["date"], "2016-12-01");
+    assert_eq!(r["seed"], 7);
+    // Alert from 09:00 and islanded from 11:00, as the file says.
+    assert_eq!(r["intervals"][35]["mode"], "normal");
+    assert_eq!(r["intervals"][36]["mode"], "alert");
+    assert_eq!(r["intervals"][44]["mode"], "islanded");
+    // Its DER mix gives batteries to two households of three.
+    let households = r["sites"]
+        .as_array()
+        .expect("sites")
+        .iter()
+        .filter(|s| s["household"] == true);
+    let (with, all) = households.fold((0, 0), |(w, a), s| {
+        let battery = s["der"]
+            .as_array()
+            .expect("der")
+            .iter()
+            .any(|d| d == "battery");
+        (w + usize::from(battery), a + 1)
+    });
+    assert!(
+        3 * with >= 2 * all - 3 && with < all,
+        "{with} of {all} households"
+    );
+}
