@@ -233,7 +233,7 @@ pub(crate) fn market_nodes(model: &FeederModel) -> Vec<Node> {
 }
 
 /// Each site's node index.
-pub(crate) fn node_of(model: &FeederModel) -> Vec<usize> {
+pub fn node_of(model: &FeederModel) -> Vec<usize> {
     model
         .sites
         .iter()
@@ -510,12 +510,24 @@ pub fn run(
     agents: &mut [SiteAgent],
     config: &DayConfig,
 ) -> Result<Vec<IntervalRecord>, String> {
+    run_with_progress(model, profiles, agents, config, &mut |_| {})
+}
+
+/// [`run`], calling `progress(done)` after each interval.
+pub fn run_with_progress(
+    model: &FeederModel,
+    profiles: &Profiles,
+    agents: &mut [SiteAgent],
+    config: &DayConfig,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<IntervalRecord>, String> {
     let mut day = Day::new(model, profiles, config)?;
     let mut records = Vec::with_capacity(config.intervals);
     for k in 0..config.intervals {
         let bidding = day.bid(agents, k)?;
         let cleared = day.clear(agents, &bidding)?;
         records.push(day.follow(agents, bidding, cleared));
+        progress(k + 1);
     }
     Ok(records)
 }

@@ -74,14 +74,8 @@ impl DemoArgs {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
                 let mut s: Scenario = toml::from_str(&text).map_err(|e| {
-                    // One line: the file, the line and the message (not toml's excerpt).
-                    let line = e
-                        .span()
-                        .map(|r| text[..r.start.min(text.len())].matches('\n').count() + 1);
-                    match line {
-                        Some(l) => format!("{}:{l}: {}", path.display(), e.message()),
-                        None => format!("{}: {}", path.display(), e.message()),
-                    }
+                    bcte_feeders::ImportError::toml(&path.display().to_string(), &text, &e)
+                        .to_string()
                 })?;
                 // A relative grid folder or DER-mix file in the file is relative to the file.
                 let dir = path.parent().unwrap_or(std::path::Path::new(""));

@@ -59,8 +59,6 @@ pub struct ChainOptions {
 pub struct SiteChain {
     /// Its metered energy per interval (Wh; positive: consumed).
     pub metered_wh: Vec<i64>,
-    /// What its bid asked at its node's price per interval (its allocation, Wh), DM-4.2.
-    pub asked_wh: Vec<i64>,
     /// The sum of its energy charges (base units; positive: its owner paid).
     pub energy_charge: i64,
     /// The sum of its imbalance charges.
@@ -122,18 +120,6 @@ fn spec_of(curve: &Curve) -> CurveSpec {
 /// The feeder's id on the chain: the model's, or `demo` when that is not a valid id.
 pub fn feeder_id(model: &FeederModel) -> FeederId {
     FeederId::new(model.id.clone()).unwrap_or_else(|_| FeederId::new("demo").expect("valid"))
-}
-
-/// Rounds `w_ms` (W·ms) to Wh, half away from zero.
-pub fn wh_of(w: i64, interval_ms: u64) -> i64 {
-    let x = i128::from(w) * i128::from(interval_ms);
-    let q = x / 3_600_000;
-    let r = x % 3_600_000;
-    (if 2 * r.abs() >= 3_600_000 {
-        q + x.signum()
-    } else {
-        q
-    }) as i64
 }
 
 /// The network: validators, the driver's view of the chain through validator 0, nonces.
@@ -428,9 +414,6 @@ pub fn run(
                 let k = bidding.k;
                 if schedule.next_clear.0 > k as u64 {
                     let cleared = read_cleared(&net, &feeder, k, &index, &distinct)?;
-                    for (s, a) in sites.iter_mut().zip(&cleared.asked) {
-                        s.asked_wh.push(wh_of(a.0, dt));
-                    }
                     records.push(day.follow(agents, bidding, cleared));
                     progress(records.len());
                 } else {
@@ -472,8 +455,7 @@ pub fn run(
                 let k = next_read;
                 let mut readings = Vec::with_capacity(n_sites);
                 for (j, a) in agents.iter().enumerate() {
-                    let power: i64 = records[k].devices[j].iter().map(|w| w.0).sum();
-                    let m = wh_of(power, dt);
+                    let m = crate::report::metered_in(&records[k], j, dt);
                     sites[a.site].metered_wh.push(m);
                     readings.push(SignedReading::sign(
                         &genesis.chain_id,

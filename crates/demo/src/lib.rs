@@ -176,15 +176,24 @@ pub fn run_without_chain(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<IntervalRecord>, String> {
     let n = p.config.intervals;
-    let mut records = Vec::with_capacity(n);
-    let mut d = day::Day::new(&p.grid.model, &p.grid.profiles, &p.config)?;
-    for k in 0..n {
-        let b = d.bid(agents, k)?;
-        let c = d.clear(agents, &b)?;
-        records.push(d.follow(agents, b, c));
-        progress(k + 1, n);
-    }
-    Ok(records)
+    day::run_with_progress(
+        &p.grid.model,
+        &p.grid.profiles,
+        agents,
+        &p.config,
+        &mut |k| {
+            progress(k, n);
+        },
+    )
+}
+
+/// The index of the node below the feeder's root: the transformer's low-voltage side.
+pub fn transformer(model: &FeederModel) -> Option<usize> {
+    let root = &model.nodes.first()?.id;
+    model
+        .nodes
+        .iter()
+        .position(|n| n.parent.as_ref() == Some(root))
 }
 
 /// Runs `scenario`: the legacy day and the transactive day (on the chain unless
@@ -212,9 +221,7 @@ pub fn run_prepared(
     let penalty = bcte_types::MarketConfig::DEFAULT.imbalance_penalty;
     let (transactive, t_costs, chain) = if scenario.no_chain {
         let records = run_without_chain(p, &mut t_agents, progress)?;
-        let node_of = day::Day::new(&g.model, &g.profiles, config)?
-            .node_of()
-            .to_vec();
+        let node_of = day::node_of(&g.model);
         let costs = (0..g.model.sites.len())
             .map(|s| {
                 let served: Vec<_> = records.iter().map(|r| r.served[s]).collect();
@@ -291,12 +298,8 @@ pub fn run_prepared(
             },
         });
     }
-    let transformer_limit_w = g
-        .model
-        .nodes
-        .iter()
-        .find(|n| n.parent.as_ref() == Some(&g.model.nodes[0].id))
-        .and_then(|n| n.limit)
+    let transformer_limit_w = transformer(&g.model)
+        .and_then(|i| g.model.nodes[i].limit)
         .map(|w| w.0);
     let report = Report {
         feeder: g.model.id.clone(),

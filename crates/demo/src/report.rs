@@ -9,7 +9,7 @@ use bcte_agents::{
     kpi,
 };
 use bcte_feeders::FeederModel;
-use bcte_ledger::settle::{energy_charge, settle_site};
+use bcte_ledger::settle::{energy_charge, scheduled_wh, settle_site};
 use bcte_types::Price;
 use bcte_units::Watts;
 use serde::Serialize;
@@ -176,8 +176,14 @@ pub fn market_cost(
 pub fn metered(records: &[IntervalRecord], site: usize, interval_ms: u64) -> Vec<i64> {
     records
         .iter()
-        .map(|r| crate::chain::wh_of(r.devices[site].iter().map(|w| w.0).sum(), interval_ms))
+        .map(|r| metered_in(r, site, interval_ms))
         .collect()
+}
+
+/// What a site's meter records for one interval (DM-2.3): the sum of its devices' powers
+/// over the interval, rounded to 1 Wh.
+pub fn metered_in(record: &IntervalRecord, site: usize, interval_ms: u64) -> i64 {
+    scheduled_wh(record.devices[site].iter().map(|w| w.0).sum(), interval_ms)
 }
 
 /// DM-4.2: what a site asked for and its meter did not record, interval by interval.
@@ -185,7 +191,7 @@ pub fn unserved(records: &[IntervalRecord], site: usize, metered: &[i64], interv
     records
         .iter()
         .zip(metered)
-        .map(|(r, m)| (crate::chain::wh_of(r.asked[site].0, interval_ms) - m).max(0))
+        .map(|(r, m)| (scheduled_wh(r.asked[site].0, interval_ms) - m).max(0))
         .sum()
 }
 
@@ -197,7 +203,7 @@ pub fn local_wh(records: &[IntervalRecord], interval_ms: u64) -> i64 {
         .map(|r| {
             let drew: i64 = r.served.iter().map(|w| w.0.max(0)).sum();
             let fed: i64 = r.served.iter().map(|w| (-w.0).max(0)).sum();
-            crate::chain::wh_of(drew.min(fed), interval_ms)
+            scheduled_wh(drew.min(fed), interval_ms)
         })
         .sum()
 }
@@ -208,7 +214,7 @@ pub fn co2_g(records: &[IntervalRecord], interval_ms: u64) -> i64 {
         .iter()
         .enumerate()
         .map(|(k, r)| {
-            let imported = crate::chain::wh_of((-r.upstream.0).max(0), interval_ms);
+            let imported = scheduled_wh((-r.upstream.0).max(0), interval_ms);
             // Wh × g/kWh / 1,000, rounded half up (both positive).
             (imported * CO2_G_PER_KWH_HOURLY[(k / 4) % 24] + 500) / 1_000
         })

@@ -6,10 +6,11 @@
 
 use bcte_agents::day::IntervalRecord;
 use bcte_demo::{
-    chain::{self, ChainOptions, wh_of},
+    chain::{self, ChainOptions},
     prepare, report,
     scenario::{Kind, Scenario},
 };
+use bcte_ledger::settle::scheduled_wh;
 use bcte_types::{GridMode, MarketConfig, Price};
 
 /// Every interval: the sites and the upstream grid sum to zero, and each site's devices add
@@ -81,10 +82,7 @@ fn a_short_day_on_the_chain_is_the_day_without_it_balances_conserves_money_and_r
     assert_eq!(out.sites.len(), n_sites);
     let dt = p.config.interval_ms;
     let penalty = MarketConfig::DEFAULT.imbalance_penalty;
-    let node_of = bcte_agents::day::Day::new(&p.grid.model, &p.grid.profiles, &p.config)
-        .expect("day")
-        .node_of()
-        .to_vec();
+    let node_of = bcte_agents::day::node_of(&p.grid.model);
     let mut paid = 0i64;
     for (i, site) in out.sites.iter().enumerate() {
         assert_eq!(site.estimated, 0, "site {i} settled without its reading");
@@ -117,13 +115,7 @@ fn a_short_day_on_the_chain_is_the_day_without_it_balances_conserves_money_and_r
 /// The index of the node below the root (the transformer's low-voltage side).
 fn transformer(nodes: &[String], s: &Scenario) -> usize {
     let g = bcte_demo::grid(s.feeder.as_deref(), s.seed).expect("grid");
-    let root = &g.model.nodes[0].id;
-    let i = g
-        .model
-        .nodes
-        .iter()
-        .position(|n| n.parent.as_ref() == Some(root))
-        .expect("a node below the root");
+    let i = bcte_demo::transformer(&g.model).expect("a node below the root");
     assert_eq!(nodes[i], g.model.nodes[i].id.to_string());
     i
 }
@@ -202,7 +194,7 @@ fn a_winter_shutoff_islands_the_feeder_and_its_unserved_energy_is_the_shed_load(
         .iter()
         .map(|s| s.transactive.unserved_wh)
         .sum();
-    let shed: i64 = t.iter().map(|r| wh_of(r.shed.0, dt)).sum();
+    let shed: i64 = t.iter().map(|r| scheduled_wh(r.shed.0, dt)).sum();
     assert!(shed > 0, "the winter shutoff sheds load");
     assert!(
         (unserved - shed).abs() <= (n_sites + 1) * islanded.len() as i64,
@@ -230,7 +222,7 @@ fn a_winter_shutoff_islands_the_feeder_and_its_unserved_energy_is_the_shed_load(
         .map(|&k| {
             l[k].asked
                 .iter()
-                .map(|w| wh_of(w.0.max(0), dt))
+                .map(|w| scheduled_wh(w.0.max(0), dt))
                 .sum::<i64>()
         })
         .sum();

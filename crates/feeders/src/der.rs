@@ -143,17 +143,7 @@ impl DerMix {
 
     /// SB-7.2: a DER file's contents (`file` names it in errors), checked.
     pub fn parse(file: &str, text: &str) -> Result<Self, ImportError> {
-        let mix: Self = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() as u64 + 1);
-            ImportError {
-                file: file.to_owned(),
-                line,
-                column: None,
-                message: e.message().to_owned(),
-            }
-        })?;
+        let mix: Self = toml::from_str(text).map_err(|e| ImportError::toml(file, text, &e))?;
         mix.check().map_err(|m| ImportError::new(file, m))?;
         Ok(mix)
     }

@@ -49,6 +49,19 @@ impl fmt::Display for ImportError {
 }
 
 impl ImportError {
+    /// A TOML file's parse error: its message at the line its span starts on (not the
+    /// excerpt toml's own message adds), so that it prints as one line.
+    pub fn toml(file: &str, text: &str, e: &toml::de::Error) -> Self {
+        Self {
+            file: file.to_owned(),
+            line: e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() as u64 + 1),
+            column: None,
+            message: e.message().to_owned(),
+        }
+    }
+
     pub(crate) fn new(file: &str, message: impl Into<String>) -> Self {
         Self {
             file: file.to_owned(),
