@@ -3,11 +3,15 @@
 //! every site splits what it is served among its devices. The research mode of the
 //! simulation (`--no-chain`): the same agents and clearing as on the chain, in one function.
 
-use crate::{BaseLoad, Battery, BidContext, Device, HeatPump, PriceStats, Pv, Site};
+use crate::{
+    BaseLoad, Battery, BidContext, Device, EvCharger, EvDistribution, EvNeed, HeatPump, PriceStats,
+    Pv, Site,
+};
 use bcte_feeders::{DerMix, FeederModel, Profiles, SiteDer};
 use bcte_market::{Bid, Curve, Market, Node, Point, clear};
-use bcte_types::GridMode;
+use bcte_types::{GridMode, contract::EvOption};
 use bcte_units::{Price, Watts};
+use rand::Rng;
 
 /// A site and its devices for the day: base load and generation from its profiles, and the
 /// DER the mix gave it (AG-9.1).
@@ -19,11 +23,23 @@ pub struct SiteAgent {
     pub devices: Site,
     /// Its priority class when load must be shed (MR-2.4; AG-9.4).
     pub priority: u8,
+    /// For an EV charger (SB-7.4), the household whose car it charges: its owner's site.
+    pub ev_of: Option<usize>,
+}
+
+impl SiteAgent {
+    /// The EV charger of this site, if it is one with a car to charge in the run.
+    pub fn charger(&self) -> Option<&EvCharger> {
+        self.devices.devices.iter().find_map(|d| match d {
+            Device::Ev(e) => Some(e),
+            _ => None,
+        })
+    }
 }
 
 /// AG-9.4: a site's priority class for shedding (0 shed first, 7 last): a home (every load an
 /// `H0` household profile) 4, a farm (`L` profiles) 2, any other site (businesses, generators
-/// alone) 0.
+/// alone, EV chargers) 0.
 pub fn priority_of(model: &FeederModel, site: usize) -> u8 {
     let loads = &model.sites[site].loads;
     if loads.is_empty() {
@@ -37,17 +53,79 @@ pub fn priority_of(model: &FeederModel, site: usize) -> u8 {
     }
 }
 
+/// The charging provider's slow and fast options of `mix` (SB-7.2) in the contract's units.
+pub fn ev_options(mix: &DerMix) -> (EvOption, EvOption) {
+    let option = |kw: f64, price: i64| EvOption {
+        power: Watts((kw * 1e3).round() as i64),
+        price: Price(price * 1_000_000),
+    };
+    (
+        option(mix.ev.slow_kw, mix.ev.slow_price),
+        option(mix.ev.fast_kw, mix.ev.fast_price),
+    )
+}
+
 /// AG-9.1: one agent per site of `model`, with the DER of `ders` sized by `mix`, or why the
 /// mix's sizes make no device (a size that rounds to nothing in the devices' integer units).
+/// `chargers` are the `(household, charger)` sites SB-7.4 added to the model: each charger's
+/// car gets its need for `config`'s run from `rng` in charger order (AG-8.1, AG-8.4) and the
+/// owner's choice of option (AG-8.2); a car that arrives after the run leaves its charger
+/// idle.
 pub fn agents(
     model: &FeederModel,
     ders: &[SiteDer],
     mix: &DerMix,
+    chargers: &[(usize, usize)],
+    config: &DayConfig,
+    rng: &mut impl Rng,
 ) -> Result<Vec<SiteAgent>, String> {
     let b = mix.battery;
     let h = mix.heat_pump;
+    let (slow, fast) = ev_options(mix);
+    let mut evs: Vec<Option<(usize, EvCharger)>> = vec![None; model.sites.len()];
+    for &(household, charger) in chargers {
+        if household >= model.sites.len() || charger >= model.sites.len() {
+            return Err(format!(
+                "chargers: ({household}, {charger}) is not a pair of the model's sites"
+            ));
+        }
+        let need = crate::sample_need(rng, &EvDistribution::DEFAULT, config.interval_ms);
+        let ev = crate::within(need, config.intervals as u64).map(|need| {
+            let (choice, energy_wh) = crate::choose(&need, slow, fast, config.interval_ms);
+            (
+                household,
+                EvCharger::new(EvNeed { energy_wh, ..need }, choice, slow, fast),
+            )
+        });
+        evs[charger] = Some(ev.unwrap_or((
+            household,
+            EvCharger::new(
+                EvNeed {
+                    from: 0,
+                    deadline: 0,
+                    energy_wh: 0,
+                },
+                bcte_types::contract::EvChoice::Slow,
+                slow,
+                fast,
+            ),
+        )));
+    }
     (0..model.sites.len())
         .map(|site| {
+            if let Some((household, ev)) = evs[site].take() {
+                let devices = if ev.need().energy_wh > 0 {
+                    vec![Device::Ev(ev)]
+                } else {
+                    Vec::new()
+                };
+                return Ok(SiteAgent {
+                    site,
+                    devices: Site { devices },
+                    priority: priority_of(model, site),
+                    ev_of: Some(household),
+                });
+            }
             let mut devices = vec![
                 Device::Base(BaseLoad { power: Watts(0) }),
                 Device::Pv(Pv {
@@ -89,6 +167,7 @@ pub fn agents(
                 site,
                 devices: Site { devices },
                 priority: priority_of(model, site),
+                ev_of: None,
             })
         })
         .collect()
@@ -388,6 +467,7 @@ impl<'a> Day<'a> {
         for a in agents.iter() {
             let h = &self.history[self.node_of[a.site]];
             let ctx = BidContext {
+                interval: k as u64,
                 interval_ms: self.config.interval_ms,
                 prices: PriceStats::of(
                     &h[h.len().saturating_sub(crate::HISTORY_DEFAULT)..],

@@ -5,8 +5,11 @@
 //! for the charger with a price that rises as the deadline nears, and the charger draws what it
 //! is served.
 
+use crate::BidContext;
+use bcte_ledger::{ev::bid_curve, settle::scheduled_wh};
+use bcte_market::Curve;
 use bcte_types::contract::{EvChoice, EvOption};
-use bcte_units::MS_PER_HOUR;
+use bcte_units::{MS_PER_HOUR, Watts};
 use rand::{Rng, RngExt};
 use rand_distr::{Distribution, Normal};
 
@@ -90,5 +93,124 @@ pub fn choose(need: &EvNeed, slow: EvOption, fast: EvOption, interval_ms: u64) -
         (EvChoice::Slow, need.energy_wh)
     } else {
         (EvChoice::Fast, need.energy_wh.min(deliverable(fast)))
+    }
+}
+
+/// AG-8.4: an EV's need within a run of `intervals` intervals: a deadline past the run's last
+/// interval moves to it (the run is the horizon; the energy is then what the option chosen by
+/// AG-8.2 can deliver by then). `None` when the car arrives after the run.
+pub fn within(need: EvNeed, intervals: u64) -> Option<EvNeed> {
+    let last = intervals.checked_sub(1)?;
+    (need.from <= last).then(|| EvNeed {
+        deadline: need.deadline.min(last),
+        ..need
+    })
+}
+
+/// An EV charger with its car's need for the run and the option the owner chose (AG-8.3):
+/// under the market the EV charging contract bids for it (CT-3.4, the same function the
+/// chain runs); under the legacy tariff it charges at its full power from arrival (AG-10.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EvCharger {
+    need: EvNeed,
+    choice: EvChoice,
+    slow: EvOption,
+    fast: EvOption,
+    delivered_wh: i64,
+}
+
+impl EvCharger {
+    /// A charger for `need` (whose energy is the contracted one), with the provider's `slow`
+    /// and `fast` options and the owner's `choice`.
+    pub fn new(need: EvNeed, choice: EvChoice, slow: EvOption, fast: EvOption) -> Self {
+        Self {
+            need,
+            choice,
+            slow,
+            fast,
+            delivered_wh: 0,
+        }
+    }
+
+    /// The need (the contracted energy, its first interval and its deadline).
+    pub fn need(&self) -> EvNeed {
+        self.need
+    }
+
+    /// The option chosen.
+    pub fn option(&self) -> EvOption {
+        match self.choice {
+            EvChoice::Slow => self.slow,
+            EvChoice::Fast => self.fast,
+        }
+    }
+
+    /// The owner's choice.
+    pub fn choice(&self) -> EvChoice {
+        self.choice
+    }
+
+    /// The provider's options, slow and fast.
+    pub fn options(&self) -> (EvOption, EvOption) {
+        (self.slow, self.fast)
+    }
+
+    /// The energy delivered so far (Wh, each interval's as settlement counts it, ST-2.2).
+    pub fn delivered_wh(&self) -> i64 {
+        self.delivered_wh
+    }
+
+    /// CT-3.4's `R`: the energy still needed (Wh).
+    pub fn remaining_wh(&self) -> i64 {
+        self.need.energy_wh - self.delivered_wh
+    }
+
+    /// Whether the car is plugged in during interval `k`.
+    pub fn plugged(&self, k: u64) -> bool {
+        self.need.from <= k && k <= self.need.deadline
+    }
+
+    /// AG-8.3: the contract's bid for interval `ctx.interval` (CT-3.4): nothing when the car is
+    /// away or has its energy.
+    pub fn bid(&self, ctx: &BidContext) -> Curve {
+        let k = ctx.interval;
+        let curve = if self.plugged(k) {
+            bid_curve(
+                self.remaining_wh(),
+                self.need.deadline - k + 1,
+                self.option(),
+                ctx.interval_ms,
+                ctx.floor,
+                ctx.cap,
+            )
+        } else {
+            None
+        };
+        curve.unwrap_or_else(|| Curve::flat(Watts(0)).expect("a flat zero curve"))
+    }
+
+    /// AG-10.1: what it draws under the legacy tariff in interval `k`: its full power (the
+    /// fast option's) from arrival, the last interval only what completes the energy.
+    pub fn legacy_power(&self, k: u64, interval_ms: u64) -> Watts {
+        let r = i128::from(self.remaining_wh());
+        if !self.plugged(k) || r <= 0 || interval_ms == 0 {
+            return Watts(0);
+        }
+        let dt = i128::from(interval_ms);
+        let finish = (r * i128::from(MS_PER_HOUR) + dt - 1) / dt;
+        Watts(finish.min(i128::from(self.fast.power.0)) as i64)
+    }
+
+    /// The charger draws `power` over interval `k` of `interval_ms`: what it can take (nothing
+    /// while the car is away, never more than the fast option's power, never negative), which
+    /// it returns; the energy delivered grows by it as settlement counts it.
+    pub fn follow(&mut self, power: Watts, k: u64, interval_ms: u64) -> Watts {
+        let p = if self.plugged(k) {
+            power.0.clamp(0, self.fast.power.0)
+        } else {
+            0
+        };
+        self.delivered_wh += scheduled_wh(p, interval_ms);
+        Watts(p)
     }
 }

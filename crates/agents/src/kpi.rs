@@ -40,6 +40,12 @@ pub struct Kpis {
     pub comfort_mk_h: i64,
     /// KP-7: energy of load shed.
     pub unserved_wh: i64,
+    /// KP-8: the EVs' energy requested: the sum of their needs within the run (AG-8.4).
+    pub ev_requested_wh: i64,
+    /// KP-8: the energy the EVs were delivered (each interval's as settlement counts it).
+    pub ev_delivered_wh: i64,
+    /// KP-8: EVs that left with less than they requested.
+    pub ev_short: u32,
 }
 
 fn wh(w_ms: i128) -> i64 {
@@ -52,7 +58,7 @@ fn wh(w_ms: i128) -> i64 {
     }) as i64
 }
 
-/// KP-1 to KP-7 of `records` (intervals of `interval_ms`) for the sites of `agents` (whose
+/// KP-1 to KP-8 of `records` (intervals of `interval_ms`) for the sites of `agents` (whose
 /// devices name what each record's device powers are), with the edge above each node limited
 /// to `limits` (the root's `None`).
 pub fn kpis(
@@ -85,7 +91,7 @@ pub fn kpis(
             for (dev, p) in a.devices.devices.iter().zip(powers) {
                 let p = i128::from(p.0);
                 match dev {
-                    Device::Base(_) | Device::HeatPump(_) => d_k += p.max(0),
+                    Device::Base(_) | Device::HeatPump(_) | Device::Ev(_) => d_k += p.max(0),
                     Device::Pv(_) => production += -p.min(0) * dt,
                     Device::Battery(_) => {
                         charging += p.max(0);
@@ -131,6 +137,27 @@ pub fn kpis(
             }
         }
         shed += i128::from(r.shed.0) * dt;
+    }
+    // KP-8: each EV's need against what its charger drew, interval by interval (ST-2.2).
+    for (j, a) in agents.iter().enumerate() {
+        let ev = a
+            .devices
+            .devices
+            .iter()
+            .enumerate()
+            .find_map(|(i, d)| match d {
+                Device::Ev(e) => Some((i, e)),
+                _ => None,
+            });
+        if let Some((i, e)) = ev {
+            let delivered: i64 = records
+                .iter()
+                .map(|r| bcte_ledger::settle::scheduled_wh(r.devices[j][i].0, interval_ms))
+                .sum();
+            k.ev_requested_wh += e.need().energy_wh;
+            k.ev_delivered_wh += delivered;
+            k.ev_short += u32::from(delivered < e.need().energy_wh);
+        }
     }
     k.import_wh = wh(import);
     k.export_wh = wh(export);

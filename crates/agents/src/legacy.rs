@@ -12,7 +12,8 @@ use bcte_units::{Price, Watts};
 
 /// AG-10: runs `config`'s intervals without a market. Each site: its base load; its PV at its
 /// full output (no curtailment); its heat pump's thermostat holding the setpoint (the least
-/// power that ends the interval at the setpoint or above, within its power); its battery for
+/// power that ends the interval at the setpoint or above, within its power); its EV charging
+/// at the charger's full power from arrival until it has its energy; its battery for
 /// self-consumption (charging from what the site would feed in, discharging into what it would
 /// draw, within its bounds). Nothing is shed or spilled and no limit is enforced: the flows are
 /// the sums of the sites' powers below each edge. The records carry the interval's import
@@ -49,7 +50,7 @@ pub fn run(
         let mut devices = Vec::with_capacity(agents.len());
         // AG-10.3: a shutoff (islanded) leaves every site without supply: no market and no
         // islanding controller, PV inverters trip (anti-islanding), batteries and heat pumps
-        // stop; what the loads asked for is shed.
+        // stop, EVs do not charge; what the loads and EVs asked for is shed.
         let off = config.mode_at(k) == GridMode::Islanded;
         let mut shed = 0i64;
         let mut asked = Vec::with_capacity(agents.len());
@@ -66,6 +67,8 @@ pub fn run(
                                 .clamp(0, h.max_power().0);
                             powers[i] = h.follow(Watts(0), outdoor, dt).0;
                         }
+                        // The EV cannot charge: what it would have drawn is shed too.
+                        Device::Ev(e) => shed += e.legacy_power(k as u64, dt).0,
                         Device::Pv(_) | Device::Battery(_) => {}
                     }
                 }
@@ -86,6 +89,11 @@ pub fn run(
                             .power_to_reach(h.setpoint_mk(), outdoor, dt)
                             .clamp(0, h.max_power().0);
                         powers[i] = h.follow(Watts(p), outdoor, dt).0;
+                    }
+                    // AG-10.1: an EV charges at full power from its arrival.
+                    Device::Ev(e) => {
+                        let p = e.legacy_power(k as u64, dt);
+                        powers[i] = e.follow(p, k as u64, dt).0;
                     }
                     Device::Battery(_) => {}
                 }

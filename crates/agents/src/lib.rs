@@ -1,5 +1,5 @@
 //! Device agents (rules AG-n of `docs/agents.md`, cited at the branches): base load, PV,
-//! batteries, heat pumps and EVs. Each device turns its
+//! batteries, heat pumps and EV chargers. Each device turns its
 //! physics, its owner's preferences and the expected prices into a price-flexibility curve for
 //! the next interval ([`Device::bid`]); a site sums its devices' curves exactly with the market
 //! engine's aggregation ([`Site::bid`]); after clearing, the site's served power is split among
@@ -19,7 +19,7 @@ pub mod legacy;
 mod prices;
 
 pub use battery::{ALERT_RESERVE_PPM, Battery, BatteryError};
-pub use ev::{EvDistribution, EvNeed, choose, sample_need};
+pub use ev::{EvCharger, EvDistribution, EvNeed, choose, sample_need, within};
 pub use heat_pump::{HVAC_RAMP, HeatPump, HeatPumpError};
 pub use prices::{HISTORY_DEFAULT, PriceStats};
 
@@ -29,6 +29,8 @@ use bcte_units::{Price, Watts};
 /// What a device knows when it bids for an interval.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BidContext {
+    /// The interval (of the run: interval 0 starts at midnight of the day).
+    pub interval: u64,
     /// The interval's length (ms).
     pub interval_ms: u64,
     /// The expected price at the site's node (AG-4).
@@ -80,6 +82,8 @@ pub enum Device {
     Battery(Battery),
     /// A heat pump and its house.
     HeatPump(HeatPump),
+    /// An EV charger and its car's need (AG-8): a site of its own, a charge point.
+    Ev(EvCharger),
 }
 
 impl Device {
@@ -103,6 +107,7 @@ impl Device {
             }
             Self::Battery(b) => return b.bid(ctx),
             Self::HeatPump(h) => return h.bid(ctx),
+            Self::Ev(e) => return e.bid(ctx),
         };
         curve.expect("a flat curve or one step within the limits is a curve")
     }
@@ -116,6 +121,9 @@ impl Device {
             }
             Self::HeatPump(h) => {
                 h.follow(power, ctx.outdoor_mk, ctx.interval_ms);
+            }
+            Self::Ev(e) => {
+                e.follow(power, ctx.interval, ctx.interval_ms);
             }
             Self::Base(_) | Self::Pv(_) => {}
         }

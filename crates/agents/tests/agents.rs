@@ -12,6 +12,7 @@ const Q: u64 = 900_000;
 
 fn ctx(mean: i64, spread: i64, alert: bool) -> BidContext {
     BidContext {
+        interval: 0,
         interval_ms: Q,
         prices: PriceStats {
             mean: Price(mean * M),
@@ -370,4 +371,102 @@ fn the_owner_chooses_slow_when_it_is_enough_and_fast_otherwise() {
         ..dash
     };
     assert_eq!(choose(&short, slow, fast, Q), (EvChoice::Fast, 5_000));
+}
+
+fn charger(energy_wh: i64, from: u64, deadline: u64) -> bcte_agents::EvCharger {
+    use bcte_types::contract::EvOption;
+    let slow = EvOption {
+        power: Watts(3_700),
+        price: Price(110 * M),
+    };
+    let fast = EvOption {
+        power: Watts(11_000),
+        price: Price(130 * M),
+    };
+    let need = bcte_agents::EvNeed {
+        from,
+        deadline,
+        energy_wh,
+    };
+    let (choice, energy) = bcte_agents::choose(&need, slow, fast, Q);
+    bcte_agents::EvCharger::new(
+        bcte_agents::EvNeed {
+            energy_wh: energy,
+            ..need
+        },
+        choice,
+        slow,
+        fast,
+    )
+}
+
+#[test]
+fn a_legacy_ev_charges_at_full_power_from_arrival_and_stops_when_full() {
+    // 6 kWh from interval 10: 11 kW is 2,750 Wh a quarter-hour, so 11 kW, 11 kW, then the
+    // last 500 Wh at 2 kW; nothing before arrival or after.
+    let mut e = charger(6_000, 10, 40);
+    let mut drawn = vec![];
+    for k in 8..15 {
+        let p = e.legacy_power(k, Q);
+        drawn.push(e.follow(p, k, Q).0);
+    }
+    assert_eq!(drawn, vec![0, 0, 11_000, 11_000, 2_000, 0, 0]);
+    assert_eq!(e.delivered_wh(), 6_000);
+    // Away, it draws nothing whatever it is given; plugged in, at most its full power.
+    assert_eq!(e.follow(Watts(5_000), 41, Q), Watts(0));
+    let mut e = charger(6_000, 10, 40);
+    assert_eq!(e.follow(Watts(50_000), 10, Q), Watts(11_000));
+    assert_eq!(e.follow(Watts(-50_000), 11, Q), Watts(0));
+}
+
+#[test]
+fn an_ev_bids_nothing_while_away_and_its_contract_curve_while_plugged_in() {
+    let e = charger(3_000, 4, 7);
+    let at = |k: u64| BidContext {
+        interval: k,
+        ..ctx(100, 10, false)
+    };
+    assert_eq!(e.bid(&at(3)).max_power(), Watts(0));
+    assert_eq!(e.bid(&at(8)).max_power(), Watts(0));
+    // CT-3.4 at interval 4, slow (3.7 kW, 925 Wh an interval, 4 intervals): 3,000 Wh is
+    // 12,000 W over a quarter-hour, so top = 3,700 W; must = ⌈(3,000 − 3 × 925) × 4⌉ = 900 W
+    // at 110/MWh; the rest at ⌊110 × 3,000 / (4 × 925)⌋ = 89.189189/MWh.
+    let c = e.bid(&at(4));
+    assert_eq!(
+        shape(&c),
+        (3_700, vec![(89_189_189, 2_800), (110 * M, 900)])
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// AG-8.3: served what its curve accepts at any price below its option's, every interval
+    /// of its stay, an EV has its energy by its deadline whenever the option's power allows.
+    #[test]
+    fn an_ev_reaches_its_energy_by_its_deadline_whenever_its_power_allows(
+        energy in 1i64..60_000,
+        from in 0u64..60,
+        stay in 0u64..40,
+        prices in proptest::collection::vec(-50i64..109, 100),
+    ) {
+        let mut e = charger(energy, from, from + stay);
+        for k in 0..(from + stay + 2) {
+            let c = at_interval(k);
+            let curve = e.bid(&c);
+            let price = Price(prices[k as usize % prices.len()] * M);
+            let served = curve.range_at(price).min;
+            e.follow(served, k, Q);
+        }
+        let deliverable = 11_000 * (stay as i64 + 1) / 4;
+        prop_assert_eq!(e.delivered_wh(), e.need().energy_wh);
+        prop_assert_eq!(e.need().energy_wh, energy.min(deliverable));
+    }
+}
+
+fn at_interval(k: u64) -> BidContext {
+    BidContext {
+        interval: k,
+        ..ctx(100, 10, false)
+    }
 }

@@ -17,6 +17,10 @@ fn grid() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/simbench/1-LV-rural1--0-sw")
 }
 
+fn no_rng() -> rand_chacha::ChaCha8Rng {
+    rand_chacha::ChaCha8Rng::seed_from_u64(0)
+}
+
 fn config(day_of_year: usize, outdoor_c: i64) -> DayConfig {
     DayConfig {
         start_row: day_of_year * 96,
@@ -44,21 +48,14 @@ fn run(
     bcte_feeders::FeederModel,
     bcte_feeders::Profiles,
 ) {
-    let model = import(&SimbenchDir::read(&grid()).unwrap()).unwrap();
+    let mut model = import(&SimbenchDir::read(&grid()).unwrap()).unwrap();
     let profiles = SimbenchDir::profiles(&grid(), &model).unwrap();
-    let ders = der::assign(
-        &model,
-        mix,
-        &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed),
-    );
-    let mut agents = day::agents(&model, &ders, mix).expect("agents");
-    let records = day::run(
-        &model,
-        &profiles,
-        &mut agents,
-        &config(day_of_year, outdoor_c),
-    )
-    .unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let ders = der::assign(&model, mix, &mut rng);
+    let chargers = der::add_chargers(&mut model, &ders).unwrap();
+    let config = config(day_of_year, outdoor_c);
+    let mut agents = day::agents(&model, &ders, mix, &chargers, &config, &mut rng).expect("agents");
+    let records = day::run(&model, &profiles, &mut agents, &config).unwrap();
     (records, agents, model, profiles)
 }
 
@@ -156,6 +153,7 @@ fn the_kpis_of_a_day_by_hand() {
     // One site: base load, PV, a 10 kWh battery; two one-hour intervals.
     let agent = SiteAgent {
         site: 0,
+        ev_of: None,
         devices: Site {
             devices: vec![
                 Device::Base(BaseLoad { power: Watts(0) }),
@@ -222,7 +220,18 @@ fn the_legacy_day_balances_holds_the_setpoint_and_without_der_matches_the_market
         &DerMix::DEFAULT,
         &mut rand_chacha::ChaCha8Rng::seed_from_u64(1),
     );
-    let mut agents = day::agents(&model, &ders, &DerMix::DEFAULT).expect("agents");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let mut model = model;
+    let chargers = der::add_chargers(&mut model, &ders).unwrap();
+    let mut agents = day::agents(
+        &model,
+        &ders,
+        &DerMix::DEFAULT,
+        &chargers,
+        &config(9, -5),
+        &mut rng,
+    )
+    .expect("agents");
     let records = legacy::run(&model, &profiles, &mut agents, &config(9, -5)).unwrap();
     for r in &records {
         assert_eq!(r.served.iter().map(|w| w.0).sum::<i64>() + r.upstream.0, 0);
@@ -234,9 +243,32 @@ fn the_legacy_day_balances_holds_the_setpoint_and_without_der_matches_the_market
     let k = kpis(&agents, &records, &limits, 900_000);
     assert!(k.demand_wh > 0 && k.self_sufficiency_ppm.unwrap() <= 1_000_000);
     assert_eq!((k.curtailed_wh, k.unserved_wh, k.comfort_mk_h), (0, 0, 0));
+    // AG-10.1: every EV charges at full power from its arrival and has its energy.
+    assert!(k.ev_requested_wh > 0);
+    assert_eq!((k.ev_delivered_wh, k.ev_short), (k.ev_requested_wh, 0));
+    for (j, a) in agents.iter().enumerate() {
+        if let Some(e) = a.charger() {
+            let i = records.iter().position(|r| r.devices[j][0].0 > 0).unwrap();
+            assert_eq!(i as u64, e.need().from, "charges from arrival");
+            assert_eq!(
+                records[i].devices[j][0],
+                e.options().1.power.min(records[i].devices[j][0])
+            );
+        }
+    }
     // With no DER and positive prices, the market serves every site its load less its
     // generation, as the legacy run does: the same flows, the same KPIs.
-    let fresh = || day::agents(&model, &[], &DerMix::NONE).expect("agents");
+    let fresh = || {
+        day::agents(
+            &model,
+            &[],
+            &DerMix::NONE,
+            &[],
+            &config(0, 0),
+            &mut no_rng(),
+        )
+        .expect("agents")
+    };
     let (mut a, mut b) = (fresh(), fresh());
     let market = day::run(&model, &profiles, &mut a, &config(172, 20)).unwrap();
     let baseline = legacy::run(&model, &profiles, &mut b, &config(172, 20)).unwrap();
@@ -256,7 +288,15 @@ fn the_legacy_day_balances_holds_the_setpoint_and_without_der_matches_the_market
 fn a_day_without_prices_or_temperatures_is_refused_not_a_panic() {
     let model = import(&SimbenchDir::read(&grid()).unwrap()).unwrap();
     let profiles = SimbenchDir::profiles(&grid(), &model).unwrap();
-    let mut agents = day::agents(&model, &[], &DerMix::NONE).expect("agents");
+    let mut agents = day::agents(
+        &model,
+        &[],
+        &DerMix::NONE,
+        &[],
+        &config(0, 0),
+        &mut no_rng(),
+    )
+    .expect("agents");
     let mut c = config(0, 0);
     c.outdoor_mk.clear();
     let e = day::run(&model, &profiles, &mut agents, &c).unwrap_err();
@@ -265,4 +305,64 @@ fn a_day_without_prices_or_temperatures_is_refused_not_a_panic() {
     c.upstream_prices.clear();
     let e = bcte_agents::legacy::run(&model, &profiles, &mut agents, &c).unwrap_err();
     assert!(e.starts_with("upstream_prices"), "{e}");
+}
+
+#[test]
+fn every_ev_gets_its_energy_by_its_deadline_and_charges_when_it_is_cheapest() {
+    // The upstream grid is dear from 17:00 to 21:00 and cheap after; every option's price is
+    // above both, so every contract bid's must part is served.
+    let mut model = import(&SimbenchDir::read(&grid()).unwrap()).unwrap();
+    let profiles = SimbenchDir::profiles(&grid(), &model).unwrap();
+    let mix = DerMix {
+        ev_share: 1.0,
+        ..DerMix::NONE
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let ders = der::assign(&model, &mix, &mut rng);
+    let chargers = der::add_chargers(&mut model, &ders).unwrap();
+    assert_eq!(chargers.len(), ders.len(), "a charger per household");
+    let mut c = config(172, 20);
+    c.upstream_prices = (0..96)
+        .map(|k| {
+            let dear = (68..84).contains(&k);
+            (Price(if dear { 105 } else { 95 } * M), Price(30 * M))
+        })
+        .collect();
+    let mut agents = day::agents(&model, &ders, &mix, &chargers, &c, &mut rng).unwrap();
+    let records = day::run(&model, &profiles, &mut agents, &c).unwrap();
+    let (mut dear, mut cheap) = (0i64, 0i64);
+    for &(home, charger) in &chargers {
+        let a = &agents[charger];
+        assert_eq!((a.site, a.ev_of, a.priority), (charger, Some(home), 0));
+        assert_eq!(model.sites[charger].node, model.sites[home].node);
+        let Some(e) = a.charger() else { continue };
+        let need = e.need();
+        assert!(need.deadline <= 95 && need.from <= need.deadline);
+        // AG-8.3: the energy, by the deadline, never while the car is away.
+        assert_eq!(
+            e.delivered_wh(),
+            need.energy_wh,
+            "{}",
+            model.sites[charger].site
+        );
+        for (k, r) in records.iter().enumerate() {
+            let p = r.devices[charger][0].0;
+            let k = k as u64;
+            assert!(p >= 0 && p <= e.option().power.0);
+            if !(need.from..=need.deadline).contains(&k) {
+                assert_eq!(p, 0);
+            } else if (68..84).contains(&k) {
+                dear += p;
+            } else {
+                cheap += p;
+            }
+        }
+    }
+    assert!(
+        cheap > 0 && cheap > 4 * dear,
+        "cheap {cheap} W, dear {dear} W"
+    );
+    let limits: Vec<_> = model.nodes.iter().map(|n| n.limit).collect();
+    let k = bcte_agents::kpi::kpis(&agents, &records, &limits, 900_000);
+    assert_eq!((k.ev_delivered_wh, k.ev_short), (k.ev_requested_wh, 0));
 }

@@ -7,7 +7,10 @@
 use bcte_agents::day::{Bidding, Cleared, Day, DayConfig, IntervalRecord, SiteAgent};
 use bcte_feeders::{FeederModel, Profiles};
 use bcte_ledger::{
-    Head, StateKey, book_bucket, decode_value,
+    Head, StateKey, book_bucket,
+    contract::ContractTable,
+    decode_value,
+    ev::EV_CONTRACTS_PER_FEEDER_MAX,
     market::components_of,
     market_state::{IntervalResult, ResultBucket, Schedule},
     settle_state::{IntervalSettlement, SettledBucket},
@@ -19,6 +22,7 @@ use bcte_types::{
     AccountId, CurveSpec, FeederId, Genesis, Height, Interval, MarketConfig, NodeSpec, Payload,
     Price, SiteId, SiteSpec, Tx, WattHours, Watts,
     batch::{RawBatch, SignedReading},
+    contract::{ContractEv, EvTerms},
     market::{
         BIDS_PER_TX_MAX, BidEntry, Bids, FeederRegister, GridModeSet, SiteDelegate, SitesRegister,
         UpstreamPrice, UpstreamPrices,
@@ -65,6 +69,18 @@ pub struct SiteChain {
     pub imbalance_charge: i64,
     /// Intervals settled on its schedule for want of a reading.
     pub estimated: u32,
+    /// For an EV charger, what its owner paid its charging provider at the contract's
+    /// deadline (CT-4.2; negative: was paid): its market charges and this make the option's
+    /// price for what came.
+    pub ev_difference: i64,
+}
+
+impl SiteChain {
+    /// What the site's owner paid for it over the day: its market charges and, for a charger,
+    /// the contract's difference.
+    pub fn cost(&self) -> i64 {
+        self.energy_charge + self.imbalance_charge + self.ev_difference
+    }
 }
 
 /// The chain's part of a run.
@@ -80,8 +96,10 @@ pub struct ChainOutcome {
     pub state_root: String,
     /// Blocks from the feeder's first interval's start to its last's settlement.
     pub blocks_in_day: u64,
-    /// Transactions the driver submitted (setup, bids, readings).
+    /// Transactions the driver submitted (setup, contracts, bids, readings).
     pub transactions: u64,
+    /// EV charging contracts entered (CT-3) and settled at their deadline (CT-4.2).
+    pub ev_contracts: u32,
     /// What the upstream account paid the market account over the day (ST-2.6; negative:
     /// was paid).
     pub upstream_charge: i64,
@@ -93,9 +111,16 @@ pub struct ChainOutcome {
     pub balances_after: u128,
 }
 
-/// The account index of site `i`'s owner (every site has its own).
+/// The account index of site `i`'s owner (every site has its own but a charger, whose owner
+/// is its household's: see [`owner_of`]).
 fn owner(aggregators: u64, i: usize) -> u64 {
     AGGREGATOR0 + aggregators + i as u64
+}
+
+/// The account index of `agent`'s owner: its own site's, or for an EV charger its
+/// household's (SB-7.4).
+fn owner_of(aggregators: u64, agent: &SiteAgent) -> u64 {
+    owner(aggregators, agent.ev_of.unwrap_or(agent.site))
 }
 
 fn account(i: u64) -> AccountId {
@@ -187,9 +212,10 @@ impl Net<'_> {
     }
 }
 
-/// DM-2: runs `config`'s intervals on an in-process network of `opts.validators`. The agents
-/// bid for interval `k` once `k − 1` is cleared and followed, through aggregators that batch
-/// up to 4,096 sites' bids per transaction; after `k` ends (market time), every site's meter
+/// DM-2: runs `config`'s intervals on an in-process network of `opts.validators`. Every EV's
+/// owner enters its charging contract at the start, and the contract bids for the charger
+/// (CT-3). The agents bid for interval `k` once `k − 1` is cleared and followed, through
+/// aggregators that batch up to 4,096 sites' bids per transaction; after `k` ends (market time), every site's meter
 /// signs its energy (the sum of its devices' powers over the interval) and the head-end posts
 /// them in one batch; the chain settles each interval when its readings are in. `progress` is
 /// called with each interval followed.
@@ -213,7 +239,16 @@ pub fn run(
     }
     let n_sites = model.sites.len();
     let aggregators = n_sites.div_ceil(BIDS_PER_TX_MAX).max(1) as u64;
-    let accounts = owner(aggregators, n_sites);
+    // The charging provider of every EV contract comes after the owners.
+    let provider = owner(aggregators, n_sites);
+    let accounts = provider + 1;
+    let evs = agents.iter().filter(|a| a.charger().is_some()).count();
+    if evs > EV_CONTRACTS_PER_FEEDER_MAX {
+        return Err(format!(
+            "{evs} EVs: a feeder holds at most {EV_CONTRACTS_PER_FEEDER_MAX} EV charging \
+             contracts at once; lower the DER mix's ev_share"
+        ));
+    }
     let mut genesis = sim::genesis(opts.validators, accounts);
     genesis.market_clock_speed = opts.clock_speed;
     let speed = u64::from(opts.clock_speed);
@@ -298,7 +333,7 @@ pub fn run(
             .map(|a| SiteSpec {
                 site: site_ids[a.site].clone(),
                 node: model.sites[a.site].node.clone(),
-                owner: account(owner(aggregators, a.site)),
+                owner: account(owner_of(aggregators, a)),
                 priority: a.priority,
                 import_limit: None,
                 export_limit: None,
@@ -367,7 +402,8 @@ pub fn run(
             )?;
         }
         net.settle_nonces(&[DSO]).await?;
-        for a in agents.iter() {
+        // A charger bids only through its EV contract (CT-3.3): it has no aggregator.
+        for a in agents.iter().filter(|a| a.ev_of.is_none()) {
             let aggregator = AGGREGATOR0 + (a.site / BIDS_PER_TX_MAX) as u64;
             net.submit(
                 owner(aggregators, a.site),
@@ -378,8 +414,40 @@ pub fn run(
                 }),
             )?;
         }
+        // AG-8.3: every EV's owner enters its charging contract with the provider's consent
+        // (CT-3.2), while every gate of the day is open (CT-3.3).
+        for (j, a) in agents.iter().enumerate() {
+            let Some(e) = a.charger() else { continue };
+            let need = e.need();
+            let (slow, fast) = e.options();
+            let terms = EvTerms {
+                feeder: feeder.clone(),
+                site: site_ids[j].clone(),
+                provider: account(provider),
+                energy_wh: need.energy_wh,
+                from: Interval(need.from),
+                deadline: Interval(need.deadline),
+                slow,
+                fast,
+                choice: e.choice(),
+                salt: 0,
+            };
+            let consent = terms.sign(&genesis.chain_id, &sim::account_key(provider));
+            net.submit(
+                owner_of(aggregators, a),
+                Payload::ContractEv(ContractEv { terms, consent }),
+            )?;
+        }
         let owners: Vec<u64> = (0..n_sites).map(|i| owner(aggregators, i)).collect();
         net.settle_nonces(&owners).await?;
+        let entered = net
+            .read::<ContractTable>(&StateKey::Contracts(feeder.clone()))
+            .map_or(0, |t| t.ev.len());
+        if entered != evs {
+            return Err(format!(
+                "the chain entered {entered} of the {evs} EV charging contracts"
+            ));
+        }
         if net.market_time(opts.clock_speed) + 2 * speed * 1_000 >= epoch - lead {
             return Err("the set-up took past interval 0's gate".to_string());
         }
@@ -430,15 +498,20 @@ pub fn run(
                 }
                 let bidding = day.bid(agents, next_bid)?;
                 for (chunk_index, chunk) in agents.chunks(BIDS_PER_TX_MAX).enumerate() {
-                    let bids = chunk
+                    // A charger's bid is its contract's, placed by the chain (CT-3.3).
+                    let bids: Vec<BidEntry> = chunk
                         .iter()
                         .enumerate()
+                        .filter(|(_, a)| a.ev_of.is_none())
                         .map(|(j, a)| BidEntry {
                             site: site_ids[a.site].clone(),
                             interval: Interval(next_bid as u64),
                             curve: Some(spec_of(&bidding.bids[chunk_index * BIDS_PER_TX_MAX + j])),
                         })
                         .collect();
+                    if bids.is_empty() {
+                        continue;
+                    }
                     net.submit(
                         AGGREGATOR0 + chunk_index as u64,
                         Payload::Bids(Bids {
@@ -494,7 +567,7 @@ pub fn run(
         }
 
         // DM-2.4: what settlement booked.
-        let (mut upstream_charge, mut congestion_rent) = (0i64, 0i64);
+        let (mut upstream_charge, mut congestion_rent, mut ev_contracts) = (0i64, 0i64, 0u32);
         for k in 0..config.intervals {
             let key = StateKey::Settlement(feeder.clone(), Interval(k as u64));
             let t: IntervalSettlement = net
@@ -502,6 +575,12 @@ pub fn run(
                 .ok_or_else(|| format!("interval {k} is settled but has no totals"))?;
             upstream_charge += t.upstream_charge;
             congestion_rent += t.congestion_rent;
+            for f in &t.ev {
+                if let Some(&i) = index.get(&f.site) {
+                    sites[i].ev_difference += f.difference;
+                    ev_contracts += 1;
+                }
+            }
             for &b in &distinct {
                 let key = StateKey::Settled(feeder.clone(), Interval(k as u64), b);
                 let bucket: SettledBucket = net.read(&key).unwrap_or_default();
@@ -533,6 +612,7 @@ pub fn run(
             state_root: hex::encode(root.as_ref()),
             blocks_in_day: height - first_height.unwrap_or(height),
             transactions: net.submitted,
+            ev_contracts,
             upstream_charge,
             congestion_rent,
             balances_before,

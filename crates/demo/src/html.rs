@@ -239,6 +239,28 @@ fn plots(r: &Report) -> Vec<String> {
         }],
         &[],
     ));
+    if iv.iter().any(|i| i.ev_w != 0 || i.legacy_ev_w != 0) {
+        out.push(plot(
+            "EV charging",
+            "kW",
+            &modes,
+            &[
+                Series {
+                    name: "legacy tariff (full power on arrival)",
+                    color: LEGACY,
+                    width: 2,
+                    values: col(&|i| kw(i.legacy_ev_w)),
+                },
+                Series {
+                    name: "transactive market (EV contracts)",
+                    color: MARKET,
+                    width: 2,
+                    values: col(&|i| kw(i.ev_w)),
+                },
+            ],
+            &[],
+        ));
+    }
     if iv.iter().any(|i| i.shed_w != 0 || i.legacy_shed_w != 0) {
         out.push(plot(
             "Load not served (the shutoff)",
@@ -325,12 +347,18 @@ pub fn render(o: &Outcome) -> String {
              <tr><td>blocks in the day</td><td>{}</td></tr>\
              <tr><td>final height</td><td>{}</td></tr>\
              <tr><td>transactions</td><td>{}</td></tr>\
+             <tr><td>EV charging contracts settled</td><td>{}</td></tr>\
+             <tr><td>paid by the upstream account</td><td>{}</td></tr>\
+             <tr><td>congestion rent</td><td>{}</td></tr>\
              <tr><td>state root</td><td><code>{}</code></td></tr></table>",
             c.validators,
             c.clock_speed,
             c.blocks,
             c.height,
             c.transactions,
+            c.ev_contracts,
+            money(c.upstream_charge),
+            money(c.congestion_rent),
             esc(&c.state_root)
         );
     }

@@ -146,14 +146,15 @@ pub struct Prepared {
 /// from the seed (SB-7) and builds the agents and the day (DM-1.6).
 pub fn prepare(scenario: &Scenario) -> Result<Prepared, String> {
     let doy = scenario.check()?;
-    let grid = grid(scenario.feeder.as_deref(), scenario.seed)?;
+    let mut grid = grid(scenario.feeder.as_deref(), scenario.seed)?;
     let mix = der_mix(&scenario.der)?;
-    let ders = der::assign(
-        &grid.model,
-        &mix,
-        &mut rand_chacha::ChaCha8Rng::seed_from_u64(scenario.seed),
-    );
-    let agents = day::agents(&grid.model, &ders, &mix)?;
+    // SB-7.3, SB-7.4, AG-8.1: the DER, the chargers, then the cars' needs, from one stream.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(scenario.seed);
+    let ders = der::assign(&grid.model, &mix, &mut rng);
+    let chargers = der::add_chargers(&mut grid.model, &ders)?;
+    let limit = transformer(&grid.model).and_then(|i| grid.model.nodes[i].limit);
+    let config = scenario.day_config(doy, limit);
+    let agents = day::agents(&grid.model, &ders, &mix, &chargers, &config, &mut rng)?;
     let doy_rows = scenario_rows(scenario)?;
     if doy_rows > grid.profiles.rows {
         return Err(format!(
@@ -163,7 +164,7 @@ pub fn prepare(scenario: &Scenario) -> Result<Prepared, String> {
     }
     Ok(Prepared {
         agents,
-        config: scenario.day_config(doy),
+        config,
         grid,
     })
 }
@@ -219,24 +220,23 @@ pub fn run_prepared(
     // The transactive day.
     let mut t_agents: Vec<SiteAgent> = agents.clone();
     let penalty = bcte_types::MarketConfig::DEFAULT.imbalance_penalty;
-    let (transactive, t_costs, chain) = if scenario.no_chain {
+    let (transactive, t_costs, t_margin, chain) = if scenario.no_chain {
         let records = run_without_chain(p, &mut t_agents, progress)?;
         let node_of = day::node_of(&g.model);
-        let costs = (0..g.model.sites.len())
-            .map(|s| {
-                let served: Vec<_> = records.iter().map(|r| r.served[s]).collect();
-                let node = node_of[s];
-                let prices: Vec<Price> = records.iter().map(|r| r.prices[node]).collect();
-                report::market_cost(
-                    &served,
-                    &prices,
-                    &report::metered(&records, s, dt),
-                    dt,
-                    penalty,
-                )
-            })
-            .collect::<Vec<i64>>();
-        (records, costs, None)
+        let mut costs = Vec::with_capacity(g.model.sites.len());
+        let mut margin = 0i64;
+        for s in 0..g.model.sites.len() {
+            let served: Vec<_> = records.iter().map(|r| r.served[s]).collect();
+            let node = node_of[s];
+            let prices: Vec<Price> = records.iter().map(|r| r.prices[node]).collect();
+            let metered = report::metered(&records, s, dt);
+            let market = report::market_cost(&served, &prices, &metered, dt, penalty);
+            // CT-4.2: a charger's owner pays the option's price for what came.
+            let cost = report::ev_charge(&t_agents[s], &metered).unwrap_or(market);
+            margin += cost - market;
+            costs.push(cost);
+        }
+        (records, costs, margin, None)
     } else {
         let opts = chain::ChainOptions {
             validators: scenario.validators,
@@ -251,11 +251,8 @@ pub fn run_prepared(
             opts,
             &mut |k| progress(k, n),
         )?;
-        let costs = out
-            .sites
-            .iter()
-            .map(|s| s.energy_charge + s.imbalance_charge)
-            .collect();
+        let costs = out.sites.iter().map(chain::SiteChain::cost).collect();
+        let margin = out.sites.iter().map(|s| s.ev_difference).sum();
         let c = ChainReport {
             height: out.height,
             state_root: out.state_root.clone(),
@@ -263,8 +260,11 @@ pub fn run_prepared(
             validators: scenario.validators,
             transactions: out.transactions,
             clock_speed: chain::CLOCK_SPEED,
+            ev_contracts: out.ev_contracts,
+            upstream_charge: out.upstream_charge,
+            congestion_rent: out.congestion_rent,
         };
-        (out.records, costs, Some(c))
+        (out.records, costs, margin, Some(c))
     };
 
     let tariff = scenario.tariff();
@@ -284,6 +284,7 @@ pub fn run_prepared(
             site: g.model.sites[s].site.to_string(),
             node: g.model.sites[s].node.to_string(),
             household: der::is_household(&g.model, s),
+            charger_of: agents[s].ev_of.map(|h| g.model.sites[h].site.to_string()),
             priority: agents[s].priority,
             der: report::der_names(&agents[s]),
             legacy: SiteRun {
@@ -313,7 +314,10 @@ pub fn run_prepared(
         transformer_limit_w,
         tariff: tariff.0,
         legacy: report::kpis(&g.model, &legacy_agents, &legacy, &l_costs, &l_unserved, dt),
-        transactive: report::kpis(&g.model, &t_agents, &transactive, &t_costs, &t_unserved, dt),
+        transactive: report::Kpis {
+            ev_provider_margin: t_margin,
+            ..report::kpis(&g.model, &t_agents, &transactive, &t_costs, &t_unserved, dt)
+        },
         intervals: report::intervals(&t_agents, &transactive, &legacy),
         sites,
         chain,
@@ -410,6 +414,16 @@ pub fn summary_rows(r: &Report) -> Vec<(&'static str, String, String)> {
             "battery cycles",
             format!("{:.2}", le.battery_cycles_milli as f64 / 1_000.0),
             format!("{:.2}", te.battery_cycles_milli as f64 / 1_000.0),
+        ),
+        (
+            "EV requested (kWh)",
+            kwh(le.ev_requested_wh),
+            kwh(te.ev_requested_wh),
+        ),
+        (
+            "EV delivered (kWh)",
+            kwh(le.ev_delivered_wh),
+            kwh(te.ev_delivered_wh),
         ),
         (
             "comfort (°C·h outside)",

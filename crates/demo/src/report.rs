@@ -22,7 +22,7 @@ pub struct Kpis {
     pub energy: kpi::Kpis,
     /// DM-4.3: what every site's owner paid, summed (base units; negative: was paid).
     pub cost_total: i64,
-    /// Of it, the households' (SB-7.1).
+    /// Of it, the households' (SB-7.1), each with its EV charger's (SB-7.4).
     pub cost_households: i64,
     /// Households counted.
     pub households: u32,
@@ -34,6 +34,10 @@ pub struct Kpis {
     pub co2_g: i64,
     /// DM-4.2: the energy sites asked for and their meters did not record (Wh).
     pub unserved_metered_wh: i64,
+    /// DM-4.6: what EV owners paid their charging provider beyond the market charges of
+    /// their chargers (base units; the provider's margin, negative its loss; part of
+    /// `cost_total`). Zero in the legacy run, which has no provider.
+    pub ev_provider_margin: i64,
 }
 
 /// One site over the day in one run.
@@ -56,6 +60,8 @@ pub struct SiteReport {
     pub node: String,
     /// Whether it is a household (SB-7.1).
     pub household: bool,
+    /// For an EV charger (SB-7.4), the household whose car it charges.
+    pub charger_of: Option<String>,
     /// Its priority class.
     pub priority: u8,
     /// Its devices beyond base load and PV.
@@ -98,6 +104,10 @@ pub struct IntervalReport {
     pub battery_w: i64,
     /// See `battery_w`.
     pub battery_soc_ppm: i64,
+    /// The EV chargers' power (W), transactive and legacy.
+    pub ev_w: i64,
+    /// See `ev_w`.
+    pub legacy_ev_w: i64,
 }
 
 /// The chain's part of the report.
@@ -115,6 +125,13 @@ pub struct ChainReport {
     pub transactions: u64,
     /// The market clock speed.
     pub clock_speed: u32,
+    /// EV charging contracts entered and settled (CT-3, CT-4).
+    pub ev_contracts: u32,
+    /// What the upstream account paid the market account over the day (ST-2.6; negative:
+    /// was paid; base units).
+    pub upstream_charge: i64,
+    /// The congestion rent the market account collected over the day (ST-2.7; base units).
+    pub congestion_rent: i64,
 }
 
 /// The whole report (DM-5.1).
@@ -170,6 +187,18 @@ pub fn market_cost(
         .zip(metered)
         .map(|((a, p), m)| settle_site(a.0, *p, interval_ms, penalty, Some(*m)).total())
         .sum()
+}
+
+/// CT-4.2: what a charger's owner pays for its EV contract: the delivered energy (its metered
+/// energy, not negative) at the chosen option's price, rounded half away from zero; `None`
+/// for a site that is not a charger with a contract.
+pub fn ev_charge(agent: &SiteAgent, metered: &[i64]) -> Option<i64> {
+    let e = agent.charger()?;
+    let delivered: i64 = metered.iter().sum::<i64>().max(0);
+    Some(bcte_types::units::div_round_half_away(
+        i128::from(delivered) * i128::from(e.option().price.0),
+        1_000_000,
+    ) as i64)
 }
 
 /// A site's metered energy per interval: the sum of its devices' powers over the interval.
@@ -239,11 +268,15 @@ pub fn kpis(
         .map(|s| bcte_feeders::der::is_household(model, s))
         .collect();
     let n = households.iter().filter(|h| **h).count() as i64;
+    // A household's cost includes its EV charger's (SB-7.4).
     let cost_households: i64 = costs
         .iter()
-        .zip(&households)
-        .filter(|(_, h)| **h)
-        .map(|(c, _)| c)
+        .enumerate()
+        .filter(|&(s, _)| {
+            let home = agents.get(s).and_then(|a| a.ev_of).unwrap_or(s);
+            households.get(home).copied().unwrap_or(false)
+        })
+        .map(|(_, c)| c)
         .sum();
     Kpis {
         energy: kpi::kpis(agents, records, &limits, interval_ms),
@@ -254,6 +287,7 @@ pub fn kpis(
         local_wh: local_wh(records, interval_ms),
         co2_g: co2_g(records, interval_ms),
         unserved_metered_wh: unserved.iter().sum(),
+        ev_provider_margin: 0,
     }
 }
 
@@ -266,6 +300,7 @@ pub fn der_names(agent: &SiteAgent) -> Vec<String> {
         .filter_map(|d| match d {
             Device::Battery(_) => Some("battery".to_string()),
             Device::HeatPump(_) => Some("heat_pump".to_string()),
+            Device::Ev(_) => Some("ev_charger".to_string()),
             _ => None,
         })
         .collect()
@@ -283,12 +318,17 @@ pub fn intervals(
         .enumerate()
         .map(|(k, (t, l))| {
             let (mut load, mut pv, mut bat, mut soc, mut cap) = (0i64, 0i64, 0i64, 0i128, 0i128);
-            for (a, powers) in agents.iter().zip(&t.devices) {
-                for (d, p) in a.devices.devices.iter().zip(powers) {
+            let (mut ev, mut legacy_ev) = (0i64, 0i64);
+            for ((a, powers), legacy) in agents.iter().zip(&t.devices).zip(&l.devices) {
+                for ((d, p), lp) in a.devices.devices.iter().zip(powers).zip(legacy) {
                     match d {
                         Device::Base(_) => load += p.0,
                         Device::Pv(_) => pv += -p.0,
                         Device::Battery(_) => bat += p.0,
+                        Device::Ev(_) => {
+                            ev += p.0;
+                            legacy_ev += lp.0;
+                        }
                         Device::HeatPump(_) => {}
                     }
                 }
@@ -316,6 +356,8 @@ pub fn intervals(
                 } else {
                     0
                 },
+                ev_w: ev,
+                legacy_ev_w: legacy_ev,
             }
         })
         .collect()

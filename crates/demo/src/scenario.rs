@@ -91,6 +91,9 @@ impl Default for Scenario {
     }
 }
 
+/// DM-1.6: the least the upstream grid offers each way at the root (W).
+pub const UPSTREAM_MIN_W: i64 = 1_000_000;
+
 /// DM-1.1: the day of the year (0 = 1 January) of `date` in the profile year 2016 (a leap
 /// year), or why it is not one.
 pub fn day_of_year(date: &str) -> Result<usize, String> {
@@ -187,20 +190,23 @@ impl Scenario {
         Price(mean + self.network_charge * MICRO)
     }
 
-    /// The day's configuration for the agents (AG-9.2) on a feeder whose transformer limits
-    /// the import (the root's edge limits hold; the upstream offers up to 1 MW).
-    pub fn day_config(&self, doy: usize) -> DayConfig {
+    /// DM-1.6: the day's configuration for the agents (AG-9.2) on a feeder whose transformer
+    /// carries at most `transformer` (W; `None`: no limit known): the upstream grid offers as
+    /// much each way as the transformer carries, and at least 1 MW, so that the transformer's
+    /// limit is what binds.
+    pub fn day_config(&self, doy: usize, transformer: Option<Watts>) -> DayConfig {
+        let upstream = Watts(transformer.map_or(UPSTREAM_MIN_W, |w| w.0.max(UPSTREAM_MIN_W)));
         DayConfig {
             start_row: doy * 96,
             intervals: self.intervals,
             interval_ms: 900_000,
             upstream_prices: (0..self.intervals).map(|k| self.upstream(k)).collect(),
-            import_limit: Watts(1_000_000),
-            export_limit: Watts(1_000_000),
+            import_limit: upstream,
+            export_limit: upstream,
             floor: Price(-500 * MICRO),
             cap: Price(3_000 * MICRO),
             outdoor_mk: (0..self.intervals).map(|k| outdoor_mk(doy, k)).collect(),
-            alert_import_limit: Watts(1_000_000),
+            alert_import_limit: upstream,
             modes: self.modes(),
         }
     }
@@ -236,13 +242,28 @@ mod tests {
             psps_start_hour: 8,
             ..Scenario::default()
         };
-        let c = s.day_config(172);
+        let c = s.day_config(172, None);
         assert_eq!(c.mode_at(31), GridMode::Normal);
         assert_eq!(c.mode_at(32), GridMode::Alert);
         assert_eq!(c.mode_at(39), GridMode::Alert);
         assert_eq!(c.mode_at(40), GridMode::Islanded);
         assert_eq!(c.mode_at(55), GridMode::Islanded);
         assert_eq!(c.mode_at(56), GridMode::Normal);
+    }
+
+    #[test]
+    fn the_upstream_offers_what_the_transformer_carries_and_at_least_a_megawatt() {
+        let s = Scenario::default();
+        let limits = |t: Option<i64>| {
+            let c = s.day_config(172, t.map(Watts));
+            (c.import_limit.0, c.export_limit.0, c.alert_import_limit.0)
+        };
+        assert_eq!(
+            limits(Some(15_000_000)),
+            (15_000_000, 15_000_000, 15_000_000)
+        );
+        assert_eq!(limits(Some(160_000)), (1_000_000, 1_000_000, 1_000_000));
+        assert_eq!(limits(None), (1_000_000, 1_000_000, 1_000_000));
     }
 
     #[test]

@@ -112,6 +112,72 @@ fn a_short_day_on_the_chain_is_the_day_without_it_balances_conserves_money_and_r
     assert_eq!(again.records, out.records);
 }
 
+#[test]
+fn ev_contracts_on_the_chain_bid_as_the_agents_do_and_their_owners_pay_the_option_price() {
+    use bcte_agents::{Device, EvCharger, EvNeed, choose};
+    // Four intervals after midnight; every charger's car is plugged in for intervals 1 to 3
+    // and needs 5 kWh: more than the slow option's 3.7 kW gives in three quarter-hours
+    // (2,775 Wh), so the owner takes the fast one (11 kW at 130/MWh, DER mix default).
+    let s = Scenario {
+        intervals: 4,
+        ..Scenario::default()
+    };
+    let mut p = prepare(&s).expect("valid");
+    let mut chargers = 0;
+    let (slow, fast) = bcte_agents::day::ev_options(&bcte_feeders::DerMix::DEFAULT);
+    for a in p.agents.iter_mut().filter(|a| a.ev_of.is_some()) {
+        // A car that arrives after four intervals leaves its charger idle.
+        assert!(a.charger().is_none());
+        let need = EvNeed {
+            from: 1,
+            deadline: 3,
+            energy_wh: 5_000,
+        };
+        let (choice, energy) = choose(&need, slow, fast, p.config.interval_ms);
+        assert_eq!((choice.as_str(), energy), ("fast", 5_000));
+        a.devices.devices = vec![Device::Ev(EvCharger::new(need, choice, slow, fast))];
+        chargers += 1;
+    }
+    assert!(chargers > 0, "the default mix gives some household an EV");
+    let mut agents = p.agents.clone();
+    let out = chain::run(
+        &p.grid.model,
+        &p.grid.profiles,
+        &mut agents,
+        &p.config,
+        ChainOptions {
+            validators: 1,
+            seed: 5,
+            clock_speed: chain::CLOCK_SPEED,
+        },
+        &mut |_| {},
+    )
+    .expect("the day runs");
+    // CT-3.4 on the chain is the agents' bid: the same day as without the ledger.
+    let mut without_agents = p.agents.clone();
+    let without =
+        bcte_demo::run_without_chain(&p, &mut without_agents, &mut |_, _| {}).expect("runs");
+    assert_eq!(out.records, without);
+    balanced(&out.records);
+    assert_eq!(out.ev_contracts, chargers);
+    assert_eq!(out.balances_before, out.balances_after);
+    for (i, a) in agents.iter().enumerate() {
+        if a.ev_of.is_none() {
+            assert_eq!(out.sites[i].ev_difference, 0);
+            continue;
+        }
+        // Its car got its 5 kWh by interval 3, none before it arrived; its owner paid
+        // 5 kWh × 130/MWh = 0.65 in all (650,000 base units): its market charges and the
+        // difference it settled with the provider at the deadline (CT-4.2).
+        let metered = &out.sites[i].metered_wh;
+        assert_eq!(metered[0], 0);
+        assert_eq!(metered.iter().sum::<i64>(), 5_000, "site {i}");
+        assert_eq!(out.sites[i].cost(), 650_000, "site {i}");
+        assert_eq!(report::ev_charge(a, metered), Some(650_000));
+        assert_ne!(out.sites[i].ev_difference, 0);
+    }
+}
+
 /// The index of the node below the root (the transformer's low-voltage side).
 fn transformer(nodes: &[String], s: &Scenario) -> usize {
     let g = bcte_demo::grid(s.feeder.as_deref(), s.seed).expect("grid");

@@ -39,7 +39,8 @@ pub struct BatterySize {
     pub initial_soc: f64,
 }
 
-/// An EV charger's options (the charging provider's slow and fast powers).
+/// An EV charger's options: the charging provider's slow and fast powers and their prices
+/// (the EV charging contract's, CT-3.1).
 #[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvSize {
@@ -47,6 +48,10 @@ pub struct EvSize {
     pub slow_kw: f64,
     /// The fast option's power (kW).
     pub fast_kw: f64,
+    /// What the owner pays per MWh delivered under the slow option (currency per MWh).
+    pub slow_price: i64,
+    /// See `slow_price`: under the fast option.
+    pub fast_price: i64,
 }
 
 /// A heat pump and its house.
@@ -102,10 +107,14 @@ impl BatterySize {
 }
 
 impl EvSize {
-    /// 3.7 kW (16 A single phase) slow, 11 kW (16 A three phase) fast.
+    /// 3.7 kW (16 A single phase) at 110 per MWh slow, 11 kW (16 A three phase) at 130 per
+    /// MWh fast: above the demo's dearest import price (112 per MWh, DM-1.3), so that a
+    /// contract's bid at its option's price is served whenever the feeder can import.
     pub const DEFAULT: Self = Self {
         slow_kw: 3.7,
         fast_kw: 11.0,
+        slow_price: 110,
+        fast_price: 130,
     };
 }
 
@@ -191,12 +200,26 @@ impl DerMix {
                 self.ev.fast_kw, self.ev.slow_kw
             ));
         }
+        for (name, v) in [
+            ("ev.slow_price", self.ev.slow_price),
+            ("ev.fast_price", self.ev.fast_price),
+        ] {
+            if !(0..=EV_PRICE_MAX).contains(&v) {
+                return Err(format!(
+                    "{name} = {v}: give 0 to {EV_PRICE_MAX} currency per MWh"
+                ));
+            }
+        }
         if !self.heat_pump.setpoint_c.is_finite() {
             return Err("heat_pump.setpoint_c: give a temperature".into());
         }
         Ok(())
     }
 }
+
+/// The dearest EV option a DER file may give (currency per MWh): the market engine's price
+/// limit is 10⁶ per MWh.
+pub const EV_PRICE_MAX: i64 = 100_000;
 
 /// The DER a household got (SB-7.3).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -238,4 +261,40 @@ pub fn assign(model: &FeederModel, mix: &DerMix, rng: &mut impl Rng) -> Vec<Site
             }
         })
         .collect()
+}
+
+/// SB-7.4: the suffix of a charger's site id: household `H1`'s charger is `H1-ev`.
+pub const CHARGER_SUFFIX: &str = "-ev";
+
+/// SB-7.4: every household of `ders` with an EV gets its charger: a site of its own (a
+/// sub-metered charge point, as an EV charging contract wants, CT-3.1) at the household's
+/// node, named after it with [`CHARGER_SUFFIX`], without loads or generators, appended after
+/// the model's sites in household order. Returns `(household, charger)` site indices, or why
+/// a charger's id cannot be made (an id too long with its suffix, or taken).
+pub fn add_chargers(
+    model: &mut FeederModel,
+    ders: &[SiteDer],
+) -> Result<Vec<(usize, usize)>, String> {
+    let mut out = Vec::new();
+    for d in ders.iter().filter(|d| d.ev) {
+        let home = &model.sites[d.site];
+        let name = format!("{}{CHARGER_SUFFIX}", home.site.as_str());
+        let id = bcte_types::SiteId::new(name.clone())
+            .map_err(|e| format!("site {}: its EV charger's id `{name}`: {e}", home.site))?;
+        if model.sites.iter().any(|s| s.site == id) {
+            return Err(format!(
+                "site {}: its EV charger's id `{name}` is taken by another site",
+                home.site
+            ));
+        }
+        let site = crate::ModelSite {
+            site: id,
+            node: home.node.clone(),
+            loads: Vec::new(),
+            generators: Vec::new(),
+        };
+        model.sites.push(site);
+        out.push((d.site, model.sites.len() - 1));
+    }
+    Ok(out)
 }

@@ -282,6 +282,42 @@ fn a_der_file_sets_what_it_names_and_a_bad_one_is_named() {
             .contains("ev.fast_kw = 3.7 is not more than ev.slow_kw = 11"),
         "{e}"
     );
+    let e = DerMix::parse("mix.toml", "[ev]\nfast_price = -5\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "mix.toml: ev.fast_price = -5: give 0 to 100000 currency per MWh"
+    );
+    let m = DerMix::parse("mix.toml", "[ev]\nslow_price = 95\n").unwrap();
+    assert_eq!((m.ev.slow_price, m.ev.fast_price), (95, 130));
+}
+
+#[test]
+fn every_household_with_an_ev_gets_a_charger_site_at_its_node() {
+    use bcte_feeders::{DerMix, der};
+    use rand::SeedableRng;
+    let dir = shipped().join(GRIDS[0].code);
+    let mut model = import(&SimbenchDir::read(&dir).unwrap()).unwrap();
+    let before = model.sites.len();
+    let all = DerMix {
+        ev_share: 1.0,
+        ..DerMix::NONE
+    };
+    let ders = der::assign(&model, &all, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
+    let chargers = der::add_chargers(&mut model, &ders).unwrap();
+    // SB-7.4: the 13 households of rural1, each with a charger appended in household order.
+    assert_eq!(chargers.len(), 13);
+    assert_eq!(model.sites.len(), before + 13);
+    for (i, &(home, charger)) in chargers.iter().enumerate() {
+        assert_eq!(charger, before + i);
+        let (h, c) = (&model.sites[home], &model.sites[charger]);
+        assert_eq!(c.site.as_str(), format!("{}-ev", h.site.as_str()));
+        assert_eq!(c.node, h.node);
+        assert!(c.loads.is_empty() && c.generators.is_empty());
+        assert!(!der::is_household(&model, charger));
+    }
+    // Twice is refused: the ids are taken.
+    let e = der::add_chargers(&mut model, &ders).unwrap_err();
+    assert!(e.contains("is taken by another site"), "{e}");
 }
 
 #[test]
