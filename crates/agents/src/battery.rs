@@ -111,15 +111,28 @@ impl Battery {
         Watts(p.min(i128::from(self.discharge.0)) as i64)
     }
 
+    /// AG-3.6: in an island with `left` intervals to go (this one included), the most it
+    /// discharges in this one: its charge spread evenly over them,
+    /// `⌊s × 3,600 × √η / (Δ × 10⁶ × left)⌋` W.
+    pub fn island_share(&self, interval_ms: u64, left: u64) -> Watts {
+        let p = i128::from(self.soc_mwh.max(0)) * W_MS_PER_MWH * i128::from(self.one_way_ppm)
+            / (i128::from(interval_ms) * PPM * i128::from(left.max(1)));
+        Watts(p.min(i128::from(i64::MAX)) as i64)
+    }
+
     /// AG-3.3: the bid. With the expected mean `m` and spread `s`, it charges at full power
     /// below `m − s/2` and discharges at full power above `max(m + s/2, (m − s/2) / η)` (so a
     /// cycle at its thresholds pays for its losses), idle between; in alert mode below its
-    /// reserve it buys what reaches the reserve at any price (AG-3.4).
+    /// reserve it buys what reaches the reserve at any price (AG-3.4); in an island it
+    /// discharges at most its share of the island's intervals (AG-3.6).
     pub(crate) fn bid(&self, ctx: &BidContext) -> Curve {
         let dt = ctx.interval_ms;
         let reserve = self.reserve_mwh(ctx.alert);
         let c = self.max_charge(dt).0;
-        let d = self.max_discharge(dt, reserve).0;
+        let mut d = self.max_discharge(dt, reserve).0;
+        if ctx.island_left > 0 {
+            d = d.min(self.island_share(dt, ctx.island_left).0);
+        }
         // What must be bought to reach the reserve this interval (never more than it can take).
         let must = if self.soc_mwh < reserve {
             let gap = i128::from(reserve - self.soc_mwh);

@@ -221,6 +221,21 @@ impl DayConfig {
             .map_or(GridMode::Normal, |(_, m)| *m)
     }
 
+    /// AG-9.5: when interval `k` is islanded, how many intervals the island has left by the
+    /// mode schedule, `k` included (to the next change, or to the end of the run); 0 when it
+    /// is not islanded.
+    pub fn island_left(&self, k: usize) -> u64 {
+        if self.mode_at(k) != GridMode::Islanded {
+            return 0;
+        }
+        let end = self
+            .modes
+            .iter()
+            .find(|(from, m)| *from > k && *m != GridMode::Islanded)
+            .map_or(self.intervals.max(k + 1), |(from, _)| *from);
+        (end - k) as u64
+    }
+
     /// Why the configuration cannot be run, if it cannot: a day needs at least one upstream
     /// price pair and one outdoor temperature, and intervals of a positive length.
     pub fn check(&self) -> Result<(), String> {
@@ -459,6 +474,7 @@ impl<'a> Day<'a> {
         let (import_price, _) = self.config.upstream_at(k);
         let outdoor_mk = self.config.outdoor_at(k);
         let alert = self.config.mode_at(k) == GridMode::Alert;
+        let island_left = self.config.island_left(k);
         let pv_available =
             set_profiles(self.model, self.profiles, agents, self.config.start_row + k)?;
         let mut bids = Vec::with_capacity(agents.len());
@@ -477,6 +493,7 @@ impl<'a> Day<'a> {
                 cap: self.config.cap,
                 alert,
                 outdoor_mk,
+                island_left,
             };
             let (device_curves, sum) = a.devices.bid(&ctx);
             bids.push(sum);

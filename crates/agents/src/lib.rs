@@ -44,6 +44,10 @@ pub struct BidContext {
     pub alert: bool,
     /// The outdoor temperature over the interval (m°C), for heat pumps (AG-7).
     pub outdoor_mk: i64,
+    /// When the feeder is islanded, the intervals of the island still to come by the DSO's
+    /// mode schedule, this one included (batteries ration their charge over them, AG-3.6);
+    /// 0 when it is not islanded.
+    pub island_left: u64,
 }
 
 impl BidContext {

@@ -22,6 +22,7 @@ fn ctx(mean: i64, spread: i64, alert: bool) -> BidContext {
         cap: Price(3_000 * M),
         alert,
         outdoor_mk: 0,
+        island_left: 0,
     }
 }
 
@@ -469,4 +470,38 @@ fn at_interval(k: u64) -> BidContext {
         interval: k,
         ..ctx(100, 10, false)
     }
+}
+
+#[test]
+fn an_islanded_battery_spreads_its_charge_over_the_island() {
+    // AG-3.6: 10 kWh, half full (5 kWh), √0.9 = 948,683 ppm one way, four quarter-hours of
+    // island left: 5,000,000 mWh × 3,600 × 948,683 / (900,000 ms × 10⁶ × 4) = 4,743 W, under
+    // its 5 kW; with one left, the 5 kW limit binds; on the mains, no share applies.
+    let b = battery(5_000_000);
+    let island = |left| BidContext {
+        island_left: left,
+        ..ctx(100, 40, false)
+    };
+    assert_eq!(b.island_share(Q, 4), Watts(4_743));
+    assert_eq!(
+        shape(&Device::Battery(b.clone()).bid(&island(4))).1[1],
+        (120 * M, 4_743)
+    );
+    assert_eq!(
+        shape(&Device::Battery(b.clone()).bid(&island(1))).1[1],
+        (120 * M, 5_000)
+    );
+    assert_eq!(
+        shape(&Device::Battery(b.clone()).bid(&island(0))).1[1],
+        (120 * M, 5_000)
+    );
+    // Served its share every interval, it lasts the island: after four quarter-hours at most
+    // a rounding of charge is left, and it never ran dry before.
+    let mut b = b;
+    for left in (1..=4).rev() {
+        let share = b.island_share(Q, left);
+        assert!(share.0 > 0, "{left} left");
+        b.follow(Watts(-share.0), Q);
+    }
+    assert!(b.soc_mwh() < 5_000_000 / 100, "{} mWh left", b.soc_mwh());
 }

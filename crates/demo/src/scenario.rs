@@ -249,6 +249,11 @@ mod tests {
         assert_eq!(c.mode_at(40), GridMode::Islanded);
         assert_eq!(c.mode_at(55), GridMode::Islanded);
         assert_eq!(c.mode_at(56), GridMode::Normal);
+        // AG-9.5: the island's intervals still to come, the current one included.
+        assert_eq!(
+            [39, 40, 41, 55, 56].map(|k| c.island_left(k)),
+            [0, 16, 15, 1, 0]
+        );
     }
 
     #[test]

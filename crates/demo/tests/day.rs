@@ -267,6 +267,32 @@ fn a_winter_shutoff_islands_the_feeder_and_its_unserved_energy_is_the_shed_load(
         "unserved {unserved} Wh against shed {shed} Wh"
     );
     assert_eq!(out.report.transactive.unserved_metered_wh, unserved);
+    // AG-3.6 and MR-2.4: the batteries carry the whole island, so the lowest class is shed
+    // first in every interval: the homes (class 4) lose far less than the farms (class 2).
+    let by_class = |c: u8| -> i64 {
+        out.report
+            .sites
+            .iter()
+            .filter(|s| s.priority == c)
+            .map(|s| s.transactive.unserved_wh)
+            .sum()
+    };
+    assert!(
+        by_class(4) * 5 < by_class(2),
+        "homes {} Wh, farms {} Wh",
+        by_class(4),
+        by_class(2)
+    );
+    let soc_end = out.report.intervals[islanded[islanded.len() - 1]].battery_soc_ppm;
+    assert!(
+        soc_end < 10_000,
+        "the batteries kept {soc_end} ppm past the island"
+    );
+    let soc_first = out.report.intervals[islanded[0]].battery_soc_ppm;
+    assert!(
+        soc_first > 400_000,
+        "the batteries sold out in the first interval"
+    );
     // Outside the shutoff nothing is shed.
     for (k, r) in t.iter().enumerate() {
         if r.mode == GridMode::Normal {
