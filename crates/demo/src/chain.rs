@@ -156,11 +156,78 @@ struct Net<'a> {
     submitted: u64,
 }
 
-impl Net<'_> {
-    /// Signs `payload` from account `from` with its next nonce and submits it to the
-    /// account's validator, which gossips it. An account always submits to the same one (the
-    /// accounts spread over the validators): a pool admits an account's nonces only in order,
-    /// and gossip could deliver them to another out of order.
+/// What the driver needs of a chain (DM-2): accounts and their keys, submitting signed
+/// transactions, reading the state at the tip, and waiting. The in-process network is one;
+/// a network's HTTP API is another (`bcte demo --network`, DM-7).
+#[allow(async_fn_in_trait)]
+pub trait Ledger {
+    /// The chain's id.
+    fn chain_id(&self) -> bcte_types::ChainId;
+    /// The account of the driver's account index `i` (0 the DSO, 1 the head-end, ...).
+    fn account(&self, i: u64) -> AccountId;
+    /// Its key (to sign a consent).
+    fn key(&self, i: u64) -> PrivateKey;
+    /// Signs `payload` from account `from` with its next nonce and submits it.
+    fn submit(&mut self, from: u64, payload: Payload) -> Result<(), String>;
+    /// The next nonce the driver will give account `i`.
+    fn next_nonce(&self, i: u64) -> u64;
+    /// The raw value of `key` at the tip.
+    fn read_bytes(&self, key: &StateKey) -> Option<Vec<u8>>;
+    /// The tip's height.
+    fn tip(&self) -> u64;
+    /// The tip's state root (hex).
+    fn state_root(&self) -> Result<String, String>;
+    /// The wall (or simulated) clock (ms since the Unix epoch).
+    fn now_ms(&self) -> u64;
+    /// Transactions submitted so far.
+    fn submitted(&self) -> u64;
+    /// Waits `ms` milliseconds.
+    async fn sleep(&self, ms: u64);
+
+    /// The value of `key` at the tip, decoded.
+    fn read<T: Read<Cfg = ()>>(&self, key: &StateKey) -> Option<T> {
+        self.read_bytes(key).and_then(|b| decode_value(&b))
+    }
+
+    /// The market time at the tip (MC-1): the tip's timestamp times the clock speed.
+    fn market_time(&self, speed: u32) -> u64 {
+        self.read::<Head>(&StateKey::Head)
+            .map_or(0, |h| h.timestamp_ms * u64::from(speed))
+    }
+
+    /// Waits until every account in `from` has had its submitted transactions executed.
+    async fn settle_nonces(&self, from: &[u64]) -> Result<(), String> {
+        for _ in 0..600 {
+            let done = from.iter().all(|&a| {
+                self.read::<bcte_ledger::AccountState>(&StateKey::Account(self.account(a)))
+                    .map_or(0, |s| s.nonce)
+                    >= self.next_nonce(a)
+            });
+            if done {
+                return Ok(());
+            }
+            self.sleep(100).await;
+        }
+        Err("the chain did not execute the set-up transactions within 60 s of block time".into())
+    }
+}
+
+impl Ledger for Net<'_> {
+    fn chain_id(&self) -> bcte_types::ChainId {
+        self.genesis.chain_id.clone()
+    }
+
+    fn account(&self, i: u64) -> AccountId {
+        account(i)
+    }
+
+    fn key(&self, i: u64) -> PrivateKey {
+        sim::account_key(i)
+    }
+
+    /// Submits to the account's validator, which gossips it. An account always submits to
+    /// the same one (the accounts spread over the validators): a pool admits an account's
+    /// nonces only in order, and gossip could deliver them to another out of order.
     fn submit(&mut self, from: u64, payload: Payload) -> Result<(), String> {
         let nonce = self.nonces[from as usize];
         let tx: Tx = sim::sign(&self.genesis, from, nonce, payload);
@@ -179,36 +246,44 @@ impl Net<'_> {
         Ok(())
     }
 
-    fn tip(&self) -> u64 {
-        self.vs[0].height().get()
+    fn next_nonce(&self, i: u64) -> u64 {
+        self.nonces[i as usize]
     }
 
-    fn read<T: Read<Cfg = ()>>(&self, key: &StateKey) -> Option<T> {
+    fn read_bytes(&self, key: &StateKey) -> Option<Vec<u8>> {
         let chain = self.vs[0].chain();
         tree::read_value(&chain, Height(self.tip()), key)
             .ok()
             .flatten()
-            .and_then(|b| decode_value(&b))
     }
 
-    /// Waits until every account in `from` has had its submitted transactions executed.
-    async fn settle_nonces(&self, from: &[u64]) -> Result<(), String> {
-        for _ in 0..600 {
-            let done = from.iter().all(|&a| {
-                self.read::<bcte_ledger::AccountState>(&StateKey::Account(account(a)))
-                    .is_some_and(|s| s.nonce >= self.nonces[a as usize])
-            });
-            if done {
-                return Ok(());
-            }
-            self.context.sleep(Duration::from_millis(100)).await;
-        }
-        Err("the chain did not execute the set-up transactions within 60 s of block time".into())
+    fn tip(&self) -> u64 {
+        self.vs[0].height().get()
     }
 
-    fn market_time(&self, speed: u32) -> u64 {
-        self.read::<Head>(&StateKey::Head)
-            .map_or(0, |h| h.timestamp_ms * u64::from(speed))
+    fn state_root(&self) -> Result<String, String> {
+        let root =
+            tree::root_at(&self.vs[0].chain(), Height(self.tip())).map_err(|e| e.to_string())?;
+        Ok(hex::encode(root.as_ref()))
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(
+            self.context
+                .current()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis(),
+        )
+        .unwrap_or(0)
+    }
+
+    fn submitted(&self) -> u64 {
+        self.submitted
+    }
+
+    async fn sleep(&self, ms: u64) {
+        self.context.sleep(Duration::from_millis(ms)).await;
     }
 }
 
@@ -271,356 +346,387 @@ pub fn run(
             nonces: vec![0; accounts as usize],
             submitted: 0,
         };
-        let feeder = feeder_id(model);
-        let site_ids: Vec<SiteId> = model.sites.iter().map(|s| s.site.clone()).collect();
-        // Derived once: a key's derivation costs as much as a signature.
-        let meter_keys: Vec<PrivateKey> = (0..n_sites).map(meter_key).collect();
-        let balances_before = balances(&net, accounts);
-
-        // DM-2.2: the set-up, in two steps: the DSO's registrations, then the owners'
-        // delegations to their aggregators.
-        let lead = dt / 3;
-        let now = u64::try_from(
-            context
-                .current()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis(),
+        drive(
+            &mut net,
+            feeder_id(model),
+            model,
+            profiles,
+            agents,
+            config,
+            opts.clock_speed,
+            progress,
         )
-        .unwrap_or(0);
-        // Interval 0's gate 20 s of block time from now, and 2 s more per 1,000 sites: the
-        // set-up is in by then.
-        let setup_ms = 20_000 + 2 * n_sites as u64;
-        let epoch = (now + setup_ms) * speed + lead;
-        let (import_price, export_price) = config.upstream_at(0);
-        let market = MarketConfig {
-            interval_ms: dt,
-            gate_lead_ms: lead,
-            price_floor: config.floor,
-            price_cap: config.cap,
-            import_price,
-            export_price,
-            import_limit: config.import_limit,
-            export_limit: config.export_limit,
-            alert_import_limit: config.alert_import_limit,
-            retention_intervals: (config.intervals as u32 + 96).max(672),
-            // An interval settles at its end once its readings are in (ST-2.1); a silent
-            // meter is settled on schedule one interval later.
-            settlement_delay_ms: dt,
-            ..MarketConfig::DEFAULT
-        };
-        let nodes: Vec<NodeSpec> = model
-            .nodes
-            .iter()
-            .map(|n| NodeSpec {
-                id: n.id.clone(),
-                parent: n.parent.clone(),
-                import_limit: n.limit,
-                export_limit: n.limit,
-            })
-            .collect();
-        net.submit(
-            DSO,
-            Payload::FeederRegister(FeederRegister {
-                feeder: feeder.clone(),
-                epoch_ms: Some(epoch),
-                config: market,
-                nodes,
-                market_account: None,
-                upstream_account: None,
-            }),
-        )?;
-        let specs: Vec<SiteSpec> = agents
-            .iter()
-            .map(|a| SiteSpec {
-                site: site_ids[a.site].clone(),
-                node: model.sites[a.site].node.clone(),
-                owner: account(owner_of(aggregators, a)),
-                priority: a.priority,
-                import_limit: None,
-                export_limit: None,
-            })
-            .collect();
-        for chunk in specs.chunks(4_096) {
-            net.submit(
-                DSO,
-                Payload::SitesRegister(SitesRegister {
-                    feeder: feeder.clone(),
-                    sites: chunk.to_vec(),
-                }),
-            )?;
-        }
-        net.submit(
-            DSO,
-            Payload::HeadEnd(HeadEndSet {
-                feeder: feeder.clone(),
-                account: account(HEAD_END),
-                allowed: true,
-            }),
-        )?;
-        for (i, id) in site_ids.iter().enumerate() {
-            // A pool holds at most 4,096 waiting transactions of one sender.
-            if i % 4_000 == 3_999 {
-                net.settle_nonces(&[DSO]).await?;
-            }
-            net.submit(
-                DSO,
-                Payload::MeterRegister(MeterRegister {
-                    feeder: feeder.clone(),
-                    site: id.clone(),
-                    meter: AccountId::from_public_key(&meter_keys[i].public_key()),
-                }),
-            )?;
-        }
-        // MC-6: the day-ahead upstream prices, up to 1,024 intervals per transaction.
-        let prices: Vec<UpstreamPrice> = (0..config.intervals)
-            .map(|k| {
-                let (i, e) = config.upstream_at(k);
-                UpstreamPrice {
-                    import_price: i,
-                    export_price: e,
-                }
-            })
-            .collect();
-        for (c, chunk) in prices.chunks(1_024).enumerate() {
-            net.submit(
-                DSO,
-                Payload::UpstreamPrices(UpstreamPrices {
-                    feeder: feeder.clone(),
-                    from: Interval((c * 1_024) as u64),
-                    prices: chunk.to_vec(),
-                }),
-            )?;
-        }
-        // MC-4.1: the scenario's grid modes.
-        for &(from, mode) in &config.modes {
-            net.submit(
-                DSO,
-                Payload::GridMode(GridModeSet {
-                    feeder: feeder.clone(),
-                    from: Interval(from as u64),
-                    mode,
-                }),
-            )?;
-        }
-        net.settle_nonces(&[DSO]).await?;
-        // A charger bids only through its EV contract (CT-3.3): it has no aggregator.
-        for a in agents.iter().filter(|a| a.ev_of.is_none()) {
-            let aggregator = AGGREGATOR0 + (a.site / BIDS_PER_TX_MAX) as u64;
-            net.submit(
-                owner(aggregators, a.site),
-                Payload::SiteDelegate(SiteDelegate {
-                    feeder: feeder.clone(),
-                    site: site_ids[a.site].clone(),
-                    aggregator: account(aggregator),
-                }),
-            )?;
-        }
-        // AG-8.3: every EV's owner enters its charging contract with the provider's consent
-        // (CT-3.2), while every gate of the day is open (CT-3.3).
-        for (j, a) in agents.iter().enumerate() {
-            let Some(e) = a.charger() else { continue };
-            let need = e.need();
-            let (slow, fast) = e.options();
-            let terms = EvTerms {
-                feeder: feeder.clone(),
-                site: site_ids[j].clone(),
-                provider: account(provider),
-                energy_wh: need.energy_wh,
-                from: Interval(need.from),
-                deadline: Interval(need.deadline),
-                slow,
-                fast,
-                choice: e.choice(),
-                salt: 0,
-            };
-            let consent = terms.sign(&genesis.chain_id, &sim::account_key(provider));
-            net.submit(
-                owner_of(aggregators, a),
-                Payload::ContractEv(ContractEv { terms, consent }),
-            )?;
-        }
-        let owners: Vec<u64> = (0..n_sites).map(|i| owner(aggregators, i)).collect();
-        net.settle_nonces(&owners).await?;
-        let entered = net
-            .read::<ContractTable>(&StateKey::Contracts(feeder.clone()))
-            .map_or(0, |t| t.ev.len());
-        if entered != evs {
-            return Err(format!(
-                "the chain entered {entered} of the {evs} EV charging contracts"
-            ));
-        }
-        if net.market_time(opts.clock_speed) + 2 * speed * 1_000 >= epoch - lead {
-            return Err("the set-up took past interval 0's gate".to_string());
-        }
+        .await
+    })
+}
 
-        // DM-2.3: the day.
-        let mut day = Day::new(model, profiles, config)?;
-        let buckets: Vec<u16> = site_ids.iter().map(book_bucket).collect();
-        let index: BTreeMap<SiteId, usize> = site_ids
-            .iter()
-            .cloned()
-            .enumerate()
-            .map(|(i, s)| (s, i))
-            .collect();
-        let mut distinct = buckets.clone();
-        distinct.sort_unstable();
-        distinct.dedup();
-        let mut records: Vec<IntervalRecord> = Vec::with_capacity(config.intervals);
-        let mut sites = vec![SiteChain::default(); n_sites];
-        let mut pending: Option<Bidding> = None;
-        let (mut next_bid, mut next_read) = (0usize, 0usize);
-        let mut first_height = None;
-        loop {
-            let schedule: Schedule = net
-                .read(&StateKey::Schedule(feeder.clone()))
-                .ok_or("the feeder has no schedule")?;
-            let market_now = net.market_time(opts.clock_speed);
-            if first_height.is_none() && market_now >= epoch {
-                first_height = Some(net.tip());
+/// DM-2.2 to DM-2.4 on any ledger: the set-up, the day and what settlement booked, driven
+/// through `l` (the in-process network of [`run`], or a network's HTTP API), with the feeder
+/// registered as `feeder` at the genesis market clock speed `clock_speed`.
+#[allow(clippy::too_many_arguments)]
+pub async fn drive<L: Ledger>(
+    l: &mut L,
+    feeder: FeederId,
+    model: &FeederModel,
+    profiles: &Profiles,
+    agents: &mut [SiteAgent],
+    config: &DayConfig,
+    clock_speed: u32,
+    progress: &mut dyn FnMut(usize),
+) -> Result<ChainOutcome, String> {
+    config.check()?;
+    if agents.iter().enumerate().any(|(j, a)| a.site != j) || agents.len() != model.sites.len() {
+        return Err("agents: give one per site of the model, in its order".into());
+    }
+    let n_sites = model.sites.len();
+    let aggregators = n_sites.div_ceil(BIDS_PER_TX_MAX).max(1) as u64;
+    let provider = owner(aggregators, n_sites);
+    let accounts = provider + 1;
+    let speed = u64::from(clock_speed);
+    let dt = config.interval_ms;
+    let evs = agents.iter().filter(|a| a.charger().is_some()).count();
+    let chain_id = l.chain_id();
+    let site_ids: Vec<SiteId> = model.sites.iter().map(|s| s.site.clone()).collect();
+    // Derived once: a key's derivation costs as much as a signature.
+    let meter_keys: Vec<PrivateKey> = (0..n_sites).map(meter_key).collect();
+    let balances_before = balances(l, accounts);
+
+    // DM-2.2: the set-up, in two steps: the DSO's registrations, then the owners'
+    // delegations to their aggregators.
+    let lead = dt / 3;
+    let now = l.now_ms();
+    // Interval 0's gate 20 s of block time from now, and 2 s more per 1,000 sites: the
+    // set-up is in by then.
+    let setup_ms = 20_000 + 2 * n_sites as u64;
+    let epoch = (now + setup_ms) * speed + lead;
+    let (import_price, export_price) = config.upstream_at(0);
+    let market = MarketConfig {
+        interval_ms: dt,
+        gate_lead_ms: lead,
+        price_floor: config.floor,
+        price_cap: config.cap,
+        import_price,
+        export_price,
+        import_limit: config.import_limit,
+        export_limit: config.export_limit,
+        alert_import_limit: config.alert_import_limit,
+        retention_intervals: (config.intervals as u32 + 96).max(672),
+        // An interval settles at its end once its readings are in (ST-2.1); a silent
+        // meter is settled on schedule one interval later.
+        settlement_delay_ms: dt,
+        ..MarketConfig::DEFAULT
+    };
+    let nodes: Vec<NodeSpec> = model
+        .nodes
+        .iter()
+        .map(|n| NodeSpec {
+            id: n.id.clone(),
+            parent: n.parent.clone(),
+            import_limit: n.limit,
+            export_limit: n.limit,
+        })
+        .collect();
+    l.submit(
+        DSO,
+        Payload::FeederRegister(FeederRegister {
+            feeder: feeder.clone(),
+            epoch_ms: Some(epoch),
+            config: market,
+            nodes,
+            market_account: None,
+            upstream_account: None,
+        }),
+    )?;
+    let specs: Vec<SiteSpec> = agents
+        .iter()
+        .map(|a| SiteSpec {
+            site: site_ids[a.site].clone(),
+            node: model.sites[a.site].node.clone(),
+            owner: l.account(owner_of(aggregators, a)),
+            priority: a.priority,
+            import_limit: None,
+            export_limit: None,
+        })
+        .collect();
+    for chunk in specs.chunks(4_096) {
+        l.submit(
+            DSO,
+            Payload::SitesRegister(SitesRegister {
+                feeder: feeder.clone(),
+                sites: chunk.to_vec(),
+            }),
+        )?;
+    }
+    l.submit(
+        DSO,
+        Payload::HeadEnd(HeadEndSet {
+            feeder: feeder.clone(),
+            account: l.account(HEAD_END),
+            allowed: true,
+        }),
+    )?;
+    for (i, id) in site_ids.iter().enumerate() {
+        // A pool holds at most 4,096 waiting transactions of one sender.
+        if i % 4_000 == 3_999 {
+            l.settle_nonces(&[DSO]).await?;
+        }
+        l.submit(
+            DSO,
+            Payload::MeterRegister(MeterRegister {
+                feeder: feeder.clone(),
+                site: id.clone(),
+                meter: AccountId::from_public_key(&meter_keys[i].public_key()),
+            }),
+        )?;
+    }
+    // MC-6: the day-ahead upstream prices, up to 1,024 intervals per transaction.
+    let prices: Vec<UpstreamPrice> = (0..config.intervals)
+        .map(|k| {
+            let (i, e) = config.upstream_at(k);
+            UpstreamPrice {
+                import_price: i,
+                export_price: e,
             }
-            // Follow the interval that was bid for once it is cleared.
-            if let Some(bidding) = pending.take() {
-                let k = bidding.k;
-                if schedule.next_clear.0 > k as u64 {
-                    let cleared = read_cleared(&net, &feeder, k, &index, &distinct)?;
-                    records.push(day.follow(agents, bidding, cleared));
-                    progress(records.len());
-                } else {
-                    pending = Some(bidding);
-                }
-            }
-            // Bid for the next interval once the last is followed, while its gate is open.
-            if pending.is_none() && next_bid < config.intervals && records.len() == next_bid {
-                let gate = epoch + next_bid as u64 * dt - lead;
-                if market_now + 3 * speed * 1_000 >= gate {
-                    return Err(format!(
-                        "interval {next_bid}: the agents were too late for its gate"
-                    ));
-                }
-                let bidding = day.bid(agents, next_bid)?;
-                for (chunk_index, chunk) in agents.chunks(BIDS_PER_TX_MAX).enumerate() {
-                    // A charger's bid is its contract's, placed by the chain (CT-3.3).
-                    let bids: Vec<BidEntry> = chunk
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, a)| a.ev_of.is_none())
-                        .map(|(j, a)| BidEntry {
-                            site: site_ids[a.site].clone(),
-                            interval: Interval(next_bid as u64),
-                            curve: Some(spec_of(&bidding.bids[chunk_index * BIDS_PER_TX_MAX + j])),
-                        })
-                        .collect();
-                    if bids.is_empty() {
-                        continue;
-                    }
-                    net.submit(
-                        AGGREGATOR0 + chunk_index as u64,
-                        Payload::Bids(Bids {
-                            feeder: feeder.clone(),
-                            bids,
-                        }),
-                    )?;
-                }
+        })
+        .collect();
+    for (c, chunk) in prices.chunks(1_024).enumerate() {
+        l.submit(
+            DSO,
+            Payload::UpstreamPrices(UpstreamPrices {
+                feeder: feeder.clone(),
+                from: Interval((c * 1_024) as u64),
+                prices: chunk.to_vec(),
+            }),
+        )?;
+    }
+    // MC-4.1: the scenario's grid modes.
+    for &(from, mode) in &config.modes {
+        l.submit(
+            DSO,
+            Payload::GridMode(GridModeSet {
+                feeder: feeder.clone(),
+                from: Interval(from as u64),
+                mode,
+            }),
+        )?;
+    }
+    l.settle_nonces(&[DSO]).await?;
+    // A charger bids only through its EV contract (CT-3.3): it has no aggregator.
+    for a in agents.iter().filter(|a| a.ev_of.is_none()) {
+        let aggregator = AGGREGATOR0 + (a.site / BIDS_PER_TX_MAX) as u64;
+        l.submit(
+            owner(aggregators, a.site),
+            Payload::SiteDelegate(SiteDelegate {
+                feeder: feeder.clone(),
+                site: site_ids[a.site].clone(),
+                aggregator: l.account(aggregator),
+            }),
+        )?;
+    }
+    // AG-8.3: every EV's owner enters its charging contract with the provider's consent
+    // (CT-3.2), while every gate of the day is open (CT-3.3).
+    for (j, a) in agents.iter().enumerate() {
+        let Some(e) = a.charger() else { continue };
+        let need = e.need();
+        let (slow, fast) = e.options();
+        let terms = EvTerms {
+            feeder: feeder.clone(),
+            site: site_ids[j].clone(),
+            provider: l.account(provider),
+            energy_wh: need.energy_wh,
+            from: Interval(need.from),
+            deadline: Interval(need.deadline),
+            slow,
+            fast,
+            choice: e.choice(),
+            salt: 0,
+        };
+        let consent = terms.sign(&chain_id, &l.key(provider));
+        l.submit(
+            owner_of(aggregators, a),
+            Payload::ContractEv(ContractEv { terms, consent }),
+        )?;
+    }
+    let owners: Vec<u64> = (0..n_sites).map(|i| owner(aggregators, i)).collect();
+    l.settle_nonces(&owners).await?;
+    let entered = l
+        .read::<ContractTable>(&StateKey::Contracts(feeder.clone()))
+        .map_or(0, |t| t.ev.len());
+    if entered != evs {
+        return Err(format!(
+            "the chain entered {entered} of the {evs} EV charging contracts"
+        ));
+    }
+    if l.market_time(clock_speed) + 2 * speed * 1_000 >= epoch - lead {
+        return Err("the set-up took past interval 0's gate".to_string());
+    }
+
+    // DM-2.3: the day.
+    let mut day = Day::new(model, profiles, config)?;
+    let buckets: Vec<u16> = site_ids.iter().map(book_bucket).collect();
+    let index: BTreeMap<SiteId, usize> = site_ids
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, s)| (s, i))
+        .collect();
+    let mut distinct = buckets.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let mut records: Vec<IntervalRecord> = Vec::with_capacity(config.intervals);
+    let mut sites = vec![SiteChain::default(); n_sites];
+    let mut pending: Option<Bidding> = None;
+    let (mut next_bid, mut next_read) = (0usize, 0usize);
+    let mut first_height = None;
+    loop {
+        let schedule: Schedule = l
+            .read(&StateKey::Schedule(feeder.clone()))
+            .ok_or("the feeder has no schedule")?;
+        let market_now = l.market_time(clock_speed);
+        if first_height.is_none() && market_now >= epoch {
+            first_height = Some(l.tip());
+        }
+        // Follow the interval that was bid for once it is cleared.
+        if let Some(bidding) = pending.take() {
+            let k = bidding.k;
+            if schedule.next_clear.0 > k as u64 {
+                let cleared = read_cleared(l, &feeder, k, &index, &distinct)?;
+                records.push(day.follow(agents, bidding, cleared));
+                progress(records.len());
+            } else {
                 pending = Some(bidding);
-                next_bid += 1;
             }
-            // Read the meters of every followed interval that has ended.
-            if next_read < records.len() && market_now >= epoch + (next_read as u64 + 1) * dt {
-                let k = next_read;
-                let metered: Vec<i64> = (0..agents.len())
-                    .map(|j| crate::report::metered_in(&records[k], j, dt))
-                    .collect();
-                for (a, &m) in agents.iter().zip(&metered) {
-                    sites[a.site].metered_wh.push(m);
-                }
-                let readings = sign_readings(
-                    &genesis.chain_id,
-                    &feeder,
-                    Interval(k as u64),
-                    &site_ids,
-                    &metered,
-                    &meter_keys,
-                );
-                // ME-3: at most READINGS_PER_TX_MAX readings per batch transaction.
-                for chunk in readings.chunks(READINGS_PER_TX_MAX) {
-                    let batch = RawBatch {
-                        chain_id: genesis.chain_id.clone(),
-                        feeder: feeder.clone(),
-                        interval: Interval(k as u64),
-                        readings: chunk.to_vec(),
-                    };
-                    net.submit(HEAD_END, Payload::MeterBatch(batch.to_payload()))?;
-                }
-                next_read += 1;
-            }
-            if schedule.next_settle.0 >= config.intervals as u64 {
-                break;
-            }
-            // A chain that stopped clearing or settling is an error, not a wait for ever.
-            let deadline = epoch + (config.intervals as u64 + 8) * dt;
-            if market_now > deadline {
+        }
+        // Bid for the next interval once the last is followed, while its gate is open.
+        if pending.is_none() && next_bid < config.intervals && records.len() == next_bid {
+            let gate = epoch + next_bid as u64 * dt - lead;
+            if market_now + 3 * speed * 1_000 >= gate {
                 return Err(format!(
-                    "the chain had cleared {} and settled {} of {} intervals two hours (market \
-                     time) after the last one ended",
-                    schedule.next_clear.0, schedule.next_settle.0, config.intervals
+                    "interval {next_bid}: the agents were too late for its gate"
                 ));
             }
-            context.sleep(Duration::from_millis(50)).await;
-        }
-
-        // DM-2.4: what settlement booked.
-        let (mut upstream_charge, mut congestion_rent, mut ev_contracts) = (0i64, 0i64, 0u32);
-        for k in 0..config.intervals {
-            let key = StateKey::Settlement(feeder.clone(), Interval(k as u64));
-            let t: IntervalSettlement = net
-                .read(&key)
-                .ok_or_else(|| format!("interval {k} is settled but has no totals"))?;
-            upstream_charge += t.upstream_charge;
-            congestion_rent += t.congestion_rent;
-            for f in &t.ev {
-                if let Some(&i) = index.get(&f.site) {
-                    sites[i].ev_difference += f.difference;
-                    ev_contracts += 1;
+            let bidding = day.bid(agents, next_bid)?;
+            for (chunk_index, chunk) in agents.chunks(BIDS_PER_TX_MAX).enumerate() {
+                // A charger's bid is its contract's, placed by the chain (CT-3.3).
+                let bids: Vec<BidEntry> = chunk
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, a)| a.ev_of.is_none())
+                    .map(|(j, a)| BidEntry {
+                        site: site_ids[a.site].clone(),
+                        interval: Interval(next_bid as u64),
+                        curve: Some(spec_of(&bidding.bids[chunk_index * BIDS_PER_TX_MAX + j])),
+                    })
+                    .collect();
+                if bids.is_empty() {
+                    continue;
                 }
+                l.submit(
+                    AGGREGATOR0 + chunk_index as u64,
+                    Payload::Bids(Bids {
+                        feeder: feeder.clone(),
+                        bids,
+                    }),
+                )?;
             }
-            for &b in &distinct {
-                let key = StateKey::Settled(feeder.clone(), Interval(k as u64), b);
-                let bucket: SettledBucket = net.read(&key).unwrap_or_default();
-                for (id, s) in &bucket.sites {
-                    if let Some(&i) = index.get(id) {
-                        sites[i].energy_charge += s.energy_charge;
-                        sites[i].imbalance_charge += s.imbalance_charge;
-                        sites[i].estimated += u32::from(s.estimated());
-                    }
-                }
-            }
+            pending = Some(bidding);
+            next_bid += 1;
         }
-        // Every site had its reading in and every transaction of the day was applied: a
-        // refused registration, bid or batch would show here as a site settled on its
-        // schedule.
-        if let Some((i, _)) = sites.iter().enumerate().find(|(_, s)| s.estimated > 0) {
+        // Read the meters of every followed interval that has ended.
+        if next_read < records.len() && market_now >= epoch + (next_read as u64 + 1) * dt {
+            let k = next_read;
+            let metered: Vec<i64> = (0..agents.len())
+                .map(|j| crate::report::metered_in(&records[k], j, dt))
+                .collect();
+            for (a, &m) in agents.iter().zip(&metered) {
+                sites[a.site].metered_wh.push(m);
+            }
+            let readings = sign_readings(
+                &chain_id,
+                &feeder,
+                Interval(k as u64),
+                &site_ids,
+                &metered,
+                &meter_keys,
+            );
+            // ME-3: at most READINGS_PER_TX_MAX readings per batch transaction.
+            for chunk in readings.chunks(READINGS_PER_TX_MAX) {
+                let batch = RawBatch {
+                    chain_id: chain_id.clone(),
+                    feeder: feeder.clone(),
+                    interval: Interval(k as u64),
+                    readings: chunk.to_vec(),
+                };
+                l.submit(HEAD_END, Payload::MeterBatch(batch.to_payload()))?;
+            }
+            next_read += 1;
+        }
+        if schedule.next_settle.0 >= config.intervals as u64 {
+            break;
+        }
+        // A chain that stopped clearing or settling is an error, not a wait for ever.
+        let deadline = epoch + (config.intervals as u64 + 8) * dt;
+        if market_now > deadline {
             return Err(format!(
-                "site {}: settled without its reading in {} intervals",
-                site_ids[i].as_str(),
-                sites[i].estimated
+                "the chain had cleared {} and settled {} of {} intervals two hours (market \
+                 time) after the last one ended",
+                schedule.next_clear.0, schedule.next_settle.0, config.intervals
             ));
         }
-        let height = net.tip();
-        let root = tree::root_at(&net.vs[0].chain(), Height(height)).map_err(|e| e.to_string())?;
-        Ok(ChainOutcome {
-            records,
-            sites,
-            height,
-            state_root: hex::encode(root.as_ref()),
-            blocks_in_day: height - first_height.unwrap_or(height),
-            transactions: net.submitted,
-            ev_contracts,
-            upstream_charge,
-            congestion_rent,
-            balances_before,
-            balances_after: balances(&net, accounts),
-        })
+        l.sleep(50).await;
+    }
+
+    // DM-2.4: what settlement booked.
+    let (mut upstream_charge, mut congestion_rent, mut ev_contracts) = (0i64, 0i64, 0u32);
+    for k in 0..config.intervals {
+        let key = StateKey::Settlement(feeder.clone(), Interval(k as u64));
+        let t: IntervalSettlement = l
+            .read(&key)
+            .ok_or_else(|| format!("interval {k} is settled but has no totals"))?;
+        upstream_charge += t.upstream_charge;
+        congestion_rent += t.congestion_rent;
+        for f in &t.ev {
+            if let Some(&i) = index.get(&f.site) {
+                sites[i].ev_difference += f.difference;
+                ev_contracts += 1;
+            }
+        }
+        for &b in &distinct {
+            let key = StateKey::Settled(feeder.clone(), Interval(k as u64), b);
+            let bucket: SettledBucket = l.read(&key).unwrap_or_default();
+            for (id, s) in &bucket.sites {
+                if let Some(&i) = index.get(id) {
+                    sites[i].energy_charge += s.energy_charge;
+                    sites[i].imbalance_charge += s.imbalance_charge;
+                    sites[i].estimated += u32::from(s.estimated());
+                }
+            }
+        }
+    }
+    // Every site had its reading in and every transaction of the day was applied: a
+    // refused registration, bid or batch would show here as a site settled on its
+    // schedule.
+    if let Some((i, _)) = sites.iter().enumerate().find(|(_, s)| s.estimated > 0) {
+        return Err(format!(
+            "site {}: settled without its reading in {} intervals",
+            site_ids[i].as_str(),
+            sites[i].estimated
+        ));
+    }
+    let height = l.tip();
+    let state_root = l.state_root()?;
+    Ok(ChainOutcome {
+        records,
+        sites,
+        height,
+        state_root,
+        blocks_in_day: height - first_height.unwrap_or(height),
+        transactions: l.submitted(),
+        ev_contracts,
+        upstream_charge,
+        congestion_rent,
+        balances_before,
+        balances_after: balances(l, accounts),
     })
 }
 
@@ -670,10 +776,10 @@ fn sign_readings(
 }
 
 /// The sum of the balances of accounts `0..accounts`.
-fn balances(net: &Net<'_>, accounts: u64) -> u128 {
+fn balances(net: &impl Ledger, accounts: u64) -> u128 {
     (0..accounts)
         .map(|a| {
-            net.read::<bcte_ledger::AccountState>(&StateKey::Account(account(a)))
+            net.read::<bcte_ledger::AccountState>(&StateKey::Account(net.account(a)))
                 .map_or(0, |s| u128::from(s.balance.0))
         })
         .sum()
@@ -681,7 +787,7 @@ fn balances(net: &Net<'_>, accounts: u64) -> u128 {
 
 /// Interval `k`'s result on the chain as the agents take it, and each site's allocation.
 fn read_cleared(
-    net: &Net<'_>,
+    net: &impl Ledger,
     feeder: &FeederId,
     k: usize,
     index: &BTreeMap<SiteId, usize>,
