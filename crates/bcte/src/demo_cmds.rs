@@ -48,8 +48,13 @@ pub struct DemoArgs {
     #[arg(long)]
     intervals: Option<usize>,
     /// Run the same agents, clearing and settlement rules without the ledger.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "network")]
     no_chain: bool,
+    /// Run the transactive day on the running validators of a local network (a directory
+    /// of `bcte localnet init`, with `bcte localnet run` running) over their HTTP API, at the
+    /// network's market clock speed (DM-7).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["seeds", "validators"])]
+    network: Option<PathBuf>,
     /// Where to write the JSON report.
     #[arg(
         long,
@@ -201,19 +206,57 @@ fn demo(a: &DemoArgs, json_out: bool) -> anyhow::Result<()> {
         return demo_seeds(a, range, json_out);
     }
     let scenario = a.scenario().map_err(InputError)?;
+    let network = match &a.network {
+        Some(dir) => Some(
+            crate::demo_live::Network::read(dir)
+                .map_err(|e| InputError(format!("--network: {e:#}")))?,
+        ),
+        None => None,
+    };
     let bar = progress_bar(scenario.intervals, json_out);
-    bar.set_prefix(if scenario.no_chain {
-        "market (no chain)".to_string()
-    } else {
-        format!("market on {} validators", scenario.validators)
+    bar.set_prefix(match &network {
+        _ if scenario.no_chain => "market (no chain)".to_string(),
+        Some(n) => format!(
+            "market on the network's {} validators (clock ×{})",
+            n.urls.len(),
+            n.genesis.market_clock_speed
+        ),
+        None => format!("market on {} validators", scenario.validators),
     });
+    if let Some(n) = &network {
+        // DM-7.3: how long the day takes in wall time at the network's clock speed.
+        let minutes =
+            scenario.intervals as f64 * 15.0 / f64::from(n.genesis.market_clock_speed.max(1));
+        bar.println(format!(
+            "the day's {} intervals take about {minutes:.0} minutes at the network's market \
+             clock speed ×{}",
+            scenario.intervals, n.genesis.market_clock_speed
+        ));
+    }
     let started = std::time::Instant::now();
     // The grid, the DER mix and the day are read and checked before anything runs: their
     // errors are the user's input (exit 2); what fails after is the run (exit 1).
     let prepared = bcte_demo::prepare(&scenario).map_err(InputError)?;
-    let outcome = bcte_demo::run_prepared(&scenario, &prepared, &mut |done, _| {
-        bar.set_position(done as u64);
-    })
+    let mut live = |model: &bcte_feeders::FeederModel,
+                    profiles: &bcte_feeders::Profiles,
+                    agents: &mut [bcte_agents::day::SiteAgent],
+                    config: &bcte_agents::day::DayConfig,
+                    progress: &mut dyn FnMut(usize)| {
+        let n = network.as_ref().expect("only with --network");
+        crate::demo_live::run(n, model, profiles, agents, config, progress)
+    };
+    let runner: Option<bcte_demo::ChainRunner<'_>> = match network {
+        Some(_) => Some(&mut live),
+        None => None,
+    };
+    let outcome = bcte_demo::run_prepared_on(
+        &scenario,
+        &prepared,
+        &mut |done, _| {
+            bar.set_position(done as u64);
+        },
+        runner,
+    )
     .map_err(|e| {
         bar.abandon();
         anyhow::anyhow!("the day failed: {e}")

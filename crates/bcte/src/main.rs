@@ -17,6 +17,7 @@ mod clear;
 mod client;
 mod contract_cmds;
 mod demo_cmds;
+mod demo_live;
 mod export_cmds;
 mod feeder_cmds;
 mod flex_cmds;

@@ -273,3 +273,74 @@ fn the_shipped_example_scenario_runs_with_its_der_mix_beside_it() {
         "{with} of {all} households"
     );
 }
+
+/// DM-7: the day against a local network's validator processes over HTTP, and their data
+/// directories pass `bcte verify` afterwards. Slow (real processes, about two minutes): run it
+/// with `cargo test -p bcte --test demo_cli -- --ignored`.
+#[test]
+#[ignore = "starts a local network of four validator processes; about two minutes"]
+fn a_day_on_a_local_network_over_http_settles_and_its_data_directories_verify() {
+    let dir = scratch("network");
+    let net = dir.join("net");
+    let net_s = net.to_str().expect("a UTF-8 path");
+    let out = run(
+        &dir,
+        &[
+            "localnet",
+            "init",
+            "--dir",
+            net_s,
+            "--validators",
+            "4",
+            "--market-clock-speed",
+            "60",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut localnet = Command::new(BCTE)
+        .args(["localnet", "run", "--dir", net_s, "--stop-after", "600"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the network starts");
+    let out = run(
+        &dir,
+        &["--json", "demo", "--network", net_s, "--intervals", "3"],
+    );
+    // Ctrl-C stops every node of `localnet run` cleanly.
+    let _ = Command::new("kill")
+        .args(["-INT", &localnet.id().to_string()])
+        .status();
+    let _ = localnet.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(&stdout).expect("JSON");
+    let chain = &v["summary"]["chain"];
+    assert_eq!(chain["validators"], 4);
+    assert_eq!(chain["clock_speed"], 60);
+    assert!(chain["blocks"].as_u64().expect("blocks") > 0);
+    assert!(
+        v["summary"]["transactive"]["import_wh"]
+            .as_i64()
+            .expect("import")
+            > 0
+    );
+    for i in 0..4 {
+        let data = net.join(format!("node{i}"));
+        let out = run(
+            &dir,
+            &["verify", "--data-dir", data.to_str().expect("UTF-8")],
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "node{i}: {text}");
+        assert!(text.contains("intact"), "node{i}: {text}");
+    }
+}

@@ -12,7 +12,7 @@ use bcte_ledger::{
     decode_value,
     ev::EV_CONTRACTS_PER_FEEDER_MAX,
     market::components_of,
-    market_state::{IntervalResult, ResultBucket, Schedule},
+    market_state::{IntervalResult, MarketClock, ResultBucket, Schedule},
     settle_state::{IntervalSettlement, SettledBucket},
     tree,
 };
@@ -39,6 +39,10 @@ use std::{collections::BTreeMap, time::Duration};
 /// 96 intervals of the shipped feeder's day), each carrying whatever bids, readings and
 /// settlements are due.
 pub const CLOCK_SPEED: u32 = 180;
+
+/// DM-7.2: what the DSO pays every owner and the provider at the set-up on a network whose
+/// genesis did not fund them: 1,000 tokens.
+pub const FUNDING: bcte_types::Amount = bcte_types::Amount(1_000 * bcte_types::Amount::PER_TOKEN);
 
 /// The DSO: the genesis authority, registrar of the feeder, its sites and meters.
 const DSO: u64 = 0;
@@ -184,15 +188,27 @@ pub trait Ledger {
     /// Waits `ms` milliseconds.
     async fn sleep(&self, ms: u64);
 
+    /// Stores a raw meter batch where the chain's nodes keep them (ME-3), before its
+    /// transaction is submitted; the in-process network's validators need none.
+    fn upload_batch(&mut self, _raw: &RawBatch) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Whether the genesis gave the driver's accounts their tokens; if not, the DSO pays
+    /// each site owner and the charging provider [`FUNDING`] at the set-up.
+    fn funded(&self) -> bool {
+        true
+    }
+
     /// The value of `key` at the tip, decoded.
     fn read<T: Read<Cfg = ()>>(&self, key: &StateKey) -> Option<T> {
         self.read_bytes(key).and_then(|b| decode_value(&b))
     }
 
-    /// The market time at the tip (MC-1): the tip's timestamp times the clock speed.
-    fn market_time(&self, speed: u32) -> u64 {
+    /// The market time at the tip (MC-1.1): the tip's block time on `clock`.
+    fn market_time(&self, clock: &MarketClock) -> u64 {
         self.read::<Head>(&StateKey::Head)
-            .map_or(0, |h| h.timestamp_ms * u64::from(speed))
+            .map_or(0, |h| clock.market_time(h.timestamp_ms))
     }
 
     /// Waits until every account in `from` has had its submitted transactions executed.
@@ -389,6 +405,28 @@ pub async fn drive<L: Ledger>(
     let site_ids: Vec<SiteId> = model.sites.iter().map(|s| s.site.clone()).collect();
     // Derived once: a key's derivation costs as much as a signature.
     let meter_keys: Vec<PrivateKey> = (0..n_sites).map(meter_key).collect();
+    // DM-7.2: on a network whose genesis does not know the driver's accounts, the DSO gives
+    // every owner and the provider what their charges can take from them.
+    if !l.funded() {
+        let mut payees: Vec<u64> = agents.iter().map(|a| owner_of(aggregators, a)).collect();
+        payees.push(provider);
+        payees.sort_unstable();
+        payees.dedup();
+        for (i, &to) in payees.iter().enumerate() {
+            if i % 4_000 == 3_999 {
+                l.settle_nonces(&[DSO]).await?;
+            }
+            let to = l.account(to);
+            l.submit(
+                DSO,
+                Payload::Transfer {
+                    to,
+                    amount: FUNDING,
+                },
+            )?;
+        }
+        l.settle_nonces(&[DSO]).await?;
+    }
     let balances_before = balances(l, accounts);
 
     // DM-2.2: the set-up, in two steps: the DSO's registrations, then the owners'
@@ -398,7 +436,20 @@ pub async fn drive<L: Ledger>(
     // Interval 0's gate 20 s of block time from now, and 2 s more per 1,000 sites: the
     // set-up is in by then.
     let setup_ms = 20_000 + 2 * n_sites as u64;
-    let epoch = (now + setup_ms) * speed + lead;
+    // MC-1.1: the chain's market clock, as the genesis set it.
+    let clock = l
+        .read::<MarketClock>(&StateKey::MarketClock)
+        .unwrap_or(MarketClock {
+            genesis_time_ms: 0,
+            speed: clock_speed,
+        });
+    if clock.speed != clock_speed {
+        return Err(format!(
+            "the chain's market clock runs at ×{}, not ×{clock_speed}",
+            clock.speed
+        ));
+    }
+    let epoch = clock.market_time(now + setup_ms) + lead;
     let (import_price, export_price) = config.upstream_at(0);
     let market = MarketConfig {
         interval_ms: dt,
@@ -557,7 +608,7 @@ pub async fn drive<L: Ledger>(
             "the chain entered {entered} of the {evs} EV charging contracts"
         ));
     }
-    if l.market_time(clock_speed) + 2 * speed * 1_000 >= epoch - lead {
+    if l.market_time(&clock) + 2 * speed * 1_000 >= epoch - lead {
         return Err("the set-up took past interval 0's gate".to_string());
     }
 
@@ -582,7 +633,7 @@ pub async fn drive<L: Ledger>(
         let schedule: Schedule = l
             .read(&StateKey::Schedule(feeder.clone()))
             .ok_or("the feeder has no schedule")?;
-        let market_now = l.market_time(clock_speed);
+        let market_now = l.market_time(&clock);
         if first_height.is_none() && market_now >= epoch {
             first_height = Some(l.tip());
         }
@@ -600,7 +651,9 @@ pub async fn drive<L: Ledger>(
         // Bid for the next interval once the last is followed, while its gate is open.
         if pending.is_none() && next_bid < config.intervals && records.len() == next_bid {
             let gate = epoch + next_bid as u64 * dt - lead;
-            if market_now + 3 * speed * 1_000 >= gate {
+            // The bids must reach a block before the gate: 3 s of block time, or a third of
+            // an interval when the clock runs so fast that an interval is shorter.
+            if market_now + (3 * speed * 1_000).min(dt / 3) >= gate {
                 return Err(format!(
                     "interval {next_bid}: the agents were too late for its gate"
                 ));
@@ -657,6 +710,7 @@ pub async fn drive<L: Ledger>(
                     interval: Interval(k as u64),
                     readings: chunk.to_vec(),
                 };
+                l.upload_batch(&batch)?;
                 l.submit(HEAD_END, Payload::MeterBatch(batch.to_payload()))?;
             }
             next_read += 1;

@@ -203,11 +203,33 @@ pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(usize, usize)) -> Resul
     run_prepared(scenario, &prepare(scenario)?, progress)
 }
 
+/// Runs the transactive day on some chain other than the in-process network (DM-7): given
+/// the model, profiles, agents, day and a progress callback, the chain's outcome, its
+/// validators and its market clock speed.
+pub type ChainRunner<'a> = &'a mut dyn FnMut(
+    &FeederModel,
+    &Profiles,
+    &mut [SiteAgent],
+    &day::DayConfig,
+    &mut dyn FnMut(usize),
+) -> Result<(chain::ChainOutcome, u64, u32), String>;
+
 /// [`run`] on a scenario already [`prepare`]d: what fails here is the run, not the input.
 pub fn run_prepared(
     scenario: &Scenario,
     p: &Prepared,
     progress: &mut dyn FnMut(usize, usize),
+) -> Result<Outcome, String> {
+    run_prepared_on(scenario, p, progress, None)
+}
+
+/// [`run_prepared`], the transactive day on `chain` when given (`bcte demo --network`),
+/// else on the in-process network (or without the ledger when the scenario says so).
+pub fn run_prepared_on(
+    scenario: &Scenario,
+    p: &Prepared,
+    progress: &mut dyn FnMut(usize, usize),
+    chain: Option<ChainRunner<'_>>,
 ) -> Result<Outcome, String> {
     let (g, agents, config) = (&p.grid, &p.agents, &p.config);
     let dt = config.interval_ms;
@@ -238,28 +260,36 @@ pub fn run_prepared(
         }
         (records, costs, margin, None)
     } else {
-        let opts = chain::ChainOptions {
-            validators: scenario.validators,
-            seed: scenario.seed,
-            clock_speed: chain::CLOCK_SPEED,
+        let (out, validators, clock_speed) = match chain {
+            Some(runner) => runner(&g.model, &g.profiles, &mut t_agents, config, &mut |k| {
+                progress(k, n)
+            })?,
+            None => {
+                let opts = chain::ChainOptions {
+                    validators: scenario.validators,
+                    seed: scenario.seed,
+                    clock_speed: chain::CLOCK_SPEED,
+                };
+                let out = chain::run(
+                    &g.model,
+                    &g.profiles,
+                    &mut t_agents,
+                    config,
+                    opts,
+                    &mut |k| progress(k, n),
+                )?;
+                (out, scenario.validators, chain::CLOCK_SPEED)
+            }
         };
-        let out = chain::run(
-            &g.model,
-            &g.profiles,
-            &mut t_agents,
-            config,
-            opts,
-            &mut |k| progress(k, n),
-        )?;
         let costs = out.sites.iter().map(chain::SiteChain::cost).collect();
         let margin = out.sites.iter().map(|s| s.ev_difference).sum();
         let c = ChainReport {
             height: out.height,
             state_root: out.state_root.clone(),
             blocks: out.blocks_in_day,
-            validators: scenario.validators,
+            validators,
             transactions: out.transactions,
-            clock_speed: chain::CLOCK_SPEED,
+            clock_speed,
             ev_contracts: out.ev_contracts,
             upstream_charge: out.upstream_charge,
             congestion_rent: out.congestion_rent,
