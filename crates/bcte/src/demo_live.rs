@@ -6,7 +6,7 @@
 //! state at the tip through `GET /v1/proofs/{key}`.
 
 use crate::client::Client;
-use anyhow::{Context as _, bail};
+use anyhow::{anyhow, bail};
 use bcte_demo::chain::{ChainOutcome, Ledger, drive};
 use bcte_ledger::StateKey;
 use bcte_node::api::{AccountView, HeadView, ProofView, SubmitRequest, SubmitResponse};
@@ -32,9 +32,9 @@ impl Network {
     /// Reads the network of `dir`: `genesis.json`, `faucet.key` and the validators' configs.
     pub fn read(dir: &Path) -> anyhow::Result<Self> {
         let genesis = bcte_node::files::read_genesis(&dir.join("genesis.json"))
-            .with_context(|| format!("{}: not a network of `bcte localnet init`", dir.display()))?;
+            .map_err(|e| anyhow!("not a network of `bcte localnet init`: {e}"))?;
         let faucet = bcte_node::files::read_key(&dir.join("faucet.key"))
-            .with_context(|| format!("{}: its faucet key", dir.display()))?;
+            .map_err(|e| anyhow!("the network's faucet key: {e}"))?;
         if AccountId::from_public_key(&faucet.public_key()) != genesis.authority {
             bail!(
                 "{}: faucet.key is not the genesis authority, which the demo needs as its DSO",
@@ -43,8 +43,7 @@ impl Network {
         }
         let mut urls = Vec::new();
         for (_, path) in crate::localnet::node_configs(dir)? {
-            let cfg = bcte_node::config::NodeConfig::load(&path)
-                .with_context(|| format!("{}: cannot read it", path.display()))?;
+            let cfg = bcte_node::config::NodeConfig::load(&path).map_err(|e| anyhow!("{e}"))?;
             if cfg.role == bcte_node::config::Role::Validator {
                 urls.push(format!("http://{}", cfg.http));
             }
