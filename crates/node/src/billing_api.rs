@@ -31,6 +31,10 @@ pub fn routes<S: Store>() -> Router<Arc<ApiState<S>>> {
     Router::new().route("/v1/feeders/{feeder}/billing", get(billing::<S>))
 }
 
+/// The largest interval a billing period may name: `i64::MAX`, the top of the int64 format
+/// the API's schema gives intervals.
+pub const INTERVAL_QUERY_MAX: u64 = i64::MAX as u64;
+
 /// The billing period (both ends inclusive).
 #[derive(Debug, Deserialize)]
 pub struct PeriodQuery {
@@ -164,6 +168,15 @@ type Deviations = BTreeMap<SiteId, (i64, Price)>;
 
 /// Checks a period and returns it.
 pub fn check_period(from: u64, to: u64) -> Result<(Interval, Interval), String> {
+    // The API describes intervals as int64 (OpenAPI's integer formats stop there); an interval
+    // beyond is not one any feeder can reach and is refused rather than answered.
+    for (name, k) in [("from_interval", from), ("to_interval", to)] {
+        if k > INTERVAL_QUERY_MAX {
+            return Err(format!(
+                "{name}: {k} is beyond the largest interval, {INTERVAL_QUERY_MAX}"
+            ));
+        }
+    }
     if from > to {
         return Err(format!(
             "the period is inverted: from interval {from} to {to}; give the first interval, then the last"
@@ -400,6 +413,17 @@ mod tests {
                 .unwrap_err()
                 .contains("at most")
         );
-        assert!(check_period(u64::MAX - 1, u64::MAX).is_ok());
+        assert!(check_period(INTERVAL_QUERY_MAX - 1, INTERVAL_QUERY_MAX).is_ok());
+        // Beyond int64, the schema's format: refused (the API fuzzer found it answered).
+        let e = check_period(18_149_587_157_522_747_392, 18_149_587_157_522_747_392).unwrap_err();
+        assert!(
+            e.starts_with("from_interval: 18149587157522747392 is beyond"),
+            "{e}"
+        );
+        assert!(
+            check_period(0, INTERVAL_QUERY_MAX + 1)
+                .unwrap_err()
+                .starts_with("to_interval")
+        );
     }
 }
