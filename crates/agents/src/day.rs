@@ -82,7 +82,8 @@ pub fn agents(
     let b = mix.battery;
     let h = mix.heat_pump;
     let (slow, fast) = ev_options(mix);
-    let mut evs: Vec<Option<(usize, EvCharger)>> = vec![None; model.sites.len()];
+    // Per charger site: its household, and its charger if the car comes within the run.
+    let mut evs: Vec<Option<(usize, Option<EvCharger>)>> = vec![None; model.sites.len()];
     for &(household, charger) in chargers {
         if household >= model.sites.len() || charger >= model.sites.len() {
             return Err(format!(
@@ -90,38 +91,22 @@ pub fn agents(
             ));
         }
         let need = crate::sample_need(rng, &EvDistribution::DEFAULT, config.interval_ms);
-        let ev = crate::within(need, config.intervals as u64).map(|need| {
-            let (choice, energy_wh) = crate::choose(&need, slow, fast, config.interval_ms);
-            (
-                household,
-                EvCharger::new(EvNeed { energy_wh, ..need }, choice, slow, fast),
-            )
-        });
-        evs[charger] = Some(ev.unwrap_or((
-            household,
-            EvCharger::new(
-                EvNeed {
-                    from: 0,
-                    deadline: 0,
-                    energy_wh: 0,
-                },
-                bcte_types::contract::EvChoice::Slow,
-                slow,
-                fast,
-            ),
-        )));
+        let ev = crate::within(need, config.intervals as u64)
+            .map(|need| {
+                let (choice, energy_wh) = crate::choose(&need, slow, fast, config.interval_ms);
+                EvCharger::new(EvNeed { energy_wh, ..need }, choice, slow, fast)
+            })
+            .filter(|e| e.need().energy_wh > 0);
+        evs[charger] = Some((household, ev));
     }
     (0..model.sites.len())
         .map(|site| {
             if let Some((household, ev)) = evs[site].take() {
-                let devices = if ev.need().energy_wh > 0 {
-                    vec![Device::Ev(ev)]
-                } else {
-                    Vec::new()
-                };
                 return Ok(SiteAgent {
                     site,
-                    devices: Site { devices },
+                    devices: Site {
+                        devices: ev.into_iter().map(Device::Ev).collect(),
+                    },
                     priority: priority_of(model, site),
                     ev_of: Some(household),
                 });
