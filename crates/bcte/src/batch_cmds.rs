@@ -507,6 +507,7 @@ pub fn import(
             TxBody {
                 chain_id: chain.clone(),
                 sender,
+                signer: None,
                 nonce: account.nonce + n as u64,
                 payload: Payload::MeterBatch(payload),
             },

@@ -123,6 +123,7 @@ fn sign_all(keys: &[PrivateKey], chain_id: &ChainId, count: usize) -> Vec<Tx> {
             TxBody {
                 chain_id: chain_id.clone(),
                 sender: accounts[i % k],
+                signer: None,
                 nonce: (i / k) as u64,
                 payload: Payload::Transfer {
                     to: accounts[(i + 1) % k],
@@ -396,6 +397,7 @@ fn run_chain(args: &ChainArgs, json: bool) -> anyhow::Result<()> {
         .map(|k| Allocation {
             account: AccountId::from_public_key(&k.public_key()),
             amount: Amount(1_000_000 * Amount::PER_TOKEN),
+            roles: bcte_types::Roles::one(bcte_types::Role::Prosumer),
         })
         .collect();
     let network = launch(args.validators, &allocations)?;

@@ -35,11 +35,12 @@ use bcte_node::files;
 use bcte_node::market_api::{FeederView, ResultView, ScheduleView};
 use bcte_types::{
     AccountId, ChainId, CurveSpec, FeederId, Hash, Interval, MarketConfig, NodeId, NodeSpec,
-    Payload, Price, SiteId, SiteSpec, Tx, TxBody, Watts,
+    Payload, Price, Role, Roles, SiteId, SiteSpec, Tx, TxBody, Watts,
     market::{
         BIDS_PER_TX_MAX, BidEntry, Bids, FeederRegister, SITES_PER_TX_MAX, SiteDelegate,
         SitesRegister,
     },
+    role::Enroll,
     tx::BULK_TX_BYTES_MAX,
 };
 use clap::{Args, ValueEnum};
@@ -167,6 +168,7 @@ pub(crate) fn sign(chain: &ChainId, key: &PrivateKey, nonce: u64, payload: Paylo
         TxBody {
             chain_id: chain.clone(),
             sender: AccountId::from_public_key(&key.public_key()),
+            signer: None,
             nonce,
             payload,
         },
@@ -520,6 +522,16 @@ fn drive(
         })
         .collect();
     register_sites(&mut dso_txs, &chain, &dso, &feeder, &specs);
+    // AC-2.1: the owners and aggregators are enrolled by the DSO, the network's registrar.
+    let members = site_keys
+        .iter()
+        .map(|k| (k, Role::Prosumer))
+        .chain(aggregator_keys.iter().map(|k| (k, Role::Aggregator)))
+        .map(|(k, r)| (AccountId::from_public_key(&k.public_key()), Roles::one(r)));
+    for op in Enroll::each(members) {
+        let nonce = dso_txs.len() as u64;
+        dso_txs.push(sign(&chain, &dso, nonce, Payload::Enroll(op)));
+    }
     settle(&urls[0], &dso_txs, "the feeder's registration")?;
     // Owners pay their settlements (the sites are unmetered: settled on their schedule), in
     // rounds within the mempool's limit per sender.

@@ -78,6 +78,10 @@ pub struct TxCommon {
     /// The sender's key file.
     #[arg(long, value_name = "FILE")]
     pub(crate) key: PathBuf,
+    /// The sending ACCOUNT, when it is not the key's own (an account whose key was rotated or
+    /// reset signs with its new key: AC-4).
+    #[arg(long, value_name = "ACCOUNT")]
+    pub(crate) sender: Option<AccountId>,
     /// How long to wait for finality, in seconds.
     #[arg(long, default_value_t = 60)]
     pub(crate) timeout_s: u64,
@@ -97,7 +101,7 @@ pub enum TxCommand {
         #[arg(long)]
         amount: u64,
     },
-    /// Create tokens in an account (only the chain's token authority may).
+    /// Create tokens in an account (DSO).
     Mint {
         #[command(flatten)]
         common: TxCommon,
@@ -108,7 +112,7 @@ pub enum TxCommand {
         #[arg(long)]
         amount: u64,
     },
-    /// Destroy tokens from the sender's balance (only the token authority may).
+    /// Destroy tokens from the sender's balance (DSO).
     Burn {
         #[command(flatten)]
         common: TxCommon,
@@ -140,6 +144,16 @@ pub enum TxCommand {
     /// party's consent.
     #[command(subcommand)]
     Contract(crate::contract_cmds::ContractTxCommand),
+    /// Enroll a participant with its roles and accounts (registrar).
+    Enroll(crate::identity_cmds::EnrollArgs),
+    /// Grant roles to a member or revoke them (registrar).
+    #[command(subcommand)]
+    Role(crate::identity_cmds::RoleCommand),
+    /// Rotate your own signing key, or reset a member's lost key (registrar).
+    #[command(subcommand)]
+    Key(crate::identity_cmds::KeyCommand),
+    /// Revoke accounts for good (registrar).
+    Revoke(crate::identity_cmds::RevokeArgs),
 }
 
 /// `bcte query` subcommands.
@@ -232,6 +246,7 @@ impl TxCommonGrid {
         TxCommon {
             node: self.node_url.clone(),
             key: self.key.clone(),
+            sender: None,
             timeout_s: self.timeout_s,
         }
     }
@@ -317,14 +332,39 @@ pub(crate) fn sign_for(
     key: &commonware_cryptography::ed25519::PrivateKey,
     payload: Payload,
 ) -> anyhow::Result<Tx> {
-    let sender = AccountId::from_public_key(&key.public_key());
+    sign_as(client, None, key, payload)
+}
+
+/// Signs `payload` from `account` (by default the key's own) with `key` and the account's
+/// next nonce on the node's chain.
+pub(crate) fn sign_as(
+    client: &Client,
+    account: Option<AccountId>,
+    key: &commonware_cryptography::ed25519::PrivateKey,
+    payload: Payload,
+) -> anyhow::Result<Tx> {
+    let signer = AccountId::from_public_key(&key.public_key());
+    let sender = account.unwrap_or(signer);
     let chain_id = chain_of(client)?;
-    let account: AccountView = client.get(&format!("/v1/accounts/{sender}"))?;
+    let view: AccountView = client.get(&format!("/v1/accounts/{sender}"))?;
+    if view.key != signer.to_string() {
+        return Err(InputError(format!(
+            "account {sender} signs with key {}, not with the key of {signer}{}",
+            view.key,
+            if account.is_none() {
+                " (give --sender ACCOUNT for an account whose key was rotated)"
+            } else {
+                ""
+            }
+        ))
+        .into());
+    }
     Ok(Tx::sign(
         TxBody {
             chain_id,
             sender,
-            nonce: account.nonce,
+            signer: (signer != sender).then_some(signer),
+            nonce: view.nonce,
             payload,
         },
         key,
@@ -367,19 +407,36 @@ pub(crate) fn wait_final(
 
 /// Signs `payload` with the key in `common`, submits it, waits for finality and prints the result.
 pub(crate) fn submit(common: &TxCommon, payload: Payload, json: bool) -> anyhow::Result<ExitCode> {
+    submit_noting(common, payload, json, &[])
+}
+
+/// [`submit`], printing `notes` (name, value) before the outcome, in the JSON object too.
+pub(crate) fn submit_noting(
+    common: &TxCommon,
+    payload: Payload,
+    json: bool,
+    notes: &[(&str, String)],
+) -> anyhow::Result<ExitCode> {
     let key = files::read_key(&common.key)?;
     let client = Client::new(&common.node);
-    let tx = sign_for(&client, &key, payload)?;
+    let tx = sign_as(&client, common.sender, &key, payload)?;
     let hash = post_tx(&client, &tx)?;
     let status = wait_final(&client, &hash, Duration::from_secs(common.timeout_s))?;
-    let value = json!({
+    let mut value = json!({
         "hash": status.hash,
         "height": status.height,
         "status": status.status,
         "reason": status.reason,
     });
+    for (name, v) in notes {
+        value[*name] = json!(v);
+    }
     emit(json, &value, || {
-        let mut s = format!(
+        let mut s: String = notes
+            .iter()
+            .map(|(name, v)| format!("{name}: {v}\n"))
+            .collect();
+        s += &format!(
             "transaction {}\nheight:      {}\nstatus:      {}",
             status.hash,
             status.height.unwrap_or_default(),
@@ -409,6 +466,13 @@ pub fn run_tx(cmd: TxCommand, json: bool) -> ExitCode {
         TxCommand::Reading(args) => return crate::meter_cmds::run_reading(args, json),
         TxCommand::Adjust(args) => return crate::meter_cmds::run_adjust(args, json),
         TxCommand::Contract(cmd) => return crate::contract_cmds::run_tx(cmd, json),
+        TxCommand::Enroll(args) => return crate::identity_cmds::run_enroll(args, json),
+        TxCommand::Role(cmd) => crate::identity_cmds::role(cmd),
+        TxCommand::Key(cmd) => match crate::identity_cmds::key(cmd) {
+            Ok(v) => v,
+            Err(e) => return fail(&e),
+        },
+        TxCommand::Revoke(args) => crate::identity_cmds::revoke(args),
         TxCommand::Transfer { common, to, amount } => (
             common,
             Payload::Transfer {
@@ -469,12 +533,30 @@ fn query(cmd: QueryCommand, json: bool) -> anyhow::Result<()> {
     match cmd {
         QueryCommand::Account { account, node } => {
             let a: AccountView = Client::new(&node).get(&format!("/v1/accounts/{account}"))?;
-            let value = json!({ "account": a.account, "balance": a.balance, "nonce": a.nonce });
+            let value = json!({
+                "account": a.account, "balance": a.balance, "nonce": a.nonce, "roles": a.roles,
+                "participant": a.participant, "key": a.key, "revoked": a.revoked,
+            });
             emit(json, &value, || {
-                format!(
-                    "account: {}\nbalance: {} base units\nnonce:   {}",
+                let roles = if a.roles.is_empty() {
+                    "none (it may only receive)".to_owned()
+                } else {
+                    a.roles.join(", ")
+                };
+                let mut s = format!(
+                    "account:     {}\nbalance:     {} base units\nnonce:       {}\nroles:       {roles}",
                     a.account, a.balance, a.nonce
-                )
+                );
+                if let Some(p) = &a.participant {
+                    s.push_str(&format!("\nparticipant: {p}"));
+                }
+                if a.key != a.account {
+                    s.push_str(&format!("\nkey:         {} (rotated)", a.key));
+                }
+                if a.revoked {
+                    s.push_str("\nrevoked:     yes");
+                }
+                s
             });
         }
         QueryCommand::Block { id, node } => {

@@ -107,6 +107,7 @@ impl Ledger for Live {
             TxBody {
                 chain_id: self.chain_id.clone(),
                 sender: AccountId::from_public_key(&key.public_key()),
+                signer: None,
                 nonce,
                 payload,
             },

@@ -196,6 +196,7 @@ pub fn init(
     let mut allocations = vec![Allocation {
         account: faucet_account,
         amount: FAUCET_ALLOCATION,
+        roles: bcte_types::Roles::NONE,
     }];
     allocations.extend_from_slice(extra);
     let genesis = Genesis {
@@ -208,6 +209,7 @@ pub fn init(
             })
             .collect(),
         authority: faucet_account,
+        registrar: None,
         allocations,
         market_clock_speed,
     };

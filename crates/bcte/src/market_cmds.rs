@@ -24,7 +24,7 @@ use bcte_node::{
 };
 use bcte_types::{
     AccountId, ChainId, CurveSpec, FeederId, GridMode, Header, Interval, MarketConfig, NodeId,
-    NodeSpec, Payload, Price, SiteId, SiteSpec, Tx, TxBody, Watts,
+    NodeSpec, Payload, Price, Role, Roles, SiteId, SiteSpec, Tx, TxBody, Watts,
     market::{
         BIDS_PER_TX_MAX, BidEntry, Bids, CURVE_PARTS_MAX, EdgeLimit, FEEDER_NODES_MAX,
         FEEDER_SITES_MAX, FeederRegister, GridModeSet, MarketConfigure, RampSpec, SITES_PER_TX_MAX,
@@ -1164,6 +1164,7 @@ pub fn replay(args: &ReplayArgs, json: bool) -> anyhow::Result<ExitCode> {
             TxBody {
                 chain_id: chain.clone(),
                 sender: AccountId::from_public_key(&key.public_key()),
+                signer: None,
                 nonce,
                 payload,
             },
@@ -1196,6 +1197,17 @@ pub fn replay(args: &ReplayArgs, json: bool) -> anyhow::Result<ExitCode> {
                 sites,
             }),
         ));
+        next_nonce += 1;
+    }
+    // AC-2.1: the DSO (the registrar of a dev or local network) enrolls the fresh owners.
+    let owners = keys.iter().map(|k| {
+        (
+            AccountId::from_public_key(&k.public_key()),
+            Roles::one(Role::Prosumer),
+        )
+    });
+    for op in bcte_types::role::Enroll::each(owners) {
+        dso_txs.push(sign(&dso, next_nonce, Payload::Enroll(op)));
         next_nonce += 1;
     }
     // 2. Islanded from the interval bid for, so the chain adds no upstream bid: the file's own

@@ -172,22 +172,60 @@ fn transfer_query_kill_restart_and_audit_a_dev_chain() {
         "absent before the transfer, proven"
     );
 
+    // AC-1.2: bob holds no role, so he may receive but not send: the mempool refuses at once.
+    let send = |amount: &str| {
+        bcte(&[
+            "--json",
+            "tx",
+            "transfer",
+            "--node",
+            &node.url,
+            "--key",
+            bob_key.to_str().unwrap(),
+            "--to",
+            &bob,
+            "--amount",
+            amount,
+        ])
+    };
+    let out = send("5");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("transfer needs the role"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The dev key, registrar of a dev chain, enrolls him as a consumer (AC-2.1).
+    let enroll = || {
+        bcte(&[
+            "--json",
+            "tx",
+            "enroll",
+            "--node",
+            &node.url,
+            "--key",
+            &dev_key,
+            "--account",
+            &bob,
+            "--role",
+            "consumer",
+        ])
+    };
+    let out = enroll();
+    assert_ok(&out);
+    let enrolled = json_of(&out);
+    assert_eq!(enrolled["status"], "accepted", "{enrolled}");
+    let participant = enrolled["participant"].as_str().unwrap();
+    let account = json_of(&bcte(&[
+        "--json", "query", "account", &bob, "--node", &node.url,
+    ]));
+    assert_eq!(account["roles"], serde_json::json!(["consumer"]));
+    assert_eq!(account["participant"], participant);
     // The mempool refuses an overdraft at once, with the reason.
-    let out = bcte(&[
-        "tx",
-        "transfer",
-        "--node",
-        &node.url,
-        "--key",
-        bob_key.to_str().unwrap(),
-        "--to",
-        &bob,
-        "--amount",
-        "999999",
-    ]);
+    let out = send("999999");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("insufficient balance"));
-    // A well-formed transaction the ledger rejects: a mint by a non-authority. Exit code 3.
+    // A consumer may not mint: refused at admission, naming the role it needs.
     let out = bcte(&[
         "--json",
         "tx",
@@ -201,6 +239,11 @@ fn transfer_query_kill_restart_and_audit_a_dev_chain() {
         "--amount",
         "5",
     ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mint needs the role dso"));
+    // A well-formed transaction the ledger rejects (only execution knows bob is enrolled
+    // already): exit code 3, with the reason.
+    let out = enroll();
     assert_eq!(
         out.status.code(),
         Some(3),
@@ -213,7 +256,8 @@ fn transfer_query_kill_restart_and_audit_a_dev_chain() {
         rejected["reason"]
             .as_str()
             .unwrap()
-            .contains("only the token authority")
+            .contains("is a member already"),
+        "{rejected}"
     );
     // Bad arguments are refused before any network use.
     let out = bcte(&[

@@ -172,6 +172,7 @@ fn load(
                 TxBody {
                     chain_id: chain_id.clone(),
                     sender,
+                    signer: None,
                     nonce: nonce + i,
                     payload: Payload::Transfer {
                         to,
@@ -585,6 +586,29 @@ fn cli(url: &str, args: &[&str]) -> Value {
     json_of(&out)
 }
 
+/// Enrolls `account` as a market participant (prosumer, consumer, aggregator), by the DSO
+/// `dso` (the network's registrar).
+fn enroll(url: &str, dso: &str, account: &str) {
+    let v = cli(
+        url,
+        &[
+            "tx",
+            "enroll",
+            "--key",
+            dso,
+            "--account",
+            account,
+            "--role",
+            "prosumer",
+            "--role",
+            "consumer",
+            "--role",
+            "aggregator",
+        ],
+    );
+    assert_eq!(v["status"], "accepted", "{v}");
+}
+
 /// Starts a written network's every node and waits until all have finalized a block or two;
 /// returns their API URLs.
 fn start_all(net: &mut Net) -> Vec<String> {
@@ -684,10 +708,9 @@ fn four_validators_clear_every_interval_alike_and_exactly_as_the_engine() {
     let key = |name: &str| {
         let file = work.path().join(format!("{name}.key"));
         let v = cli(&urls[0], &["keys", "new", "--out", file.to_str().unwrap()]);
-        (
-            file.to_str().unwrap().to_owned(),
-            v["account"].as_str().unwrap().to_owned(),
-        )
+        let account = v["account"].as_str().unwrap().to_owned();
+        enroll(&urls[0], dso, &account);
+        (file.to_str().unwrap().to_owned(), account)
     };
     let (house_key, house) = key("house");
     let (clinic_key, clinic) = key("clinic");
@@ -899,7 +922,9 @@ fn four_validators_meter_settle_contracts_flexibility_and_ev_charging_and_bill_a
     let key = |name: &str| {
         let file = path(&format!("{name}.key"));
         let v = cli(&urls[0], &["keys", "new", "--out", &file]);
-        (file, v["account"].as_str().unwrap().to_owned())
+        let account = v["account"].as_str().unwrap().to_owned();
+        enroll(&urls[0], dso, &account);
+        (file, account)
     };
     // 6-second intervals whose gate closes 3 seconds before; one street `c` without limits.
     std::fs::write(

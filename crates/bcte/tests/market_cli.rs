@@ -78,12 +78,29 @@ impl Dev {
         self.dso.to_str().unwrap()
     }
 
-    /// A new key file and its account.
+    /// A new key file and its account, enrolled by the DSO (the dev chain's registrar) as a
+    /// market participant.
     fn key(&self, name: &str) -> (String, String) {
         let file = self.path(&format!("{name}.key"));
         let file = file.to_str().unwrap().to_owned();
         let v = self.ok(&["keys", "new", "--out", &file]);
-        (file, v["account"].as_str().unwrap().to_owned())
+        let account = v["account"].as_str().unwrap().to_owned();
+        let v = self.ok(&[
+            "tx",
+            "enroll",
+            "--key",
+            self.dso(),
+            "--account",
+            &account,
+            "--role",
+            "prosumer",
+            "--role",
+            "consumer",
+            "--role",
+            "aggregator",
+        ]);
+        assert_eq!(v["status"], "accepted", "{v}");
+        (file, account)
     }
 
     fn write(&self, name: &str, value: &Value) -> String {
@@ -488,16 +505,18 @@ fn bad_input_gets_exit_code_2_and_a_rejection_exit_code_3_each_with_its_reason()
     let out = dev.run(&["market", "status"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(one_error_line(&out).contains("the chain has no feeder yet"));
-    // Registered by someone who is not the DSO: rejected by the ledger, exit 3.
+    // Registered by someone who is not the DSO: refused at admission with the role it
+    // lacks (AC-3.2), exit 1.
     let (stranger, _) = dev.key("stranger");
     let ok = dev.write("ok.json", &json!({"id": "f", "nodes": [{"id": "r"}]}));
     let out = dev.run(&[
         "tx", "feeder", "register", "--key", &stranger, "--file", &ok,
     ]);
-    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.status.code(), Some(1));
     assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .contains("reason:      unauthorized: only the DSO may register a feeder")
+        one_error_line(&out).contains("unauthorized: feeder_register needs the role dso"),
+        "{}",
+        one_error_line(&out)
     );
     dev.fast_feeder("f", json!([{"id": "r"}, {"id": "t", "parent": "r"}]));
     let (owner_key, owner) = dev.key("owner");
@@ -657,10 +676,10 @@ fn a_cleared_interval_is_metered_and_settled_by_the_rules_through_the_cli() {
     assert_eq!(open["missing_readings"], 1);
     let end_ms = open["end_ms"].as_u64().unwrap();
     dev.wait_market_time(end_ms);
-    // Only the site's meter may read it.
+    // Only a meter may read (refused at admission, AC-3.2), and only the site's own.
     let wrong = reading(&house_key, "12");
-    assert_eq!(wrong.status.code(), Some(3));
-    assert!(reason(&wrong).contains("only the registered meter"));
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("reading needs the role meter"));
     assert_ok(&reading(&meter_key, "12"));
     let twice = reading(&meter_key, "12");
     assert_eq!(twice.status.code(), Some(3));
@@ -735,8 +754,8 @@ fn a_cleared_interval_is_metered_and_settled_by_the_rules_through_the_cli() {
         "--memo",
         "me",
     ]);
-    assert_eq!(out.status.code(), Some(3));
-    assert!(reason(&out).contains("only the DSO may correct a settlement"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("settlement_adjust needs the role dso"));
     let out = dev.run(&[
         "tx",
         "adjust",

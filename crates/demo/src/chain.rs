@@ -20,7 +20,7 @@ use bcte_market::Curve;
 use bcte_sim::{self as sim, SimNet, SimValidator};
 use bcte_types::{
     AccountId, CurveSpec, FeederId, Genesis, Height, Interval, MarketConfig, NodeSpec, Payload,
-    Price, SiteId, SiteSpec, Tx, WattHours, Watts,
+    Price, Role, Roles, SiteId, SiteSpec, Tx, WattHours, Watts,
     batch::{RawBatch, SignedReading},
     contract::{ContractEv, EvTerms},
     market::{
@@ -28,6 +28,7 @@ use bcte_types::{
         UpstreamPrice, UpstreamPrices,
     },
     meter::{HeadEndSet, MeterRegister, READINGS_PER_TX_MAX},
+    role::Enroll,
 };
 use commonware_codec::Read;
 use commonware_cryptography::{Signer as _, ed25519::PrivateKey};
@@ -342,6 +343,10 @@ pub fn run(
     }
     let mut genesis = sim::genesis(opts.validators, accounts);
     genesis.market_clock_speed = opts.clock_speed;
+    // The genesis funds the driver's accounts; the DSO, the registrar, enrolls them (DM-2.2).
+    for a in &mut genesis.allocations {
+        a.roles = bcte_types::Roles::NONE;
+    }
     let speed = u64::from(opts.clock_speed);
     let dt = config.interval_ms;
     // A day of block time, and then some: the loop's own deadline comes first.
@@ -427,6 +432,27 @@ pub async fn drive<L: Ledger>(
         }
         l.settle_nonces(&[DSO]).await?;
     }
+    // DM-2.2, AC-2.1: the DSO, also the registrar, enrolls the owners as prosumers and the
+    // aggregators and the charging provider as aggregators (the head-end and the meters get
+    // the meter role from their registration, AC-1.4).
+    let members: Vec<(AccountId, Roles)> = (AGGREGATOR0..accounts)
+        .map(|i| {
+            let role = if i < owner(aggregators, 0) || i == provider {
+                Role::Aggregator
+            } else {
+                Role::Prosumer
+            };
+            (l.account(i), Roles::one(role))
+        })
+        .filter(|(a, _)| {
+            !l.read::<bcte_ledger::AccountState>(&StateKey::Account(*a))
+                .is_some_and(|s| s.is_member())
+        })
+        .collect();
+    for op in Enroll::each(members) {
+        l.submit(DSO, Payload::Enroll(op))?;
+    }
+    l.settle_nonces(&[DSO]).await?;
     let balances_before = balances(l, accounts);
 
     // DM-2.2: the set-up, in two steps: the DSO's registrations, then the owners'

@@ -134,17 +134,20 @@ fn fixture() -> Fixture {
             Allocation {
                 account: AccountId(id),
                 amount: Amount(1),
+                roles: bcte_types::Roles::one(bcte_types::Role::Prosumer),
             }
         })
         .collect();
     allocations.push(Allocation {
         account: dso_account,
         amount: Amount(1),
+        roles: bcte_types::Roles::NONE,
     });
     for o in &owners {
         allocations.push(Allocation {
             account: AccountId::from_public_key(&o.public_key()),
             amount: Amount(1_000_000_000),
+            roles: bcte_types::Roles::one(bcte_types::Role::Prosumer),
         });
     }
     let genesis = Genesis {
@@ -155,6 +158,7 @@ fn fixture() -> Fixture {
             public_key: dso_account,
         }],
         authority: dso_account,
+        registrar: None,
         allocations: Vec::new(),
         market_clock_speed: 1,
     };
@@ -165,10 +169,15 @@ fn fixture() -> Fixture {
     let writes: tree::WriteSet = allocations
         .iter()
         .map(|a| {
+            let roles = if a.account == dso_account {
+                bcte_types::Roles::of(&[bcte_types::Role::Dso, bcte_types::Role::Registrar])
+            } else {
+                a.roles
+            };
             let state = bcte_ledger::AccountState {
                 balance: a.amount,
-                nonce: 0,
-                positions: Vec::new(),
+                roles,
+                ..Default::default()
             };
             (
                 StateKey::Account(a.account),
@@ -232,6 +241,7 @@ fn fixture() -> Fixture {
             TxBody {
                 chain_id: chain(),
                 sender: AccountId::from_public_key(&key.public_key()),
+                signer: None,
                 nonce: *nonce,
                 payload,
             },
@@ -523,6 +533,7 @@ fn bench_gate(c: &mut Criterion) {
         TxBody {
             chain_id: chain(),
             sender: AccountId::from_public_key(&dso.public_key()),
+            signer: None,
             nonce: f.dso_nonce,
             payload: Payload::MeterBatch(bcte_types::meter::MeterBatch {
                 feeder: FeederId::new("bench").unwrap(),

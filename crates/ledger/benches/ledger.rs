@@ -35,11 +35,13 @@ fn fixture() -> Fixture {
             public_key: AccountId::from_public_key(&keys[0].public_key()),
         }],
         authority: AccountId::from_public_key(&keys[0].public_key()),
+        registrar: None,
         allocations: keys
             .iter()
             .map(|k| Allocation {
                 account: AccountId::from_public_key(&k.public_key()),
                 amount: Amount(1_000_000_000),
+                roles: bcte_types::Roles::one(bcte_types::Role::Prosumer),
             })
             .collect(),
         market_clock_speed: 1,
@@ -70,6 +72,7 @@ fn transfers(f: &Fixture, rng: &mut StdRng) -> Vec<Tx> {
                 TxBody {
                     chain_id: chain(),
                     sender: AccountId::from_public_key(&key.public_key()),
+                    signer: None,
                     nonce: 0,
                     payload: Payload::Transfer {
                         to: AccountId::from_public_key(&f.keys[to].public_key()),

@@ -13,7 +13,7 @@
 //!    randomness and no storage, so every validator computes the same result;
 //! 3. [`crate::tree::commit`] turns the writes into the new state root.
 //!
-//! The driver checks nonces, checks the one authorization table ([`crate::auth`]) and
+//! The driver checks the signing key, nonces and the one authorization table ([`crate::auth`]) and
 //! dispatches each payload to its domain ([`crate::token`], [`crate::registry`],
 //! [`crate::market`]); each domain owns its reads, rules and writes. Rules (numbered LR-x.y in
 //! `docs/ledger-rules.md` and MC-x.y in `docs/market-chain-rules.md`, cited at the branches): a
@@ -179,12 +179,22 @@ pub fn reads_of(txs: &[Tx]) -> BTreeSet<StateKey> {
     .into();
     for tx in txs {
         keys.insert(StateKey::Account(tx.body().sender));
+        crate::identity::reads_of(&tx.body().payload, &mut keys);
+        // MC-3.5: the feeder whose operator a DSO transaction must be.
+        if let Some(f) = crate::identity::operated_feeder(&tx.body().payload) {
+            keys.insert(StateKey::Feeder(f.clone()));
+        }
         let schedule = |f: &bcte_types::FeederId| StateKey::Schedule(f.clone());
         match &tx.body().payload {
             Payload::Transfer { to, .. } | Payload::Mint { to, .. } => {
                 keys.insert(StateKey::Account(*to));
             }
-            Payload::Burn { .. } => {}
+            Payload::Burn { .. }
+            | Payload::Enroll(_)
+            | Payload::RoleSet(_)
+            | Payload::KeyRotate(_)
+            | Payload::KeyReset(_)
+            | Payload::AccountRevoke(_) => {}
             Payload::FeederRegister(op) => {
                 keys.insert(StateKey::Feeder(op.feeder.clone()));
             }
@@ -229,12 +239,15 @@ pub fn reads_of(txs: &[Tx]) -> BTreeSet<StateKey> {
                 }
             }
             Payload::MeterRegister(op) => {
+                // AC-1.4: the meter's account receives the meter role.
+                keys.insert(StateKey::Account(op.meter));
                 keys.insert(schedule(&op.feeder));
                 keys.insert(StateKey::Site(op.feeder.clone(), op.site.clone()));
                 keys.insert(StateKey::Meters(op.feeder.clone()));
                 keys.insert(StateKey::Sites(op.feeder.clone()));
             }
             Payload::HeadEnd(op) => {
+                keys.insert(StateKey::Account(op.account));
                 keys.insert(StateKey::Feeder(op.feeder.clone()));
             }
             Payload::Reading(op) => {
@@ -434,6 +447,11 @@ fn apply_tx(
     let body = tx.body();
     let sender = w.money.account(w.pre, body.sender)?;
 
+    // LR-2.3, AC-4.2, AC-5.1: signed with the account's current key, by an account not
+    // revoked; a failure changes nothing, not even the nonce.
+    if let Err(reason) = crate::auth::check_signer(body.sender, tx.signing_account(), &sender) {
+        return Ok(Err(reason));
+    }
     // LR-2.1: the nonce must be the sender's next one; a wrong nonce changes nothing.
     if body.nonce != sender.nonce {
         return Ok(Err(RejectReason::BadNonce {
@@ -447,16 +465,22 @@ fn apply_tx(
     };
     w.money.set_nonce(w.pre, body.sender, next)?;
 
-    // One table decides who may send what (LR-3.1, LR-3.2, MC-3, MC-4, MC-6).
-    if let Err(reason) = crate::auth::authorize(&ctx.config, body.sender, &body.payload) {
+    // AC-3: one table decides who may send what.
+    if let Err(reason) = crate::auth::authorize(&sender, body.payload.tx_kind()) {
         return Ok(Err(reason));
     }
     let from = body.sender;
+    // MC-3.5: a DSO acts on the feeders it operates only.
+    if let Some(f) = crate::identity::operated_feeder(&body.payload)
+        && let Err(reason) = crate::identity::check_operator(w, from, f)?
+    {
+        return Ok(Err(reason));
+    }
     match &body.payload {
         Payload::Transfer { to, amount } => crate::token::transfer(w, from, *to, *amount),
         Payload::Mint { to, amount } => crate::token::mint(w, *to, *amount),
         Payload::Burn { amount } => crate::token::burn(w, from, *amount),
-        Payload::FeederRegister(op) => crate::registry::register_feeder(w, ctx, op),
+        Payload::FeederRegister(op) => crate::registry::register_feeder(w, ctx, from, op),
         Payload::SitesRegister(op) => crate::registry::register_sites(w, op),
         Payload::SiteDelegate(op) => crate::registry::delegate(w, ctx, from, op),
         Payload::SiteRevoke(op) => crate::registry::revoke(w, ctx, from, op),
@@ -476,6 +500,11 @@ fn apply_tx(
         Payload::FlexOffer(op) => crate::flex::offer(w, ctx, from, op),
         Payload::FlexAccept(op) => crate::flex::accept(w, ctx, op),
         Payload::ContractEv(op) => crate::ev::enter(w, ctx, from, op),
+        Payload::Enroll(op) => crate::identity::enroll(w, ctx.height, op),
+        Payload::RoleSet(op) => crate::identity::role_set(w, from, op),
+        Payload::KeyRotate(op) => crate::identity::rotate(w, from, op),
+        Payload::KeyReset(op) => crate::identity::reset(w, op),
+        Payload::AccountRevoke(op) => crate::identity::revoke(w, from, op),
     }
 }
 
@@ -499,13 +528,31 @@ pub fn genesis_writes(genesis: &Genesis) -> Result<WriteSet, GenesisError> {
         };
         writes.insert(StateKey::MarketClock, Some(encode_value(&clock)));
     }
+    // AC-1.3: the genesis members: its DSO, its registrar, its validators, and the roles its
+    // allocations name.
+    let mut accounts: std::collections::BTreeMap<bcte_types::AccountId, AccountState> =
+        std::collections::BTreeMap::new();
+    let mut grant = |id, roles: bcte_types::Roles| {
+        let a = accounts.entry(id).or_default();
+        a.roles = a.roles.union(roles);
+    };
+    use bcte_types::{Role, Roles};
+    grant(genesis.authority, Roles::one(Role::Dso));
+    grant(
+        genesis.registrar.unwrap_or(genesis.authority),
+        Roles::one(Role::Registrar),
+    );
+    for v in &genesis.validators {
+        grant(v.public_key, Roles::one(Role::Validator));
+    }
     for a in &genesis.allocations {
-        let state = AccountState {
-            balance: a.amount,
-            nonce: 0,
-            positions: Vec::new(),
-        };
-        writes.insert(StateKey::Account(a.account), Some(encode_value(&state)));
+        grant(a.account, a.roles);
+    }
+    for a in &genesis.allocations {
+        accounts.entry(a.account).or_default().balance = a.amount;
+    }
+    for (id, state) in &accounts {
+        writes.insert(StateKey::Account(*id), Some(encode_value(state)));
     }
     let head = Head {
         height: Height::GENESIS,

@@ -25,6 +25,7 @@
 //! | a bucket of adjustments booked in an interval | `0x1e ‖ F ‖ K:u64 ‖ B:u16` | [`AdjustBucket`](crate::settle_state::AdjustBucket) | `adjustments/<F>/<K>/<B>` |
 //! | owners that may be in debt | `0x1f ‖ F`                           | [`Debtors`](crate::settle_state::Debtors) | `debtors/<F>` |
 //! | a feeder's P2P contracts  | `0x20 ‖ F`                            | [`ContractTable`](crate::contract::ContractTable) | `contracts/<F>` |
+//! | an enrolled participant   | `0x07 ‖ id:16`                        | [`ParticipantState`](crate::identity::ParticipantState) | `participant/<UUID>` |
 //!
 //! `F` and `S` are a feeder and a site id, each `len:u8 ‖ bytes`; `K` an interval; `B` a book
 //! bucket, a function of the site id ([`book_bucket`]). Ids hold no `/`, so the string forms
@@ -39,7 +40,9 @@
 //! one bucket: its own result and those of the 1/256 of the sites that share it (about 40
 //! results, 1.6 KB, on a feeder of 10,000 sites).
 
-use bcte_types::{AccountId, FeederId, IdError, Interval, SiteId, market::MarketIdError};
+use bcte_types::{
+    AccountId, FeederId, IdError, Interval, ParticipantId, SiteId, market::MarketIdError,
+};
 use core::{fmt, str::FromStr};
 use thiserror::Error;
 
@@ -94,6 +97,8 @@ pub enum StateKey {
     Contracts(FeederId),
     /// A feeder's flexibility requests and their offers.
     Flex(FeederId),
+    /// An enrolled participant: its commitment and accounts (AC-2).
+    Participant(ParticipantId),
 }
 
 /// Buckets of an interval's bids and results (see the [module documentation](self)).
@@ -126,8 +131,8 @@ pub enum KeyError {
          market-clock, feeders, feeder/<F>, schedule/<F>, sites/<F>, site/<F>/<S>, \
          book/<F>/<K>, bids/<F>/<K>/<B>, result/<F>/<K>, upstream/<F>/<K>, \
          results/<F>/<K>/<B>, meters/<F>, readings/<F>/<K>/<B>, settling/<F>/<K>, \
-         settled/<F>/<K>/<B>, settlement/<F>/<K>, adjustments/<F>/<K>/<B>, debtors/<F> \
-         or contracts/<F>"
+         settled/<F>/<K>/<B>, settlement/<F>/<K>, adjustments/<F>/<K>/<B>, debtors/<F>, \
+         contracts/<F>, flex/<F> or participant/<UUID>"
     )]
     Unknown(String),
     /// The account part is not an account.
@@ -151,6 +156,7 @@ impl StateKey {
     const TAG_CONFIG: u8 = 0x04;
     const TAG_MARKET_CLOCK: u8 = 0x05;
     const TAG_FEEDERS: u8 = 0x06;
+    const TAG_PARTICIPANT: u8 = 0x07;
     const TAG_FEEDER: u8 = 0x10;
     const TAG_SCHEDULE: u8 = 0x11;
     const TAG_SITES: u8 = 0x12;
@@ -187,6 +193,10 @@ impl StateKey {
             Self::Config => v.push(Self::TAG_CONFIG),
             Self::MarketClock => v.push(Self::TAG_MARKET_CLOCK),
             Self::Feeders => v.push(Self::TAG_FEEDERS),
+            Self::Participant(p) => {
+                v.push(Self::TAG_PARTICIPANT);
+                v.extend_from_slice(&p.0);
+            }
             Self::Feeder(f)
             | Self::Schedule(f)
             | Self::Sites(f)
@@ -298,6 +308,12 @@ impl StateKey {
                 id.copy_from_slice(rest);
                 c.0 = &[];
                 Self::Account(AccountId(id))
+            }
+            Self::TAG_PARTICIPANT if rest.len() == 16 => {
+                let mut id = [0u8; 16];
+                id.copy_from_slice(rest);
+                c.0 = &[];
+                Self::Participant(ParticipantId(id))
             }
             Self::TAG_SUPPLY => Self::Supply,
             Self::TAG_HEAD => Self::Head,
@@ -422,6 +438,7 @@ impl fmt::Display for StateKey {
             Self::Debtors(x) => write!(f, "debtors/{x}"),
             Self::Contracts(x) => write!(f, "contracts/{x}"),
             Self::Flex(x) => write!(f, "flex/{x}"),
+            Self::Participant(p) => write!(f, "participant/{p}"),
         }
     }
 }
@@ -458,6 +475,7 @@ impl FromStr for StateKey {
             ["market-clock"] => Self::MarketClock,
             ["feeders"] => Self::Feeders,
             ["account", id] => Self::Account(id.parse()?),
+            ["participant", id] => Self::Participant(id.parse()?),
             ["feeder", f] => Self::Feeder(FeederId::new(*f)?),
             ["schedule", f] => Self::Schedule(FeederId::new(*f)?),
             ["sites", f] => Self::Sites(FeederId::new(*f)?),
@@ -518,6 +536,7 @@ mod tests {
             StateKey::Debtors(f.clone()),
             StateKey::Contracts(f.clone()),
             StateKey::Flex(f),
+            StateKey::Participant(ParticipantId([0x5a; 16])),
         ]
     }
 

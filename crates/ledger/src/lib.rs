@@ -8,7 +8,7 @@
 //! registry, market) each own their rules; money moves through one small API and
 //! authorization is one table.
 
-mod auth;
+pub mod auth;
 pub mod billing;
 pub mod contract;
 pub mod ev;
@@ -16,6 +16,7 @@ pub mod exec;
 pub mod flex;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod identity;
 pub mod keys;
 pub mod market;
 pub mod market_state;
@@ -28,7 +29,7 @@ mod token;
 pub mod tree;
 mod working;
 
-pub use auth::privilege_of;
+pub use auth::{Object, Rule, rule_of};
 pub use exec::{
     BlockContext, BlockInfo, ExecError, Executed, Execution, GenesisState, InvalidBlock,
     Prefetched, apply, check_link, check_roots, genesis, plan_reads, read_planned, reads_of, run,

@@ -290,6 +290,8 @@ pub struct FeederState {
     pub upstream_account: AccountId,
     /// The head-end systems allowed to submit readings in bulk (ST-1.2), sorted.
     pub head_ends: Vec<AccountId>,
+    /// The DSO that registered the feeder and alone operates it (MC-3.5, AC-3.3).
+    pub operator: AccountId,
 }
 
 impl FeederState {
@@ -326,6 +328,7 @@ impl Write for FeederState {
         for a in &self.head_ends {
             a.write(buf);
         }
+        self.operator.write(buf);
     }
 }
 
@@ -345,6 +348,7 @@ impl EncodeSize for FeederState {
             + 64
             + len_size(self.head_ends.len())
             + 32 * self.head_ends.len()
+            + 32
     }
 }
 
@@ -377,6 +381,7 @@ impl Read for FeederState {
             market_account,
             upstream_account,
             head_ends,
+            operator: AccountId::read(buf)?,
         })
     }
 }

@@ -34,6 +34,7 @@ fn limit_ok(w: Option<Watts>) -> bool {
 pub(crate) fn register_feeder(
     w: &mut Working<'_>,
     ctx: &BlockContext,
+    operator: AccountId,
     op: &FeederRegister,
 ) -> Handled {
     let index = w
@@ -130,9 +131,11 @@ pub(crate) fn register_feeder(
             epoch_ms,
             nodes: feeder_nodes,
             // ST-2.5, ST-2.6: by default the DSO's own account.
-            market_account: op.market_account.unwrap_or(ctx.config.authority),
-            upstream_account: op.upstream_account.unwrap_or(ctx.config.authority),
+            market_account: op.market_account.unwrap_or(operator),
+            upstream_account: op.upstream_account.unwrap_or(operator),
             head_ends: Vec::new(),
+            // MC-3.5: the DSO that registers it operates it.
+            operator,
         },
     );
     w.market

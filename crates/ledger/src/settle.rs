@@ -166,6 +166,9 @@ pub(crate) fn register_meter(w: &mut Working<'_>, op: &MeterRegister) -> Handled
             op.meter
         )));
     }
+    if let Err(reason) = grant_meter_role(w, op.meter)? {
+        reject!(reason);
+    }
     let meters = w.market.meters.get_or_default(w.pre, &meters_key)?;
     let since = meters.get(index).map_or(s.next_clear, |m| m.since);
     meters.put(MeterEntry {
@@ -173,6 +176,19 @@ pub(crate) fn register_meter(w: &mut Working<'_>, op: &MeterRegister) -> Handled
         meter: op.meter,
         since,
     });
+    Ok(Ok(()))
+}
+
+/// AC-1.4: the DSO installs meters and head-end systems, so registering one gives its account
+/// the meter role (a revoked account cannot be one).
+fn grant_meter_role(w: &mut Working<'_>, account: AccountId) -> Handled {
+    let a = w.money.account_mut(w.pre, account)?;
+    if a.revoked {
+        reject!(RejectReason::Revoked { account });
+    }
+    a.roles = a
+        .roles
+        .union(bcte_types::Roles::one(bcte_types::Role::Meter));
     Ok(Ok(()))
 }
 
@@ -190,6 +206,11 @@ pub(crate) fn set_head_end(w: &mut Working<'_>, op: &HeadEndSet) -> Handled {
             "feeder {:?} has {HEAD_ENDS_MAX} head-end systems, the most it may have",
             op.feeder.as_str()
         )));
+    }
+    if op.allowed
+        && let Err(reason) = grant_meter_role(w, op.account)?
+    {
+        reject!(reason);
     }
     let f = w.market.feeders.get_mut(w.pre, &key)?.expect("read above");
     match (at, op.allowed) {

@@ -3,7 +3,9 @@
 //! Values are stored in the authenticated tree as the bytes given here; the tree commits to
 //! `SHA-256(bytes)`, so the encodings are part of the consensus rules and are pinned by tests.
 
-use bcte_types::{AccountId, Amount, ChainId, Hash, Height, genesis::VALIDATORS_MAX};
+use bcte_types::{
+    AccountId, Amount, ChainId, Hash, Height, ParticipantId, Roles, genesis::VALIDATORS_MAX,
+};
 use bytes::BufMut;
 use commonware_codec::{
     Buf, Encode, EncodeSize, Error as CodecError, FixedSize, Read, ReadExt, Write, varint::UInt,
@@ -24,8 +26,8 @@ pub struct Position {
     pub amount: i64,
 }
 
-/// An account's balance, next nonce and open positions. A missing account reads as zero
-/// balance, nonce 0, no positions.
+/// An account's balance, next nonce, open positions and membership. A missing account reads
+/// as zero balance, nonce 0, no positions, no role: an account that may only receive (AC-1.2).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AccountState {
     /// Settlement-token base units held.
@@ -34,6 +36,14 @@ pub struct AccountState {
     pub nonce: u64,
     /// Open positions against market accounts, sorted by market account, none zero (ST-5).
     pub positions: Vec<Position>,
+    /// Its roles (AC-1).
+    pub roles: Roles,
+    /// The participant it belongs to, once enrolled (AC-2.1).
+    pub participant: Option<ParticipantId>,
+    /// Its current signing key, once it differs from its id (AC-4); never equal to the id.
+    pub key: Option<AccountId>,
+    /// Whether the registrar revoked it (AC-5): for good.
+    pub revoked: bool,
 }
 
 impl AccountState {
@@ -60,13 +70,68 @@ impl AccountState {
     pub fn in_debt(&self) -> bool {
         self.positions.iter().any(|p| p.amount < 0)
     }
+
+    /// The key its transactions must be signed with (AC-4.1): its current key, or its id.
+    pub fn current_key(&self, id: AccountId) -> AccountId {
+        self.key.unwrap_or(id)
+    }
+
+    /// Whether it is a member: enrolled, or holding a role (from genesis, or as a registered
+    /// meter).
+    pub const fn is_member(&self) -> bool {
+        self.participant.is_some() || !self.roles.is_empty()
+    }
+
+    const FLAG_POSITIONS: u8 = 1;
+    const FLAG_ROLES: u8 = 2;
+    const FLAG_PARTICIPANT: u8 = 4;
+    const FLAG_KEY: u8 = 8;
+    const FLAG_REVOKED: u8 = 16;
+
+    /// Which optional parts it has; 0 means it encodes as the 16 bytes of balance and nonce.
+    fn flags(&self) -> u8 {
+        let mut f = 0;
+        if !self.positions.is_empty() {
+            f |= Self::FLAG_POSITIONS;
+        }
+        if !self.roles.is_empty() {
+            f |= Self::FLAG_ROLES;
+        }
+        if self.participant.is_some() {
+            f |= Self::FLAG_PARTICIPANT;
+        }
+        if self.key.is_some() {
+            f |= Self::FLAG_KEY;
+        }
+        if self.revoked {
+            f |= Self::FLAG_REVOKED;
+        }
+        f
+    }
 }
 
+/// `balance:u64 nonce:u64`, then, when anything else is set, `flags:u8` and the parts it
+/// names in this order: `roles:u16`, `participant:16`, `key:32`, `count:varint position ×
+/// count` (revoked is a flag alone). An account with nothing but a balance and a nonce keeps
+/// its 16 bytes.
 impl Write for AccountState {
     fn write(&self, buf: &mut impl BufMut) {
         self.balance.write(buf);
         self.nonce.write(buf);
-        // An account without positions keeps the 16 bytes it always had.
+        let flags = self.flags();
+        if flags == 0 {
+            return;
+        }
+        flags.write(buf);
+        if flags & Self::FLAG_ROLES != 0 {
+            self.roles.write(buf);
+        }
+        if let Some(p) = &self.participant {
+            p.write(buf);
+        }
+        if let Some(k) = &self.key {
+            k.write(buf);
+        }
         if !self.positions.is_empty() {
             UInt(self.positions.len() as u64).write(buf);
             for p in &self.positions {
@@ -79,21 +144,56 @@ impl Write for AccountState {
 
 impl EncodeSize for AccountState {
     fn encode_size(&self) -> usize {
-        16 + if self.positions.is_empty() {
-            0
-        } else {
-            UInt(self.positions.len() as u64).encode_size() + self.positions.len() * 40
+        let flags = self.flags();
+        if flags == 0 {
+            return 16;
         }
+        let mut n = 17;
+        if flags & Self::FLAG_ROLES != 0 {
+            n += Roles::SIZE;
+        }
+        if self.participant.is_some() {
+            n += ParticipantId::SIZE;
+        }
+        if self.key.is_some() {
+            n += AccountId::SIZE;
+        }
+        if !self.positions.is_empty() {
+            n += UInt(self.positions.len() as u64).encode_size() + self.positions.len() * 40;
+        }
+        n
     }
 }
 
 impl Read for AccountState {
     type Cfg = ();
     fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
-        let balance = Amount::read(buf)?;
-        let nonce = u64::read(buf)?;
-        let mut positions = Vec::new();
-        if buf.has_remaining() {
+        let mut a = Self {
+            balance: Amount::read(buf)?,
+            nonce: u64::read(buf)?,
+            ..Self::default()
+        };
+        if !buf.has_remaining() {
+            return Ok(a);
+        }
+        let flags = u8::read(buf)?;
+        if flags == 0 || flags >= 32 {
+            return Err(CodecError::Invalid("AccountState", "bad flags"));
+        }
+        if flags & Self::FLAG_ROLES != 0 {
+            a.roles = Roles::read(buf)?;
+            if a.roles.is_empty() {
+                return Err(CodecError::Invalid("AccountState", "an empty role set"));
+            }
+        }
+        if flags & Self::FLAG_PARTICIPANT != 0 {
+            a.participant = Some(ParticipantId::read(buf)?);
+        }
+        if flags & Self::FLAG_KEY != 0 {
+            a.key = Some(AccountId::read(buf)?);
+        }
+        a.revoked = flags & Self::FLAG_REVOKED != 0;
+        if flags & Self::FLAG_POSITIONS != 0 {
             let n = UInt::<u64>::read(buf)?.0;
             if n == 0 || n > POSITIONS_MAX as u64 {
                 return Err(CodecError::InvalidLength(n as usize));
@@ -104,17 +204,13 @@ impl Read for AccountState {
                 if amount == 0 {
                     return Err(CodecError::Invalid("AccountState", "a zero position"));
                 }
-                positions.push(Position { market, amount });
+                a.positions.push(Position { market, amount });
             }
-            if positions.windows(2).any(|w| w[0].market >= w[1].market) {
+            if a.positions.windows(2).any(|w| w[0].market >= w[1].market) {
                 return Err(CodecError::Invalid("AccountState", "positions not sorted"));
             }
         }
-        Ok(Self {
-            balance,
-            nonce,
-            positions,
-        })
+        Ok(a)
     }
 }
 
@@ -219,10 +315,42 @@ mod tests {
         let a = AccountState {
             balance: Amount(5),
             nonce: 2,
-            positions: Vec::new(),
+            ..AccountState::default()
         };
         assert_eq!(hex::encode(a.encode()), "00000000000000050000000000000002");
         assert_eq!(AccountState::decode(a.encode()).unwrap(), a);
+        // A member: flags 0x1f, roles, participant, key, one position.
+        let m = AccountState {
+            balance: Amount(5),
+            nonce: 2,
+            positions: vec![Position {
+                market: AccountId([4; 32]),
+                amount: -3,
+            }],
+            roles: Roles::of(&[bcte_types::Role::Prosumer]),
+            participant: Some(ParticipantId([7; 16])),
+            key: Some(AccountId([8; 32])),
+            revoked: true,
+        };
+        let hex = hex::encode(m.encode());
+        assert_eq!(m.encode().len(), m.encode_size());
+        assert!(
+            hex.starts_with("000000000000000500000000000000021f0008"),
+            "{hex}"
+        );
+        assert_eq!(AccountState::decode(m.encode()).unwrap(), m);
+        // Non-canonical forms are refused: no flags, unknown flags, an empty role set.
+        for bad in [
+            "0000000000000005000000000000000200",
+            "0000000000000005000000000000000220",
+            "00000000000000050000000000000002020000",
+        ] {
+            let bytes = hex::decode(bad).unwrap();
+            assert!(
+                AccountState::decode(commonware_codec::Copying(&bytes[..])).is_err(),
+                "{bad}"
+            );
+        }
         let h = Head {
             height: Height(1),
             timestamp_ms: 2,

@@ -254,7 +254,8 @@ impl Money {
         Ok(&self.accounts[&id])
     }
 
-    fn account_mut(
+    /// An account to change in place (it will be written).
+    pub(crate) fn account_mut(
         &mut self,
         pre: &Prefetched,
         id: AccountId,
@@ -510,6 +511,8 @@ pub(crate) struct Working<'a> {
     supply_before: Amount,
     /// The market's typed values.
     pub(crate) market: crate::market::MarketValues,
+    /// Enrolled participants touched by the block.
+    pub(crate) participants: Typed<crate::identity::ParticipantState>,
 }
 
 impl<'a> Working<'a> {
@@ -519,6 +522,7 @@ impl<'a> Working<'a> {
             money: Money::new(supply),
             supply_before: supply,
             market: Default::default(),
+            participants: Typed::default(),
         }
     }
 
@@ -533,6 +537,7 @@ impl<'a> Working<'a> {
         let mut out = WriteSet::new();
         self.money.write_into(&mut out, self.supply_before);
         self.market.write_into(&mut out);
+        self.participants.write_into(&mut out);
         out
     }
 }

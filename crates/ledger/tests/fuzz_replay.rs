@@ -38,6 +38,7 @@ fn valid_bids() -> Vec<u8> {
         TxBody {
             chain_id: ChainId::new("fuzz").unwrap(),
             sender: account(&a),
+            signer: None,
             nonce: 4,
             payload: Payload::Bids(Bids {
                 feeder: FeederId::new("feeder-1").unwrap(),
@@ -92,9 +93,11 @@ fn valid() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
             public_key: account(&a),
         }],
         authority: account(&a),
+        registrar: None,
         allocations: vec![Allocation {
             account: account(&a),
             amount: Amount(100),
+            roles: bcte_types::Roles::one(bcte_types::Role::Prosumer),
         }],
         market_clock_speed: 1,
     };
@@ -105,6 +108,7 @@ fn valid() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
         TxBody {
             chain_id: chain,
             sender: account(&a),
+            signer: None,
             nonce: 0,
             payload: Payload::Transfer {
                 to: account(&PrivateKey::from_seed(2)),

@@ -6,7 +6,7 @@ use bcte_ledger::{
 };
 use bcte_types::{
     AccountId, Allocation, Amount, Block, ChainId, ConsensusContext, Genesis, Hash, Header, Height,
-    Outcome, Payload, Privilege, RejectReason, Tx, TxBody, Validator,
+    Outcome, Payload, RejectReason, Role, Roles, Tx, TxBody, TxKind, Validator,
 };
 use commonware_cryptography::{Signer, ed25519::PrivateKey};
 use proptest::prelude::*;
@@ -35,10 +35,12 @@ fn genesis_doc() -> Genesis {
             public_key: account(200),
         }],
         authority: account(AUTHORITY),
+        registrar: None,
         allocations: (1..=3)
             .map(|s| Allocation {
                 account: account(s),
                 amount: Amount(1_000),
+                roles: bcte_types::Roles::one(bcte_types::Role::Prosumer),
             })
             .collect(),
         market_clock_speed: 1,
@@ -49,6 +51,7 @@ fn tx(from: u64, nonce: u64, payload: Payload) -> Tx {
     let body = TxBody {
         chain_id: chain(),
         sender: account(from),
+        signer: None,
         nonce,
         payload,
     };
@@ -159,7 +162,8 @@ fn genesis_funds_allocations_and_sets_supply() {
         AccountState {
             balance: Amount(1_000),
             nonce: 0,
-            positions: Vec::new(),
+            roles: Roles::one(Role::Prosumer),
+            ..AccountState::default()
         }
     );
     assert_eq!(c.supply(), 3_000);
@@ -177,7 +181,8 @@ fn transfer_moves_money_and_consumes_the_nonce() {
         AccountState {
             balance: Amount(750),
             nonce: 1,
-            positions: Vec::new(),
+            roles: Roles::one(Role::Prosumer),
+            ..AccountState::default()
         }
     );
     assert_eq!(
@@ -185,7 +190,7 @@ fn transfer_moves_money_and_consumes_the_nonce() {
         AccountState {
             balance: Amount(250),
             nonce: 0,
-            positions: Vec::new(),
+            ..AccountState::default()
         }
     );
     assert_eq!(c.supply(), 3_000);
@@ -215,7 +220,8 @@ fn replayed_and_skipped_nonces_are_rejected_without_effect() {
         AccountState {
             balance: Amount(990),
             nonce: 1,
-            positions: Vec::new(),
+            roles: Roles::one(Role::Prosumer),
+            ..AccountState::default()
         }
     );
 }
@@ -244,13 +250,24 @@ fn overdraft_is_rejected_but_consumes_the_nonce_so_it_can_never_apply_later() {
 }
 
 #[test]
-fn unknown_sender_is_rejected_for_lack_of_funds() {
+fn unknown_sender_holds_no_role_and_may_only_receive() {
+    // AC-1.2: an account nobody enrolled may receive, not send.
     let mut c = Chain::new();
     assert_eq!(
         c.step(vec![transfer(42, 0, 1, 1)]),
+        vec![Outcome::Rejected(RejectReason::MissingRole {
+            kind: TxKind::Transfer,
+            needs: Roles::of(&[Role::Dso, Role::Aggregator, Role::Prosumer, Role::Consumer])
+        })]
+    );
+    assert_eq!(c.step(vec![transfer(1, 0, 42, 5)]), vec![Outcome::Accepted]);
+    assert_eq!(c.account(42).balance, Amount(5));
+    // A member with no money is refused for its balance.
+    assert_eq!(
+        c.step(vec![transfer(2, 0, 1, 5_000)]),
         vec![Outcome::Rejected(RejectReason::InsufficientBalance {
-            balance: Amount(0),
-            needed: Amount(1)
+            balance: Amount(1_000),
+            needed: Amount(5_000)
         })]
     );
 }
@@ -268,7 +285,8 @@ fn zero_amounts_and_self_transfers() {
         AccountState {
             balance: Amount(1_000),
             nonce: 2,
-            positions: Vec::new(),
+            roles: Roles::one(Role::Prosumer),
+            ..AccountState::default()
         }
     );
 }
@@ -299,12 +317,14 @@ fn only_the_authority_mints_and_burns_and_supply_follows() {
     assert_eq!(
         outcomes,
         vec![
-            Outcome::Rejected(RejectReason::Unauthorized {
-                action: Privilege::Mint
+            Outcome::Rejected(RejectReason::MissingRole {
+                kind: TxKind::Mint,
+                needs: Roles::one(Role::Dso)
             }),
             Outcome::Accepted,
-            Outcome::Rejected(RejectReason::Unauthorized {
-                action: Privilege::Burn
+            Outcome::Rejected(RejectReason::MissingRole {
+                kind: TxKind::Burn,
+                needs: Roles::one(Role::Dso)
             }),
             Outcome::Rejected(RejectReason::InsufficientBalance {
                 balance: Amount(0),
@@ -314,7 +334,7 @@ fn only_the_authority_mints_and_burns_and_supply_follows() {
     );
     assert_eq!(c.supply(), 3_500);
     c.step(vec![
-        transfer(7, 0, AUTHORITY, 200),
+        transfer(1, 2, AUTHORITY, 200),
         tx(
             AUTHORITY,
             2,
@@ -367,6 +387,7 @@ fn a_block_with_a_bad_signature_or_foreign_chain_is_invalid() {
         TxBody {
             chain_id: ChainId::new("other").unwrap(),
             sender: account(1),
+            signer: None,
             nonce: 0,
             payload: Payload::Burn { amount: Amount(1) },
         },

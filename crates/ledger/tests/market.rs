@@ -1095,7 +1095,7 @@ fn every_bad_bid_is_refused_with_a_reason_that_names_it() {
 #[test]
 fn every_dso_action_by_anyone_else_is_refused_naming_the_action() {
     use bcte_types::{
-        Privilege,
+        Role, Roles, TxKind,
         market::{EdgeLimit, MarketConfigure, UpstreamPrice, UpstreamPrices},
     };
     let mut chain = Chain::new(1);
@@ -1111,14 +1111,14 @@ fn every_dso_action_by_anyone_else_is_refused_naming_the_action() {
                 market_account: None,
                 upstream_account: None,
             }),
-            Privilege::RegisterFeeder,
+            TxKind::FeederRegister,
         ),
         (
             Payload::SitesRegister(SitesRegister {
                 feeder: f(),
                 sites: vec![site("new", "t1", 3, 0)],
             }),
-            Privilege::RegisterSites,
+            TxKind::SitesRegister,
         ),
         (
             Payload::EdgeLimit(EdgeLimit {
@@ -1128,7 +1128,7 @@ fn every_dso_action_by_anyone_else_is_refused_naming_the_action() {
                 import_limit: None,
                 export_limit: None,
             }),
-            Privilege::SetEdgeLimit,
+            TxKind::EdgeLimit,
         ),
         (
             Payload::MarketConfig(MarketConfigure {
@@ -1136,7 +1136,7 @@ fn every_dso_action_by_anyone_else_is_refused_naming_the_action() {
                 from: Interval(2),
                 config: config(),
             }),
-            Privilege::SetMarketConfig,
+            TxKind::MarketConfig,
         ),
         (
             Payload::GridMode(GridModeSet {
@@ -1144,7 +1144,7 @@ fn every_dso_action_by_anyone_else_is_refused_naming_the_action() {
                 from: Interval(2),
                 mode: GridMode::Alert,
             }),
-            Privilege::SetGridMode,
+            TxKind::GridMode,
         ),
         (
             Payload::UpstreamPrices(UpstreamPrices {
@@ -1155,17 +1155,22 @@ fn every_dso_action_by_anyone_else_is_refused_naming_the_action() {
                     export_price: Price(0),
                 }],
             }),
-            Privilege::PostUpstreamPrices,
+            TxKind::UpstreamPrices,
         ),
     ];
-    for (payload, action) in cases {
+    for (payload, kind) in cases {
+        assert_eq!(payload.tx_kind(), kind);
         let reason = refused(&mut chain, 3, payload);
-        assert_eq!(reason, RejectReason::Unauthorized { action });
-        assert!(
-            reason
-                .to_string()
-                .starts_with("unauthorized: only the DSO may "),
-            "{reason}"
+        assert_eq!(
+            reason,
+            RejectReason::MissingRole {
+                kind,
+                needs: Roles::one(Role::Dso)
+            }
+        );
+        assert_eq!(
+            reason.to_string(),
+            format!("unauthorized: {kind} needs the role dso"),
         );
     }
 }

@@ -254,6 +254,18 @@ pub struct AccountView {
     /// positive, a payment owed to it. Empty when it owes and is owed nothing.
     #[serde(default)]
     pub positions: Vec<PositionView>,
+    /// Its roles (AC-1), by name; empty: it may only receive.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// The participant it belongs to, once enrolled (AC-2.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub participant: Option<String>,
+    /// The key its transactions must be signed with (AC-4.1): its id until it rotates.
+    #[serde(default)]
+    pub key: String,
+    /// Whether the registrar revoked it (AC-5.1).
+    #[serde(default)]
+    pub revoked: bool,
     /// The height this answer is for.
     pub height: u64,
 }
@@ -788,6 +800,10 @@ async fn account<S: Store>(
                 amount: p.amount,
             })
             .collect(),
+        roles: state.roles.iter().map(|r| r.name().to_owned()).collect(),
+        participant: state.participant.map(|p| p.to_string()),
+        key: state.current_key(id).to_string(),
+        revoked: state.revoked,
         height: tip.height.get(),
     }))
 }

@@ -253,9 +253,11 @@ mod tests {
                 })
                 .collect(),
             authority: account,
+            registrar: None,
             allocations: vec![Allocation {
                 account,
                 amount: Amount(1),
+                roles: bcte_types::Roles::NONE,
             }],
             market_clock_speed: 1,
         }

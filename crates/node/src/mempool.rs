@@ -80,6 +80,10 @@ pub enum AdmitError {
     /// Zero-amount transactions are refused.
     #[error("amount must be positive")]
     ZeroAmount,
+    /// The ledger would reject it for its key, its sender's revocation or its sender's roles
+    /// (AC-3.2: authorization is pre-checked at admission, decided in execution).
+    #[error("{0}")]
+    Refused(bcte_types::RejectReason),
     /// The pool is full.
     #[error("mempool is full ({0} transactions); retry later")]
     Full(usize),
@@ -176,6 +180,10 @@ impl Mempool {
         if amount_of(&tx).is_some_and(Amount::is_zero) {
             return Err(AdmitError::ZeroAmount);
         }
+        // AC-3.2, AC-4.2, AC-5.1: the ledger's own checks, against the committed state.
+        bcte_ledger::auth::check_signer(tx.body().sender, tx.signing_account(), &committed)
+            .and_then(|()| bcte_ledger::auth::authorize(&committed, tx.body().payload.tx_kind()))
+            .map_err(AdmitError::Refused)?;
         let sender_id = tx.body().sender;
         self.prune_stale(&sender_id, committed.nonce);
         let (waiting, spending) = match self.senders.get(&sender_id) {
@@ -349,6 +357,7 @@ mod tests {
             TxBody {
                 chain_id: chain(),
                 sender: account(from),
+                signer: None,
                 nonce,
                 payload: Payload::Transfer {
                     to: account(99),
@@ -363,7 +372,8 @@ mod tests {
         AccountState {
             balance: Amount(100),
             nonce,
-            positions: Vec::new(),
+            roles: bcte_types::Roles::one(bcte_types::Role::Prosumer),
+            ..AccountState::default()
         }
     }
 

@@ -83,9 +83,11 @@ pub fn prepare_dev(dir: &DataDir) -> Result<(Genesis, PrivateKey), FileError> {
             public_key: AccountId::from_public_key(&validator.public_key()),
         }],
         authority: dev_account,
+        registrar: None,
         allocations: vec![Allocation {
             account: dev_account,
             amount: DEV_ALLOCATION,
+            roles: bcte_types::Roles::NONE,
         }],
         market_clock_speed: 1,
     };

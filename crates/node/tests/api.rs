@@ -28,7 +28,10 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let genesis = sim::genesis(1, 4);
+    let mut genesis = sim::genesis(1, 4);
+    // Account 1 is also a head-end system's account (the meter batches below).
+    genesis.allocations[1].roles =
+        bcte_types::Roles::of(&[bcte_types::Role::Prosumer, bcte_types::Role::Meter]);
     let chain = ChainStore::new(MemStore::new(), BlockLimits::default());
     chain.init(&genesis).unwrap();
     let executor = Executor::new(chain, genesis.chain_id.clone()).unwrap();
@@ -344,6 +347,7 @@ async fn bad_submissions_get_4xx_with_a_reason() {
         TxBody {
             chain_id: f.genesis.chain_id.clone(),
             sender: AccountId::from_public_key(&stranger.public_key()),
+            signer: None,
             nonce: 0,
             payload: bcte_types::Payload::Transfer {
                 to: account(1),
@@ -357,7 +361,7 @@ async fn bad_submissions_get_4xx_with_a_reason() {
         s,
         &v,
         StatusCode::BAD_REQUEST,
-        "insufficient balance: has 0",
+        "unauthorized: transfer needs the role",
     );
 
     f.submit(&tx).await;
@@ -516,6 +520,7 @@ fn signed(f: &Fixture, i: u64, nonce: u64, payload: bcte_types::Payload) -> Tx {
         TxBody {
             chain_id: f.genesis.chain_id.clone(),
             sender: account(i),
+            signer: None,
             nonce,
             payload,
         },

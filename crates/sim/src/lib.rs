@@ -92,10 +92,12 @@ pub fn genesis(validators: u64, accounts: u64) -> Genesis {
             })
             .collect(),
         authority: acct(&account_key(0)),
+        registrar: None,
         allocations: (0..accounts)
             .map(|i| Allocation {
                 account: acct(&account_key(i)),
                 amount: Amount(1_000_000_000),
+                roles: bcte_types::Roles::one(bcte_types::Role::Prosumer),
             })
             .collect(),
         market_clock_speed: 1,
@@ -661,6 +663,7 @@ pub fn sign(genesis: &Genesis, from: u64, nonce: u64, payload: Payload) -> Tx {
         TxBody {
             chain_id: genesis.chain_id.clone(),
             sender: AccountId::from_public_key(&key.public_key()),
+            signer: None,
             nonce,
             payload,
         },
@@ -681,6 +684,7 @@ pub fn transfer(genesis: &Genesis, from: u64, nonce: u64, to: u64, amount: u64) 
         TxBody {
             chain_id: genesis.chain_id.clone(),
             sender: AccountId::from_public_key(&key.public_key()),
+            signer: None,
             nonce,
             payload: Payload::Transfer {
                 to: AccountId::from_public_key(&account_key(to).public_key()),

@@ -85,9 +85,11 @@ fn genesis(chain: &str) -> Genesis {
             public_key: account(9),
         }],
         authority: account(8),
+        registrar: None,
         allocations: vec![Allocation {
             account: account(1),
             amount: Amount(100),
+            roles: bcte_types::Roles::one(bcte_types::Role::Prosumer),
         }],
         market_clock_speed: 1,
     }
@@ -133,6 +135,7 @@ fn transfer(nonce: u64, amount: u64) -> Tx {
         TxBody {
             chain_id: ChainId::new("store-test").unwrap(),
             sender: account(1),
+            signer: None,
             nonce,
             payload: Payload::Transfer {
                 to: account(2),

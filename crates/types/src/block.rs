@@ -296,6 +296,7 @@ mod tests {
                     TxBody {
                         chain_id: ChainId::new("t").unwrap(),
                         sender: AccountId::from_public_key(&key.public_key()),
+                        signer: None,
                         nonce,
                         payload: Payload::Burn { amount: Amount(1) },
                     },

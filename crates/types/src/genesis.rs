@@ -35,6 +35,10 @@ pub struct Allocation {
     pub account: AccountId,
     /// Base units.
     pub amount: Amount,
+    /// Roles the account holds from genesis (AC-1.3): a devnet's or a benchmark's members,
+    /// enrolled without the registrar. Empty: the account may only receive.
+    #[serde(default, skip_serializing_if = "no_roles")]
+    pub roles: crate::role::Roles,
 }
 
 /// The genesis of a chain.
@@ -47,8 +51,13 @@ pub struct Genesis {
     pub genesis_time_ms: u64,
     /// The validator set, in a fixed order.
     pub validators: Vec<Validator>,
-    /// The registrar / DSO account: the token authority, the only account that may mint or burn.
+    /// The first DSO (AC-1.3): it holds the DSO role from genesis, and a feeder registered
+    /// without a market or upstream account uses it for both. Also the first registrar unless
+    /// `registrar` names another account.
     pub authority: AccountId,
+    /// The first registrar, when it is not `authority`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registrar: Option<AccountId>,
     /// Initial balances.
     #[serde(default)]
     pub allocations: Vec<Allocation>,
@@ -61,6 +70,11 @@ pub struct Genesis {
 
 /// The fastest market clock a genesis may set.
 pub const MARKET_CLOCK_SPEED_MAX: u32 = 1_000_000;
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+const fn no_roles(r: &crate::role::Roles) -> bool {
+    r.is_empty()
+}
 
 const fn one() -> u32 {
     1
@@ -168,9 +182,11 @@ mod tests {
                 public_key: account(1),
             }],
             authority: account(2),
+            registrar: None,
             allocations: vec![Allocation {
                 account: account(3),
                 amount: Amount(10),
+                roles: crate::Roles::one(crate::Role::Prosumer),
             }],
             market_clock_speed: 1,
         }
@@ -196,6 +212,7 @@ mod tests {
         g.allocations.push(Allocation {
             account: account(3),
             amount: Amount(1),
+            roles: crate::Roles::one(crate::Role::Prosumer),
         });
         assert!(matches!(
             g.validate(),
@@ -205,6 +222,7 @@ mod tests {
         g.allocations.push(Allocation {
             account: account(4),
             amount: Amount(u64::MAX),
+            roles: crate::Roles::one(crate::Role::Prosumer),
         });
         assert_eq!(g.validate(), Err(GenesisError::SupplyOverflow));
     }

@@ -34,6 +34,10 @@ pub enum IdError {
     /// The chain id has a bad length or character.
     #[error("invalid chain id {0:?}: use 1 to 32 characters of a-z, 0-9 and '-'")]
     ChainId(String),
+    /// Another kind of id or name (a role, a participant id) does not parse; the message
+    /// says what was expected.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 fn truncate(s: &str) -> String {

@@ -17,6 +17,7 @@ pub mod ids;
 pub mod market;
 pub mod meter;
 pub mod receipt;
+pub mod role;
 pub mod tx;
 pub use bcte_units as units;
 
@@ -27,6 +28,7 @@ pub use market::{
     BidEntry, CurveSpec, FeederId, GridMode, Interval, MarketConfig, NodeId, NodeSpec, SiteId,
     SiteSpec,
 };
-pub use receipt::{Outcome, Privilege, Receipt, RejectReason};
-pub use tx::{Payload, SignatureError, Tx, TxBody};
+pub use receipt::{Outcome, Receipt, RejectReason};
+pub use role::{ParticipantId, Role, Roles};
+pub use tx::{Payload, SignatureError, Tx, TxBody, TxKind};
 pub use units::{Amount, Price, WattHours, Watts};

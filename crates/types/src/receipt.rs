@@ -5,100 +5,17 @@
 //! transaction is data, not a crash. Receipts are committed to by the block's `receipts_root`.
 
 use crate::{
+    ids::AccountId,
     ids::{Hash, len_size, read_len, write_len},
     market::{FeederId, Interval, NodeId, SiteId},
+    role::Roles,
+    tx::TxKind,
     units::Amount,
 };
 use bytes::BufMut;
 use commonware_codec::{Buf, EncodeSize, Error as CodecError, FixedSize, Read, ReadExt, Write};
 use core::fmt;
 use serde::{Deserialize, Serialize};
-
-/// An action only the chain's authority (the token authority, who is also the DSO until
-/// roles arrive) may take.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Privilege {
-    /// Creating tokens.
-    Mint,
-    /// Destroying tokens.
-    Burn,
-    /// Registering a feeder.
-    RegisterFeeder,
-    /// Registering sites.
-    RegisterSites,
-    /// Changing an edge's limits.
-    SetEdgeLimit,
-    /// Changing a market configuration.
-    SetMarketConfig,
-    /// Setting a grid mode.
-    SetGridMode,
-    /// Posting upstream prices.
-    PostUpstreamPrices,
-    /// Registering or swapping a meter.
-    RegisterMeter,
-    /// Allowing or withdrawing a head-end system.
-    SetHeadEnd,
-    /// Correcting a settlement.
-    AdjustSettlement,
-    /// Requesting flexibility and accepting offers.
-    RequestFlexibility,
-}
-
-impl Privilege {
-    const fn tag(self) -> u8 {
-        match self {
-            Self::Mint => 0,
-            Self::Burn => 1,
-            Self::RegisterFeeder => 2,
-            Self::RegisterSites => 3,
-            Self::SetEdgeLimit => 4,
-            Self::SetMarketConfig => 5,
-            Self::SetGridMode => 6,
-            Self::PostUpstreamPrices => 7,
-            Self::RegisterMeter => 8,
-            Self::SetHeadEnd => 9,
-            Self::AdjustSettlement => 10,
-            Self::RequestFlexibility => 11,
-        }
-    }
-
-    fn from_tag(tag: u8) -> Result<Self, CodecError> {
-        match tag {
-            0 => Ok(Self::Mint),
-            1 => Ok(Self::Burn),
-            2 => Ok(Self::RegisterFeeder),
-            3 => Ok(Self::RegisterSites),
-            4 => Ok(Self::SetEdgeLimit),
-            5 => Ok(Self::SetMarketConfig),
-            6 => Ok(Self::SetGridMode),
-            7 => Ok(Self::PostUpstreamPrices),
-            8 => Ok(Self::RegisterMeter),
-            9 => Ok(Self::SetHeadEnd),
-            10 => Ok(Self::AdjustSettlement),
-            11 => Ok(Self::RequestFlexibility),
-            t => Err(CodecError::InvalidEnum(t)),
-        }
-    }
-
-    /// What the action is, as the end of "only the DSO may ...".
-    const fn doing(self) -> &'static str {
-        match self {
-            Self::Mint => "mint",
-            Self::Burn => "burn",
-            Self::RegisterFeeder => "register a feeder",
-            Self::RegisterSites => "register sites",
-            Self::SetEdgeLimit => "change an edge limit",
-            Self::SetMarketConfig => "change a market configuration",
-            Self::SetGridMode => "set a grid mode",
-            Self::PostUpstreamPrices => "post upstream prices",
-            Self::RegisterMeter => "register a meter",
-            Self::SetHeadEnd => "allow a head-end system",
-            Self::AdjustSettlement => "correct a settlement",
-            Self::RequestFlexibility => "request flexibility or accept offers",
-        }
-    }
-}
 
 /// The longest free-text reason a receipt carries, in bytes.
 pub const REASON_BYTES_MAX: usize = 1024;
@@ -121,10 +38,12 @@ pub enum RejectReason {
         /// The amount asked for.
         needed: Amount,
     },
-    /// The sender may not take this action.
-    Unauthorized {
-        /// The action.
-        action: Privilege,
+    /// The sender holds none of the roles the transaction's kind needs (AC-3).
+    MissingRole {
+        /// The transaction's kind.
+        kind: TxKind,
+        /// The roles that may send it (any one of them).
+        needs: Roles,
     },
     /// The amount is zero.
     ZeroAmount,
@@ -220,6 +139,23 @@ pub enum RejectReason {
         /// The feeder.
         feeder: FeederId,
     },
+    /// The transaction is signed with a key the account no longer uses (AC-4.2).
+    KeyRotated {
+        /// The account's current key.
+        current: AccountId,
+    },
+    /// The transaction names a signing key that was never the account's (AC-4.2).
+    NotAccountKey,
+    /// The sender was revoked by the registrar (AC-5.1).
+    Revoked {
+        /// The account.
+        account: AccountId,
+    },
+    /// The feeder is operated by another DSO (MC-3.5).
+    NotFeederOperator {
+        /// The feeder.
+        feeder: FeederId,
+    },
 }
 
 impl RejectReason {
@@ -227,7 +163,7 @@ impl RejectReason {
         match self {
             Self::BadNonce { .. } => 0,
             Self::InsufficientBalance { .. } => 1,
-            Self::Unauthorized { .. } => 2,
+            Self::MissingRole { .. } => 2,
             Self::ZeroAmount => 3,
             Self::Overflow => 4,
             Self::UnknownFeeder { .. } => 5,
@@ -245,6 +181,10 @@ impl RejectReason {
             Self::ReadingClosed { .. } => 17,
             Self::OwnerInDebt { .. } => 18,
             Self::NotHeadEnd { .. } => 19,
+            Self::KeyRotated { .. } => 20,
+            Self::NotAccountKey => 21,
+            Self::Revoked { .. } => 22,
+            Self::NotFeederOperator { .. } => 23,
         }
     }
 
@@ -277,14 +217,11 @@ impl fmt::Display for RejectReason {
             Self::InsufficientBalance { balance, needed } => {
                 write!(f, "insufficient balance: has {balance}, needs {needed}")
             }
-            Self::Unauthorized {
-                action: Privilege::Mint,
-            } => f.write_str("unauthorized: only the token authority may mint"),
-            Self::Unauthorized {
-                action: Privilege::Burn,
-            } => f.write_str("unauthorized: only the token authority may burn"),
-            Self::Unauthorized { action } => {
-                write!(f, "unauthorized: only the DSO may {}", action.doing())
+            Self::MissingRole { kind, needs } if needs.is_empty() => {
+                write!(f, "unauthorized: no role may send {kind}")
+            }
+            Self::MissingRole { kind, needs } => {
+                write!(f, "unauthorized: {kind} needs the role {}", needs.to_string().replace(", ", " or "))
             }
             Self::ZeroAmount => f.write_str("amount must be positive"),
             Self::Overflow => f.write_str("amount overflows a balance or the total supply"),
@@ -349,6 +286,21 @@ impl fmt::Display for RejectReason {
                 "unauthorized: the sender is not a head-end system of feeder {:?}",
                 feeder.as_str()
             ),
+            Self::KeyRotated { current } => write!(
+                f,
+                "key rotated: the account's current key is {current}; sign with it"
+            ),
+            Self::NotAccountKey => f.write_str(
+                "wrong key: the signing key is not the account's (an account that never rotated signs with its id)",
+            ),
+            Self::Revoked { account } => {
+                write!(f, "revoked: account {account} was revoked by the registrar")
+            }
+            Self::NotFeederOperator { feeder } => write!(
+                f,
+                "unauthorized: feeder {:?} is operated by another DSO",
+                feeder.as_str()
+            ),
         }
     }
 }
@@ -365,7 +317,10 @@ impl Write for RejectReason {
                 balance.write(buf);
                 needed.write(buf);
             }
-            Self::Unauthorized { action } => action.tag().write(buf),
+            Self::MissingRole { kind, needs } => {
+                kind.index().write(buf);
+                needs.write(buf);
+            }
             Self::ZeroAmount | Self::Overflow => {}
             Self::UnknownFeeder { feeder } | Self::DuplicateFeeder { feeder } => feeder.write(buf),
             Self::UnknownSite { site }
@@ -406,7 +361,9 @@ impl Write for RejectReason {
                 closes_ms.write(buf);
                 now_ms.write(buf);
             }
-            Self::NotHeadEnd { feeder } => feeder.write(buf),
+            Self::NotHeadEnd { feeder } | Self::NotFeederOperator { feeder } => feeder.write(buf),
+            Self::KeyRotated { current: account } | Self::Revoked { account } => account.write(buf),
+            Self::NotAccountKey => {}
         }
     }
 }
@@ -416,7 +373,7 @@ impl EncodeSize for RejectReason {
         1 + match self {
             Self::BadNonce { .. } => 16,
             Self::InsufficientBalance { .. } => 16,
-            Self::Unauthorized { .. } => 1,
+            Self::MissingRole { .. } => 3,
             Self::ZeroAmount | Self::Overflow => 0,
             Self::UnknownFeeder { feeder } | Self::DuplicateFeeder { feeder } => {
                 feeder.encode_size()
@@ -432,7 +389,11 @@ impl EncodeSize for RejectReason {
             Self::NotSiteMeter { site } | Self::OwnerInDebt { site } => site.encode_size(),
             Self::DuplicateReading { site, .. } => site.encode_size() + 8,
             Self::ReadingClosed { .. } => 32,
-            Self::NotHeadEnd { feeder } => feeder.encode_size(),
+            Self::NotHeadEnd { feeder } | Self::NotFeederOperator { feeder } => {
+                feeder.encode_size()
+            }
+            Self::KeyRotated { .. } | Self::Revoked { .. } => 32,
+            Self::NotAccountKey => 0,
         }
     }
 }
@@ -449,8 +410,12 @@ impl Read for RejectReason {
                 balance: Amount::read(buf)?,
                 needed: Amount::read(buf)?,
             },
-            2 => Self::Unauthorized {
-                action: Privilege::from_tag(u8::read(buf)?)?,
+            2 => Self::MissingRole {
+                kind: {
+                    let t = u8::read(buf)?;
+                    TxKind::from_index(t).ok_or(CodecError::InvalidEnum(t))?
+                },
+                needs: Roles::read(buf)?,
             },
             3 => Self::ZeroAmount,
             4 => Self::Overflow,
@@ -512,6 +477,16 @@ impl Read for RejectReason {
                 site: SiteId::read(buf)?,
             },
             19 => Self::NotHeadEnd {
+                feeder: FeederId::read(buf)?,
+            },
+            20 => Self::KeyRotated {
+                current: AccountId::read(buf)?,
+            },
+            21 => Self::NotAccountKey,
+            22 => Self::Revoked {
+                account: AccountId::read(buf)?,
+            },
+            23 => Self::NotFeederOperator {
                 feeder: FeederId::read(buf)?,
             },
             t => return Err(CodecError::InvalidEnum(t)),
@@ -612,6 +587,18 @@ mod tests {
             needed: Amount(2),
         };
         assert_eq!(r.to_string(), "insufficient balance: has 1, needs 2");
+        let r = RejectReason::MissingRole {
+            kind: TxKind::Bids,
+            needs: Roles::of(&[
+                crate::role::Role::Aggregator,
+                crate::role::Role::Prosumer,
+                crate::role::Role::Consumer,
+            ]),
+        };
+        assert_eq!(
+            r.to_string(),
+            "unauthorized: bids needs the role aggregator or prosumer or consumer"
+        );
     }
 
     #[test]
@@ -625,13 +612,21 @@ mod tests {
                 balance: Amount(1),
                 needed: Amount(2),
             },
-            RejectReason::Unauthorized {
-                action: Privilege::Burn,
+            RejectReason::MissingRole {
+                kind: TxKind::Burn,
+                needs: Roles::one(crate::role::Role::Dso),
             },
             RejectReason::ZeroAmount,
             RejectReason::Overflow,
-            RejectReason::Unauthorized {
-                action: Privilege::SetGridMode,
+            RejectReason::KeyRotated {
+                current: AccountId([3; 32]),
+            },
+            RejectReason::NotAccountKey,
+            RejectReason::NotFeederOperator {
+                feeder: FeederId::new("f").unwrap(),
+            },
+            RejectReason::Revoked {
+                account: AccountId([4; 32]),
             },
             RejectReason::UnknownFeeder {
                 feeder: FeederId::new("f").unwrap(),
@@ -678,8 +673,9 @@ mod tests {
             RejectReason::NotHeadEnd {
                 feeder: FeederId::new("f").unwrap(),
             },
-            RejectReason::Unauthorized {
-                action: Privilege::AdjustSettlement,
+            RejectReason::MissingRole {
+                kind: TxKind::AccountRevoke,
+                needs: Roles::of(&[crate::role::Role::Registrar, crate::role::Role::Dso]),
             },
             RejectReason::BeyondHorizon {
                 interval: Interval(300),

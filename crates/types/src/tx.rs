@@ -10,7 +10,13 @@
 //! would let anyone relaying a transaction change the hash its sender waits for.
 //!
 //! Byte layout (all integers big-endian, see `docs/encoding.md`):
-//! `body = chain_id_len:u8 chain_id sender:32 nonce:u64 payload`, `tx = body signature:64`.
+//! `body = chain_id_len:u8 chain_id sender:32 signer:opt(32) nonce:u64 payload`,
+//! `tx = body signature:64`.
+//!
+//! The signature is checked against the key the body names: `signer` when present (an
+//! account whose key was rotated, AC-4), else the sender's id, which is its first key. That
+//! check needs no state, so a bad signature still makes a block invalid (LR-1.1); whether the
+//! named key is the account's current one is the ledger's verdict (LR-2.3).
 
 use crate::{
     ids::{AccountId, ChainId, Hash},
@@ -19,6 +25,7 @@ use crate::{
         SitesRegister, UpstreamPrices,
     },
     meter::{HeadEndSet, MeterBatch, MeterRegister, Reading, SettlementAdjust},
+    role::{AccountRevoke, Enroll, KeyReset, KeyRotate, RoleSet},
     units::Amount,
 };
 use bytes::{BufMut, Bytes};
@@ -33,7 +40,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// The signing domain of transactions. Changing it invalidates every signature: a breaking change.
-pub const TX_NAMESPACE: &[u8] = b"bcte/tx/v1";
+/// Version 2 added the body's `signer` (AC-4); a version-1 transaction no longer decodes.
+pub const TX_NAMESPACE: &[u8] = b"bcte/tx/v2";
 
 /// The largest encoded transaction of an ordinary kind, in bytes: what a decoder enforces
 /// before doing any work (see [`Payload::bytes_max`]).
@@ -54,7 +62,8 @@ pub const TX_BYTES_LIMIT: usize = BULK_TX_BYTES_MAX;
 /// (the market); `0x30` meter register, `0x31` head-end, `0x32` reading, `0x33` meter batch,
 /// `0x38` settlement adjust (meters and settlement); `0x40` P2P contract, `0x41` contract
 /// cancel, `0x42` flexibility request, `0x43` flexibility offer, `0x44` flexibility accept,
-/// `0x45` EV charging contract (contracts). An unknown tag is a decode error. The payloads of the registry and the market
+/// `0x45` EV charging contract (contracts); `0x50` enroll, `0x51` role set, `0x52` key rotate,
+/// `0x53` key reset, `0x54` account revoke (identity and access). An unknown tag is a decode error. The payloads of the registry and the market
 /// are defined in [`crate::market`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -120,6 +129,136 @@ pub enum Payload {
     /// Enter an EV charging contract (the charger's owner or the provider, with the other's
     /// consent).
     ContractEv(crate::contract::ContractEv),
+    /// Enroll participants with their roles and accounts (registrar).
+    Enroll(Enroll),
+    /// Grant or revoke an account's roles (registrar).
+    RoleSet(RoleSet),
+    /// Replace the sender's own signing key (any member).
+    KeyRotate(KeyRotate),
+    /// Replace a member's lost key (registrar).
+    KeyReset(KeyReset),
+    /// Revoke accounts for good (registrar).
+    AccountRevoke(AccountRevoke),
+}
+
+/// The kind of a transaction: one name per [`Payload`] variant, without its content. The
+/// authorization table (`bcte_ledger::auth`) has one row per kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)] // each is its payload's kind; see [`Payload`]
+pub enum TxKind {
+    Transfer,
+    Mint,
+    Burn,
+    FeederRegister,
+    SitesRegister,
+    SiteDelegate,
+    SiteRevoke,
+    EdgeLimit,
+    MarketConfig,
+    GridMode,
+    UpstreamPrices,
+    Bids,
+    MeterRegister,
+    HeadEnd,
+    Reading,
+    MeterBatch,
+    SettlementAdjust,
+    ContractP2p,
+    ContractCancel,
+    FlexRequest,
+    FlexOffer,
+    FlexAccept,
+    ContractEv,
+    Enroll,
+    RoleSet,
+    KeyRotate,
+    KeyReset,
+    AccountRevoke,
+}
+
+impl TxKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [Self; 28] = [
+        Self::Transfer,
+        Self::Mint,
+        Self::Burn,
+        Self::FeederRegister,
+        Self::SitesRegister,
+        Self::SiteDelegate,
+        Self::SiteRevoke,
+        Self::EdgeLimit,
+        Self::MarketConfig,
+        Self::GridMode,
+        Self::UpstreamPrices,
+        Self::Bids,
+        Self::MeterRegister,
+        Self::HeadEnd,
+        Self::Reading,
+        Self::MeterBatch,
+        Self::SettlementAdjust,
+        Self::ContractP2p,
+        Self::ContractCancel,
+        Self::FlexRequest,
+        Self::FlexOffer,
+        Self::FlexAccept,
+        Self::ContractEv,
+        Self::Enroll,
+        Self::RoleSet,
+        Self::KeyRotate,
+        Self::KeyReset,
+        Self::AccountRevoke,
+    ];
+
+    /// Its name, as in JSON (`"transfer"`, ...).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Transfer => "transfer",
+            Self::Mint => "mint",
+            Self::Burn => "burn",
+            Self::FeederRegister => "feeder_register",
+            Self::SitesRegister => "sites_register",
+            Self::SiteDelegate => "site_delegate",
+            Self::SiteRevoke => "site_revoke",
+            Self::EdgeLimit => "edge_limit",
+            Self::MarketConfig => "market_config",
+            Self::GridMode => "grid_mode",
+            Self::UpstreamPrices => "upstream_prices",
+            Self::Bids => "bids",
+            Self::MeterRegister => "meter_register",
+            Self::HeadEnd => "head_end",
+            Self::Reading => "reading",
+            Self::MeterBatch => "meter_batch",
+            Self::SettlementAdjust => "settlement_adjust",
+            Self::ContractP2p => "contract_p2p",
+            Self::ContractCancel => "contract_cancel",
+            Self::FlexRequest => "flex_request",
+            Self::FlexOffer => "flex_offer",
+            Self::FlexAccept => "flex_accept",
+            Self::ContractEv => "contract_ev",
+            Self::Enroll => "enroll",
+            Self::RoleSet => "role_set",
+            Self::KeyRotate => "key_rotate",
+            Self::KeyReset => "key_reset",
+            Self::AccountRevoke => "account_revoke",
+        }
+    }
+
+    /// Its position in [`Self::ALL`] (its tag in a receipt).
+    pub const fn index(self) -> u8 {
+        self as u8
+    }
+
+    /// The kind at `index` in [`Self::ALL`].
+    pub fn from_index(index: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(index)).copied()
+    }
+}
+
+impl core::fmt::Display for TxKind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl Payload {
@@ -146,6 +285,11 @@ impl Payload {
     const TAG_FLEX_OFFER: u8 = 0x43;
     const TAG_FLEX_ACCEPT: u8 = 0x44;
     const TAG_CONTRACT_EV: u8 = 0x45;
+    const TAG_ENROLL: u8 = 0x50;
+    const TAG_ROLE_SET: u8 = 0x51;
+    const TAG_KEY_ROTATE: u8 = 0x52;
+    const TAG_KEY_RESET: u8 = 0x53;
+    const TAG_ACCOUNT_REVOKE: u8 = 0x54;
 
     /// The fewest bytes any payload encodes to (a bid transaction for no site, of a feeder
     /// with a one-byte id: tag, id and an empty list). The block decoder relies on it to refuse
@@ -154,30 +298,40 @@ impl Payload {
 
     /// A short name of the payload kind, as used in JSON (`"transfer"`, ...).
     pub const fn kind(&self) -> &'static str {
+        self.tx_kind().name()
+    }
+
+    /// The payload's kind.
+    pub const fn tx_kind(&self) -> TxKind {
         match self {
-            Self::Transfer { .. } => "transfer",
-            Self::Mint { .. } => "mint",
-            Self::Burn { .. } => "burn",
-            Self::FeederRegister(_) => "feeder_register",
-            Self::SitesRegister(_) => "sites_register",
-            Self::SiteDelegate(_) => "site_delegate",
-            Self::SiteRevoke(_) => "site_revoke",
-            Self::EdgeLimit(_) => "edge_limit",
-            Self::MarketConfig(_) => "market_config",
-            Self::GridMode(_) => "grid_mode",
-            Self::UpstreamPrices(_) => "upstream_prices",
-            Self::Bids(_) => "bids",
-            Self::MeterRegister(_) => "meter_register",
-            Self::HeadEnd(_) => "head_end",
-            Self::Reading(_) => "reading",
-            Self::MeterBatch(_) => "meter_batch",
-            Self::SettlementAdjust(_) => "settlement_adjust",
-            Self::ContractP2p(_) => "contract_p2p",
-            Self::ContractCancel(_) => "contract_cancel",
-            Self::FlexRequest(_) => "flex_request",
-            Self::FlexOffer(_) => "flex_offer",
-            Self::FlexAccept(_) => "flex_accept",
-            Self::ContractEv(_) => "contract_ev",
+            Self::Transfer { .. } => TxKind::Transfer,
+            Self::Mint { .. } => TxKind::Mint,
+            Self::Burn { .. } => TxKind::Burn,
+            Self::FeederRegister(_) => TxKind::FeederRegister,
+            Self::SitesRegister(_) => TxKind::SitesRegister,
+            Self::SiteDelegate(_) => TxKind::SiteDelegate,
+            Self::SiteRevoke(_) => TxKind::SiteRevoke,
+            Self::EdgeLimit(_) => TxKind::EdgeLimit,
+            Self::MarketConfig(_) => TxKind::MarketConfig,
+            Self::GridMode(_) => TxKind::GridMode,
+            Self::UpstreamPrices(_) => TxKind::UpstreamPrices,
+            Self::Bids(_) => TxKind::Bids,
+            Self::MeterRegister(_) => TxKind::MeterRegister,
+            Self::HeadEnd(_) => TxKind::HeadEnd,
+            Self::Reading(_) => TxKind::Reading,
+            Self::MeterBatch(_) => TxKind::MeterBatch,
+            Self::SettlementAdjust(_) => TxKind::SettlementAdjust,
+            Self::ContractP2p(_) => TxKind::ContractP2p,
+            Self::ContractCancel(_) => TxKind::ContractCancel,
+            Self::FlexRequest(_) => TxKind::FlexRequest,
+            Self::FlexOffer(_) => TxKind::FlexOffer,
+            Self::FlexAccept(_) => TxKind::FlexAccept,
+            Self::ContractEv(_) => TxKind::ContractEv,
+            Self::Enroll(_) => TxKind::Enroll,
+            Self::RoleSet(_) => TxKind::RoleSet,
+            Self::KeyRotate(_) => TxKind::KeyRotate,
+            Self::KeyReset(_) => TxKind::KeyReset,
+            Self::AccountRevoke(_) => TxKind::AccountRevoke,
         }
     }
 
@@ -191,7 +345,8 @@ impl Payload {
             | Self::Bids(_)
             | Self::MeterBatch(_)
             | Self::FlexRequest(_)
-            | Self::FlexOffer(_) => BULK_TX_BYTES_MAX,
+            | Self::FlexOffer(_)
+            | Self::Enroll(_) => BULK_TX_BYTES_MAX,
             _ => TX_BYTES_MAX,
         }
     }
@@ -294,6 +449,26 @@ impl Write for Payload {
                 Self::TAG_CONTRACT_EV.write(buf);
                 p.write(buf);
             }
+            Self::Enroll(p) => {
+                Self::TAG_ENROLL.write(buf);
+                p.write(buf);
+            }
+            Self::RoleSet(p) => {
+                Self::TAG_ROLE_SET.write(buf);
+                p.write(buf);
+            }
+            Self::KeyRotate(p) => {
+                Self::TAG_KEY_ROTATE.write(buf);
+                p.write(buf);
+            }
+            Self::KeyReset(p) => {
+                Self::TAG_KEY_RESET.write(buf);
+                p.write(buf);
+            }
+            Self::AccountRevoke(p) => {
+                Self::TAG_ACCOUNT_REVOKE.write(buf);
+                p.write(buf);
+            }
         }
     }
 }
@@ -323,6 +498,11 @@ impl EncodeSize for Payload {
             Self::FlexOffer(p) => p.encode_size(),
             Self::FlexAccept(p) => p.encode_size(),
             Self::ContractEv(p) => p.encode_size(),
+            Self::Enroll(p) => p.encode_size(),
+            Self::RoleSet(p) => p.encode_size(),
+            Self::KeyRotate(p) => p.encode_size(),
+            Self::KeyReset(p) => p.encode_size(),
+            Self::AccountRevoke(p) => p.encode_size(),
         }
     }
 }
@@ -362,6 +542,11 @@ impl Read for Payload {
             Self::TAG_FLEX_OFFER => Ok(Self::FlexOffer(ReadExt::read(buf)?)),
             Self::TAG_FLEX_ACCEPT => Ok(Self::FlexAccept(ReadExt::read(buf)?)),
             Self::TAG_CONTRACT_EV => Ok(Self::ContractEv(ReadExt::read(buf)?)),
+            Self::TAG_ENROLL => Ok(Self::Enroll(ReadExt::read(buf)?)),
+            Self::TAG_ROLE_SET => Ok(Self::RoleSet(ReadExt::read(buf)?)),
+            Self::TAG_KEY_ROTATE => Ok(Self::KeyRotate(ReadExt::read(buf)?)),
+            Self::TAG_KEY_RESET => Ok(Self::KeyReset(ReadExt::read(buf)?)),
+            Self::TAG_ACCOUNT_REVOKE => Ok(Self::AccountRevoke(ReadExt::read(buf)?)),
             tag => Err(CodecError::InvalidEnum(tag)),
         }
     }
@@ -375,6 +560,10 @@ pub struct TxBody {
     pub chain_id: ChainId,
     /// The account that signs and pays.
     pub sender: AccountId,
+    /// The key that signs, when it is not the sender's id (after a key rotation, AC-4); never
+    /// equal to `sender`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<AccountId>,
     /// The sender's next nonce: 0 for its first transaction, then one more each time.
     pub nonce: u64,
     /// What to do.
@@ -385,6 +574,13 @@ impl Write for TxBody {
     fn write(&self, buf: &mut impl BufMut) {
         self.chain_id.write(buf);
         self.sender.write(buf);
+        match &self.signer {
+            None => 0u8.write(buf),
+            Some(k) => {
+                1u8.write(buf);
+                k.write(buf);
+            }
+        }
         self.nonce.write(buf);
         self.payload.write(buf);
     }
@@ -392,16 +588,36 @@ impl Write for TxBody {
 
 impl EncodeSize for TxBody {
     fn encode_size(&self) -> usize {
-        self.chain_id.encode_size() + AccountId::SIZE + u64::SIZE + self.payload.encode_size()
+        self.chain_id.encode_size()
+            + AccountId::SIZE
+            + 1
+            + self.signer.map_or(0, |_| AccountId::SIZE)
+            + u64::SIZE
+            + self.payload.encode_size()
     }
 }
 
 impl Read for TxBody {
     type Cfg = ();
     fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        let chain_id = ChainId::read(buf)?;
+        let sender = AccountId::read(buf)?;
+        let signer = match u8::read(buf)? {
+            0 => None,
+            1 => {
+                let k = AccountId::read(buf)?;
+                // One encoding per body: a signer equal to the sender is written as absent.
+                if k == sender {
+                    return Err(CodecError::Invalid("TxBody", "signer equals sender"));
+                }
+                Some(k)
+            }
+            t => return Err(CodecError::InvalidEnum(t)),
+        };
         Ok(Self {
-            chain_id: ChainId::read(buf)?,
-            sender: AccountId::read(buf)?,
+            chain_id,
+            sender,
+            signer,
             nonce: u64::read(buf)?,
             payload: Payload::read(buf)?,
         })
@@ -419,8 +635,8 @@ pub enum SignatureError {
         /// The id in the transaction.
         got: ChainId,
     },
-    /// The sender bytes are not an ed25519 public key.
-    #[error("sender {0} is not an ed25519 public key")]
+    /// The signing key's bytes (the signer, or else the sender) are not an ed25519 public key.
+    #[error("signing key {0} is not an ed25519 public key")]
     SenderNotAKey(AccountId),
     /// The signature does not verify against the sender and body.
     #[error("bad signature")]
@@ -445,7 +661,8 @@ impl PartialEq for Tx {
 impl Eq for Tx {}
 
 impl Tx {
-    /// Signs `body` with `key`. The caller is responsible for `body.sender` naming `key`.
+    /// Signs `body` with `key`. The caller is responsible for `body.signer` (or, when absent,
+    /// `body.sender`) naming `key`.
     pub fn sign(body: TxBody, key: &PrivateKey) -> Self {
         let body_bytes = body.encode();
         let signature = key.sign(TX_NAMESPACE, &body_bytes);
@@ -488,12 +705,15 @@ impl Tx {
         &self.body_bytes
     }
 
-    /// The sender's public key, if the sender bytes are one.
+    /// The account whose key signs: the signer, or else the sender.
+    pub fn signing_account(&self) -> AccountId {
+        self.body.signer.unwrap_or(self.body.sender)
+    }
+
+    /// The signing key, if its bytes are one ([`Self::signing_account`]).
     pub fn sender_key(&self) -> Result<PublicKey, SignatureError> {
-        self.body
-            .sender
-            .to_public_key()
-            .ok_or(SignatureError::SenderNotAKey(self.body.sender))
+        let id = self.signing_account();
+        id.to_public_key().ok_or(SignatureError::SenderNotAKey(id))
     }
 
     /// Checks the chain id and the signature.
@@ -537,11 +757,11 @@ pub fn verify_batch(
     let mut keys = Vec::with_capacity(txs.len());
     for (i, tx) in txs.iter().enumerate() {
         tx.check_chain(chain_id).map_err(|e| (i, e))?;
-        let key = match decoded.get(&tx.body().sender) {
+        let key = match decoded.get(&tx.signing_account()) {
             Some(key) => key.clone(),
             None => {
                 let key = tx.sender_key().map_err(|e| (i, e))?;
-                decoded.insert(tx.body().sender, key.clone());
+                decoded.insert(tx.signing_account(), key.clone());
                 key
             }
         };
@@ -608,6 +828,234 @@ impl Read for Tx {
     }
 }
 
+/// The smallest instance of every payload kind, in [`TxKind::ALL`] order (for tests: the
+/// codec's, and the authorization matrix of `bcte-ledger`). The match makes a new kind
+/// without an example here fail to compile.
+#[doc(hidden)]
+pub fn examples() -> Vec<Payload> {
+    use crate::market::*;
+    use commonware_codec::DecodeExt;
+    let f = || FeederId::new("f").unwrap();
+    let s = || SiteId::new("s").unwrap();
+    let a = AccountId::from_public_key(&PrivateKey::from_seed(9).public_key());
+    let all = vec![
+        Payload::Transfer {
+            to: a,
+            amount: Amount(1),
+        },
+        Payload::Mint {
+            to: a,
+            amount: Amount(1),
+        },
+        Payload::Burn { amount: Amount(1) },
+        Payload::FeederRegister(FeederRegister {
+            feeder: f(),
+            epoch_ms: None,
+            config: MarketConfig::DEFAULT,
+            nodes: vec![],
+            market_account: None,
+            upstream_account: None,
+        }),
+        Payload::SitesRegister(SitesRegister {
+            feeder: f(),
+            sites: vec![],
+        }),
+        Payload::SiteDelegate(SiteDelegate {
+            feeder: f(),
+            site: s(),
+            aggregator: a,
+        }),
+        Payload::SiteRevoke(SiteRevoke {
+            feeder: f(),
+            site: s(),
+        }),
+        Payload::EdgeLimit(EdgeLimit {
+            feeder: f(),
+            from: Interval(0),
+            node: NodeId::new("n").unwrap(),
+            import_limit: None,
+            export_limit: None,
+        }),
+        Payload::MarketConfig(MarketConfigure {
+            feeder: f(),
+            from: Interval(0),
+            config: MarketConfig::DEFAULT,
+        }),
+        Payload::GridMode(GridModeSet {
+            feeder: f(),
+            from: Interval(0),
+            mode: GridMode::Islanded,
+        }),
+        Payload::UpstreamPrices(UpstreamPrices {
+            feeder: f(),
+            from: Interval(0),
+            prices: vec![],
+        }),
+        Payload::Bids(Bids {
+            feeder: f(),
+            bids: vec![],
+        }),
+        Payload::MeterRegister(crate::meter::MeterRegister {
+            feeder: f(),
+            site: s(),
+            meter: a,
+        }),
+        Payload::HeadEnd(crate::meter::HeadEndSet {
+            feeder: f(),
+            account: a,
+            allowed: true,
+        }),
+        Payload::Reading(crate::meter::Reading {
+            feeder: f(),
+            site: s(),
+            interval: Interval(0),
+            wh: crate::WattHours(0),
+        }),
+        Payload::MeterBatch(crate::meter::MeterBatch {
+            feeder: f(),
+            interval: Interval(0),
+            root: Hash::from([0; 32]),
+            readings: vec![],
+        }),
+        Payload::SettlementAdjust(crate::meter::SettlementAdjust {
+            feeder: f(),
+            site: s(),
+            interval: Interval(0),
+            amount: 0,
+            memo: String::new(),
+        }),
+        Payload::ContractP2p(crate::contract::ContractP2p {
+            terms: crate::contract::P2pTerms {
+                feeder: f(),
+                seller: s(),
+                buyer: s(),
+                power: crate::Watts(0),
+                from: Interval(0),
+                to: Interval(0),
+                price: crate::Price(0),
+                salt: 0,
+            },
+            consent: commonware_cryptography::ed25519::Signature::decode(
+                commonware_codec::Copying(&[0u8; 64][..]),
+            )
+            .unwrap(),
+        }),
+        Payload::ContractCancel(crate::contract::ContractCancel {
+            feeder: f(),
+            id: Hash::from([0; 32]),
+            from: Interval(0),
+            consent: commonware_cryptography::ed25519::Signature::decode(
+                commonware_codec::Copying(&[0u8; 64][..]),
+            )
+            .unwrap(),
+        }),
+        Payload::FlexRequest(crate::flex::FlexRequest {
+            feeder: f(),
+            direction: crate::flex::FlexDirection::Reduce,
+            target: crate::flex::FlexTarget::Sites(vec![s()]),
+            power: crate::Watts(0),
+            from: Interval(0),
+            to: Interval(0),
+            price: crate::Price(0),
+            gate: Interval(0),
+            salt: 0,
+        }),
+        Payload::FlexOffer(crate::flex::FlexOffer {
+            feeder: f(),
+            request: Hash::from([0; 32]),
+            sites: vec![s()],
+            power: crate::Watts(0),
+        }),
+        Payload::FlexAccept(crate::flex::FlexAccept {
+            feeder: f(),
+            request: Hash::from([0; 32]),
+            offers: vec![0],
+        }),
+        Payload::ContractEv(crate::contract::ContractEv {
+            terms: crate::contract::EvTerms {
+                feeder: f(),
+                site: s(),
+                provider: AccountId::from_public_key(
+                    &commonware_cryptography::ed25519::PrivateKey::from_seed(0).public_key(),
+                ),
+                energy_wh: 0,
+                from: Interval(0),
+                deadline: Interval(0),
+                slow: crate::contract::EvOption {
+                    power: crate::Watts(0),
+                    price: crate::Price(0),
+                },
+                fast: crate::contract::EvOption {
+                    power: crate::Watts(0),
+                    price: crate::Price(0),
+                },
+                choice: crate::contract::EvChoice::Slow,
+                salt: 0,
+            },
+            consent: commonware_cryptography::ed25519::Signature::decode(
+                commonware_codec::Copying(&[0u8; 64][..]),
+            )
+            .unwrap(),
+        }),
+        Payload::Enroll(crate::role::Enroll {
+            participants: vec![crate::role::Enrollment {
+                participant: crate::role::ParticipantId([1; 16]),
+                commitment: Hash::from([0; 32]),
+                roles: crate::role::Roles::NONE,
+                accounts: vec![AccountId([1; 32])],
+            }],
+        }),
+        Payload::RoleSet(crate::role::RoleSet {
+            account: AccountId([1; 32]),
+            grant: true,
+            roles: crate::role::Roles::NONE,
+        }),
+        Payload::KeyRotate(crate::role::KeyRotate {
+            new_key: AccountId([1; 32]),
+        }),
+        Payload::KeyReset(crate::role::KeyReset {
+            account: AccountId([1; 32]),
+            new_key: AccountId([2; 32]),
+        }),
+        Payload::AccountRevoke(crate::role::AccountRevoke {
+            accounts: vec![AccountId([1; 32])],
+        }),
+    ];
+    for p in &all {
+        match p {
+            Payload::Transfer { .. }
+            | Payload::Mint { .. }
+            | Payload::Burn { .. }
+            | Payload::FeederRegister(_)
+            | Payload::SitesRegister(_)
+            | Payload::SiteDelegate(_)
+            | Payload::SiteRevoke(_)
+            | Payload::EdgeLimit(_)
+            | Payload::MarketConfig(_)
+            | Payload::GridMode(_)
+            | Payload::UpstreamPrices(_)
+            | Payload::Bids(_)
+            | Payload::MeterRegister(_)
+            | Payload::HeadEnd(_)
+            | Payload::Reading(_)
+            | Payload::MeterBatch(_)
+            | Payload::SettlementAdjust(_)
+            | Payload::ContractP2p(_)
+            | Payload::ContractCancel(_)
+            | Payload::FlexRequest(_)
+            | Payload::FlexOffer(_)
+            | Payload::FlexAccept(_)
+            | Payload::ContractEv(_)
+            | Payload::Enroll(_)
+            | Payload::RoleSet(_)
+            | Payload::KeyRotate(_)
+            | Payload::KeyReset(_)
+            | Payload::AccountRevoke(_) => {}
+        }
+    }
+    all
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -621,6 +1069,7 @@ mod tests {
         let body = TxBody {
             chain_id: ChainId::new(chain).unwrap(),
             sender: AccountId::from_public_key(&from.public_key()),
+            signer: None,
             nonce,
             payload: Payload::Transfer {
                 to: AccountId::from_public_key(&key(2).public_key()),
@@ -674,9 +1123,10 @@ mod tests {
         let mut long = bytes.clone();
         long.push(0);
         assert!(Tx::decode(commonware_codec::Copying(&long)).is_err());
-        // The payload tag sits right after chain id (1 + 5), sender (32) and nonce (8).
+        // The payload tag sits right after chain id (1 + 5), sender (32), the absent signer (1)
+        // and nonce (8).
         let mut bad_tag = bytes;
-        bad_tag[1 + 5 + 32 + 8] = 9;
+        bad_tag[1 + 5 + 32 + 1 + 8] = 9;
         assert!(matches!(
             Tx::decode_cfg(commonware_codec::Copying(&bad_tag), &()),
             Err(CodecError::InvalidEnum(9))
@@ -705,207 +1155,12 @@ mod tests {
 
     use rand::SeedableRng;
 
-    /// The smallest instance of every payload kind. The match makes a new kind without an
-    /// example here fail to compile.
-    fn smallest_of_each_kind() -> Vec<Payload> {
-        use crate::market::*;
-        let f = || FeederId::new("f").unwrap();
-        let s = || SiteId::new("s").unwrap();
-        let a = AccountId::from_public_key(&key(9).public_key());
-        let all = vec![
-            Payload::Transfer {
-                to: a,
-                amount: Amount(1),
-            },
-            Payload::Mint {
-                to: a,
-                amount: Amount(1),
-            },
-            Payload::Burn { amount: Amount(1) },
-            Payload::FeederRegister(FeederRegister {
-                feeder: f(),
-                epoch_ms: None,
-                config: MarketConfig::DEFAULT,
-                nodes: vec![],
-                market_account: None,
-                upstream_account: None,
-            }),
-            Payload::SitesRegister(SitesRegister {
-                feeder: f(),
-                sites: vec![],
-            }),
-            Payload::SiteDelegate(SiteDelegate {
-                feeder: f(),
-                site: s(),
-                aggregator: a,
-            }),
-            Payload::SiteRevoke(SiteRevoke {
-                feeder: f(),
-                site: s(),
-            }),
-            Payload::EdgeLimit(EdgeLimit {
-                feeder: f(),
-                from: Interval(0),
-                node: NodeId::new("n").unwrap(),
-                import_limit: None,
-                export_limit: None,
-            }),
-            Payload::MarketConfig(MarketConfigure {
-                feeder: f(),
-                from: Interval(0),
-                config: MarketConfig::DEFAULT,
-            }),
-            Payload::GridMode(GridModeSet {
-                feeder: f(),
-                from: Interval(0),
-                mode: GridMode::Islanded,
-            }),
-            Payload::UpstreamPrices(UpstreamPrices {
-                feeder: f(),
-                from: Interval(0),
-                prices: vec![],
-            }),
-            Payload::Bids(Bids {
-                feeder: f(),
-                bids: vec![],
-            }),
-            Payload::MeterRegister(crate::meter::MeterRegister {
-                feeder: f(),
-                site: s(),
-                meter: a,
-            }),
-            Payload::HeadEnd(crate::meter::HeadEndSet {
-                feeder: f(),
-                account: a,
-                allowed: true,
-            }),
-            Payload::Reading(crate::meter::Reading {
-                feeder: f(),
-                site: s(),
-                interval: Interval(0),
-                wh: crate::WattHours(0),
-            }),
-            Payload::MeterBatch(crate::meter::MeterBatch {
-                feeder: f(),
-                interval: Interval(0),
-                root: Hash::from([0; 32]),
-                readings: vec![],
-            }),
-            Payload::SettlementAdjust(crate::meter::SettlementAdjust {
-                feeder: f(),
-                site: s(),
-                interval: Interval(0),
-                amount: 0,
-                memo: String::new(),
-            }),
-            Payload::ContractP2p(crate::contract::ContractP2p {
-                terms: crate::contract::P2pTerms {
-                    feeder: f(),
-                    seller: s(),
-                    buyer: s(),
-                    power: crate::Watts(0),
-                    from: Interval(0),
-                    to: Interval(0),
-                    price: crate::Price(0),
-                    salt: 0,
-                },
-                consent: commonware_cryptography::ed25519::Signature::decode(
-                    commonware_codec::Copying(&[0u8; 64][..]),
-                )
-                .unwrap(),
-            }),
-            Payload::ContractCancel(crate::contract::ContractCancel {
-                feeder: f(),
-                id: Hash::from([0; 32]),
-                from: Interval(0),
-                consent: commonware_cryptography::ed25519::Signature::decode(
-                    commonware_codec::Copying(&[0u8; 64][..]),
-                )
-                .unwrap(),
-            }),
-            Payload::FlexRequest(crate::flex::FlexRequest {
-                feeder: f(),
-                direction: crate::flex::FlexDirection::Reduce,
-                target: crate::flex::FlexTarget::Sites(vec![s()]),
-                power: crate::Watts(0),
-                from: Interval(0),
-                to: Interval(0),
-                price: crate::Price(0),
-                gate: Interval(0),
-                salt: 0,
-            }),
-            Payload::FlexOffer(crate::flex::FlexOffer {
-                feeder: f(),
-                request: Hash::from([0; 32]),
-                sites: vec![s()],
-                power: crate::Watts(0),
-            }),
-            Payload::FlexAccept(crate::flex::FlexAccept {
-                feeder: f(),
-                request: Hash::from([0; 32]),
-                offers: vec![0],
-            }),
-            Payload::ContractEv(crate::contract::ContractEv {
-                terms: crate::contract::EvTerms {
-                    feeder: f(),
-                    site: s(),
-                    provider: AccountId::from_public_key(
-                        &commonware_cryptography::ed25519::PrivateKey::from_seed(0).public_key(),
-                    ),
-                    energy_wh: 0,
-                    from: Interval(0),
-                    deadline: Interval(0),
-                    slow: crate::contract::EvOption {
-                        power: crate::Watts(0),
-                        price: crate::Price(0),
-                    },
-                    fast: crate::contract::EvOption {
-                        power: crate::Watts(0),
-                        price: crate::Price(0),
-                    },
-                    choice: crate::contract::EvChoice::Slow,
-                    salt: 0,
-                },
-                consent: commonware_cryptography::ed25519::Signature::decode(
-                    commonware_codec::Copying(&[0u8; 64][..]),
-                )
-                .unwrap(),
-            }),
-        ];
-        for p in &all {
-            match p {
-                Payload::Transfer { .. }
-                | Payload::Mint { .. }
-                | Payload::Burn { .. }
-                | Payload::FeederRegister(_)
-                | Payload::SitesRegister(_)
-                | Payload::SiteDelegate(_)
-                | Payload::SiteRevoke(_)
-                | Payload::EdgeLimit(_)
-                | Payload::MarketConfig(_)
-                | Payload::GridMode(_)
-                | Payload::UpstreamPrices(_)
-                | Payload::Bids(_)
-                | Payload::MeterRegister(_)
-                | Payload::HeadEnd(_)
-                | Payload::Reading(_)
-                | Payload::MeterBatch(_)
-                | Payload::SettlementAdjust(_)
-                | Payload::ContractP2p(_)
-                | Payload::ContractCancel(_)
-                | Payload::FlexRequest(_)
-                | Payload::FlexOffer(_)
-                | Payload::FlexAccept(_)
-                | Payload::ContractEv(_) => {}
-            }
-        }
-        all
-    }
-
     #[test]
     fn every_payload_kind_round_trips_and_none_is_below_the_minimum_size() {
-        let all = smallest_of_each_kind();
-        assert_eq!(all.len(), 23, "one example per kind");
+        let all = examples();
+        assert_eq!(all.len(), TxKind::ALL.len(), "one example per kind");
+        let kinds: Vec<TxKind> = all.iter().map(Payload::tx_kind).collect();
+        assert_eq!(kinds, TxKind::ALL, "in declaration order");
         let smallest = all.iter().map(EncodeSize::encode_size).min().unwrap();
         assert_eq!(smallest, Payload::ENCODED_SIZE_MIN);
         for payload in all {
@@ -929,6 +1184,7 @@ mod tests {
                 TxBody {
                     chain_id: ChainId::new("alpha").unwrap(),
                     sender: AccountId::from_public_key(&key.public_key()),
+                    signer: None,
                     nonce: 0,
                     payload,
                 },

@@ -21,6 +21,7 @@ fn golden_tx() -> Tx {
         TxBody {
             chain_id: ChainId::new("bcte-golden").unwrap(),
             sender: AccountId::from_public_key(&sender.public_key()),
+            signer: None,
             nonce: 7,
             payload: Payload::Transfer {
                 to: AccountId::from_public_key(&key(2).public_key()),
@@ -31,15 +32,16 @@ fn golden_tx() -> Tx {
     )
 }
 
-/// Checked independently: Python's `cryptography` (OpenSSL) Ed25519 verifies the last 64 bytes
-/// over `len(ns):u8 ‖ ns ‖ body` with `ns = b"bcte/tx/v1"`, and `sha256(body)` gives the hash.
+/// Format version 2 (the body's `signer`, absent here: the `00` after the sender). Checked
+/// independently: Python's `cryptography` (OpenSSL) Ed25519 verifies the last 64 bytes
+/// over `len(ns):u8 ‖ ns ‖ body` with `ns = b"bcte/tx/v2"`, and `sha256(body)` gives the hash.
 const TX_HEX: &str = "0b626374652d676f6c64656e8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d9412\
-1bf3748801b40f6f5c0000000000000007008139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8f\
-c9b394000000000012d4501cb100a89ad892936b12076e19424021ace5be640b5e5e50d4b7bec1d006fc19e9ccacc4\
-272b2c2d4a8504ba4384bed197cbbe2ca96544504fe2ae401ece0100";
-const TX_HASH_HEX: &str = "30a30381683f32a9bf7a1c4dd7672cd094d39e0bb9401238a870b37bcc9c69fc";
-const RECEIPT_HEX: &str = "30a30381683f32a9bf7a1c4dd7672cd094d39e0bb9401238a870b37bcc9c69fc010000000000000000030000000000000007";
-const BLOCK_HASH_HEX: &str = "583d779309689a22c525359b25248777dd083139559bb285c8c832526d2d9f2b";
+1bf3748801b40f6f5c000000000000000007008139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b\
+8fc9b394000000000012d450a4472bfa7554d7453493160ca3119f277bdbe7a30f7c922444b93a44206c6df2d3adcc\
+ede7b53ea03046ef706617c04d1a73c17212d0296a0ba1d4e40a680103";
+const TX_HASH_HEX: &str = "9bba8db0de6164904552a88459c77ce7b7490cf7e08fcf68058443ad163592d4";
+const RECEIPT_HEX: &str = "9bba8db0de6164904552a88459c77ce7b7490cf7e08fcf68058443ad163592d4010000000000000000030000000000000007";
+const BLOCK_HASH_HEX: &str = "8b24d44b3c3cb96f1ea035a9901e8d15f68fc7b7902be4e9183f6a933d5964ce";
 
 fn golden_block() -> Block {
     let header = Header {

@@ -23,6 +23,17 @@ pub fn account(k: &PrivateKey) -> AccountId {
     AccountId::from_public_key(&k.public_key())
 }
 
+/// The keys enrolled at genesis as market participants (sites' owners, aggregators,
+/// providers); the others hold no role.
+pub const MEMBER_SEEDS: std::ops::RangeInclusive<u64> = 2..=199;
+
+/// The roles of [`MEMBER_SEEDS`].
+pub const MEMBER_ROLES: bcte_types::Roles = bcte_types::Roles::of(&[
+    bcte_types::Role::Prosumer,
+    bcte_types::Role::Consumer,
+    bcte_types::Role::Aggregator,
+]);
+
 pub struct Chain {
     pub tree: MemTree,
     pub height: Height,
@@ -46,10 +57,18 @@ impl Chain {
                 public_key: account(&key(0)),
             }],
             authority: account(&dso),
-            allocations: vec![Allocation {
+            registrar: None,
+            allocations: std::iter::once(Allocation {
                 account: account(&dso),
                 amount: Amount(1_000_000),
-            }],
+                roles: bcte_types::Roles::NONE,
+            })
+            .chain(MEMBER_SEEDS.map(|s| Allocation {
+                account: account(&key(s)),
+                amount: Amount(0),
+                roles: MEMBER_ROLES,
+            }))
+            .collect(),
             market_clock_speed: speed,
         };
         let g = exec::genesis(&genesis).unwrap();
@@ -74,6 +93,7 @@ impl Chain {
             TxBody {
                 chain_id: self.chain_id.clone(),
                 sender,
+                signer: None,
                 nonce: *nonce,
                 payload,
             },
