@@ -286,6 +286,12 @@ pub(crate) fn enter(
             "provider: a contract needs two parties; the provider owns the charger"
         ));
     }
+    // AC-3.3: the charging provider is an aggregator, a member in good standing.
+    if let Err(r) =
+        crate::identity::check_holds(w, t.provider, "provider", bcte_types::Role::Aggregator)?
+    {
+        reject!(r);
+    }
     if t.energy_wh <= 0 {
         reject!(RejectReason::invalid(format!(
             "energy_wh: {} Wh; contract a positive energy",

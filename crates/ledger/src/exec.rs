@@ -206,6 +206,8 @@ pub fn reads_of(txs: &[Tx]) -> BTreeSet<StateKey> {
                 }
             }
             Payload::SiteDelegate(op) => {
+                // AC-3.3: the delegate's roles.
+                keys.insert(StateKey::Account(op.aggregator));
                 keys.insert(schedule(&op.feeder));
                 keys.insert(StateKey::Site(op.feeder.clone(), op.site.clone()));
             }
@@ -273,6 +275,8 @@ pub fn reads_of(txs: &[Tx]) -> BTreeSet<StateKey> {
             }
             Payload::ContractEv(op) => {
                 let f = &op.terms.feeder;
+                // AC-3.3: the provider's roles.
+                keys.insert(StateKey::Account(op.terms.provider));
                 keys.insert(schedule(f));
                 keys.insert(StateKey::Sites(f.clone()));
                 keys.insert(StateKey::Meters(f.clone()));

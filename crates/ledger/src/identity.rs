@@ -305,3 +305,23 @@ pub(crate) fn check_operator(
         _ => Ok(Ok(())),
     }
 }
+
+/// AC-3.3: `account`, named in a transaction as its `what` (a site's aggregator, a charging
+/// provider), holds `role` and is not revoked.
+pub(crate) fn check_holds(
+    w: &mut Working<'_>,
+    account: AccountId,
+    what: &str,
+    role: Role,
+) -> Handled {
+    let a = w.money.account(w.pre, account)?;
+    if a.revoked {
+        reject!(RejectReason::Revoked { account });
+    }
+    if !a.roles.has(role) {
+        reject!(RejectReason::invalid(format!(
+            "{what}: account {account} does not hold the {role} role"
+        )));
+    }
+    Ok(Ok(()))
+}

@@ -16,6 +16,7 @@ use bcte_market::{
     DEFAULT_PRICE_CAP, DEFAULT_PRICE_FLOOR, Market, Node, PRIORITY_CLASSES,
     limits::{LIMIT_MAX, POWER_ABS_MAX},
 };
+use bcte_types::Role;
 use bcte_types::{
     AccountId, RejectReason, SiteId, Watts,
     market::{
@@ -300,6 +301,11 @@ pub(crate) fn delegate(
             "site {:?}: the owner bids for it already; delegate to another account",
             op.site.as_str()
         )));
+    }
+    // AC-3.3: a site is delegated to an aggregator, a member in good standing.
+    if let Err(r) = crate::identity::check_holds(w, op.aggregator, "aggregator", Role::Aggregator)?
+    {
+        reject!(r);
     }
     if let Some(old) = state.aggregator
         && old != op.aggregator

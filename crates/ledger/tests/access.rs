@@ -526,3 +526,78 @@ fn a_dso_operates_only_the_feeders_it_registered() {
     );
     accepted(&c.send(&dso, mode));
 }
+
+#[test]
+fn a_site_is_delegated_only_to_an_aggregator_in_good_standing() {
+    use bcte_types::{
+        MarketConfig, NodeId, NodeSpec, SiteId, SiteSpec,
+        market::{FeederRegister, SiteDelegate, SitesRegister},
+    };
+    let mut c = matrix_chain();
+    let dso = c.dso.clone();
+    let owner = holder(Role::Prosumer);
+    let f = bcte_types::FeederId::new("f1").unwrap();
+    let s = SiteId::new("home").unwrap();
+    let root = NodeId::new("root").unwrap();
+    accepted(&c.send(
+        &dso,
+        Payload::FeederRegister(FeederRegister {
+            feeder: f.clone(),
+            epoch_ms: None,
+            config: MarketConfig::DEFAULT,
+            nodes: vec![NodeSpec {
+                id: root.clone(),
+                parent: None,
+                import_limit: None,
+                export_limit: None,
+            }],
+            market_account: None,
+            upstream_account: None,
+        }),
+    ));
+    accepted(&c.send(
+        &dso,
+        Payload::SitesRegister(SitesRegister {
+            feeder: f.clone(),
+            sites: vec![SiteSpec {
+                site: s.clone(),
+                node: root,
+                owner: account(&owner),
+                priority: 0,
+                import_limit: None,
+                export_limit: None,
+            }],
+        }),
+    ));
+    let delegate = |to: &PrivateKey| {
+        Payload::SiteDelegate(SiteDelegate {
+            feeder: f.clone(),
+            site: s.clone(),
+            aggregator: account(to),
+        })
+    };
+    let r = rejected(&c.send(&owner, delegate(&holder(Role::Consumer))));
+    assert!(
+        r.to_string().contains("does not hold the aggregator role"),
+        "{r}"
+    );
+    let aggregator = holder(Role::Aggregator);
+    accepted(&c.send(&owner, delegate(&aggregator)));
+    // Revoked, it cannot be delegated to again.
+    accepted(&c.send(
+        &dso,
+        Payload::AccountRevoke(AccountRevoke {
+            accounts: vec![account(&aggregator)],
+        }),
+    ));
+    let other = key(950);
+    let enroll = Enroll::each([(account(&other), Roles::one(Role::Aggregator))]).remove(0);
+    accepted(&c.send(&dso, Payload::Enroll(enroll)));
+    accepted(&c.send(&owner, delegate(&other)));
+    assert_eq!(
+        rejected(&c.send(&owner, delegate(&aggregator))),
+        RejectReason::Revoked {
+            account: account(&aggregator)
+        }
+    );
+}
