@@ -110,6 +110,9 @@ pub struct ProofArgs {
     /// The node's API URL.
     #[arg(long, value_name = "URL", default_value = crate::chain_cmds::DEFAULT_NODE, env = "BCTE_NODE")]
     node: String,
+    /// Read as this key's account (AC-6); without it, only what is public.
+    #[arg(long, value_name = "FILE", env = "BCTE_KEY")]
+    key: Option<PathBuf>,
 }
 
 /// Runs `bcte meter ...`.
@@ -542,7 +545,7 @@ pub fn import(
 fn submit_cmd(a: &SubmitArgs, json: bool) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let key = files::read_key(&a.key)?;
-    let client = Client::new(&a.node);
+    let client = Client::new(&a.node).with_key(key.clone());
     let chain = chain_of(&client)?;
     let feeder = resolve_feeder(&client, a.feeder.as_deref())?;
     let batches = read_signed(&a.file, &chain, &feeder)?;
@@ -611,7 +614,7 @@ fn submit_cmd(a: &SubmitArgs, json: bool) -> anyhow::Result<ExitCode> {
 /// Runs `bcte meter proof`: every check is made here, from the chain's root and the meter's
 /// key; the node only supplies the data.
 fn proof(a: &ProofArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&a.node);
+    let client = Client::reading(&a.node, a.key.as_deref())?;
     let feeder = resolve_feeder(&client, a.feeder.as_deref())?;
     let site = site_id(&a.site)?;
     let view: SettlementView = client.get(&format!(

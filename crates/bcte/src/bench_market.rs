@@ -574,7 +574,8 @@ fn drive(
             .collect();
         settle(&urls[0], &delegations, "a delegation")?;
     }
-    let client = Client::new(&urls[0]);
+    // The DSO operates the feeder: it reads every site's result (AC-6.3).
+    let client = Client::new(&urls[0]).with_key(dso.clone());
     let f: FeederView = client.get(&format!("/v1/feeders/{FEEDER}"))?;
     let s: ScheduleView = client.get(&format!("/v1/feeders/{FEEDER}/schedule"))?;
     if s.clock_speed != 1 {

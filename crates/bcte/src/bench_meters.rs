@@ -102,8 +102,9 @@ fn schedule(client: &Client) -> anyhow::Result<ScheduleView> {
 fn drive(args: &MetersArgs, json: bool, network: &Network) -> anyhow::Result<()> {
     bench::wait_up(network)?;
     let url = network.urls[0].clone();
-    let client = Client::new(&url);
     let dso = files::read_key(&network.net.faucet)?;
+    // The DSO operates the feeder: it reads the settlement's totals (AC-6.3).
+    let client = Client::new(&url).with_key(dso.clone());
     let chain = network.net.chain_id.clone();
     let feeder = FeederId::new(FEEDER).expect("a valid id");
     let root = NodeId::new("substation").expect("a valid id");

@@ -87,6 +87,18 @@ pub struct TxCommon {
     pub(crate) timeout_s: u64,
 }
 
+impl TxCommon {
+    /// A client of the node signed in as the sender's key (its reads are the sender's).
+    pub(crate) fn client(&self) -> anyhow::Result<Client> {
+        let key = files::read_key(&self.key)?;
+        let client = Client::new(&self.node);
+        Ok(match self.sender {
+            Some(account) => client.signed_in_as(key, account),
+            None => client.with_key(key),
+        })
+    }
+}
+
 /// `bcte tx` subcommands.
 #[derive(Subcommand, Debug)]
 pub enum TxCommand {
@@ -166,6 +178,9 @@ pub enum QueryCommand {
         /// The node's API URL.
         #[arg(long, value_name = "URL", default_value = DEFAULT_NODE, env = "BCTE_NODE")]
         node: String,
+        /// Read as this key's account (AC-6): without it, only what is public.
+        #[arg(long, value_name = "FILE", env = "BCTE_KEY")]
+        key: Option<PathBuf>,
     },
     /// A block by height, or `latest`.
     Block {
@@ -174,6 +189,9 @@ pub enum QueryCommand {
         /// The node's API URL.
         #[arg(long, value_name = "URL", default_value = DEFAULT_NODE, env = "BCTE_NODE")]
         node: String,
+        /// Read as this key's account (AC-6): without it, only what is public.
+        #[arg(long, value_name = "FILE", env = "BCTE_KEY")]
+        key: Option<PathBuf>,
     },
     /// A transaction's status and receipt.
     Tx {
@@ -182,6 +200,9 @@ pub enum QueryCommand {
         /// The node's API URL.
         #[arg(long, value_name = "URL", default_value = DEFAULT_NODE, env = "BCTE_NODE")]
         node: String,
+        /// Read as this key's account (AC-6): without it, only what is public.
+        #[arg(long, value_name = "FILE", env = "BCTE_KEY")]
+        key: Option<PathBuf>,
     },
     /// A state value with its proof, checked locally against the block's state root.
     Proof {
@@ -190,9 +211,26 @@ pub enum QueryCommand {
         /// The node's API URL.
         #[arg(long, value_name = "URL", default_value = DEFAULT_NODE, env = "BCTE_NODE")]
         node: String,
+        /// Read as this key's account (AC-6): without it, only what is public.
+        #[arg(long = "key", id = "key_file", value_name = "FILE", env = "BCTE_KEY")]
+        key_file: Option<PathBuf>,
         /// The height to prove at (default: the latest).
         #[arg(long)]
         height: Option<u64>,
+    },
+    /// Sign in and print a 5-minute read token (AC-6.1), for `curl -H "Authorization: Bearer
+    /// $TOKEN"` and other HTTP clients.
+    Token {
+        /// The key file to sign in with.
+        #[arg(long, value_name = "FILE", env = "BCTE_KEY")]
+        key: PathBuf,
+        /// The ACCOUNT to sign in as, when it is not the key's own (an account whose key was
+        /// rotated: AC-4).
+        #[arg(long, value_name = "ACCOUNT")]
+        sender: Option<AccountId>,
+        /// The node's API URL.
+        #[arg(long, value_name = "URL", default_value = DEFAULT_NODE, env = "BCTE_NODE")]
+        node: String,
     },
     /// Save a block's finality certificate (with its header) to a file for `bcte verify-cert`.
     Cert {
@@ -418,7 +456,7 @@ pub(crate) fn submit_noting(
     notes: &[(&str, String)],
 ) -> anyhow::Result<ExitCode> {
     let key = files::read_key(&common.key)?;
-    let client = Client::new(&common.node);
+    let client = common.client()?;
     let tx = sign_as(&client, common.sender, &key, payload)?;
     let hash = post_tx(&client, &tx)?;
     let status = wait_final(&client, &hash, Duration::from_secs(common.timeout_s))?;
@@ -531,8 +569,9 @@ fn describe(key: &StateKey, bytes: &[u8]) -> Value {
 
 fn query(cmd: QueryCommand, json: bool) -> anyhow::Result<()> {
     match cmd {
-        QueryCommand::Account { account, node } => {
-            let a: AccountView = Client::new(&node).get(&format!("/v1/accounts/{account}"))?;
+        QueryCommand::Account { account, node, key } => {
+            let a: AccountView =
+                Client::reading(&node, key.as_deref())?.get(&format!("/v1/accounts/{account}"))?;
             let value = json!({
                 "account": a.account, "balance": a.balance, "nonce": a.nonce, "roles": a.roles,
                 "participant": a.participant, "key": a.key, "revoked": a.revoked,
@@ -559,8 +598,9 @@ fn query(cmd: QueryCommand, json: bool) -> anyhow::Result<()> {
                 s
             });
         }
-        QueryCommand::Block { id, node } => {
-            let b: BlockView = Client::new(&node).get(&format!("/v1/blocks/{}", id.trim()))?;
+        QueryCommand::Block { id, node, key } => {
+            let b: BlockView = Client::reading(&node, key.as_deref())?
+                .get(&format!("/v1/blocks/{}", id.trim()))?;
             let value = serde_json::to_value(&b)?;
             emit(json, &value, || {
                 let mut s = format!(
@@ -573,17 +613,23 @@ fn query(cmd: QueryCommand, json: bool) -> anyhow::Result<()> {
                     b.txs.len()
                 );
                 for t in &b.txs {
-                    s.push_str(&format!(
-                        "\n  {} {} nonce {} {}",
-                        t.hash, t.sender, t.nonce, t.status
-                    ));
+                    match (&t.sender, t.nonce, &t.kind) {
+                        (Some(sender), Some(nonce), Some(kind)) => s.push_str(&format!(
+                            "\n  {} {kind} from {sender} nonce {nonce} {}",
+                            t.hash, t.status
+                        )),
+                        _ => {
+                            s.push_str(&format!("\n  {} {} (not yours: AC-6.4)", t.hash, t.status))
+                        }
+                    }
                 }
                 s
             });
         }
-        QueryCommand::Tx { hash, node } => {
+        QueryCommand::Tx { hash, node, key } => {
             let hash = parse_hash(&hash).context("bad transaction hash")?;
-            let t: TxStatus = Client::new(&node).get(&format!("/v1/txs/{}", hex::encode(hash)))?;
+            let t: TxStatus = Client::reading(&node, key.as_deref())?
+                .get(&format!("/v1/txs/{}", hex::encode(hash)))?;
             let value = json!({ "hash": t.hash, "height": t.height, "status": t.status, "reason": t.reason });
             emit(json, &value, || {
                 let mut s = format!("transaction {}\nstatus: {}", t.hash, t.status);
@@ -596,9 +642,28 @@ fn query(cmd: QueryCommand, json: bool) -> anyhow::Result<()> {
                 s
             });
         }
-        QueryCommand::Cert { height, node, out } => save_certificate(&node, &height, &out, json)?,
-        QueryCommand::Proof { key, node, height } => {
+        QueryCommand::Token { key, sender, node } => {
+            let k = files::read_key(&key)?;
             let client = Client::new(&node);
+            let client = match sender {
+                Some(a) => client.signed_in_as(k, a),
+                None => client.with_key(k),
+            };
+            let token = client.sign_in()?.unwrap_or_default();
+            emit(
+                json,
+                &json!({ "access_token": token, "token_type": "Bearer" }),
+                || token.clone(),
+            );
+        }
+        QueryCommand::Cert { height, node, out } => save_certificate(&node, &height, &out, json)?,
+        QueryCommand::Proof {
+            key,
+            node,
+            key_file,
+            height,
+        } => {
+            let client = Client::reading(&node, key_file.as_deref())?;
             let path = match height {
                 Some(h) => format!("/v1/proofs/{key}?height={h}"),
                 None => format!("/v1/proofs/{key}"),

@@ -1,13 +1,21 @@
 //! A small blocking client of the node's HTTP API.
 
 use anyhow::{Context as _, anyhow};
+use bcte_node::auth_api::{ChallengeView, TokenRequest, TokenView};
+use bcte_types::{AccountId, ChainId, auth::sign_challenge, ids::parse_hex_array};
+use commonware_cryptography::{Signer as _, ed25519::PrivateKey};
 use serde::{Serialize, de::DeserializeOwned};
-use std::time::Duration;
+use std::{path::Path, sync::Mutex, time::Duration};
 
-/// A client of one node.
+/// A client of one node; with a key, it signs in (AC-6.1) and sends its read token with every
+/// request.
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    /// The key it signs in with, and the account it signs in as (the key's own, or an account
+    /// whose current key it is: AC-4).
+    key: Option<(PrivateKey, AccountId)>,
+    token: Mutex<Option<String>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -31,6 +39,91 @@ impl Client {
         Self {
             base: url.trim_end_matches('/').to_string(),
             agent,
+            key: None,
+            token: Mutex::new(None),
+        }
+    }
+
+    /// This client, signed in as `key`'s account: every request carries its read token.
+    pub fn with_key(self, key: PrivateKey) -> Self {
+        let account = AccountId::from_public_key(&key.public_key());
+        self.signed_in_as(key, account)
+    }
+
+    /// This client, signed in as `account`, whose current key is `key`.
+    pub fn signed_in_as(mut self, key: PrivateKey, account: AccountId) -> Self {
+        self.key = Some((key, account));
+        self
+    }
+
+    /// A client of `url` reading as the key in `key_file`, or as the public without one.
+    pub fn reading(url: &str, key_file: Option<&Path>) -> anyhow::Result<Self> {
+        let client = Self::new(url);
+        Ok(match key_file {
+            Some(f) => client.with_key(bcte_node::files::read_key(f)?),
+            None => client,
+        })
+    }
+
+    /// Signs in and returns a fresh read token (for other HTTP clients: `curl -H
+    /// "Authorization: Bearer $TOKEN"`); `None` without a key.
+    pub fn sign_in(&self) -> anyhow::Result<Option<String>> {
+        self.token(true)
+    }
+
+    /// A read token: the one held, or a new one (challenge, signature, token).
+    fn token(&self, fresh: bool) -> anyhow::Result<Option<String>> {
+        let Some((key, account)) = &self.key else {
+            return Ok(None);
+        };
+        let mut held = self.token.lock().expect("token lock poisoned");
+        if !fresh && let Some(t) = held.as_ref() {
+            return Ok(Some(t.clone()));
+        }
+        let url = format!("{}/v1/auth/challenge", self.base);
+        let c: ChallengeView = self.decode(
+            "POST /v1/auth/challenge",
+            self.agent.post(&url).send_empty(),
+        )?;
+        let challenge =
+            parse_hex_array::<32>(&c.challenge).context("the node sent a malformed challenge")?;
+        let chain = ChainId::new(c.chain_id).context("the node sent an invalid chain id")?;
+        let signature = sign_challenge(key, &chain, &challenge);
+        let request = TokenRequest {
+            account: account.to_string(),
+            challenge: c.challenge,
+            signature: hex::encode(signature.as_ref()),
+        };
+        let url = format!("{}/v1/auth/token", self.base);
+        let t: TokenView = self
+            .decode(
+                "POST /v1/auth/token",
+                self.agent.post(&url).send_json(&request),
+            )
+            .context("signing in to the node")?;
+        *held = Some(t.access_token.clone());
+        Ok(Some(t.access_token))
+    }
+
+    /// Sends a request built by `send` (given the authorization header's value, if any),
+    /// signing in again once if the node says the token expired.
+    fn call<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        send: impl Fn(Option<&str>) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> anyhow::Result<T> {
+        let token = self.token(false)?;
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        match self.decode(what, send(bearer.as_deref())) {
+            Err(e)
+                if self.key.is_some()
+                    && e.downcast_ref::<NodeError>()
+                        .is_some_and(|n| n.status == 401 && n.message.contains("expired")) =>
+            {
+                let bearer = self.token(true)?.map(|t| format!("Bearer {t}"));
+                self.decode(what, send(bearer.as_deref()))
+            }
+            r => r,
         }
     }
 
@@ -62,19 +155,59 @@ impl Client {
     /// `GET path`.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
-        self.decode(&format!("GET {path}"), self.agent.get(&url).call())
+        self.call(&format!("GET {path}"), |auth| {
+            let mut r = self.agent.get(&url);
+            if let Some(a) = auth {
+                r = r.header("authorization", a);
+            }
+            r.call()
+        })
     }
 
     /// `POST path` with a binary body (`application/octet-stream`).
     pub fn post_bytes<T: DeserializeOwned>(&self, path: &str, body: &[u8]) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
-        self.decode(
-            &format!("POST {path}"),
-            self.agent
+        self.call(&format!("POST {path}"), |auth| {
+            let mut r = self
+                .agent
                 .post(&url)
-                .header("content-type", "application/octet-stream")
-                .send(body),
-        )
+                .header("content-type", "application/octet-stream");
+            if let Some(a) = auth {
+                r = r.header("authorization", a);
+            }
+            r.send(body)
+        })
+    }
+
+    /// `PUT path` with a JSON body given as its exact bytes.
+    pub fn put_json_bytes<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &[u8],
+    ) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.base);
+        self.call(&format!("PUT {path}"), |auth| {
+            let mut r = self
+                .agent
+                .put(&url)
+                .header("content-type", "application/json");
+            if let Some(a) = auth {
+                r = r.header("authorization", a);
+            }
+            r.send(body)
+        })
+    }
+
+    /// `DELETE path`.
+    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.base);
+        self.call(&format!("DELETE {path}"), |auth| {
+            let mut r = self.agent.delete(&url);
+            if let Some(a) = auth {
+                r = r.header("authorization", a);
+            }
+            r.call()
+        })
     }
 
     /// `POST path` with a JSON body.
@@ -84,10 +217,13 @@ impl Client {
         body: &B,
     ) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
-        self.decode(
-            &format!("POST {path}"),
-            self.agent.post(&url).send_json(body),
-        )
+        self.call(&format!("POST {path}"), |auth| {
+            let mut r = self.agent.post(&url);
+            if let Some(a) = auth {
+                r = r.header("authorization", a);
+            }
+            r.send_json(body)
+        })
     }
 }
 

@@ -301,7 +301,7 @@ pub fn run_tx(cmd: ContractTxCommand, json: bool) -> ExitCode {
                 consent,
             } => {
                 let consent = consent_arg(&consent)?;
-                let terms = terms.terms(&Client::new(&common.node))?;
+                let terms = terms.terms(&common.client()?)?;
                 submit(
                     &common,
                     Payload::ContractP2p(ContractP2p { terms, consent }),
@@ -314,7 +314,7 @@ pub fn run_tx(cmd: ContractTxCommand, json: bool) -> ExitCode {
                 consent,
             } => {
                 let consent = consent_arg(&consent)?;
-                let terms = terms.terms(&Client::new(&common.node))?;
+                let terms = terms.terms(&common.client()?)?;
                 submit(
                     &common,
                     Payload::ContractEv(ContractEv { terms, consent }),
@@ -327,7 +327,7 @@ pub fn run_tx(cmd: ContractTxCommand, json: bool) -> ExitCode {
                 consent,
             } => {
                 let consent = consent_arg(&consent)?;
-                let (feeder, id, from) = cancel.resolve(&Client::new(&common.node))?;
+                let (feeder, id, from) = cancel.resolve(&common.client()?)?;
                 submit(
                     &common,
                     Payload::ContractCancel(ContractCancel {
@@ -350,8 +350,8 @@ pub fn run(cmd: ContractCommand, json: bool) -> ExitCode {
         let ContractCommand::Consent { what } = cmd;
         let (value, text) = match what {
             ConsentCommand::P2p { key, terms, node } => {
-                let client = Client::new(&node);
                 let key = files::read_key(&key)?;
+                let client = Client::new(&node).with_key(key.clone());
                 let chain = chain_of(&client)?;
                 let terms = terms.terms(&client)?;
                 let consent = hex::encode(terms.sign(&chain, &key).encode());
@@ -362,8 +362,8 @@ pub fn run(cmd: ContractCommand, json: bool) -> ExitCode {
                 )
             }
             ConsentCommand::Ev { key, terms, node } => {
-                let client = Client::new(&node);
                 let key = files::read_key(&key)?;
+                let client = Client::new(&node).with_key(key.clone());
                 let chain = chain_of(&client)?;
                 let terms = terms.terms(&client)?;
                 let consent = hex::encode(terms.sign(&chain, &key).encode());
@@ -374,8 +374,8 @@ pub fn run(cmd: ContractCommand, json: bool) -> ExitCode {
                 )
             }
             ConsentCommand::Cancel { key, cancel, node } => {
-                let client = Client::new(&node);
                 let key = files::read_key(&key)?;
+                let client = Client::new(&node).with_key(key.clone());
                 let chain = chain_of(&client)?;
                 let (feeder, id, from) = cancel.resolve(&client)?;
                 let consent =
@@ -394,7 +394,7 @@ pub fn run(cmd: ContractCommand, json: bool) -> ExitCode {
 
 /// Prints `bcte market contracts`.
 pub fn list(q: &QueryArgs, json: bool) -> anyhow::Result<()> {
-    let client = Client::new(&q.node);
+    let client = q.client()?;
     let feeder = resolve_feeder(&client, q.feeder.as_deref())?;
     let view: ContractsView =
         client.get(&format!("/v1/feeders/{}/contracts", enc(feeder.as_str())))?;

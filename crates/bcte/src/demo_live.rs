@@ -183,7 +183,13 @@ pub fn run(
     config: &bcte_agents::day::DayConfig,
     progress: &mut dyn FnMut(usize),
 ) -> Result<(ChainOutcome, u64, u32), String> {
-    let clients: Vec<Client> = net.urls.iter().map(|u| Client::new(u)).collect();
+    // The faucet is the DSO and the registrar: it reads the feeder's state and every account
+    // (AC-6.3).
+    let clients: Vec<Client> = net
+        .urls
+        .iter()
+        .map(|u| Client::new(u).with_key(net.faucet.clone()))
+        .collect();
     let faucet_account = AccountId::from_public_key(&net.faucet.public_key());
     // A network just started takes a few seconds to answer: wait up to a minute.
     let mut answer = clients[0].get::<AccountView>(&format!("/v1/accounts/{faucet_account}"));

@@ -49,6 +49,9 @@ pub struct BillingArgs {
     /// The node's API URL.
     #[arg(long, value_name = "URL", default_value = DEFAULT_NODE, env = "BCTE_NODE")]
     node: String,
+    /// Read as this key's account (AC-6); without it, only what is public.
+    #[arg(long, value_name = "FILE", env = "BCTE_KEY")]
+    key: Option<PathBuf>,
 }
 
 /// Runs `bcte export ...`.
@@ -135,7 +138,7 @@ pub fn write_csv(view: &BillingView, out: impl std::io::Write) -> anyhow::Result
 fn billing(a: &BillingArgs) -> anyhow::Result<()> {
     check_period(a.from_interval, a.to_interval)
         .map_err(|e| input(format!("--from-interval/--to-interval: {e}")))?;
-    let client = Client::new(&a.node);
+    let client = Client::reading(&a.node, a.key.as_deref())?;
     let feeder = resolve_feeder(&client, a.feeder.as_deref())?;
     let view: BillingView = client.get(&format!(
         "/v1/feeders/{}/billing?from_interval={}&to_interval={}",

@@ -148,7 +148,7 @@ pub fn run_tx(cmd: FlexTxCommand, json: bool) -> ExitCode {
                 gate_interval,
                 salt,
             } => {
-                let client = Client::new(&common.node);
+                let client = common.client()?;
                 let target = match at_node {
                     Some(n) => FlexTarget::Node(
                         NodeId::new(&n).map_err(|e| input(format!("--at-node: {e}")))?,
@@ -186,7 +186,7 @@ pub fn run_tx(cmd: FlexTxCommand, json: bool) -> ExitCode {
                 sites,
                 kw,
             } => {
-                let (feeder, request) = request.resolve(&Client::new(&common.node))?;
+                let (feeder, request) = request.resolve(&common.client()?)?;
                 let offer = FlexOffer {
                     feeder,
                     request,
@@ -200,7 +200,7 @@ pub fn run_tx(cmd: FlexTxCommand, json: bool) -> ExitCode {
                 request,
                 mut offers,
             } => {
-                let (feeder, request) = request.resolve(&Client::new(&common.node))?;
+                let (feeder, request) = request.resolve(&common.client()?)?;
                 offers.sort_unstable();
                 offers.dedup();
                 let accept = FlexAccept {
@@ -217,7 +217,7 @@ pub fn run_tx(cmd: FlexTxCommand, json: bool) -> ExitCode {
 
 /// Prints `bcte market flex`.
 pub fn list(q: &QueryArgs, json: bool) -> anyhow::Result<()> {
-    let client = Client::new(&q.node);
+    let client = q.client()?;
     let feeder = resolve_feeder(&client, q.feeder.as_deref())?;
     let view: FlexView = client.get(&format!("/v1/feeders/{}/flex", enc(feeder.as_str())))?;
     emit(json, &serde_json::to_value(&view)?, || {

@@ -25,6 +25,7 @@ mod identity_cmds;
 mod localnet;
 mod market_cmds;
 mod meter_cmds;
+mod pii_cmds;
 
 /// bcte: blockchain-enabled transactive energy.
 #[derive(Parser, Debug)]
@@ -82,6 +83,10 @@ enum Command {
     /// Export for other systems: billing statements of a period.
     #[command(subcommand)]
     Export(export_cmds::ExportCommand),
+    /// Personal data off chain, in the registrar's node: put, get (checked against the
+    /// commitment on chain) and erase for good.
+    #[command(subcommand)]
+    Pii(pii_cmds::PiiCommand),
 }
 
 /// Reports a panic (a bug, or a dependency refusing damaged data) as one line on stderr.
@@ -118,6 +123,7 @@ fn main() -> ExitCode {
         Command::Market(cmd) => clear::run_market(cmd, cli.json),
         Command::Meter(cmd) => batch_cmds::run(cmd, cli.json),
         Command::Export(cmd) => export_cmds::run(cmd),
+        Command::Pii(cmd) => pii_cmds::run(cmd, cli.json),
         Command::Feeder(cmd) => feeder_cmds::run(cmd, cli.json),
         Command::Contract(cmd) => contract_cmds::run(cmd, cli.json),
     }

@@ -592,7 +592,7 @@ pub fn run_feeder(cmd: FeederCommand, json: bool) -> ExitCode {
                 from_interval: from,
             } => {
                 let common = common.common();
-                let client = Client::new(&common.node);
+                let client = common.client()?;
                 let feeder = resolve_feeder(&client, feeder.as_deref())?;
                 let payload = Payload::EdgeLimit(EdgeLimit {
                     from: from_interval(&client, &feeder, from)?,
@@ -624,7 +624,7 @@ pub fn run_site(cmd: SiteCommand, json: bool) -> ExitCode {
                 file,
             } => {
                 let common = common.common();
-                let client = Client::new(&common.node);
+                let client = common.client()?;
                 let feeder = resolve_feeder(&client, feeder.as_deref())?;
                 let sites: Vec<SiteFile> = match file {
                     Some(file) => read_json(&file)?,
@@ -672,7 +672,7 @@ pub fn run_site(cmd: SiteCommand, json: bool) -> ExitCode {
                 site,
                 aggregator,
             } => {
-                let client = Client::new(&common.node);
+                let client = common.client()?;
                 let feeder = resolve_feeder(&client, feeder.as_deref())?;
                 let payload = Payload::SiteDelegate(SiteDelegate {
                     feeder,
@@ -686,7 +686,7 @@ pub fn run_site(cmd: SiteCommand, json: bool) -> ExitCode {
                 feeder,
                 site,
             } => {
-                let client = Client::new(&common.node);
+                let client = common.client()?;
                 let feeder = resolve_feeder(&client, feeder.as_deref())?;
                 let payload = Payload::SiteRevoke(SiteRevoke {
                     feeder,
@@ -710,7 +710,7 @@ pub fn run_market_tx(cmd: MarketTxCommand, json: bool) -> ExitCode {
                 from_interval: from,
             } => {
                 let config = read_json::<ConfigFile>(&file)?.to_config()?;
-                let client = Client::new(&common.node);
+                let client = common.client()?;
                 let feeder = resolve_feeder(&client, feeder.as_deref())?;
                 let from = from_interval(&client, &feeder, from)?;
                 submit(
@@ -729,7 +729,7 @@ pub fn run_market_tx(cmd: MarketTxCommand, json: bool) -> ExitCode {
                 file,
             } => {
                 let prices: PricesFile = read_json(&file)?;
-                let client = Client::new(&common.node);
+                let client = common.client()?;
                 let feeder = resolve_feeder(&client, feeder.as_deref())?;
                 let converted = prices
                     .prices
@@ -761,7 +761,7 @@ pub fn run_market_tx(cmd: MarketTxCommand, json: bool) -> ExitCode {
 /// Runs `bcte tx grid-mode ...`.
 pub fn run_grid_mode(args: GridModeArgs, json: bool) -> ExitCode {
     let run = || -> anyhow::Result<ExitCode> {
-        let client = Client::new(&args.common.node);
+        let client = args.common.client()?;
         let feeder = resolve_feeder(&client, args.feeder.as_deref())?;
         let from = from_interval(&client, &feeder, args.from_interval)?;
         submit(
@@ -780,7 +780,7 @@ pub fn run_grid_mode(args: GridModeArgs, json: bool) -> ExitCode {
 /// Runs `bcte tx bid ...`.
 pub fn run_bid(args: BidArgs, json: bool) -> ExitCode {
     let run = || -> anyhow::Result<ExitCode> {
-        let client = Client::new(&args.common.node);
+        let client = args.common.client()?;
         let (feeder, bids) = match &args.file {
             Some(file) => {
                 let f: BidsFile = read_json(file)?;
@@ -845,6 +845,17 @@ pub struct QueryArgs {
     /// The feeder (optional when the chain has one).
     #[arg(long)]
     pub(crate) feeder: Option<String>,
+    /// Read as this key's account (AC-6): its own sites, the sites delegated to it, the
+    /// feeders it operates; without it, only what is public.
+    #[arg(long, value_name = "FILE", env = "BCTE_KEY")]
+    pub(crate) key: Option<PathBuf>,
+}
+
+impl QueryArgs {
+    /// A client of the node reading as `--key`, if given.
+    pub(crate) fn client(&self) -> anyhow::Result<Client> {
+        Client::reading(&self.node, self.key.as_deref())
+    }
 }
 
 /// Arguments of `bcte market replay`.
@@ -868,7 +879,7 @@ pub struct ReplayArgs {
 
 /// Prints `bcte market status`.
 pub fn status(q: &QueryArgs, json: bool) -> anyhow::Result<()> {
-    let client = Client::new(&q.node);
+    let client = q.client()?;
     let feeder = resolve_feeder(&client, q.feeder.as_deref())?;
     let s = schedule(&client, &feeder)?;
     let value = serde_json::to_value(&s)?;
@@ -894,20 +905,25 @@ pub fn status(q: &QueryArgs, json: bool) -> anyhow::Result<()> {
 }
 
 /// Fetches a site's result with its proof and checks the proof against the header of the
-/// block it names (whose hash is recomputed): the site's result, proven.
+/// block it names (whose hash is recomputed): the site's result, proven. The proof comes only
+/// to those who read the whole bucket (the feeder's operator, auditors, regulators: AC-6.5);
+/// a site's owner gets its result unproven (`false`).
 pub fn proven_site_result(
     client: &Client,
     feeder: &FeederId,
     interval: u64,
     site: &SiteId,
     headers: &mut std::collections::BTreeMap<u64, Header>,
-) -> anyhow::Result<SiteResultView> {
+) -> anyhow::Result<(SiteResultView, bool)> {
     let view: SiteResultView = client.get(&format!(
         "/v1/feeders/{}/intervals/{interval}/sites/{}",
         enc(feeder.as_str()),
         enc(site.as_str())
     ))?;
-    let bytes = hex::decode(&view.proof).context("the node sent a proof that is not hex")?;
+    let Some(proof_hex) = &view.proof else {
+        return Ok((view, false));
+    };
+    let bytes = hex::decode(proof_hex).context("the node sent a proof that is not hex")?;
     let proof = StateProof::from_bytes(&bytes).context("the node sent a malformed proof")?;
     let key = StateKey::Results(
         feeder.clone(),
@@ -951,7 +967,7 @@ pub fn proven_site_result(
     {
         bail!("the node's answer differs from the value it proves");
     }
-    Ok(view)
+    Ok((view, true))
 }
 
 /// Waits up to `wait_s` seconds for interval `k` of `feeder` to be cleared.
@@ -974,17 +990,30 @@ pub fn result(
     wait_s: u64,
     json: bool,
 ) -> anyhow::Result<()> {
-    let client = Client::new(&q.node);
+    let client = q.client()?;
     let feeder = resolve_feeder(&client, q.feeder.as_deref())?;
     wait_cleared(&client, &feeder, interval, wait_s)?;
     if let Some(site) = site {
         let site = site_id(site)?;
-        let view = proven_site_result(&client, &feeder, interval, &site, &mut Default::default())?;
+        let (view, verified) =
+            proven_site_result(&client, &feeder, interval, &site, &mut Default::default())?;
         let mut value = serde_json::to_value(&view)?;
-        value["verified"] = json!(true);
+        value["verified"] = json!(verified);
         emit(json, &value, || {
+            let proof = if verified {
+                format!(
+                    "proof of {} checked against state root {} of block {}",
+                    view.key, view.state_root, view.block_hash
+                )
+            } else {
+                format!(
+                    "not proven: the proof of {} would show the other sites of its bucket, so it \
+                     goes only to the feeder's operator, auditors and regulators (AC-6.5)",
+                    view.key
+                )
+            };
             format!(
-                "site {} in interval {interval} of feeder {}: price {} /MWh, allocation {} kW, served {} kW, shed {} kW, spilled {} kW\nproof of {} checked against state root {} of block {}",
+                "site {} in interval {interval} of feeder {}: price {} /MWh, allocation {} kW, served {} kW, shed {} kW, spilled {} kW\n{proof}",
                 view.site,
                 view.feeder,
                 view.price,
@@ -992,9 +1021,6 @@ pub fn result(
                 view.part.served_kw,
                 view.part.shed_kw,
                 view.part.spilled_kw,
-                view.key,
-                view.state_root,
-                view.block_hash
             )
         });
         return Ok(());
@@ -1013,7 +1039,7 @@ pub fn result(
 
 /// Prints `bcte market bids K`.
 pub fn bids(q: &QueryArgs, interval: u64, json: bool) -> anyhow::Result<()> {
-    let client = Client::new(&q.node);
+    let client = q.client()?;
     let feeder = resolve_feeder(&client, q.feeder.as_deref())?;
     let view: Value = client.get(&format!(
         "/v1/feeders/{}/intervals/{interval}/bids",
@@ -1098,7 +1124,7 @@ pub fn replay(args: &ReplayArgs, json: bool) -> anyhow::Result<ExitCode> {
     }
     let dso = files::read_key(&args.key)
         .map_err(|e| input(format!("{e:#} (the DSO's key: give --key)")))?;
-    let client = Client::new(&args.node);
+    let client = Client::new(&args.node).with_key(dso.clone());
     let timeout = Duration::from_secs(args.timeout_s);
     let (floor, cap) = (market.price_floor(), market.price_cap());
     let zero = Price::ZERO.clamp(floor, cap);
@@ -1318,8 +1344,14 @@ pub fn replay(args: &ReplayArgs, json: bool) -> anyhow::Result<ExitCode> {
     // 5. Every site's result with its proof.
     let mut headers = std::collections::BTreeMap::new();
     for (site, _, _) in &bids {
-        proven_site_result(&client, &feeder, k.0, site, &mut headers)
+        let (_, proven) = proven_site_result(&client, &feeder, k.0, site, &mut headers)
             .with_context(|| format!("the result of site {:?}", site.as_str()))?;
+        if !proven {
+            bail!(
+                "the node withheld the proof of site {:?}'s result from the DSO",
+                site.as_str()
+            );
+        }
     }
     // 6. The same file cleared here.
     let clearing = bcte_market::clear(&market);

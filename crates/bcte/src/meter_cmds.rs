@@ -6,7 +6,6 @@
 
 use crate::{
     chain_cmds::{TxCommon, emit, fail, submit},
-    client::Client,
     market_cmds::{QueryArgs, enc, input, resolve_feeder, site_id},
 };
 use bcte_node::{billing_api::currency, settle_api::SettlementView};
@@ -104,7 +103,7 @@ pub fn run_meter(cmd: MeterCommand, json: bool) -> ExitCode {
                 site,
                 meter,
             } => {
-                let feeder = resolve_feeder(&Client::new(&common.node), feeder.as_deref())?;
+                let feeder = resolve_feeder(&common.client()?, feeder.as_deref())?;
                 let site = site_id(&site)?;
                 submit(
                     &common,
@@ -122,7 +121,7 @@ pub fn run_meter(cmd: MeterCommand, json: bool) -> ExitCode {
                 account,
                 withdraw,
             } => {
-                let feeder = resolve_feeder(&Client::new(&common.node), feeder.as_deref())?;
+                let feeder = resolve_feeder(&common.client()?, feeder.as_deref())?;
                 submit(
                     &common,
                     Payload::HeadEnd(HeadEndSet {
@@ -141,7 +140,7 @@ pub fn run_meter(cmd: MeterCommand, json: bool) -> ExitCode {
 /// Runs `bcte tx reading ...`.
 pub fn run_reading(args: ReadingArgs, json: bool) -> ExitCode {
     let run = || -> anyhow::Result<ExitCode> {
-        let feeder = resolve_feeder(&Client::new(&args.common.node), args.feeder.as_deref())?;
+        let feeder = resolve_feeder(&args.common.client()?, args.feeder.as_deref())?;
         let payload = Payload::Reading(Reading {
             feeder,
             site: site_id(&args.site)?,
@@ -164,7 +163,7 @@ pub fn run_adjust(args: AdjustArgs, json: bool) -> ExitCode {
         if args.amount == 0 {
             return Err(input("--amount: a correction of 0 corrects nothing"));
         }
-        let feeder = resolve_feeder(&Client::new(&args.common.node), args.feeder.as_deref())?;
+        let feeder = resolve_feeder(&args.common.client()?, args.feeder.as_deref())?;
         let payload = Payload::SettlementAdjust(SettlementAdjust {
             feeder,
             site: site_id(&args.site)?,
@@ -185,7 +184,7 @@ pub fn settlement(
     wait_s: u64,
     json: bool,
 ) -> anyhow::Result<()> {
-    let client = Client::new(&q.node);
+    let client = q.client()?;
     let feeder = resolve_feeder(&client, q.feeder.as_deref())?;
     let url = format!(
         "/v1/feeders/{}/intervals/{interval}/settlement",

@@ -1,7 +1,7 @@
 //! Real processes on loopback: a dev node driven by the `bcte` CLI, killed with SIGKILL and
 //! restarted, then audited offline.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::{
     ffi::OsStr,
     path::{Path, PathBuf},
@@ -104,6 +104,7 @@ fn transfer_query_kill_restart_and_audit_a_dev_chain() {
     let node = Node::start(&data);
     let dev_key = node.dev_key.to_str().unwrap().to_string();
     let (bob_key, bob) = new_account(work.path(), "bob");
+    let bob_key_s = bob_key.to_str().unwrap();
 
     let out = bcte(&[
         "--json", "tx", "transfer", "--node", &node.url, "--key", &dev_key, "--to", &bob,
@@ -117,7 +118,7 @@ fn transfer_query_kill_restart_and_audit_a_dev_chain() {
     let height = receipt["height"].as_u64().unwrap();
 
     let account = json_of(&bcte(&[
-        "--json", "query", "account", &bob, "--node", &node.url,
+        "--json", "query", "account", &bob, "--node", &node.url, "--key", bob_key_s,
     ]));
     assert_eq!(
         (account["balance"].as_u64(), account["nonce"].as_u64()),
@@ -153,6 +154,8 @@ fn transfer_query_kill_restart_and_audit_a_dev_chain() {
         &format!("account/{bob}"),
         "--node",
         &node.url,
+        "--key",
+        bob_key_s,
     ]));
     assert_eq!(proof["verified"], true);
     assert_eq!(proof["value"]["balance"], 1234);
@@ -165,6 +168,8 @@ fn transfer_query_kill_restart_and_audit_a_dev_chain() {
         &(height - 1).to_string(),
         "--node",
         &node.url,
+        "--key",
+        bob_key_s,
     ]));
     assert_eq!(
         before["value"],
@@ -217,7 +222,7 @@ fn transfer_query_kill_restart_and_audit_a_dev_chain() {
     assert_eq!(enrolled["status"], "accepted", "{enrolled}");
     let participant = enrolled["participant"].as_str().unwrap();
     let account = json_of(&bcte(&[
-        "--json", "query", "account", &bob, "--node", &node.url,
+        "--json", "query", "account", &bob, "--node", &node.url, "--key", bob_key_s,
     ]));
     assert_eq!(account["roles"], serde_json::json!(["consumer"]));
     assert_eq!(account["participant"], participant);
@@ -268,7 +273,7 @@ fn transfer_query_kill_restart_and_audit_a_dev_chain() {
     node.kill9();
     let node = Node::start(&data);
     let account = json_of(&bcte(&[
-        "--json", "query", "account", &bob, "--node", &node.url,
+        "--json", "query", "account", &bob, "--node", &node.url, "--key", bob_key_s,
     ]));
     assert_eq!(
         account["balance"].as_u64(),
@@ -416,5 +421,207 @@ fn a_node_killed_at_twenty_random_moments_under_load_loses_nothing_final() {
         finals.len()
     );
     let out = bcte(&["verify", "--data-dir", data.to_str().unwrap()]);
+    assert_ok(&out);
+}
+
+/// Every file under `dir`, with its bytes.
+fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let bytes = std::fs::read(&p).unwrap();
+                out.push((p, bytes));
+            }
+        }
+    }
+    out
+}
+
+fn holds(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn personal_data_is_enrolled_read_by_its_owner_and_shredded_while_the_chain_still_verifies() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let node = Node::start(&data);
+    let dev_key = node.dev_key.to_str().unwrap().to_string();
+    let (carol_key, carol) = new_account(work.path(), "carol");
+    let (eve_key, eve) = new_account(work.path(), "eve");
+    let carol_key = carol_key.to_str().unwrap();
+    let secret = "Carol Quinlan-Example, 17 Rue des Tilleuls";
+    let record = work.path().join("carol.json");
+    std::fs::write(
+        &record,
+        format!(r#"{{"name": "{secret}", "contract": "C-5501"}}"#),
+    )
+    .unwrap();
+
+    // The registrar stores the record, then enrolls Carol with its commitment.
+    let put = json_of(&bcte(&[
+        "--json",
+        "pii",
+        "put",
+        "--file",
+        record.to_str().unwrap(),
+        "--key",
+        &dev_key,
+        "--node",
+        &node.url,
+    ]));
+    let participant = put["participant"].as_str().unwrap().to_owned();
+    let commitment = put["commitment"].as_str().unwrap().to_owned();
+    let out = bcte(&[
+        "--json",
+        "tx",
+        "enroll",
+        "--key",
+        &dev_key,
+        "--node",
+        &node.url,
+        "--participant",
+        &participant,
+        "--commitment",
+        &commitment,
+        "--account",
+        &carol,
+        "--role",
+        "consumer",
+    ]);
+    assert_ok(&out);
+    assert_eq!(json_of(&out)["status"], "accepted");
+    // Carol reads her record, proven against the chain's commitment; so does the registrar.
+    for key in [carol_key, dev_key.as_str()] {
+        let got = json_of(&bcte(&[
+            "--json",
+            "pii",
+            "get",
+            "--participant",
+            &participant,
+            "--key",
+            key,
+            "--node",
+            &node.url,
+        ]));
+        assert_eq!(got["record"]["name"], secret);
+        assert_eq!(
+            (got["matches"].clone(), got["on_chain"].clone()),
+            (json!(true), json!(commitment))
+        );
+    }
+    // Anyone else: refused as if there were nothing; and only the registrar erases.
+    let out = bcte(&[
+        "pii",
+        "get",
+        "--participant",
+        &participant,
+        "--key",
+        eve_key.to_str().unwrap(),
+        "--node",
+        &node.url,
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+    let out = bcte(&[
+        "pii",
+        "erase",
+        "--participant",
+        &participant,
+        "--key",
+        carol_key,
+        "--node",
+        &node.url,
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("403"));
+    let _ = eve;
+
+    // The record on disk says nothing; the key exists until erased.
+    let key_file = data.join("pii-keys").join(format!("{participant}.key"));
+    let key = std::fs::read(&key_file).unwrap();
+    for (path, bytes) in files_under(&data) {
+        assert!(
+            !holds(&bytes, secret.as_bytes()),
+            "{} holds the plaintext",
+            path.display()
+        );
+    }
+
+    let out = bcte(&[
+        "--json",
+        "pii",
+        "erase",
+        "--participant",
+        &participant,
+        "--key",
+        &dev_key,
+        "--node",
+        &node.url,
+    ]);
+    assert_ok(&out);
+    let out = bcte(&[
+        "pii",
+        "get",
+        "--participant",
+        &participant,
+        "--key",
+        carol_key,
+        "--node",
+        &node.url,
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("erased"));
+    node.kill9();
+
+    // Gone for good: neither the plaintext nor the key anywhere in the data, the keys or the
+    // node's log; the access log names who did what, never the record.
+    let mut everything = files_under(&data);
+    everything.push((
+        data.with_extension("log"),
+        std::fs::read(data.with_extension("log")).unwrap(),
+    ));
+    for (path, bytes) in &everything {
+        assert!(
+            !holds(bytes, secret.as_bytes()),
+            "{} holds the plaintext",
+            path.display()
+        );
+        assert!(!holds(bytes, &key), "{} holds the key", path.display());
+        assert!(
+            !holds(bytes, hex::encode(&key).as_bytes()),
+            "{} holds the key",
+            path.display()
+        );
+    }
+    let log = std::fs::read_to_string(data.join("pii").join("access.log")).unwrap();
+    let actions: Vec<(String, String)> = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|v| {
+            (
+                v["action"].as_str().unwrap().to_owned(),
+                v["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("put", "ok"),
+            ("get", "ok"),
+            ("get", "ok"),
+            ("get", "refused"),
+            ("erase", "refused"),
+            ("erase", "ok"),
+            ("get", "erased"),
+        ]
+        .map(|(a, o)| (a.to_owned(), o.to_owned()))
+    );
+    // Every block is still valid: the chain held only the commitment.
+    let out = bcte(&["--json", "verify", "--data-dir", data.to_str().unwrap()]);
     assert_ok(&out);
 }

@@ -36,8 +36,48 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
+/// The faucet key (the network's DSO and registrar: it operates the feeders and reads every
+/// account, AC-6.3) of each node's address, so that the tests' reads sign in as it.
+static FAUCETS: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+
+/// Read tokens by node URL (each node signs its own).
+static TOKENS: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+fn faucet_of(url: &str) -> Option<PathBuf> {
+    FAUCETS
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(addr, _)| url.contains(addr.as_str()))
+        .map(|(_, p)| p.clone())
+}
+
+/// A read token of `url`'s network's faucet (`fresh`: a new one).
+fn token(url: &str, fresh: bool) -> Option<String> {
+    if !fresh && let Some((_, t)) = TOKENS.lock().unwrap().iter().find(|(u, _)| u == url) {
+        return Some(t.clone());
+    }
+    let key = faucet_of(url)?;
+    let out = bcte(&["query", "token", "--key", key.to_str()?, "--node", url]);
+    let t = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+    let mut tokens = TOKENS.lock().unwrap();
+    tokens.retain(|(u, _)| u != url);
+    tokens.push((url.to_owned(), t.clone()));
+    Some(t)
+}
+
 fn get(url: &str, path: &str) -> Option<Value> {
-    let mut resp = agent().get(&format!("{url}{path}")).call().ok()?;
+    let call = |t: Option<String>| {
+        let mut req = agent().get(&format!("{url}{path}"));
+        if let Some(t) = t {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        req.call().ok()
+    };
+    let mut resp = call(token(url, false))?;
+    if resp.status() == 401 {
+        resp = call(token(url, true))?;
+    }
     resp.status()
         .is_success()
         .then(|| resp.body_mut().read_json().unwrap())
@@ -138,6 +178,13 @@ fn init(dir: &Path, validators: usize, full_nodes: usize) -> Net {
         })
         .collect::<Vec<_>>();
     assert_eq!(nodes.len(), validators + full_nodes);
+    let faucet_key = PathBuf::from(written["faucet_key"].as_str().unwrap());
+    for n in written["nodes"].as_array().unwrap() {
+        FAUCETS
+            .lock()
+            .unwrap()
+            .push((n["http"].as_str().unwrap().to_string(), faucet_key.clone()));
+    }
     Net {
         dir: dir.to_path_buf(),
         chain_id: ChainId::new(written["chain_id"].as_str().unwrap()).unwrap(),
@@ -570,11 +617,13 @@ fn inconsistent_configs_are_refused_at_start_up_with_the_reason() {
 
 /// Runs `bcte ARGS` against `url` and returns its output.
 fn cli_raw(url: &str, args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .args(args)
-        .env("BCTE_NODE", url)
-        .output()
-        .expect("run bcte")
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env("BCTE_NODE", url);
+    // Reads sign in as the faucet unless the test names another key.
+    if let Some(k) = faucet_of(url) {
+        cmd.env("BCTE_KEY", k);
+    }
+    cmd.output().expect("run bcte")
 }
 
 /// Runs `bcte --json ARGS` against `url`, asserts success and returns the JSON.

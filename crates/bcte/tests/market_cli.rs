@@ -53,12 +53,27 @@ impl Dev {
     }
 
     /// Runs `bcte ARGS` against this node.
+    /// Runs `bcte ARGS`; reads sign in as the DSO (which operates the feeder, AC-6.3) unless
+    /// they name another `--key`.
     fn run(&self, args: &[&str]) -> Output {
         Command::new(BIN)
             .args(args)
             .env("BCTE_NODE", &self.url)
+            .env("BCTE_KEY", &self.dso)
             .output()
             .expect("run bcte")
+    }
+
+    /// Runs `bcte --json ARGS` as the public (no key), asserts success and returns the JSON.
+    fn public(&self, args: &[&str]) -> Value {
+        let out = Command::new(BIN)
+            .arg("--json")
+            .args(args)
+            .env("BCTE_NODE", &self.url)
+            .output()
+            .expect("run bcte");
+        assert_ok(&out);
+        json_of(&out)
     }
 
     /// Runs `bcte --json ARGS`, asserts success and returns the JSON.
@@ -270,9 +285,39 @@ fn the_readme_walkthrough_clears_a_bid_at_its_gate_and_proves_the_sites_result()
     assert_eq!(site["allocation_kw"], 3.5);
     // house-7 falls in bucket 112 of 256 (MC-7.3).
     assert_eq!(site["key"], format!("results/demo/{k}/112"));
-    // Once cleared, the interval's bids are public.
+    // The public sees the prices, no site (AC-6.4); the owner its own result, unproven (its
+    // proof's bucket is the operator's, AC-6.5).
+    let public = dev.public(&["market", "result", &k]);
+    assert_eq!(public["prices"], r["prices"]);
+    assert_eq!(
+        (
+            public["scope"].clone(),
+            public["sites"].clone(),
+            public["allocations"].clone()
+        ),
+        (json!("own"), json!({}), json!({}))
+    );
+    let own = dev.ok(&[
+        "market", "result", &k, "--site", "house-7", "--key", &house_key,
+    ]);
+    assert_eq!(
+        (own["allocation_kw"].clone(), own["verified"].clone()),
+        (json!(3.5), json!(false))
+    );
+    // Once cleared, the interval's bids are the operator's, and each bid its owner's.
     let bids = dev.ok(&["market", "bids", &k]);
     assert_eq!(bids["bids"][0]["curve"], json!([[0.0, 6.5], [120.0, 2.0]]));
+    let own = dev.ok(&["market", "bids", &k, "--key", &house_key]);
+    assert_eq!(own["bids"].as_array().unwrap().len(), 1);
+    let out = Command::new(BIN)
+        .args(["market", "bids", &k])
+        .env("BCTE_NODE", &dev.url)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "not public"
+    );
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //! registry, market) each own their rules; money moves through one small API and
 //! authorization is one table.
 
+pub mod anon;
 pub mod auth;
 pub mod billing;
 pub mod contract;

@@ -8,17 +8,33 @@
 //! Strings: hashes, roots and byte strings are lowercase hex; an ACCOUNT is the hex of its 32-byte
 //! public key; amounts are integers in token base units; times are ms since the Unix epoch.
 
-use crate::{app::Shared, cert, gossip::Outbox, mempool::AdmitError};
+use crate::market_api::read;
+use crate::{
+    app::Shared,
+    auth::Viewer,
+    cert,
+    gossip::Outbox,
+    mempool::AdmitError,
+    routes::{ReadRule, Route},
+};
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     extract::{DefaultBodyLimit, Path, Query, State, rejection::JsonRejection},
-    http::StatusCode,
+    http::{Method, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use bcte_ledger::{StateKey, StateProof, exec::decode_account, prove, tree};
+use bcte_ledger::{
+    StateKey, StateProof,
+    exec::decode_account,
+    identity::ParticipantState,
+    market_state::{FeederState, SiteState},
+    prove, tree,
+};
 use bcte_store::{Store, StoreError};
-use bcte_types::{AccountId, Block, Hash, Height, Outcome, Payload, Receipt, Tx, ids::parse_hash};
+use bcte_types::{
+    AccountId, Block, Hash, Height, Outcome, Payload, Receipt, Role, Tx, ids::parse_hash,
+};
 use commonware_codec::{Copying, DecodeExt, Encode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -55,6 +71,10 @@ pub struct ApiState<S: Store> {
     pub metrics: Option<MetricsSource>,
     /// The off-chain store of raw meter batches.
     pub batches: Arc<dyn bcte_store::BlobStore>,
+    /// The issuer of read tokens (AC-6.1).
+    pub auth: Arc<crate::auth::Auth>,
+    /// The registrar's store of personal data (AC-2.4); absent: this node keeps none.
+    pub pii: Option<Arc<crate::pii::PiiStore>>,
 }
 
 /// Renders the node's metrics (the runtime's registry: consensus, p2p, storage) as Prometheus
@@ -99,6 +119,35 @@ impl ApiError {
         }
     }
 
+    /// 401: the credentials are missing, malformed, expired or forged (AC-6.1).
+    pub(crate) fn unauthorized(message: impl ToString) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            message: message.to_string(),
+        }
+    }
+
+    /// 429: the node refuses more of this for now.
+    pub(crate) fn too_many(message: impl ToString) -> Self {
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: message.to_string(),
+        }
+    }
+
+    /// Any status.
+    pub(crate) fn with_status(status: StatusCode, message: impl ToString) -> Self {
+        Self {
+            status,
+            message: message.to_string(),
+        }
+    }
+
+    /// The HTTP status, as a number.
+    pub fn status(&self) -> u16 {
+        self.status.as_u16()
+    }
+
     /// 404: what it names does not exist (or not yet).
     pub(crate) fn not_found(message: impl ToString) -> Self {
         Self {
@@ -108,7 +157,7 @@ impl ApiError {
     }
 
     /// What the error says.
-    pub(crate) fn message(&self) -> &str {
+    pub fn message(&self) -> &str {
         &self.message
     }
 
@@ -137,13 +186,21 @@ pub struct ErrorBody {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let unauthorized = self.status == StatusCode::UNAUTHORIZED;
+        let mut response = (
             self.status,
             Json(ErrorBody {
                 error: self.message,
             }),
         )
-            .into_response()
+            .into_response();
+        if unauthorized {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }
 
@@ -284,15 +341,18 @@ pub struct PositionView {
 pub struct TxView {
     /// Hash.
     pub hash: String,
+    /// Its kind (`transfer`, `bids`, ...). This and the fields below are shown only to its
+    /// sender's accounts, auditors and regulators (AC-6.4); null for everyone else.
+    pub kind: Option<String>,
     /// Sender account.
-    pub sender: String,
+    pub sender: Option<String>,
     /// Nonce.
-    pub nonce: u64,
+    pub nonce: Option<u64>,
     /// What it does: `{"type": "transfer", "to": ACCOUNT, "amount": N}` and the like; a bid's
     /// curve reads `"sealed"` until its interval is cleared.
-    #[schema(value_type = Object)]
-    pub payload: Value,
-    /// `accepted` or `rejected`.
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<Value>,
+    /// `accepted` or `rejected`: shown to everyone.
     pub status: String,
     /// Why it was rejected.
     pub reason: Option<String>,
@@ -398,33 +458,59 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(crate::settle_api::SettleDoc::openapi());
     doc.merge(crate::batch_api::BatchDoc::openapi());
     doc.merge(crate::billing_api::BillingDoc::openapi());
+    doc.merge(crate::auth_api::AuthDoc::openapi());
+    doc.merge(crate::pii_api::PiiDoc::openapi());
+    doc.merge(crate::export_api::ExportDoc::openapi());
+    crate::routes::annotate(&mut doc);
     doc
 }
 
-/// The API's routes over `state`.
-pub fn router<S: Store>(state: Arc<ApiState<S>>) -> Router {
-    Router::new()
-        .route("/health", get(health::<S>))
-        .route("/openapi.json", get(|| async { Json(openapi()) }))
-        .route("/metrics", get(metrics::<S>))
-        .route("/v1/head", get(head::<S>))
-        .route(
+/// The core routes of the table ([`crate::routes`]).
+pub(crate) fn routes<S: Store>() -> Vec<Route<S>> {
+    use ReadRule::{Public, Redacted};
+    vec![
+        Route::new(Method::GET, "/health", Public, get(health::<S>)),
+        Route::new(
+            Method::GET,
+            "/openapi.json",
+            Public,
+            get(|| async { Json(openapi()) }),
+        ),
+        Route::new(Method::GET, "/metrics", Public, get(metrics::<S>)),
+        Route::new(Method::GET, "/v1/head", Public, get(head::<S>)),
+        Route::new(
+            Method::POST,
             "/v1/txs",
+            Public,
             post(submit_tx::<S>).layer(DefaultBodyLimit::max(SUBMIT_BODY_BYTES_MAX)),
-        )
-        .route(
+        ),
+        Route::new(
+            Method::POST,
             "/v1/txs/batch",
+            Public,
             post(submit_batch::<S>).layer(DefaultBodyLimit::max(BATCH_BODY_BYTES_MAX)),
-        )
-        .route("/v1/txs/{hash}", get(tx_status::<S>))
-        .route("/v1/accounts/{account}", get(account::<S>))
-        .route("/v1/blocks/{id}", get(block::<S>))
-        .route("/v1/proofs/{*key}", get(proof::<S>))
-        .route("/v1/certificates/{height}", get(certificate::<S>))
-        .merge(crate::market_api::routes::<S>())
-        .merge(crate::settle_api::routes::<S>())
-        .merge(crate::batch_api::routes::<S>())
-        .merge(crate::billing_api::routes::<S>())
+        ),
+        Route::new(Method::GET, "/v1/txs/{hash}", Public, get(tx_status::<S>)),
+        Route::new(
+            Method::GET,
+            "/v1/accounts/{account}",
+            ReadRule::Own,
+            get(account::<S>),
+        ),
+        Route::new(Method::GET, "/v1/blocks/{id}", Redacted, get(block::<S>)),
+        Route::new(Method::GET, "/v1/proofs/{*key}", Redacted, get(proof::<S>)),
+        Route::new(
+            Method::GET,
+            "/v1/certificates/{height}",
+            Public,
+            get(certificate::<S>),
+        ),
+    ]
+}
+
+/// The API's routes over `state`: the route table ([`crate::routes`]), every error a JSON body.
+pub fn router<S: Store>(state: Arc<ApiState<S>>) -> Router {
+    crate::routes::router(state.clone())
         .fallback(|| async { ApiError::not_found("no such route (see /openapi.json)") })
         .method_not_allowed_fallback(|| async {
             ApiError {
@@ -775,11 +861,18 @@ async fn tx_status<S: Store>(
 )]
 async fn account<S: Store>(
     State(st): State<Arc<ApiState<S>>>,
+    Extension(viewer): Extension<Viewer>,
     Path(account): Path<String>,
 ) -> ApiResult<AccountView> {
     let id: AccountId = account
         .parse()
         .map_err(|e| ApiError::bad_request(format!("bad account: {e}")))?;
+    if !may_read_account(&st, &viewer, &id)? {
+        return Err(ApiError::forbidden(format!(
+            "account {id} is read only by itself, its participant's accounts, the registrar, \
+             the DSO whose market account it is, auditors and regulators (AC-6.3)"
+        )));
+    }
     let tip = st.shared.executor.tip();
     let store = st.shared.executor.store();
     let value =
@@ -808,6 +901,92 @@ async fn account<S: Store>(
     }))
 }
 
+/// Whether `viewer` may read account `id` (AC-6.3): itself or its participant's other accounts,
+/// the registrar, auditors and regulators, and the DSO whose feeder's market or upstream
+/// account it is.
+pub(crate) fn may_read_account<S: Store>(
+    st: &ApiState<S>,
+    viewer: &Viewer,
+    id: &AccountId,
+) -> Result<bool, ApiError> {
+    if viewer.is(id) || viewer.reads_all() || viewer.has(Role::Registrar) {
+        return Ok(true);
+    }
+    if !viewer.has(Role::Dso) {
+        return Ok(false);
+    }
+    let tip = st.shared.executor.tip();
+    let index: bcte_ledger::market_state::FeederIndex =
+        read(st, tip.height, &StateKey::Feeders)?.unwrap_or_default();
+    for e in &index.feeders {
+        let Some(f) = read::<S, FeederState>(st, tip.height, &StateKey::Feeder(e.feeder.clone()))?
+        else {
+            continue;
+        };
+        if viewer.is(&f.operator) && (f.market_account == *id || f.upstream_account == *id) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Whether `viewer` may read (and prove) the value of `key` (AC-6.3). A refusal does not
+/// depend on whether the value exists.
+pub(crate) fn may_read_key<S: Store>(
+    st: &ApiState<S>,
+    viewer: &Viewer,
+    key: &StateKey,
+) -> Result<bool, ApiError> {
+    let tip = st.shared.executor.tip();
+    let feeder = |f: &bcte_types::FeederId| -> Result<bool, ApiError> {
+        Ok(viewer.reads_all()
+            || read::<S, FeederState>(st, tip.height, &StateKey::Feeder(f.clone()))?
+                .is_some_and(|s| viewer.reads_feeder(&s)))
+    };
+    Ok(match key {
+        StateKey::Supply
+        | StateKey::Head
+        | StateKey::Config
+        | StateKey::MarketClock
+        | StateKey::Feeders
+        | StateKey::Feeder(_)
+        | StateKey::Schedule(_) => true,
+        StateKey::Account(a) => may_read_account(st, viewer, a)?,
+        StateKey::Site(f, s) => {
+            feeder(f)?
+                || read::<S, SiteState>(st, tip.height, &StateKey::Site(f.clone(), s.clone()))?
+                    .is_some_and(|s| viewer.owns_site(&s))
+        }
+        StateKey::Participant(p) => {
+            viewer.reads_all()
+                || viewer.has(Role::Registrar)
+                || read::<S, ParticipantState>(st, tip.height, &StateKey::Participant(*p))?
+                    .is_some_and(|p| p.accounts.iter().any(|a| viewer.is(a)))
+        }
+        StateKey::Sites(f)
+        | StateKey::Book(f, _)
+        | StateKey::Bids(f, _, _)
+        | StateKey::Result(f, _)
+        | StateKey::Upstream(f, _)
+        | StateKey::Results(f, _, _)
+        | StateKey::Meters(f)
+        | StateKey::Readings(f, _, _)
+        | StateKey::Settling(f, _)
+        | StateKey::Settled(f, _, _)
+        | StateKey::Settlement(f, _)
+        | StateKey::Adjustments(f, _, _)
+        | StateKey::Debtors(f)
+        | StateKey::Contracts(f)
+        | StateKey::Flex(f) => feeder(f)?,
+    })
+}
+
+/// Whether `viewer` sees a transaction's sender, nonce, payload and reason (AC-6.4): its
+/// sender's own accounts, auditors and regulators. Everyone sees its hash and status.
+fn sees_tx(viewer: &Viewer, tx: &Tx) -> bool {
+    viewer.reads_all() || viewer.is(&tx.body().sender)
+}
+
 /// A transaction's payload as JSON, with the curves of bids whose interval is not cleared
 /// replaced by `"sealed"`: nobody reads a rival's curve before it can no longer change it.
 fn payload_view<S: Store>(st: &ApiState<S>, payload: &Payload) -> Result<Value, ApiError> {
@@ -834,6 +1013,7 @@ fn payload_view<S: Store>(st: &ApiState<S>, payload: &Payload) -> Result<Value, 
 
 fn block_view<S: Store>(
     st: &ApiState<S>,
+    viewer: &Viewer,
     block: &Block,
     receipts: &[Receipt],
     certified: bool,
@@ -841,15 +1021,21 @@ fn block_view<S: Store>(
     let h = block.header();
     let mut txs = Vec::with_capacity(block.txs().len());
     for (tx, r) in block.txs().iter().zip(receipts) {
+        let seen = sees_tx(viewer, tx);
         txs.push(TxView {
             hash: hex::encode(tx.hash()),
-            sender: tx.body().sender.to_string(),
-            nonce: tx.body().nonce,
-            payload: payload_view(st, &tx.body().payload)?,
+            kind: seen.then(|| tx.body().payload.tx_kind().name().to_owned()),
+            sender: seen.then(|| tx.body().sender.to_string()),
+            nonce: seen.then_some(tx.body().nonce),
+            payload: if seen {
+                Some(payload_view(st, &tx.body().payload)?)
+            } else {
+                None
+            },
             status: r.outcome.status().into(),
             reason: match &r.outcome {
-                Outcome::Accepted => None,
-                Outcome::Rejected(reason) => Some(reason.to_string()),
+                Outcome::Rejected(reason) if seen => Some(reason.to_string()),
+                _ => None,
             },
         });
     }
@@ -896,6 +1082,7 @@ fn resolve_height<S: Store>(shared: &Shared<S>, id: &str) -> Result<Height, ApiE
 )]
 async fn block<S: Store>(
     State(st): State<Arc<ApiState<S>>>,
+    Extension(viewer): Extension<Viewer>,
     Path(id): Path<String>,
 ) -> ApiResult<BlockView> {
     let height = resolve_height(&st.shared, &id)?;
@@ -905,7 +1092,9 @@ async fn block<S: Store>(
         .ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?;
     let receipts = store.receipts(height)?.unwrap_or_default();
     let certified = store.certificate(height)?.is_some();
-    Ok(Json(block_view(&st, &block, &receipts, certified)?))
+    Ok(Json(block_view(
+        &st, &viewer, &block, &receipts, certified,
+    )?))
 }
 
 /// A proof of a state key's value (or absence) at a height (default: the tip), checkable
@@ -919,12 +1108,18 @@ async fn block<S: Store>(
 )]
 async fn proof<S: Store>(
     State(st): State<Arc<ApiState<S>>>,
+    Extension(viewer): Extension<Viewer>,
     Path(key): Path<String>,
     Query(q): Query<HeightQuery>,
 ) -> ApiResult<ProofView> {
     let key: StateKey = key
         .parse()
         .map_err(|e| ApiError::bad_request(format!("bad key: {e}")))?;
+    if !may_read_key(&st, &viewer, &key)? {
+        return Err(ApiError::forbidden(format!(
+            "the value of {key} is not yours to read (AC-6.3)"
+        )));
+    }
     if let Some(reason) = crate::market_api::sealed(&st, &key)? {
         return Err(ApiError::forbidden(reason));
     }

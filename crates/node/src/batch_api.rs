@@ -12,13 +12,15 @@
 
 use crate::{
     api::{ApiError, ApiState, ErrorBody},
-    market_api::{parse_site, path},
+    auth::Viewer,
+    market_api::{parse_site, path, read, sees_site},
+    routes::{ReadRule, Route},
 };
 use axum::{
-    Json, Router,
+    Extension, Json,
     body::Bytes,
     extract::{DefaultBodyLimit, Path, State, rejection::PathRejection},
-    http::{StatusCode, header},
+    http::{Method, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -37,14 +39,27 @@ use utoipa::ToSchema;
 pub const RAW_BATCH_BYTES_MAX: usize = 8 << 20;
 
 /// The batch routes.
-pub fn routes<S: Store>() -> Router<Arc<ApiState<S>>> {
-    Router::new()
-        .route(
+pub(crate) fn routes<S: Store>() -> Vec<Route<S>> {
+    vec![
+        Route::new(
+            Method::POST,
             "/v1/meter-batches",
+            ReadRule::Upload,
             post(upload::<S>).layer(DefaultBodyLimit::max(RAW_BATCH_BYTES_MAX)),
-        )
-        .route("/v1/meter-batches/{root}", get(download::<S>))
-        .route("/v1/meter-batches/{root}/proofs/{site}", get(proof::<S>))
+        ),
+        Route::new(
+            Method::GET,
+            "/v1/meter-batches/{root}",
+            ReadRule::Operator,
+            get(download::<S>),
+        ),
+        Route::new(
+            Method::GET,
+            "/v1/meter-batches/{root}/proofs/{site}",
+            ReadRule::Own,
+            get(proof::<S>),
+        ),
+    ]
 }
 
 /// `POST /v1/meter-batches` answer.
@@ -119,12 +134,14 @@ fn stored<S: Store>(st: &ApiState<S>, root: &Hash) -> Result<Vec<u8>, ApiError> 
     st.batches
         .get(root)
         .map_err(ApiError::internal)?
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "no batch with root {} is stored on this node",
-                hex::encode(root)
-            ))
-        })
+        .ok_or_else(|| not_stored(root))
+}
+
+fn not_stored(root: &Hash) -> ApiError {
+    ApiError::not_found(format!(
+        "no batch with root {} is stored on this node",
+        hex::encode(root)
+    ))
 }
 
 /// Checks an upload: a raw batch for this chain, each site once. Returns it with its root.
@@ -229,10 +246,25 @@ async fn upload<S: Store>(
 )]
 async fn download<S: Store>(
     State(st): State<Arc<ApiState<S>>>,
+    Extension(viewer): Extension<Viewer>,
     p: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let root = parse_root(&path(p)?)?;
     let bytes = stored(&st, &root)?;
+    // Every site's readings: the feeder's operator's, auditors' and regulators' only; to anyone
+    // else the batch is as absent as one this node does not hold (AC-6.3).
+    let batch = RawBatch::from_bytes(&bytes).map_err(ApiError::internal)?;
+    let tip = st.shared.executor.tip().height;
+    let operates = viewer.reads_all()
+        || read::<S, bcte_ledger::market_state::FeederState>(
+            &st,
+            tip,
+            &bcte_ledger::StateKey::Feeder(batch.feeder.clone()),
+        )?
+        .is_some_and(|f| viewer.reads_feeder(&f));
+    if !operates {
+        return Err(not_stored(&root));
+    }
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }
 
@@ -252,25 +284,32 @@ async fn download<S: Store>(
 )]
 async fn proof<S: Store>(
     State(st): State<Arc<ApiState<S>>>,
+    Extension(viewer): Extension<Viewer>,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<ReadingProofView>, ApiError> {
     let (root, site) = path(p)?;
     let (root, site) = (parse_root(&root)?, parse_site(&site)?);
     let bytes = stored(&st, &root)?;
     tokio::task::spawn_blocking(move || {
+        // Another's reading is as absent as a missing one (AC-6.3).
+        let none = || {
+            ApiError::not_found(format!(
+                "batch {} has no reading of site {:?}",
+                hex::encode(root),
+                site.as_str()
+            ))
+        };
         let batch = RawBatch::from_bytes(&bytes).map_err(|e| {
             ApiError::internal(format!(
                 "stored batch {} is damaged: {e}",
                 hex::encode(root)
             ))
         })?;
-        let p = batch.proof(&site).ok_or_else(|| {
-            ApiError::not_found(format!(
-                "batch {} has no reading of site {:?}",
-                hex::encode(root),
-                site.as_str()
-            ))
-        })?;
+        let tip = st.shared.executor.tip().height;
+        if !sees_site(&st, tip, &viewer, &batch.feeder, &site)? {
+            return Err(none());
+        }
+        let p = batch.proof(&site).ok_or_else(none)?;
         Ok(Json(ReadingProofView::new(&root, &p)))
     })
     .await

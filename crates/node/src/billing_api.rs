@@ -4,11 +4,14 @@
 
 use crate::{
     api::{ApiError, ApiState, ErrorBody},
-    market_api::{parse_feeder, path, read, schedule_of},
+    auth::Viewer,
+    market_api::{parse_feeder, path, read, schedule_of, site_scope},
+    routes::{ReadRule, Route},
 };
 use axum::{
-    Json, Router,
+    Extension, Json,
     extract::{Path, Query, State, rejection::PathRejection, rejection::QueryRejection},
+    http::Method,
     routing::get,
 };
 use bcte_ledger::{
@@ -27,8 +30,13 @@ use utoipa::ToSchema;
 pub const PERIOD_INTERVALS_MAX: u64 = 31 * 96;
 
 /// The billing routes.
-pub fn routes<S: Store>() -> Router<Arc<ApiState<S>>> {
-    Router::new().route("/v1/feeders/{feeder}/billing", get(billing::<S>))
+pub(crate) fn routes<S: Store>() -> Vec<Route<S>> {
+    vec![Route::new(
+        Method::GET,
+        "/v1/feeders/{feeder}/billing",
+        ReadRule::Own,
+        get(billing::<S>),
+    )]
 }
 
 /// The largest interval a billing period may name: `i64::MAX`, the top of the int64 format
@@ -208,6 +216,7 @@ pub fn check_period(from: u64, to: u64) -> Result<(Interval, Interval), String> 
 )]
 async fn billing<S: Store>(
     State(st): State<Arc<ApiState<S>>>,
+    Extension(viewer): Extension<Viewer>,
     p: Result<Path<String>, PathRejection>,
     q: Result<Query<PeriodQuery>, QueryRejection>,
 ) -> Result<Json<BillingView>, ApiError> {
@@ -215,10 +224,23 @@ async fn billing<S: Store>(
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let (from, to) = check_period(q.from_interval, q.to_interval).map_err(ApiError::bad_request)?;
     let st2 = st.clone();
-    tokio::task::spawn_blocking(move || statements(&st2, &f, from, to))
-        .await
-        .map_err(ApiError::internal)?
-        .map(Json)
+    tokio::task::spawn_blocking(move || {
+        let h = st2.shared.executor.tip().height;
+        let all = site_scope(&st2, h, &viewer, &f)?.is_all();
+        let mut view = statements(&st2, &f, from, to)?;
+        if !all {
+            // A statement is its participant's, a portfolio its aggregator's, a provider's
+            // statement its provider's (AC-6.3).
+            let mine = |a: &str| a.parse::<AccountId>().is_ok_and(|a| viewer.is(&a));
+            view.statements.retain(|x| mine(&x.participant));
+            view.portfolios.retain(|x| mine(&x.aggregator));
+            view.providers.retain(|x| mine(&x.provider));
+        }
+        Ok(view)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map(Json)
 }
 
 fn statements<S: Store>(

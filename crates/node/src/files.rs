@@ -91,6 +91,23 @@ impl DataDir {
         self.root.join("bcte.redb")
     }
 
+    /// `api.key`: the node's API key, which signs its read tokens (AC-6.1); never the
+    /// consensus key. Made on the node's first start.
+    pub fn api_key(&self) -> PathBuf {
+        self.root.join("api.key")
+    }
+
+    /// `pii/`: the registrar's encrypted personal-data records and their access log (AC-2.4).
+    pub fn pii(&self) -> PathBuf {
+        self.root.join("pii")
+    }
+
+    /// `pii-keys/`: one key per participant's record, apart from the records (a deployment
+    /// mounts it on another disk or a key service's volume); erasing a key erases the record.
+    pub fn pii_keys(&self) -> PathBuf {
+        self.root.join("pii-keys")
+    }
+
     /// `batches/`: the off-chain store of raw meter batches, one file per batch named by its
     /// Merkle root (docs/api.md, "Raw meter batches").
     pub fn batches(&self) -> PathBuf {
@@ -149,6 +166,16 @@ pub fn read_key(path: &Path) -> Result<PrivateKey, FileError> {
     if file.account != expected.account || file.public_key.to_lowercase() != expected.public_key {
         return Err(invalid(path, "account/public_key do not match private_key"));
     }
+    Ok(key)
+}
+
+/// The key at `path`, or a new one written there if it has none.
+pub fn read_or_make_key(path: &Path) -> Result<PrivateKey, FileError> {
+    if path.exists() {
+        return read_key(path);
+    }
+    let key = generate_key();
+    write_key(path, &key)?;
     Ok(key)
 }
 

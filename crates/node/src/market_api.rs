@@ -11,13 +11,18 @@
 //! Sealed bids: nobody reads a rival's curve before it can no longer be changed. The bids of
 //! an interval, and the state keys holding them, are served only once the interval is cleared.
 
-use crate::api::{ApiError, ApiState, ErrorBody};
+use crate::{
+    api::{ApiError, ApiState, ErrorBody, may_read_key},
+    auth::Viewer,
+    routes::{ReadRule, Route},
+};
 use axum::{
-    Json, Router,
+    Extension, Json,
     extract::{
         Path, Query, State,
         rejection::{PathRejection, QueryRejection},
     },
+    http::Method,
     routing::get,
 };
 use bcte_ledger::{
@@ -39,25 +44,127 @@ use serde::{Deserialize, Serialize};
 use std::{collections::BTreeMap, sync::Arc};
 use utoipa::ToSchema;
 
-/// The market's routes over `state`.
-pub fn routes<S: Store>() -> Router<Arc<ApiState<S>>> {
-    Router::new()
-        .route("/v1/feeders", get(feeders::<S>))
-        .route("/v1/feeders/{feeder}", get(feeder::<S>))
-        .route("/v1/feeders/{feeder}/schedule", get(schedule::<S>))
-        .route("/v1/feeders/{feeder}/sites/{site}", get(site::<S>))
-        .route(
+/// The market's routes.
+pub(crate) fn routes<S: Store>() -> Vec<Route<S>> {
+    use ReadRule::{Own, Public, Redacted};
+    vec![
+        Route::new(Method::GET, "/v1/feeders", Public, get(feeders::<S>)),
+        Route::new(
+            Method::GET,
+            "/v1/feeders/{feeder}",
+            Public,
+            get(feeder::<S>),
+        ),
+        Route::new(
+            Method::GET,
+            "/v1/feeders/{feeder}/schedule",
+            Public,
+            get(schedule::<S>),
+        ),
+        Route::new(
+            Method::GET,
+            "/v1/feeders/{feeder}/sites/{site}",
+            Own,
+            get(site::<S>),
+        ),
+        Route::new(
+            Method::GET,
             "/v1/feeders/{feeder}/intervals/{interval}/bids",
+            Own,
             get(bids::<S>),
-        )
-        .route(
+        ),
+        Route::new(
+            Method::GET,
             "/v1/feeders/{feeder}/intervals/{interval}/result",
+            Redacted,
             get(result::<S>),
-        )
-        .route(
+        ),
+        Route::new(
+            Method::GET,
             "/v1/feeders/{feeder}/intervals/{interval}/sites/{site}",
+            Own,
             get(site_result::<S>),
-        )
+        ),
+    ]
+}
+
+/// The sites of a feeder whose own data a viewer reads (AC-6.3).
+pub(crate) enum SiteScope {
+    /// All: the feeder's operator, an auditor, a regulator.
+    All,
+    /// These: the sites it owns or that are delegated to it.
+    Some(std::collections::BTreeSet<SiteId>),
+}
+
+impl SiteScope {
+    /// Whether `site` is in scope.
+    pub(crate) fn sees(&self, site: &SiteId) -> bool {
+        match self {
+            Self::All => true,
+            Self::Some(set) => set.contains(site),
+        }
+    }
+
+    /// Whether it is every site.
+    pub(crate) const fn is_all(&self) -> bool {
+        matches!(self, Self::All)
+    }
+}
+
+/// The sites of `feeder` whose own data `viewer` reads at `height`. For a participant this
+/// reads every site's record once (there is no index by owner on chain).
+pub(crate) fn site_scope<S: Store>(
+    st: &ApiState<S>,
+    height: Height,
+    viewer: &Viewer,
+    feeder: &FeederId,
+) -> Result<SiteScope, ApiError> {
+    if viewer.reads_all() {
+        return Ok(SiteScope::All);
+    }
+    let mut set = std::collections::BTreeSet::new();
+    if viewer.account.is_none() {
+        return Ok(SiteScope::Some(set));
+    }
+    if let Some(state) = read::<S, FeederState>(st, height, &StateKey::Feeder(feeder.clone()))?
+        && viewer.reads_feeder(&state)
+    {
+        return Ok(SiteScope::All);
+    }
+    let table: SiteTable = read(st, height, &StateKey::Sites(feeder.clone()))?.unwrap_or_default();
+    for info in &table.sites {
+        let key = StateKey::Site(feeder.clone(), info.id.clone());
+        if read::<S, SiteState>(st, height, &key)?.is_some_and(|s| viewer.owns_site(&s)) {
+            set.insert(info.id.clone());
+        }
+    }
+    Ok(SiteScope::Some(set))
+}
+
+/// Whether `viewer` reads the own data of `site` of `feeder` at `height` (false as well when
+/// there is no such site, so that a refusal and an absence look the same).
+pub(crate) fn sees_site<S: Store>(
+    st: &ApiState<S>,
+    height: Height,
+    viewer: &Viewer,
+    feeder: &FeederId,
+    site: &SiteId,
+) -> Result<bool, ApiError> {
+    if viewer.reads_all() {
+        return Ok(true);
+    }
+    if viewer.account.is_none() {
+        return Ok(false);
+    }
+    if read::<S, FeederState>(st, height, &StateKey::Feeder(feeder.clone()))?
+        .is_some_and(|s| viewer.reads_feeder(&s))
+    {
+        return Ok(true);
+    }
+    Ok(
+        read::<S, SiteState>(st, height, &StateKey::Site(feeder.clone(), site.clone()))?
+            .is_some_and(|s| viewer.owns_site(&s)),
+    )
 }
 
 /// Reads and decodes a value at `height`.
@@ -468,14 +575,20 @@ pub struct SiteView {
 )]
 async fn site<S: Store>(
     State(st): State<Arc<ApiState<S>>>,
+    Extension(viewer): Extension<Viewer>,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<SiteView>, ApiError> {
     let (f, site) = path(p)?;
     let (f, site) = (parse_feeder(&f)?, parse_site(&site)?);
     let tip = st.shared.executor.tip();
     schedule_of(&st, tip.height, &f)?;
-    let state: SiteState = read(&st, tip.height, &StateKey::Site(f.clone(), site.clone()))?
-        .ok_or_else(|| ApiError::not_found(format!("unknown site {:?}", site.as_str())))?;
+    let unknown = || ApiError::not_found(format!("unknown site {:?}", site.as_str()));
+    // Another's site is as unknown as an absent one (AC-6.3).
+    if !sees_site(&st, tip.height, &viewer, &f, &site)? {
+        return Err(unknown());
+    }
+    let state: SiteState =
+        read(&st, tip.height, &StateKey::Site(f.clone(), site.clone()))?.ok_or_else(unknown)?;
     let table: SiteTable = read(&st, tip.height, &StateKey::Sites(f.clone()))?.unwrap_or_default();
     let nodes: FeederState = read(&st, tip.height, &StateKey::Feeder(f.clone()))?
         .ok_or_else(|| ApiError::internal("a feeder without nodes"))?;
@@ -598,6 +711,7 @@ fn require_cleared(s: &Schedule, feeder: &FeederId, k: Interval) -> Result<(), A
 )]
 async fn bids<S: Store>(
     State(st): State<Arc<ApiState<S>>>,
+    Extension(viewer): Extension<Viewer>,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<BidsView>, ApiError> {
     let (f, k) = path(p)?;
@@ -614,8 +728,10 @@ async fn bids<S: Store>(
         }
     }
     records.sort_by_key(|r| r.index);
+    let scope = site_scope(&st, tip.height, &viewer, &f)?;
     let out = records
         .iter()
+        .filter(|r| scope.sees(&r.site))
         .map(|r| BidView {
             site: r.site.to_string(),
             bidder: r.bidder.to_string(),
@@ -627,6 +743,76 @@ async fn bids<S: Store>(
         interval: k.0,
         bids: out,
     }))
+}
+
+/// A k-anonymous group of sites (AC-6.8): whole nodes, at least
+/// [`bcte_ledger::anon::K_ANONYMITY`] sites, none above 15 % of the group's energy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct GroupView {
+    /// The nodes whose sites it holds.
+    pub nodes: Vec<String>,
+    /// How many sites.
+    pub sites: usize,
+    /// What its consuming sites are served, kW (positive).
+    pub consumption_kw: f64,
+    /// What its producing sites feed in, kW (positive).
+    pub generation_kw: f64,
+}
+
+/// The k-anonymous groups of every site of `table` on `nodes` (AC-6.8), by the magnitude of
+/// each site's served power in `served` (zero for a site without a result): each group's node
+/// ids and site ids.
+pub(crate) fn anon_groups<'a>(
+    nodes: &FeederState,
+    table: &'a SiteTable,
+    served: &BTreeMap<SiteId, Watts>,
+) -> Vec<(Vec<String>, Vec<&'a SiteId>)> {
+    let parents: Vec<u32> = nodes.nodes.iter().map(|n| n.parent).collect();
+    let site_nodes: Vec<u32> = table.sites.iter().map(|s| s.node).collect();
+    let energy: Vec<u64> = table
+        .sites
+        .iter()
+        .map(|s| served.get(&s.id).map_or(0, |w| w.0.unsigned_abs()))
+        .collect();
+    bcte_ledger::anon::groups(&parents, &site_nodes, &energy)
+        .into_iter()
+        .map(|g| {
+            (
+                g.nodes
+                    .iter()
+                    .map(|&n| nodes.nodes[n as usize].id.to_string())
+                    .collect(),
+                g.sites.iter().map(|&i| &table.sites[i].id).collect(),
+            )
+        })
+        .collect()
+}
+
+/// The views of [`anon_groups`]: each group's served consumption and generation.
+pub(crate) fn group_views(
+    nodes: &FeederState,
+    table: &SiteTable,
+    served: &BTreeMap<SiteId, Watts>,
+) -> Vec<GroupView> {
+    anon_groups(nodes, table, served)
+        .into_iter()
+        .map(|(node_ids, sites)| {
+            let sum = |pos: bool| {
+                let w: i64 = sites
+                    .iter()
+                    .filter_map(|s| served.get(*s).map(|w| w.0))
+                    .filter(|w| if pos { *w > 0 } else { *w < 0 })
+                    .sum();
+                kw(Watts(w.abs()))
+            };
+            GroupView {
+                nodes: node_ids,
+                sites: sites.len(),
+                consumption_kw: sum(true),
+                generation_kw: sum(false),
+            }
+        })
+        .collect()
 }
 
 /// A site's part of an interval's result.
@@ -686,6 +872,16 @@ pub struct ResultView {
     pub sites: BTreeMap<String, SitePart>,
     /// Sites whose bids were left out (their curve left the interval's price bounds).
     pub excluded: Vec<String>,
+    /// The served power of k-anonymous groups of the sites, for everyone (AC-6.8); empty when
+    /// the feeder has no valid group.
+    #[serde(default)]
+    pub groups: Vec<GroupView>,
+    /// What the answer holds (AC-6.4): `all` for the feeder's operator, auditors and
+    /// regulators; `own` for everyone else: the prices, the mode, the upstream prices and the
+    /// congested edges, and only the caller's own sites (none for the public), without the
+    /// flows, per-node shed and spill, welfare and upstream exchange (zero or empty).
+    #[serde(default)]
+    pub scope: String,
 }
 
 /// The result of a cleared interval (404 before it clears).
@@ -697,6 +893,7 @@ pub struct ResultView {
 )]
 async fn result<S: Store>(
     State(st): State<Arc<ApiState<S>>>,
+    Extension(viewer): Extension<Viewer>,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<ResultView>, ApiError> {
     let (f, k) = path(p)?;
@@ -765,17 +962,36 @@ async fn result<S: Store>(
             .iter()
             .filter_map(|i| table.sites.get(*i as usize).map(|s| s.id.to_string()))
             .collect(),
+        groups: Vec::new(),
+        scope: String::new(),
     };
-    if r.mode != GridMode::Islanded {
+    let scope = site_scope(&st, tip.height, &viewer, &f)?;
+    if !scope.is_all() {
+        // The grid's side (flows, per-node shed and spill, welfare, the upstream exchange) is
+        // the operator's: a leaf node's flow is one site's power (AC-6.4).
+        view.flows.clear();
+        view.shed_kw.clear();
+        view.spilled_kw.clear();
+        view.welfare = 0.0;
+        view.upstream_kw = 0.0;
+        view.excluded
+            .retain(|s| SiteId::new(s.as_str()).is_ok_and(|s| scope.sees(&s)));
+    } else if r.mode != GridMode::Islanded {
         view.allocations
             .insert(SiteId::UPSTREAM.to_owned(), kw(r.upstream));
     }
+    view.scope = if scope.is_all() { "all" } else { "own" }.to_owned();
+    let mut served = BTreeMap::new();
     for bucket in book.iter() {
         let key = StateKey::Results(f.clone(), k, bucket);
         let Some(results) = read::<S, ResultBucket>(&st, tip.height, &key)? else {
             continue;
         };
         for (site, result) in results.results {
+            served.insert(site.clone(), result.served());
+            if !scope.sees(&site) {
+                continue;
+            }
             let name = site.to_string();
             view.allocations.insert(name.clone(), kw(result.allocation));
             if !result.shed.is_zero() {
@@ -795,6 +1011,7 @@ async fn result<S: Store>(
             );
         }
     }
+    view.groups = group_views(&nodes, &table, &served);
     Ok(Json(view))
 }
 
@@ -822,10 +1039,12 @@ pub struct SiteResultView {
     pub height: u64,
     /// The state key of the site's result bucket, `results/<feeder>/<interval>/<bucket>`.
     pub key: String,
-    /// The value's bytes, hex.
-    pub value: String,
+    /// The value's bytes, hex: the whole bucket, which holds other sites' results too, so it
+    /// and the proof are given only to those who read the bucket (the feeder's operator,
+    /// auditors, regulators); null for a site's owner or aggregator (AC-6.5).
+    pub value: Option<String>,
     /// The proof's canonical bytes, hex (see docs/encoding.md).
-    pub proof: String,
+    pub proof: Option<String>,
     /// The state root of block `height`.
     pub state_root: String,
     /// The hash of block `height`.
@@ -844,6 +1063,7 @@ pub struct SiteResultView {
 )]
 async fn site_result<S: Store>(
     State(st): State<Arc<ApiState<S>>>,
+    Extension(viewer): Extension<Viewer>,
     p: Result<Path<(String, String, String)>, PathRejection>,
     q: Result<Query<HeightQuery>, QueryRejection>,
 ) -> Result<Json<SiteResultView>, ApiError> {
@@ -861,18 +1081,30 @@ async fn site_result<S: Store>(
         )));
     }
     let key = StateKey::Results(f.clone(), k, book_bucket(&site));
-    let bucket: Option<ResultBucket> = read(&st, height, &key)?;
-    let result = *bucket.as_ref().and_then(|b| b.get(&site)).ok_or_else(|| {
+    let none = || {
         ApiError::not_found(format!(
             "site {:?} has no result in interval {k} at height {height}",
             site.as_str()
         ))
-    })?;
+    };
+    // Another's site has no result as far as the caller can tell (AC-6.3).
+    if !sees_site(&st, tip.height, &viewer, &f, &site)? {
+        return Err(none());
+    }
+    let bucket: Option<ResultBucket> = read(&st, height, &key)?;
+    let result = *bucket
+        .as_ref()
+        .and_then(|b| b.get(&site))
+        .ok_or_else(none)?;
     let store = st.shared.executor.store();
     let block = store
         .block(height)?
         .ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?;
-    let proof = prove(store, key.clone(), height).map_err(ApiError::internal)?;
+    let proof = if may_read_key(&st, &viewer, &key)? {
+        Some(prove(store, key.clone(), height).map_err(ApiError::internal)?)
+    } else {
+        None
+    };
     Ok(Json(SiteResultView {
         feeder: f.to_string(),
         interval: k.0,
@@ -886,8 +1118,10 @@ async fn site_result<S: Store>(
         },
         height: height.get(),
         key: key.to_string(),
-        value: proof.value.as_ref().map(hex::encode).unwrap_or_default(),
-        proof: hex::encode(proof.to_bytes()),
+        value: proof
+            .as_ref()
+            .map(|p| p.value.as_ref().map(hex::encode).unwrap_or_default()),
+        proof: proof.as_ref().map(|p| hex::encode(p.to_bytes())),
         state_root: hex::encode(block.header().state_root),
         block_hash: hex::encode(block.hash()),
     }))
@@ -941,6 +1175,7 @@ pub fn bid_is_sealed<S: Store>(
         BidView,
         CurveView,
         ResultView,
+        GroupView,
         SitePart,
         SiteResultView
     ))

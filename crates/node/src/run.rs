@@ -290,7 +290,15 @@ fn serve(opts: NodeConfig, http: TcpListener, banner: &[String]) -> anyhow::Resu
         running.handles.push(network_handle);
 
         let registry = context.child("api");
+        let api_key = crate::files::read_or_make_key(&opts.data_dir.api_key())?;
+        let auth = Arc::new(crate::auth::Auth::new(
+            &api_key,
+            shared.executor.chain_id().clone(),
+        ));
+        let pii = crate::pii::PiiStore::open(&opts.data_dir.pii(), &opts.data_dir.pii_keys())?;
         let api_state = Arc::new(ApiState {
+            pii: Some(Arc::new(pii)),
+            auth,
             shared,
             outbox: Some(running.gossip.clone()),
             metrics: Some(Arc::new(move || registry.encode())),

@@ -7,11 +7,14 @@
 
 use crate::{
     api::{ApiError, ApiState, ErrorBody},
-    market_api::{parse_feeder, parse_interval, path, read, schedule_of},
+    auth::Viewer,
+    market_api::{parse_feeder, parse_interval, path, read, schedule_of, site_scope},
+    routes::{ReadRule, Route},
 };
 use axum::{
-    Json, Router,
+    Extension, Json,
     extract::{Path, State, rejection::PathRejection},
+    http::Method,
     routing::get,
 };
 use bcte_ledger::{
@@ -28,15 +31,28 @@ use serde::{Deserialize, Serialize};
 use std::{collections::BTreeMap, sync::Arc};
 use utoipa::ToSchema;
 
-/// The settlement's routes over `state`.
-pub fn routes<S: Store>() -> Router<Arc<ApiState<S>>> {
-    Router::new()
-        .route(
+/// The settlement's routes.
+pub(crate) fn routes<S: Store>() -> Vec<Route<S>> {
+    vec![
+        Route::new(
+            Method::GET,
             "/v1/feeders/{feeder}/intervals/{interval}/settlement",
+            ReadRule::Own,
             get(settlement::<S>),
-        )
-        .route("/v1/feeders/{feeder}/contracts", get(contracts::<S>))
-        .route("/v1/feeders/{feeder}/flex", get(flex::<S>))
+        ),
+        Route::new(
+            Method::GET,
+            "/v1/feeders/{feeder}/contracts",
+            ReadRule::Own,
+            get(contracts::<S>),
+        ),
+        Route::new(
+            Method::GET,
+            "/v1/feeders/{feeder}/flex",
+            ReadRule::Redacted,
+            get(flex::<S>),
+        ),
+    ]
 }
 
 /// One site's part of an accepted flexibility offer in a settled interval (FX-3).
@@ -133,12 +149,16 @@ pub struct FlexView {
 )]
 async fn flex<S: Store>(
     State(st): State<Arc<ApiState<S>>>,
+    Extension(viewer): Extension<Viewer>,
     p: Result<Path<String>, PathRejection>,
 ) -> Result<Json<FlexView>, ApiError> {
     use bcte_types::flex::FlexTarget;
     let f = parse_feeder(&path(p)?)?;
     let h = st.shared.executor.tip().height;
     schedule_of(&st, h, &f)?;
+    // The requests are public (anyone may offer); the sites they name and the offers only to
+    // whom they concern (AC-6.4).
+    let scope = site_scope(&st, h, &viewer, &f)?;
     let table: bcte_ledger::flex::FlexTable =
         read(&st, h, &StateKey::Flex(f.clone()))?.unwrap_or_default();
     let requests = table
@@ -148,7 +168,15 @@ async fn flex<S: Store>(
             let r = &e.request;
             let (node, sites) = match &r.target {
                 FlexTarget::Node(n) => (Some(n.to_string()), None),
-                FlexTarget::Sites(s) => (None, Some(s.iter().map(ToString::to_string).collect())),
+                FlexTarget::Sites(s) => (
+                    None,
+                    Some(
+                        s.iter()
+                            .filter(|s| scope.sees(s))
+                            .map(ToString::to_string)
+                            .collect(),
+                    ),
+                ),
             };
             FlexRequestView {
                 id: hex::encode(e.id),
@@ -166,6 +194,7 @@ async fn flex<S: Store>(
                     .offers
                     .iter()
                     .enumerate()
+                    .filter(|(_, o)| viewer.is(&o.by) || o.sites.iter().any(|s| scope.sees(s)))
                     .map(|(i, o)| FlexOfferView {
                         number: i as u32,
                         by: o.by.to_string(),
@@ -332,11 +361,15 @@ pub struct ContractsView {
 )]
 async fn contracts<S: Store>(
     State(st): State<Arc<ApiState<S>>>,
+    Extension(viewer): Extension<Viewer>,
     p: Result<Path<String>, PathRejection>,
 ) -> Result<Json<ContractsView>, ApiError> {
     let f = parse_feeder(&path(p)?)?;
     let h = st.shared.executor.tip().height;
     let s = schedule_of(&st, h, &f)?;
+    // A contract is its parties' (their sites' owners and aggregators) and an EV contract its
+    // provider's too (AC-6.3).
+    let scope = site_scope(&st, h, &viewer, &f)?;
     let table: bcte_ledger::contract::ContractTable =
         read(&st, h, &StateKey::Contracts(f.clone()))?.unwrap_or_default();
     let sites: bcte_ledger::market_state::SiteTable = if table.ev.is_empty() {
@@ -350,6 +383,7 @@ async fn contracts<S: Store>(
             .contracts
             .iter()
             .filter(|c| c.until >= s.next_settle)
+            .filter(|c| scope.sees(&c.terms.seller) || scope.sees(&c.terms.buyer))
             .map(|c| ContractView {
                 id: hex::encode(c.id),
                 seller: c.terms.seller.to_string(),
@@ -366,6 +400,7 @@ async fn contracts<S: Store>(
             .ev
             .iter()
             .filter(|e| e.terms.deadline >= s.next_settle)
+            .filter(|e| scope.sees(&e.terms.site) || viewer.is(&e.terms.provider))
             .map(|e| EvContractView {
                 id: hex::encode(e.id),
                 site: e.terms.site.to_string(),
@@ -524,6 +559,7 @@ pub struct SettlementView {
 )]
 async fn settlement<S: Store>(
     State(st): State<Arc<ApiState<S>>>,
+    Extension(viewer): Extension<Viewer>,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<SettlementView>, ApiError> {
     let (f, k) = path(p)?;
@@ -531,6 +567,9 @@ async fn settlement<S: Store>(
     let tip = st.shared.executor.tip();
     let h = tip.height;
     let s = schedule_of(&st, h, &f)?;
+    // Each site's reading, settlement and adjustments are its owner's and aggregator's; the
+    // market account's totals the operator's (AC-6.3).
+    let scope = site_scope(&st, h, &viewer, &f)?;
     let idx: Option<SettleIndex> = read(&st, h, &StateKey::Settling(f.clone(), k))?;
     if idx.is_none() {
         return Err(ApiError::not_found(if k < s.next_clear {
@@ -578,6 +617,9 @@ async fn settlement<S: Store>(
     for b in idx.readings.iter() {
         let bucket: Option<ReadingBucket> = read(&st, h, &StateKey::Readings(f.clone(), k, b))?;
         for r in bucket.map(|b| b.readings).unwrap_or_default() {
+            if !scope.sees(&r.site) {
+                continue;
+            }
             let (source, batch_root) = match r.source {
                 ReadingSource::Meter => ("meter", None),
                 ReadingSource::Batch(i) => {
@@ -598,6 +640,9 @@ async fn settlement<S: Store>(
     for b in idx.settled.iter() {
         let bucket: Option<SettledBucket> = read(&st, h, &StateKey::Settled(f.clone(), k, b))?;
         for (site, x) in bucket.map(|b| b.sites).unwrap_or_default() {
+            if !scope.sees(&site) {
+                continue;
+            }
             view.sites.insert(
                 site.to_string(),
                 SiteSettlementView {
@@ -617,6 +662,9 @@ async fn settlement<S: Store>(
     for b in idx.adjustments.iter() {
         let bucket: Option<AdjustBucket> = read(&st, h, &StateKey::Adjustments(f.clone(), k, b))?;
         for a in bucket.map(|b| b.items).unwrap_or_default() {
+            if !scope.sees(&a.site) {
+                continue;
+            }
             let (kind, metered_wh, deviation_wh, memo) = match a.kind {
                 AdjustKind::TrueUp {
                     metered_wh,
@@ -634,6 +682,9 @@ async fn settlement<S: Store>(
                 memo,
             });
         }
+    }
+    if !scope.is_all() {
+        return Ok(Json(view));
     }
     if let Some(t) = read::<S, IntervalSettlement>(&st, h, &StateKey::Settlement(f.clone(), k))? {
         let feeder: FeederState = read(&st, h, &StateKey::Feeder(f.clone()))?

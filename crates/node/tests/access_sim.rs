@@ -5,8 +5,14 @@
 //! its revocation is final, every validator refuses it. All validators agree on every block and
 //! state root throughout.
 
+use axum::http::HeaderValue;
 use bcte_ledger::{AccountState, StateKey, decode_value, tree};
-use bcte_node::mempool::AdmitError;
+use bcte_node::{
+    api::ApiState,
+    auth::{Auth, unix_now_s},
+    mempool::AdmitError,
+    routes::viewer_of,
+};
 use bcte_sim as sim;
 use bcte_sim::{SimNet, SimValidator, Witness, config, for_each_seed, wait_height};
 use bcte_types::{
@@ -16,6 +22,7 @@ use bcte_types::{
 };
 use commonware_cryptography::{Signer as _, ed25519::PrivateKey};
 use commonware_runtime::{Runner as _, deterministic};
+use std::sync::Arc;
 use std::time::Duration;
 
 const N: u64 = 4;
@@ -158,6 +165,46 @@ fn enrollment_rotation_and_revocation_take_effect_on_every_validator_once_final(
                 let before = account_at(refs[0], alice);
                 assert_eq!(before.nonce, 2);
 
+                // AC-6.2: each validator's API issues her a read token (its own API key); each
+                // reads her at its tip.
+                let apis: Vec<_> = refs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        let auth = Arc::new(Auth::new(
+                            &PrivateKey::from_seed(1_000 + i as u64),
+                            genesis.chain_id.clone(),
+                        ));
+                        ApiState {
+                            shared: v.shared().clone(),
+                            outbox: None,
+                            metrics: None,
+                            batches: Arc::new(bcte_store::MemBlobStore::default()),
+                            auth,
+                            pii: None,
+                        }
+                    })
+                    .collect();
+                let tokens: Vec<HeaderValue> = apis
+                    .iter()
+                    .map(|a| {
+                        HeaderValue::from_str(&format!(
+                            "Bearer {}",
+                            a.auth.issue(&alice, unix_now_s())
+                        ))
+                        .unwrap()
+                    })
+                    .collect();
+                for (api, token) in apis.iter().zip(&tokens) {
+                    let viewer = viewer_of(api, Some(token)).expect("a member's token");
+                    assert_eq!(viewer.account, Some(alice));
+                }
+                // Another node's token is refused.
+                assert_eq!(
+                    viewer_of(&apis[0], Some(&tokens[1])).unwrap_err().status(),
+                    401
+                );
+
                 // AC-5.1: the registrar revokes her; once final, every validator refuses her.
                 let revoke = sim::sign(
                     &genesis,
@@ -184,6 +231,12 @@ fn enrollment_rotation_and_revocation_take_effect_on_every_validator_once_final(
                     &new_key,
                 );
                 refused_everywhere(&refs, &late, &RejectReason::Revoked { account: alice });
+                // Her unexpired tokens are refused by every validator's API (AC-6.2).
+                for (api, token) in apis.iter().zip(&tokens) {
+                    let e = viewer_of(api, Some(token)).unwrap_err();
+                    assert_eq!(e.status(), 403, "{}", e.message());
+                    assert!(e.message().contains("revoked"), "{}", e.message());
+                }
                 for v in &refs {
                     let a = account_at(v, alice);
                     assert!(a.revoked, "{}", v.name);

@@ -9,6 +9,7 @@ use bcte_ledger::{StateKey, StateProof};
 use bcte_node::{
     api::{self, ApiState},
     app::{BuildParams, Shared},
+    auth::Auth,
     executor::Executor,
 };
 use bcte_sim as sim;
@@ -25,18 +26,52 @@ struct Fixture {
     shared: Arc<Shared<MemStore>>,
     router: Router,
     genesis: Genesis,
+    auth: Arc<Auth>,
+    /// A read token of an auditor (who reads everything: AC-6.3), sent by [`Fixture::get`].
+    token: String,
+    /// The personal-data store's directory.
+    _pii_dir: tempfile::TempDir,
 }
 
+/// The seed of the fixture's auditor account.
+const AUDITOR: u64 = 99;
+
 fn fixture() -> Fixture {
-    let mut genesis = sim::genesis(1, 4);
+    fixture_with(sim::genesis(1, 4))
+}
+
+fn fixture_with(mut genesis: Genesis) -> Fixture {
     // Account 1 is also a head-end system's account (the meter batches below).
     genesis.allocations[1].roles =
         bcte_types::Roles::of(&[bcte_types::Role::Prosumer, bcte_types::Role::Meter]);
+    if !genesis
+        .allocations
+        .iter()
+        .any(|a| a.account == account(AUDITOR))
+    {
+        genesis.allocations.push(bcte_types::Allocation {
+            account: account(AUDITOR),
+            amount: bcte_types::Amount(1),
+            roles: bcte_types::Roles::one(bcte_types::Role::Auditor),
+        });
+    }
     let chain = ChainStore::new(MemStore::new(), BlockLimits::default());
     chain.init(&genesis).unwrap();
     let executor = Executor::new(chain, genesis.chain_id.clone()).unwrap();
     let shared = Arc::new(Shared::new(executor, BuildParams::default()));
+    let auth = Arc::new(Auth::new(
+        &commonware_cryptography::ed25519::PrivateKey::from_seed(7),
+        genesis.chain_id.clone(),
+    ));
+    let token = auth.issue(&account(AUDITOR), bcte_node::auth::unix_now_s());
+    let pii_dir = tempfile::tempdir().unwrap();
+    let pii = Arc::new(
+        bcte_node::pii::PiiStore::open(&pii_dir.path().join("pii"), &pii_dir.path().join("keys"))
+            .unwrap(),
+    );
     let router = api::router(Arc::new(ApiState {
+        pii: Some(pii),
+        auth: auth.clone(),
         shared: shared.clone(),
         outbox: None,
         metrics: Some(Arc::new(|| "# a test registry\nup 1\n".to_string())),
@@ -46,6 +81,9 @@ fn fixture() -> Fixture {
         shared,
         router,
         genesis,
+        auth,
+        token,
+        _pii_dir: pii_dir,
     }
 }
 
@@ -118,9 +156,18 @@ impl Fixture {
         (status, value)
     }
 
+    /// `GET path` as the auditor.
     async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.call(Request::get(path).body(Body::empty()).unwrap())
-            .await
+        self.get_as(path, Some(&self.token)).await
+    }
+
+    /// `GET path` with `token`, or as the public.
+    async fn get_as(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let mut req = Request::get(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        self.call(req.body(Body::empty()).unwrap()).await
     }
 
     async fn post(&self, path: &str, body: impl Into<Body>) -> (StatusCode, Value) {
@@ -696,12 +743,28 @@ async fn meter_batches_are_stored_by_root_served_proven_and_required_for_their_t
     };
     let bytes = batch.encode().to_vec();
     let root = hex::encode(batch.root());
+    // Account 1 is the head-end (meter role): uploads need its token (or a DSO's).
+    let head_end = f.auth.issue(&account(1), bcte_node::auth::unix_now_s());
     let upload = |body: Vec<u8>| {
         Request::post("/v1/meter-batches")
             .header("content-type", "application/octet-stream")
+            .header("authorization", format!("Bearer {head_end}"))
             .body(Body::from(body))
             .unwrap()
     };
+    // Without credentials, or with a prosumer's: refused.
+    let anonymous = Request::post("/v1/meter-batches")
+        .header("content-type", "application/octet-stream")
+        .body(Body::from(bytes.clone()))
+        .unwrap();
+    assert_eq!(f.call(anonymous).await.0, StatusCode::UNAUTHORIZED);
+    let prosumer = f.auth.issue(&account(2), bcte_node::auth::unix_now_s());
+    let as_prosumer = Request::post("/v1/meter-batches")
+        .header("content-type", "application/octet-stream")
+        .header("authorization", format!("Bearer {prosumer}"))
+        .body(Body::from(bytes.clone()))
+        .unwrap();
+    assert_eq!(f.call(as_prosumer).await.0, StatusCode::FORBIDDEN);
     // Not a batch, a batch for another chain, a site twice: 400 with the reason.
     let (status, v) = f.call(upload(b"hello".to_vec())).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
@@ -760,6 +823,7 @@ async fn meter_batches_are_stored_by_root_served_proven_and_required_for_their_t
         .clone()
         .oneshot(
             Request::get(format!("/v1/meter-batches/{root}"))
+                .header("authorization", format!("Bearer {}", f.token))
                 .body(Body::empty())
                 .unwrap(),
         )
@@ -827,4 +891,646 @@ async fn meter_batches_are_stored_by_root_served_proven_and_required_for_their_t
     // The matching one is admitted (the ledger then judges it: no such feeder here).
     let (status, v) = f.submit(&tx).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+}
+
+/// The accounts of the read-rule tests, by seed: a prosumer owning `site-alpha`, delegated to
+/// an aggregator; a prosumer owning `site-bravo`; a regulator; a data service provider; a DSO
+/// that operates no feeder here. Account 0 (the genesis authority) is the feeder's operator and
+/// the registrar; 99 the auditor.
+const ALICE: u64 = 2;
+const BOB: u64 = 3;
+const AGGREGATOR: u64 = 10;
+const REGULATOR: u64 = 11;
+const DATA_SERVICE: u64 = 12;
+const OTHER_DSO: u64 = 13;
+
+/// A fixture with a cleared interval of two sites of two owners, one delegated.
+async fn two_owner_market() -> Fixture {
+    use bcte_types::{
+        CurveSpec, FeederId, Interval, MarketConfig, NodeId, NodeSpec, Payload, Price, Role, Roles,
+        SiteId, SiteSpec, Watts,
+        market::{BidEntry, Bids, FeederRegister, SiteDelegate, SitesRegister},
+    };
+    let mut f = fixture();
+    // The extra members: genesis allocations (AC-1.3), rebuilt into the fixture's chain.
+    let mut genesis = f.genesis.clone();
+    for (seed, role) in [
+        (AGGREGATOR, Role::Aggregator),
+        (REGULATOR, Role::Regulator),
+        (DATA_SERVICE, Role::DataService),
+        (OTHER_DSO, Role::Dso),
+    ] {
+        genesis.allocations.push(bcte_types::Allocation {
+            account: account(seed),
+            amount: bcte_types::Amount(1),
+            roles: Roles::one(role),
+        });
+    }
+    f = fixture_with(genesis);
+    let feeder = FeederId::new("lv").unwrap();
+    let register = Payload::FeederRegister(FeederRegister {
+        feeder: feeder.clone(),
+        epoch_ms: Some(60_000),
+        config: MarketConfig {
+            interval_ms: 10_000,
+            gate_lead_ms: 5_000,
+            ..MarketConfig::DEFAULT
+        },
+        nodes: vec![NodeSpec {
+            id: NodeId::new("sub").unwrap(),
+            parent: None,
+            import_limit: None,
+            export_limit: None,
+        }],
+        market_account: None,
+        upstream_account: None,
+    });
+    let site = |id: &str, owner: u64| SiteSpec {
+        site: SiteId::new(id).unwrap(),
+        node: NodeId::new("sub").unwrap(),
+        owner: account(owner),
+        priority: 0,
+        import_limit: None,
+        export_limit: None,
+    };
+    let sites = Payload::SitesRegister(SitesRegister {
+        feeder: feeder.clone(),
+        sites: vec![site("site-alpha", ALICE), site("site-bravo", BOB)],
+    });
+    let bid = |id: &str, kw: i64| {
+        Payload::Bids(Bids {
+            feeder: feeder.clone(),
+            bids: vec![BidEntry {
+                site: SiteId::new(id).unwrap(),
+                interval: Interval(0),
+                curve: Some(CurveSpec::Points(vec![(Price(0), Watts(kw * 1000))])),
+            }],
+        })
+    };
+    let delegate = Payload::SiteDelegate(SiteDelegate {
+        feeder: feeder.clone(),
+        site: SiteId::new("site-alpha").unwrap(),
+        aggregator: account(AGGREGATOR),
+    });
+    for tx in [
+        signed(&f, 0, 0, register),
+        signed(&f, 0, 1, sites),
+        signed(&f, ALICE, 0, delegate),
+        signed(&f, ALICE, 1, bid("site-alpha", 2)),
+        signed(&f, BOB, 0, bid("site-bravo", 3)),
+    ] {
+        let (s, v) = f.submit(&tx).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    }
+    f.commit_at(1_000, false);
+    f.commit_at(55_000, false);
+    // Carol, enrolled by the registrar with her personal data off chain (AC-2.3).
+    let registrar = f.auth.issue(&account(0), bcte_node::auth::unix_now_s());
+    let req = Request::put(format!("/v1/pii/{}", carol_participant()))
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {registrar}"))
+        .body(Body::from(format!(r#"{{"name":"{CAROL_NAME}"}}"#)))
+        .unwrap();
+    let (s, v) = f.call(req).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let commitment = bcte_types::ids::parse_hash(v["commitment"].as_str().unwrap()).unwrap();
+    let enroll = signed(
+        &f,
+        0,
+        2,
+        Payload::Enroll(bcte_types::role::Enroll {
+            participants: vec![bcte_types::role::Enrollment {
+                participant: carol_participant(),
+                commitment,
+                roles: Roles::one(Role::Consumer),
+                accounts: vec![account(CAROL)],
+            }],
+        }),
+    );
+    assert_eq!(f.submit(&enroll).await.0, StatusCode::ACCEPTED);
+    f.commit_at(56_000, false);
+    f
+}
+
+/// Carol: enrolled (not a genesis member), with a personal-data record.
+const CAROL: u64 = 20;
+const CAROL_NAME: &str = "Carol Quinlan-Example";
+
+fn carol_participant() -> bcte_types::ParticipantId {
+    bcte_types::ParticipantId::derived(&account(CAROL))
+}
+
+/// The private strings of the read-rule tests, and who may see each (AC-6.3).
+fn private_strings() -> Vec<(String, &'static [&'static str])> {
+    const ALPHA_SIDE: &[&str] = &["operator", "auditor", "regulator", "alice", "aggregator"];
+    const BRAVO_SIDE: &[&str] = &["operator", "auditor", "regulator", "bob"];
+    vec![
+        // Personal data: the registrar (the operator here) and Carol only (AC-2.4).
+        (CAROL_NAME.to_owned(), &["operator", "carol"]),
+        ("site-alpha".to_owned(), ALPHA_SIDE),
+        (account(ALICE).to_string(), ALPHA_SIDE),
+        (account(AGGREGATOR).to_string(), ALPHA_SIDE),
+        ("site-bravo".to_owned(), BRAVO_SIDE),
+        (account(BOB).to_string(), BRAVO_SIDE),
+    ]
+}
+
+/// The viewers of the read-rule tests: a name, and a token (none for the public).
+fn viewers(f: &Fixture) -> Vec<(&'static str, Option<String>)> {
+    let now = bcte_node::auth::unix_now_s();
+    let token = |seed: u64| Some(f.auth.issue(&account(seed), now));
+    vec![
+        ("public", None),
+        ("operator", token(0)),
+        ("auditor", token(AUDITOR)),
+        ("regulator", token(REGULATOR)),
+        ("alice", token(ALICE)),
+        ("bob", token(BOB)),
+        ("aggregator", token(AGGREGATOR)),
+        ("data_service", token(DATA_SERVICE)),
+        ("other_dso", token(OTHER_DSO)),
+        ("carol", token(CAROL)),
+    ]
+}
+
+#[tokio::test]
+async fn every_read_route_shows_each_viewer_exactly_what_concerns_it() {
+    use bcte_node::routes::{ReadRule, rules};
+    let f = two_owner_market().await;
+    let bucket = bcte_ledger::book_bucket(&bcte_types::SiteId::new("site-bravo").unwrap());
+    let (_, block) = f.get("/v1/blocks/1").await;
+    let bob_tx = block["txs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["sender"] == account(BOB).to_string())
+        .unwrap()["hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A value for every path parameter of the description: a new parameter without one fails.
+    let value_of = |param: &str| -> Vec<String> {
+        match param {
+            "feeder" => vec!["lv".into()],
+            "site" => vec!["site-bravo".into(), "site-alpha".into()],
+            "interval" => vec!["0".into()],
+            "account" => vec![account(BOB).to_string()],
+            "id" => vec!["2".into(), "latest".into()],
+            "height" => vec!["2".into()],
+            "hash" => vec![bob_tx.clone()],
+            "root" => vec!["00".repeat(32)],
+            "participant" => vec![carol_participant().to_string()],
+            "key" => vec![
+                "supply".into(),
+                format!("account/{}", account(BOB)),
+                "site/lv/site-bravo".into(),
+                format!("bids/lv/0/{bucket}"),
+                format!("results/lv/0/{bucket}"),
+                "sites/lv".into(),
+            ],
+            p => panic!("the read-rule test has no value for path parameter {{{p}}}"),
+        }
+    };
+    let doc = serde_json::to_value(api::openapi()).unwrap();
+    let table = rules();
+    let mut seen_private = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in ["get", "post", "put", "delete"] {
+            let Some(op) = item.get(method) else { continue };
+            let rule = table
+                .iter()
+                .find(|(m, p, _)| m.as_str().eq_ignore_ascii_case(method) && p == path)
+                .map(|(_, _, r)| *r)
+                .unwrap_or_else(|| panic!("{method} {path} has no read rule in the route table"));
+            assert_eq!(
+                op["x-bcte-read"],
+                rule.name(),
+                "{method} {path}: the description carries its rule"
+            );
+            if method != "get" {
+                // Submissions are authenticated by their signatures; logins by the challenge;
+                // uploads need a head-end's or a DSO's token; personal data the registrar's.
+                let expected = match (method, path.as_str()) {
+                    ("post", "/v1/meter-batches") => ReadRule::Upload,
+                    (
+                        "post",
+                        "/v1/txs" | "/v1/txs/batch" | "/v1/auth/challenge" | "/v1/auth/token",
+                    ) => ReadRule::Public,
+                    ("put" | "delete", "/v1/pii/{participant}") => ReadRule::Personal,
+                    (m, p) => panic!("{m} {p} is not classified by the read-rule test"),
+                };
+                assert_eq!(rule, expected, "{method} {path}");
+                continue;
+            }
+            // Every concrete URL of the path.
+            let mut urls = vec![path.clone()];
+            for param in path
+                .split('{')
+                .skip(1)
+                .map(|s| s.split('}').next().unwrap().to_owned())
+            {
+                let pattern = format!("{{{param}}}");
+                urls = urls
+                    .iter()
+                    .flat_map(|u| {
+                        value_of(&param)
+                            .into_iter()
+                            .map(|v| u.replace(&pattern, &v))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+            }
+            for url in urls {
+                let query = if path.ends_with("/billing") || path.ends_with("/export") {
+                    "?from_interval=0&to_interval=0"
+                } else {
+                    ""
+                };
+                for (who, token) in viewers(&f) {
+                    let (status, body) = f.get_as(&format!("{url}{query}"), token.as_deref()).await;
+                    let text = body.to_string();
+                    assert!(status.as_u16() < 500, "GET {url} as {who}: {status} {text}");
+                    if token.is_none() && rule.needs_credentials() {
+                        assert_eq!(
+                            status,
+                            StatusCode::UNAUTHORIZED,
+                            "GET {url} as the public: {text}"
+                        );
+                    }
+                    for (secret, may) in private_strings() {
+                        if url.contains(&secret) || !text.contains(&secret) {
+                            continue;
+                        }
+                        assert!(
+                            may.contains(&who),
+                            "GET {url} as {who} shows {secret}: {text}"
+                        );
+                        seen_private.insert((secret.clone(), who));
+                    }
+                }
+            }
+        }
+    }
+    // Not vacuous: each private string was shown to each viewer allowed to see it that reads
+    // everything (the operator and the auditor; personal data to the registrar and Carol).
+    for (secret, may) in private_strings() {
+        for who in ["operator", "auditor", "carol"] {
+            if may.contains(&who) {
+                assert!(
+                    seen_private.contains(&(secret.clone(), who)),
+                    "{secret} was shown to no {who}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_refusal_looks_like_an_absence_and_lists_show_only_what_concerns_the_caller() {
+    let f = two_owner_market().await;
+    let v: std::collections::BTreeMap<_, _> = viewers(&f).into_iter().collect();
+    let alice = v["alice"].as_deref();
+    // Another's site is the same 404 as a site that does not exist.
+    for path in [
+        "/v1/feeders/lv/sites/{}",
+        "/v1/feeders/lv/intervals/0/sites/{}",
+    ] {
+        let theirs = f.get_as(&path.replace("{}", "site-bravo"), alice).await;
+        let absent = f.get_as(&path.replace("{}", "site-ghost"), alice).await;
+        assert_eq!(theirs.0, StatusCode::NOT_FOUND, "{path}: {}", theirs.1);
+        assert_eq!(
+            theirs.1.to_string().replace("site-bravo", "X"),
+            absent.1.to_string().replace("site-ghost", "X"),
+            "{path}"
+        );
+        let own = f.get_as(&path.replace("{}", "site-alpha"), alice).await;
+        assert_eq!(own.0, StatusCode::OK, "{path}: {}", own.1);
+    }
+    // An account names its owner: 403 for anyone else, whether or not it exists.
+    let (s, _) = f
+        .get_as(&format!("/v1/accounts/{}", account(BOB)), alice)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = f
+        .get_as(&format!("/v1/accounts/{}", account(5_000)), alice)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, a) = f
+        .get_as(&format!("/v1/accounts/{}", account(ALICE)), alice)
+        .await;
+    assert_eq!((s, a["nonce"].clone()), (StatusCode::OK, json!(2)));
+    // Bids: the owner and its aggregator see its bid; the operator all; the public nothing.
+    for (who, expected) in [
+        ("alice", vec!["site-alpha"]),
+        ("aggregator", vec!["site-alpha"]),
+        ("bob", vec!["site-bravo"]),
+        ("operator", vec!["site-alpha", "site-bravo"]),
+        ("regulator", vec!["site-alpha", "site-bravo"]),
+        ("data_service", vec![]),
+        ("other_dso", vec![]),
+    ] {
+        let (s, b) = f
+            .get_as("/v1/feeders/lv/intervals/0/bids", v[who].as_deref())
+            .await;
+        assert_eq!(s, StatusCode::OK, "{who}: {b}");
+        let sites: Vec<&str> = b["bids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["site"].as_str().unwrap())
+            .collect();
+        assert_eq!(sites, expected, "{who}");
+    }
+    // The result: prices for everyone, each site only to whom it concerns, the grid's side only
+    // to the operator.
+    let (s, r) = f.get_as("/v1/feeders/lv/intervals/0/result", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(r["prices"]["sub"], 100.0);
+    assert_eq!(
+        (r["scope"].clone(), r["sites"].clone()),
+        (json!("own"), json!({}))
+    );
+    let (_, r) = f.get_as("/v1/feeders/lv/intervals/0/result", alice).await;
+    assert_eq!(r["sites"].as_object().unwrap().len(), 1);
+    assert_eq!(r["sites"]["site-alpha"]["served_kw"], 2.0);
+    let (_, r) = f
+        .get_as(
+            "/v1/feeders/lv/intervals/0/result",
+            v["operator"].as_deref(),
+        )
+        .await;
+    assert_eq!(r["scope"], "all");
+    assert_eq!(r["allocations"]["upstream"], -5.0);
+    // A block: hashes and outcomes for all, the rest to the sender's accounts.
+    let (_, b) = f.get_as("/v1/blocks/1", alice).await;
+    for t in b["txs"].as_array().unwrap() {
+        assert_eq!(t["status"], "accepted");
+        let mine = t["sender"] == account(ALICE).to_string();
+        assert_eq!(t["payload"].is_object(), mine, "{t}");
+    }
+    // The site-result proof's bucket holds others' results: the owner gets the result only.
+    let (_, p) = f
+        .get_as("/v1/feeders/lv/intervals/0/sites/site-alpha", alice)
+        .await;
+    assert_eq!(
+        (p["proof"].clone(), p["value"].clone()),
+        (Value::Null, Value::Null)
+    );
+    let (_, p) = f
+        .get_as(
+            "/v1/feeders/lv/intervals/0/sites/site-alpha",
+            v["auditor"].as_deref(),
+        )
+        .await;
+    assert!(p["proof"].is_string());
+}
+
+#[tokio::test]
+async fn bad_expired_forged_or_revoked_credentials_get_401_or_403_and_never_panic() {
+    use bcte_types::{Payload, role::AccountRevoke};
+    let f = two_owner_market().await;
+    let path = format!("/v1/accounts/{}", account(BOB));
+    let now = bcte_node::auth::unix_now_s();
+    let bob = f.auth.issue(&account(BOB), now);
+    let header_cases: Vec<(Vec<u8>, StatusCode)> = vec![
+        (b"Basic Ym9iOnB3".to_vec(), StatusCode::UNAUTHORIZED),
+        (b"Bearer".to_vec(), StatusCode::UNAUTHORIZED),
+        (b"Bearer ".to_vec(), StatusCode::UNAUTHORIZED),
+        (b"Bearer a.b.c".to_vec(), StatusCode::UNAUTHORIZED),
+        (vec![b'B', 0xff, 0xfe], StatusCode::UNAUTHORIZED),
+        (
+            format!("Bearer {}", "x".repeat(8_000)).into_bytes(),
+            StatusCode::UNAUTHORIZED,
+        ),
+        // Expired.
+        (
+            format!(
+                "Bearer {}",
+                f.auth.issue_for(&account(BOB), now - 600, now - 300)
+            )
+            .into_bytes(),
+            StatusCode::UNAUTHORIZED,
+        ),
+        // Another node's.
+        (
+            format!(
+                "Bearer {}",
+                Auth::new(
+                    &commonware_cryptography::ed25519::PrivateKey::from_seed(8),
+                    f.genesis.chain_id.clone()
+                )
+                .issue(&account(BOB), now)
+            )
+            .into_bytes(),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (format!("Bearer {bob}").into_bytes(), StatusCode::OK),
+    ];
+    for (header, expected) in header_cases {
+        let req = Request::get(&path)
+            .header(
+                "authorization",
+                axum::http::HeaderValue::from_bytes(&header)
+                    .unwrap_or(axum::http::HeaderValue::from_static("garbage")),
+            )
+            .body(Body::empty())
+            .unwrap();
+        let resp = f.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        if status == StatusCode::UNAUTHORIZED {
+            assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+        }
+        let body = to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        assert_eq!(status, expected, "{}", String::from_utf8_lossy(&body));
+        if status != StatusCode::OK {
+            assert!(
+                !String::from_utf8_lossy(&body).contains("balance"),
+                "a refusal reveals nothing"
+            );
+        }
+    }
+    // Revoked: once final, Bob's unexpired token is refused everywhere, public routes too.
+    let revoke = signed(
+        &f,
+        0,
+        3,
+        Payload::AccountRevoke(AccountRevoke {
+            accounts: vec![account(BOB)],
+        }),
+    );
+    assert_eq!(f.submit(&revoke).await.0, StatusCode::ACCEPTED);
+    f.commit_at(57_000, false);
+    for p in [path.as_str(), "/v1/head", "/v1/feeders/lv/intervals/0/bids"] {
+        let (s, v) = f.get_as(p, Some(&bob)).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{p}: {v}");
+        assert!(v["error"].as_str().unwrap().contains("revoked"), "{v}");
+    }
+}
+
+#[tokio::test]
+async fn an_account_signs_a_challenge_for_a_token_and_reads_with_it() {
+    use bcte_types::auth::sign_challenge;
+    let f = two_owner_market().await;
+    let login = |seed: u64, key_seed: u64| {
+        let f = &f;
+        async move {
+            let (s, c) = f.post("/v1/auth/challenge", "").await;
+            assert_eq!(s, StatusCode::OK, "{c}");
+            assert_eq!(c["expires_in"], 60);
+            let challenge: [u8; 32] = hex::decode(c["challenge"].as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap();
+            let sig = sign_challenge(&sim::account_key(key_seed), &f.genesis.chain_id, &challenge);
+            let body = json!({
+                "account": account(seed).to_string(),
+                "challenge": hex::encode(challenge),
+                "signature": hex::encode(sig.as_ref()),
+            });
+            let answer = f.post("/v1/auth/token", body.to_string()).await;
+            let again = f.post("/v1/auth/token", body.to_string()).await;
+            assert_eq!(
+                again.0,
+                StatusCode::UNAUTHORIZED,
+                "a challenge is spent once"
+            );
+            answer
+        }
+    };
+    let (s, t) = login(ALICE, ALICE).await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert_eq!(
+        (t["token_type"].clone(), t["expires_in"].clone()),
+        (json!("Bearer"), json!(300))
+    );
+    let token = t["access_token"].as_str().unwrap();
+    let (s, a) = f
+        .get_as(&format!("/v1/accounts/{}", account(ALICE)), Some(token))
+        .await;
+    assert_eq!(
+        (s, a["account"].clone()),
+        (StatusCode::OK, json!(account(ALICE).to_string()))
+    );
+    // Signed by another key than the account's: no token.
+    let (s, e) = login(ALICE, BOB).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{e}");
+    // Malformed requests: 400, never a panic.
+    for body in [
+        "{}".to_owned(),
+        "not json".to_owned(),
+        json!({"account": "zz", "challenge": "00", "signature": "00"}).to_string(),
+        json!({"account": account(ALICE).to_string(), "challenge": "00".repeat(32), "signature": "00".repeat(64)}).to_string(),
+    ] {
+        let (s, e) = f.post("/v1/auth/token", body.clone()).await;
+        assert!(
+            s == StatusCode::BAD_REQUEST || s == StatusCode::UNAUTHORIZED,
+            "{body}: {s} {e}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn volumes_are_published_per_k_anonymous_group_to_the_public_and_exported_to_data_services() {
+    use bcte_types::{
+        CurveSpec, FeederId, Interval, MarketConfig, NodeId, NodeSpec, Payload, Price, Role, Roles,
+        SiteId, SiteSpec, Watts,
+        market::{BidEntry, Bids, FeederRegister, SitesRegister},
+    };
+    let mut genesis = sim::genesis(1, 4);
+    genesis.allocations.push(bcte_types::Allocation {
+        account: account(DATA_SERVICE),
+        amount: bcte_types::Amount(1),
+        roles: Roles::one(Role::DataService),
+    });
+    let f = fixture_with(genesis);
+    let feeder = FeederId::new("k").unwrap();
+    let node = |id: &str, parent: Option<&str>| NodeSpec {
+        id: NodeId::new(id).unwrap(),
+        parent: parent.map(|p| NodeId::new(p).unwrap()),
+        import_limit: None,
+        export_limit: None,
+    };
+    let register = Payload::FeederRegister(FeederRegister {
+        feeder: feeder.clone(),
+        epoch_ms: Some(60_000),
+        config: MarketConfig {
+            interval_ms: 10_000,
+            gate_lead_ms: 5_000,
+            ..MarketConfig::DEFAULT
+        },
+        nodes: vec![node("sub", None), node("t1", Some("sub"))],
+        market_account: None,
+        upstream_account: None,
+    });
+    // Six sites at t1 and one at the substation, all 1 kW: t1 alone would be 6 sites of 16.7 %
+    // each (> 15 %), so it merges upward; the seven together, 14.3 % each, are one group.
+    let ids: Vec<String> = (0..7).map(|i| format!("home-{i}")).collect();
+    let sites = Payload::SitesRegister(SitesRegister {
+        feeder: feeder.clone(),
+        sites: ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| SiteSpec {
+                site: SiteId::new(id).unwrap(),
+                node: NodeId::new(if i < 6 { "t1" } else { "sub" }).unwrap(),
+                owner: account(2),
+                priority: 0,
+                import_limit: None,
+                export_limit: None,
+            })
+            .collect(),
+    });
+    let bids = Payload::Bids(Bids {
+        feeder: feeder.clone(),
+        bids: ids
+            .iter()
+            .map(|id| BidEntry {
+                site: SiteId::new(id).unwrap(),
+                interval: Interval(0),
+                curve: Some(CurveSpec::Points(vec![(Price(0), Watts(1_000))])),
+            })
+            .collect(),
+    });
+    for tx in [
+        signed(&f, 0, 0, register),
+        signed(&f, 0, 1, sites),
+        signed(&f, 2, 0, bids),
+    ] {
+        assert_eq!(f.submit(&tx).await.0, StatusCode::ACCEPTED);
+    }
+    f.commit_at(1_000, false);
+    f.commit_at(55_000, false);
+    let expected =
+        json!([{"nodes": ["sub", "t1"], "sites": 7, "consumption_kw": 7.0, "generation_kw": 0.0}]);
+    let (s, r) = f.get_as("/v1/feeders/k/intervals/0/result", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(r["groups"], expected, "{r}");
+    assert_eq!(r["sites"], json!({}));
+    let now = bcte_node::auth::unix_now_s();
+    let path = "/v1/feeders/k/export?from_interval=0&to_interval=1";
+    let ds = f.auth.issue(&account(DATA_SERVICE), now);
+    let (s, e) = f.get_as(path, Some(&ds)).await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    assert_eq!(
+        (e["k_anonymity"].clone(), e["missing"].clone()),
+        (json!(5), json!([1]))
+    );
+    let g = &e["intervals"][0]["groups"][0];
+    assert_eq!(
+        (g["sites"].clone(), g["consumption_kw"].clone()),
+        (json!(7), json!(7.0))
+    );
+    assert_eq!(g["metered_sites"], 0);
+    assert!(!e.to_string().contains("home-"), "no site id: {e}");
+    assert!(
+        !e.to_string().contains(&account(2).to_string()),
+        "no account id"
+    );
+    // The export is not public, nor a prosumer's.
+    assert_eq!(f.get_as(path, None).await.0, StatusCode::UNAUTHORIZED);
+    let prosumer = f.auth.issue(&account(2), now);
+    assert_eq!(
+        f.get_as(path, Some(&prosumer)).await.0,
+        StatusCode::FORBIDDEN
+    );
 }

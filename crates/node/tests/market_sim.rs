@@ -518,6 +518,27 @@ fn a_gate_closure_that_clears_ten_thousand_bids_nullifies_no_view() {
         }
         let r = &seen[&2].1;
         assert_eq!(r.bids as usize, SITES);
+        // The metrics carry no site or account label (AC-6.4): only validators' peer keys,
+        // public in every block header.
+        let text = commonware_runtime::Metrics::encode(&context);
+        let owner = bcte_types::AccountId::from_public_key(&sim::account_key(OWNER).public_key());
+        let dso = bcte_types::AccountId::from_public_key(&sim::account_key(DSO).public_key());
+        let labels: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .flat_map(|l| l.split("=\"").skip(1).filter_map(|v| v.split('"').next()))
+            .collect();
+        assert!(!labels.is_empty(), "the metrics have labels to check");
+        for v in labels {
+            let is_site = v
+                .strip_prefix('s')
+                .is_some_and(|i| i.parse::<usize>().is_ok_and(|i| i < SITES));
+            assert!(!is_site, "a site id as a metric label: {v}");
+            assert!(
+                v != owner.to_string() && v != dso.to_string(),
+                "an account label: {v}"
+            );
+        }
         let goal = refs.iter().map(|v| v.height().get()).max().unwrap() + 3;
         wait_height(&context, &refs, goal, WITHIN).await;
         let mut witness = Witness::default();

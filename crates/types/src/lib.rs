@@ -6,6 +6,7 @@
 //! or embeds limits and refuses non-canonical input, so `encode(decode(b)) == b` for every `b`
 //! it accepts.
 
+pub mod auth;
 pub mod batch;
 pub mod block;
 pub mod contract;
