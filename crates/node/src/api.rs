@@ -490,7 +490,7 @@ pub(crate) fn routes<S: Store>() -> Vec<Route<S>> {
             Public,
             post(submit_batch::<S>).layer(DefaultBodyLimit::max(BATCH_BODY_BYTES_MAX)),
         ),
-        Route::new(Method::GET, "/v1/txs/{hash}", Public, get(tx_status::<S>)),
+        Route::new(Method::GET, "/v1/txs/{hash}", Redacted, get(tx_status::<S>)),
         Route::new(
             Method::GET,
             "/v1/accounts/{account}",
@@ -763,7 +763,11 @@ async fn submit_batch<S: Store>(
     }))
 }
 
-fn final_status<S: Store>(shared: &Shared<S>, hash: &Hash) -> Result<Option<TxStatus>, ApiError> {
+fn final_status<S: Store>(
+    shared: &Shared<S>,
+    viewer: &Viewer,
+    hash: &Hash,
+) -> Result<Option<TxStatus>, ApiError> {
     let store = shared.executor.store();
     let Some(loc) = store.tx_location(hash)? else {
         return Ok(None);
@@ -789,7 +793,13 @@ fn final_status<S: Store>(shared: &Shared<S>, hash: &Hash) -> Result<Option<TxSt
         height: Some(loc.height.get()),
         index: Some(loc.index),
         block: Some(hex::encode(block.hash())),
-        reason: receipt.outcome.reason().map(ToString::to_string),
+        // The reason may name accounts or amounts: its sender's accounts', auditors' and
+        // regulators' (AC-6.4); everyone sees the outcome.
+        reason: block
+            .txs()
+            .get(loc.index as usize)
+            .filter(|tx| sees_tx(viewer, tx))
+            .and_then(|_| receipt.outcome.reason().map(ToString::to_string)),
     }))
 }
 
@@ -804,6 +814,7 @@ fn final_status<S: Store>(shared: &Shared<S>, hash: &Hash) -> Result<Option<TxSt
 )]
 async fn tx_status<S: Store>(
     State(st): State<Arc<ApiState<S>>>,
+    Extension(viewer): Extension<Viewer>,
     Path(hash): Path<String>,
     Query(q): Query<WaitQuery>,
 ) -> ApiResult<TxStatus> {
@@ -822,7 +833,7 @@ async fn tx_status<S: Store>(
     // between leaving the mempool and its block's commit): nothing else would bring it.
     let unknown_deadline = deadline.min(now + Duration::from_millis(UNKNOWN_WAIT_MS));
     loop {
-        if let Some(s) = final_status(&st.shared, &hash)? {
+        if let Some(s) = final_status(&st.shared, &viewer, &hash)? {
             return Ok(Json(s));
         }
         let pending = st
