@@ -90,12 +90,7 @@ pub struct TxCommon {
 impl TxCommon {
     /// A client of the node signed in as the sender's key (its reads are the sender's).
     pub(crate) fn client(&self) -> anyhow::Result<Client> {
-        let key = files::read_key(&self.key)?;
-        let client = Client::new(&self.node);
-        Ok(match self.sender {
-            Some(account) => client.signed_in_as(key, account),
-            None => client.with_key(key),
-        })
+        Client::signed_in(&self.node, &self.key, self.sender)
     }
 }
 
@@ -220,18 +215,7 @@ pub enum QueryCommand {
     },
     /// Sign in and print a 5-minute read token (AC-6.1), for `curl -H "Authorization: Bearer
     /// $TOKEN"` and other HTTP clients.
-    Token {
-        /// The key file to sign in with.
-        #[arg(long, value_name = "FILE", env = "BCTE_KEY")]
-        key: PathBuf,
-        /// The ACCOUNT to sign in as, when it is not the key's own (an account whose key was
-        /// rotated: AC-4).
-        #[arg(long, value_name = "ACCOUNT")]
-        sender: Option<AccountId>,
-        /// The node's API URL.
-        #[arg(long, value_name = "URL", default_value = DEFAULT_NODE, env = "BCTE_NODE")]
-        node: String,
-    },
+    Token(crate::pii_cmds::Who),
     /// Save a block's finality certificate (with its header) to a file for `bcte verify-cert`.
     Cert {
         /// The block height, or `latest` (the newest certified block).
@@ -642,14 +626,8 @@ fn query(cmd: QueryCommand, json: bool) -> anyhow::Result<()> {
                 s
             });
         }
-        QueryCommand::Token { key, sender, node } => {
-            let k = files::read_key(&key)?;
-            let client = Client::new(&node);
-            let client = match sender {
-                Some(a) => client.signed_in_as(k, a),
-                None => client.with_key(k),
-            };
-            let token = client.sign_in()?.unwrap_or_default();
+        QueryCommand::Token(who) => {
+            let token = who.client()?.sign_in()?.unwrap_or_default();
             emit(
                 json,
                 &json!({ "access_token": token, "token_type": "Bearer" }),

@@ -56,6 +56,21 @@ impl Client {
         self
     }
 
+    /// A client of `url` signed in with the key in `key_file` as `account` (by default the
+    /// key's own).
+    pub fn signed_in(
+        url: &str,
+        key_file: &Path,
+        account: Option<AccountId>,
+    ) -> anyhow::Result<Self> {
+        let key = bcte_node::files::read_key(key_file)?;
+        let client = Self::new(url);
+        Ok(match account {
+            Some(a) => client.signed_in_as(key, a),
+            None => client.with_key(key),
+        })
+    }
+
     /// A client of `url` reading as the key in `key_file`, or as the public without one.
     pub fn reading(url: &str, key_file: Option<&Path>) -> anyhow::Result<Self> {
         let client = Self::new(url);

@@ -9,7 +9,6 @@ use anyhow::{Context as _, bail};
 use bcte_ledger::{StateKey, StateProof, identity::ParticipantState};
 use bcte_node::{
     api::{BlockView, ProofView},
-    files,
     pii_api::{PiiErased, PiiRecord, PiiStored},
 };
 use bcte_types::{AccountId, Header, ParticipantId, ids::parse_hex_array, role::pii_commitment};
@@ -55,28 +54,25 @@ pub enum PiiCommand {
     },
 }
 
-/// Who calls, and where.
+/// Who signs in, and where.
 #[derive(Args, Debug)]
 pub struct Who {
-    /// The caller's key file.
+    /// The key file to sign in with.
     #[arg(long, value_name = "FILE", env = "BCTE_KEY")]
     key: PathBuf,
-    /// The ACCOUNT to sign in as, when it is not the key's own (AC-4).
+    /// The ACCOUNT to sign in as, when it is not the key's own (an account whose key was
+    /// rotated: AC-4).
     #[arg(long, value_name = "ACCOUNT")]
     sender: Option<AccountId>,
-    /// The registrar's node's API URL.
+    /// The node's API URL.
     #[arg(long, value_name = "URL", default_value = DEFAULT_NODE, env = "BCTE_NODE")]
     node: String,
 }
 
 impl Who {
-    fn client(&self) -> anyhow::Result<Client> {
-        let key = files::read_key(&self.key)?;
-        let client = Client::new(&self.node);
-        Ok(match self.sender {
-            Some(a) => client.signed_in_as(key, a),
-            None => client.with_key(key),
-        })
+    /// A client signed in as it.
+    pub(crate) fn client(&self) -> anyhow::Result<Client> {
+        Client::signed_in(&self.node, &self.key, self.sender)
     }
 }
 
