@@ -218,6 +218,62 @@ fn owners(
     Ok((owner(a)?, owner(b)?))
 }
 
+/// CT-1.2, AC-4.2, AC-5.1: the accounts of the parties whose consent a contract transaction
+/// carries, once the feeder's site table (and, for a cancellation, its contracts) are read: a
+/// consent is checked against the consenting party's current key, and a revoked party's consent
+/// counts for nothing. A second read stage, as the creditors of ST-5.3.
+pub(crate) fn plan_party_reads(
+    pre: &crate::Prefetched,
+    txs: &[bcte_types::Tx],
+) -> Result<std::collections::BTreeSet<StateKey>, ExecError> {
+    use bcte_types::Payload;
+    let mut keys = std::collections::BTreeSet::new();
+    for tx in txs {
+        let (f, sites): (&FeederId, Vec<SiteId>) = match &tx.body().payload {
+            Payload::ContractP2p(op) => (
+                &op.terms.feeder,
+                vec![op.terms.seller.clone(), op.terms.buyer.clone()],
+            ),
+            Payload::ContractEv(op) => (&op.terms.feeder, vec![op.terms.site.clone()]),
+            Payload::ContractCancel(op) => {
+                let Some(Some(table)) =
+                    pre.peek_decode::<ContractTable>(&StateKey::Contracts(op.feeder.clone()))?
+                else {
+                    continue;
+                };
+                let Ok(i) = table.contracts.binary_search_by(|c| c.id.cmp(&op.id)) else {
+                    continue;
+                };
+                let t = &table.contracts[i].terms;
+                (&op.feeder, vec![t.seller.clone(), t.buyer.clone()])
+            }
+            _ => continue,
+        };
+        let Some(Some(table)) = pre.peek_decode::<SiteTable>(&StateKey::Sites(f.clone()))? else {
+            continue;
+        };
+        for s in &sites {
+            if let Some(x) = table.sites.iter().find(|x| &x.id == s) {
+                keys.insert(StateKey::Account(x.owner));
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// The key a consenting party signs with now (AC-4.2), or the rejection if it is revoked
+/// (AC-5.1): its consent counts for nothing.
+pub(crate) fn consenting_key(
+    w: &mut Working<'_>,
+    party: AccountId,
+) -> Result<Result<AccountId, RejectReason>, ExecError> {
+    let a = w.money.account(w.pre, party)?;
+    if a.revoked {
+        return Ok(Err(RejectReason::Revoked { account: party }));
+    }
+    Ok(Ok(a.current_key(party)))
+}
+
 /// A feeder's schedule and site table, if it is registered.
 pub(crate) fn feeder_of(
     w: &mut Working<'_>,
@@ -313,7 +369,11 @@ pub(crate) fn enter(
         });
     };
     let chain: &ChainId = &ctx.config.chain_id;
-    if !consent_holds(&other, CONTRACT_NAMESPACE, &t.message(chain), &op.consent) {
+    let key = match consenting_key(w, other)? {
+        Ok(k) => k,
+        Err(r) => reject!(r),
+    };
+    if !consent_holds(&key, CONTRACT_NAMESPACE, &t.message(chain), &op.consent) {
         reject!(RejectReason::invalid(format!(
             "consent: not the signature of the other party ({other}) over these terms; both \
              parties must sign"
@@ -393,7 +453,11 @@ pub(crate) fn cancel(
         });
     };
     let message = ContractCancel::message(&ctx.config.chain_id, f, &op.id, op.from);
-    if !consent_holds(&other, CANCEL_NAMESPACE, &message, &op.consent) {
+    let key = match consenting_key(w, other)? {
+        Ok(k) => k,
+        Err(r) => reject!(r),
+    };
+    if !consent_holds(&key, CANCEL_NAMESPACE, &message, &op.consent) {
         reject!(RejectReason::invalid(format!(
             "consent: not the signature of the other party ({other}) over this cancellation; \
              a contract is cancelled only with both parties' consent"

@@ -367,7 +367,11 @@ pub(crate) fn enter(
         });
     };
     let chain = &ctx.config.chain_id;
-    if !consent_holds(&other, &t.message(chain), &op.consent) {
+    let key = match crate::contract::consenting_key(w, other)? {
+        Ok(k) => k,
+        Err(r) => reject!(r),
+    };
+    if !consent_holds(&key, &t.message(chain), &op.consent) {
         reject!(RejectReason::invalid(format!(
             "consent: not the signature of the other party ({other}) over these terms; both \
              parties must sign"

@@ -369,6 +369,7 @@ pub fn plan_reads(
     let now_ms = market_time(pre, info.timestamp_ms)?;
     keys.extend(crate::market::plan_reads(pre, now_ms, txs)?);
     keys.extend(crate::settle::plan_reads(pre, now_ms, txs)?);
+    keys.extend(crate::contract::plan_party_reads(pre, txs)?);
     // ST-5.3: what an account in debt receives pays its creditors: every account read brings
     // the market accounts it owes.
     let mut creditors = BTreeSet::new();

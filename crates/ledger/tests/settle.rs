@@ -1338,3 +1338,57 @@ fn an_ev_contract_bids_for_its_charger_and_the_owner_pays_the_option_price_for_w
         matches!(bid.curve, CurveSpec::Components { base: Watts(1_000), ref steps, .. } if steps.is_empty())
     );
 }
+
+#[test]
+fn a_consent_is_checked_against_the_partys_current_key_and_a_revoked_party_consents_nothing() {
+    use bcte_types::role::{AccountRevoke, KeyRotate};
+    let mut chain = feeder();
+    // pv's owner (3) rotates its key (AC-4.1): its consent with the replaced key no longer
+    // counts, with the new one it does (AC-4.2).
+    let new = key(7_777);
+    accepted(&chain.send(
+        &key(3),
+        Payload::KeyRotate(KeyRotate {
+            new_key: account(&new),
+        }),
+    ));
+    let terms = p2p("pv", "home", 2_000, 0, 3, 60, 0);
+    let send = |chain: &mut Chain, consent| {
+        chain.send(
+            &key(2),
+            Payload::ContractP2p(ContractP2p {
+                terms: terms.clone(),
+                consent,
+            }),
+        )
+    };
+    let old = terms.sign(&chain.chain_id, &key(3));
+    let r = rejected(&send(&mut chain, old));
+    assert!(r.to_string().contains("consent: not the signature"), "{r}");
+    let fresh = terms.sign(&chain.chain_id, &new);
+    accepted(&send(&mut chain, fresh));
+    // The registrar (the DSO here) revokes shop's owner (4): its consent counts for nothing
+    // (AC-5.1), though it signed while a member.
+    let shop = p2p("shop", "home", 1_000, 0, 3, 60, 1);
+    let consent = shop.sign(&chain.chain_id, &key(4));
+    let dso = chain.dso.clone();
+    accepted(&chain.send(
+        &dso,
+        Payload::AccountRevoke(AccountRevoke {
+            accounts: vec![account(&key(4))],
+        }),
+    ));
+    let r = rejected(&chain.send(
+        &key(2),
+        Payload::ContractP2p(ContractP2p {
+            terms: shop,
+            consent,
+        }),
+    ));
+    assert_eq!(
+        r,
+        RejectReason::Revoked {
+            account: account(&key(4))
+        }
+    );
+}
