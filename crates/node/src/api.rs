@@ -8,7 +8,7 @@
 //! Strings: hashes, roots and byte strings are lowercase hex; an ACCOUNT is the hex of its 32-byte
 //! public key; amounts are integers in token base units; times are ms since the Unix epoch.
 
-use crate::market_api::read;
+use crate::market_api::{read, reads_whole_feeder};
 use crate::{
     app::Shared,
     auth::Viewer,
@@ -949,11 +949,7 @@ pub(crate) fn may_read_key<S: Store>(
     key: &StateKey,
 ) -> Result<bool, ApiError> {
     let tip = st.shared.executor.tip();
-    let feeder = |f: &bcte_types::FeederId| -> Result<bool, ApiError> {
-        Ok(viewer.reads_all()
-            || read::<S, FeederState>(st, tip.height, &StateKey::Feeder(f.clone()))?
-                .is_some_and(|s| viewer.reads_feeder(&s)))
-    };
+    let feeder = |f: &bcte_types::FeederId| reads_whole_feeder(st, tip.height, viewer, f);
     Ok(match key {
         StateKey::Supply
         | StateKey::Head

@@ -15,7 +15,7 @@ use crate::{
     market_api::read,
 };
 use bcte_ledger::{
-    StateKey,
+    AccountState, StateKey,
     identity::ParticipantState,
     market_state::{FeederState, SiteState},
 };
@@ -189,6 +189,30 @@ pub fn unix_now_s() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// `account`'s record at the tip of `st` (an unknown account reads as empty).
+pub fn tip_account<S: Store>(
+    st: &ApiState<S>,
+    account: &AccountId,
+) -> Result<AccountState, ApiError> {
+    let tip = st.shared.executor.tip();
+    Ok(st
+        .shared
+        .executor
+        .account_at(&tip.hash, account)
+        .map_err(ApiError::internal)?
+        .unwrap_or_default())
+}
+
+/// 403 if `state`, `account`'s record, is revoked (AC-5.1).
+pub fn refuse_revoked(account: &AccountId, state: &AccountState) -> Result<(), ApiError> {
+    if state.revoked {
+        return Err(ApiError::forbidden(format!(
+            "account {account} is revoked (AC-5.1)"
+        )));
+    }
+    Ok(())
+}
+
 /// Who is asking (AC-6.2): the public, or an account with its roles as of the tip and the
 /// accounts it speaks for (itself and the other accounts of its participant).
 #[derive(Debug, Clone, Default)]
@@ -210,17 +234,8 @@ impl Viewer {
     /// The viewer that `account` is at the tip of `st`; 403 when it is revoked.
     pub fn of<S: Store>(st: &ApiState<S>, account: AccountId) -> Result<Self, ApiError> {
         let tip = st.shared.executor.tip();
-        let state = st
-            .shared
-            .executor
-            .account_at(&tip.hash, &account)
-            .map_err(ApiError::internal)?
-            .unwrap_or_default();
-        if state.revoked {
-            return Err(ApiError::forbidden(format!(
-                "account {account} is revoked (AC-5.1)"
-            )));
-        }
+        let state = tip_account(st, &account)?;
+        refuse_revoked(&account, &state)?;
         let mut accounts = vec![account];
         if let Some(p) = state.participant
             && let Some(p) = read::<S, ParticipantState>(st, tip.height, &StateKey::Participant(p))?

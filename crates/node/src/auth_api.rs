@@ -2,7 +2,7 @@
 
 use crate::{
     api::{ApiError, ApiState, ErrorBody},
-    auth::{CHALLENGE_TTL, TOKEN_TTL_S, Viewer, unix_now_s},
+    auth::{CHALLENGE_TTL, TOKEN_TTL_S, refuse_revoked, tip_account, unix_now_s},
     routes::{ReadRule, Route},
 };
 use axum::{
@@ -132,13 +132,7 @@ async fn token<S: Store>(
             "unknown, spent or expired challenge: get a new one",
         ));
     }
-    let tip = st.shared.executor.tip();
-    let state = st
-        .shared
-        .executor
-        .account_at(&tip.hash, &account)
-        .map_err(ApiError::internal)?
-        .unwrap_or_default();
+    let state = tip_account(&st, &account)?;
     let key = state
         .current_key(account)
         .to_public_key()
@@ -148,8 +142,9 @@ async fn token<S: Store>(
             "the signature does not check against the account's current key (AC-4.1)",
         ));
     }
-    // A revoked account gets no token (AC-5.1).
-    Viewer::of(&st, account)?;
+    // A revoked account gets no token (AC-5.1); checked after the signature, so that only the
+    // account itself learns it is revoked.
+    refuse_revoked(&account, &state)?;
     Ok(Json(TokenView {
         access_token: st.auth.issue(&account, unix_now_s()),
         token_type: "Bearer".into(),

@@ -13,7 +13,7 @@
 use crate::{
     api::{ApiError, ApiState, ErrorBody},
     auth::Viewer,
-    market_api::{parse_site, path, read, sees_site},
+    market_api::{parse_site, path, reads_whole_feeder, sees_site},
     routes::{ReadRule, Route},
 };
 use axum::{
@@ -255,14 +255,7 @@ async fn download<S: Store>(
     // else the batch is as absent as one this node does not hold (AC-6.3).
     let batch = RawBatch::from_bytes(&bytes).map_err(ApiError::internal)?;
     let tip = st.shared.executor.tip().height;
-    let operates = viewer.reads_all()
-        || read::<S, bcte_ledger::market_state::FeederState>(
-            &st,
-            tip,
-            &bcte_ledger::StateKey::Feeder(batch.feeder.clone()),
-        )?
-        .is_some_and(|f| viewer.reads_feeder(&f));
-    if !operates {
+    if !reads_whole_feeder(&st, tip, &viewer, &batch.feeder)? {
         return Err(not_stored(&root));
     }
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())

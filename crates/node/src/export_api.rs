@@ -4,7 +4,9 @@
 use crate::{
     api::{ApiError, ApiState, ErrorBody},
     billing_api::check_period,
-    market_api::{GroupView, anon_groups, parse_feeder, path, read, schedule_of},
+    market_api::{
+        GroupView, anon_groups, group_view, parse_feeder, path, read, schedule_of, signed_sums,
+    },
     routes::{ReadRule, Route},
 };
 use axum::{
@@ -19,7 +21,7 @@ use bcte_ledger::{
     market_state::{BookIndex, FeederState, IntervalResult, ResultBucket, SiteTable},
     settle_state::{ReadingBucket, SettleIndex},
 };
-use bcte_market::file::{kw, per_mwh};
+use bcte_market::file::per_mwh;
 use bcte_store::Store;
 use bcte_types::{Interval, SiteId, Watts};
 use serde::{Deserialize, Serialize};
@@ -157,26 +159,12 @@ async fn export<S: Store>(
             let groups = anon_groups(&nodes, &table, &served)
                 .into_iter()
                 .map(|(node_ids, sites)| {
-                    let sum = |m: &BTreeMap<SiteId, i64>, pos: bool| -> i64 {
-                        sites
-                            .iter()
-                            .filter_map(|s| m.get(*s).copied())
-                            .filter(|w| if pos { *w > 0 } else { *w < 0 })
-                            .sum::<i64>()
-                            .abs()
-                    };
-                    let served_w: BTreeMap<SiteId, i64> =
-                        served.iter().map(|(s, w)| (s.clone(), w.0)).collect();
+                    let (consumed, fed) = signed_sums(&sites, |s| metered.get(s).copied());
                     ExportGroup {
                         metered_sites: sites.iter().filter(|s| metered.contains_key(**s)).count(),
-                        metered_consumption_wh: sum(&metered, true),
-                        metered_generation_wh: sum(&metered, false),
-                        served: GroupView {
-                            nodes: node_ids,
-                            sites: sites.len(),
-                            consumption_kw: kw(Watts(sum(&served_w, true))),
-                            generation_kw: kw(Watts(sum(&served_w, false))),
-                        },
+                        metered_consumption_wh: consumed,
+                        metered_generation_wh: fed,
+                        served: group_view(node_ids, &sites, &served),
                     }
                 })
                 .collect();

@@ -119,17 +119,12 @@ pub(crate) fn site_scope<S: Store>(
     viewer: &Viewer,
     feeder: &FeederId,
 ) -> Result<SiteScope, ApiError> {
-    if viewer.reads_all() {
+    if reads_whole_feeder(st, height, viewer, feeder)? {
         return Ok(SiteScope::All);
     }
     let mut set = std::collections::BTreeSet::new();
     if viewer.account.is_none() {
         return Ok(SiteScope::Some(set));
-    }
-    if let Some(state) = read::<S, FeederState>(st, height, &StateKey::Feeder(feeder.clone()))?
-        && viewer.reads_feeder(&state)
-    {
-        return Ok(SiteScope::All);
     }
     let table: SiteTable = read(st, height, &StateKey::Sites(feeder.clone()))?.unwrap_or_default();
     for info in &table.sites {
@@ -150,20 +145,36 @@ pub(crate) fn sees_site<S: Store>(
     feeder: &FeederId,
     site: &SiteId,
 ) -> Result<bool, ApiError> {
+    if reads_whole_feeder(st, height, viewer, feeder)? {
+        return Ok(true);
+    }
+    if viewer.account.is_none() {
+        return Ok(false);
+    }
+    Ok(
+        read::<S, SiteState>(st, height, &StateKey::Site(feeder.clone(), site.clone()))?
+            .is_some_and(|s| viewer.owns_site(&s)),
+    )
+}
+
+/// Whether `viewer` reads every record of `feeder` at `height`: an auditor, a regulator, or
+/// the feeder's operator (false for a feeder that does not exist, but for auditors and
+/// regulators).
+pub(crate) fn reads_whole_feeder<S: Store>(
+    st: &ApiState<S>,
+    height: Height,
+    viewer: &Viewer,
+    feeder: &FeederId,
+) -> Result<bool, ApiError> {
     if viewer.reads_all() {
         return Ok(true);
     }
     if viewer.account.is_none() {
         return Ok(false);
     }
-    if read::<S, FeederState>(st, height, &StateKey::Feeder(feeder.clone()))?
-        .is_some_and(|s| viewer.reads_feeder(&s))
-    {
-        return Ok(true);
-    }
     Ok(
-        read::<S, SiteState>(st, height, &StateKey::Site(feeder.clone(), site.clone()))?
-            .is_some_and(|s| viewer.owns_site(&s)),
+        read::<S, FeederState>(st, height, &StateKey::Feeder(feeder.clone()))?
+            .is_some_and(|s| viewer.reads_feeder(&s)),
     )
 }
 
@@ -796,23 +807,32 @@ pub(crate) fn group_views(
 ) -> Vec<GroupView> {
     anon_groups(nodes, table, served)
         .into_iter()
-        .map(|(node_ids, sites)| {
-            let sum = |pos: bool| {
-                let w: i64 = sites
-                    .iter()
-                    .filter_map(|s| served.get(*s).map(|w| w.0))
-                    .filter(|w| if pos { *w > 0 } else { *w < 0 })
-                    .sum();
-                kw(Watts(w.abs()))
-            };
-            GroupView {
-                nodes: node_ids,
-                sites: sites.len(),
-                consumption_kw: sum(true),
-                generation_kw: sum(false),
-            }
-        })
+        .map(|(node_ids, sites)| group_view(node_ids, &sites, served))
         .collect()
+}
+
+/// One group's view: its nodes, its number of sites, and what `served` serves them.
+pub(crate) fn group_view(
+    nodes: Vec<String>,
+    sites: &[&SiteId],
+    served: &BTreeMap<SiteId, Watts>,
+) -> GroupView {
+    let (consumed, fed) = signed_sums(sites, |s| served.get(s).map(|w| w.0));
+    GroupView {
+        nodes,
+        sites: sites.len(),
+        consumption_kw: kw(Watts(consumed)),
+        generation_kw: kw(Watts(fed)),
+    }
+}
+
+/// The sums of the positive and of the negative values `value` gives `sites`, both as
+/// magnitudes.
+pub(crate) fn signed_sums(sites: &[&SiteId], value: impl Fn(&SiteId) -> Option<i64>) -> (i64, i64) {
+    let values: Vec<i64> = sites.iter().filter_map(|s| value(s)).collect();
+    let positive: i64 = values.iter().filter(|v| **v > 0).sum();
+    let negative: i64 = values.iter().filter(|v| **v < 0).sum();
+    (positive, negative.abs())
 }
 
 /// A site's part of an interval's result.
