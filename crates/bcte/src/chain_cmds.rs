@@ -642,31 +642,7 @@ fn query(cmd: QueryCommand, json: bool) -> anyhow::Result<()> {
             height,
         } => {
             let client = Client::reading(&node, key_file.as_deref())?;
-            let path = match height {
-                Some(h) => format!("/v1/proofs/{key}?height={h}"),
-                None => format!("/v1/proofs/{key}"),
-            };
-            let view: ProofView = client.get(&path)?;
-            let bytes =
-                hex::decode(&view.proof).context("the node sent a proof that is not hex")?;
-            let proof =
-                StateProof::from_bytes(&bytes).context("the node sent a malformed proof")?;
-            if proof.key != key || height.is_some_and(|h| proof.height.get() != h) {
-                bail!("the node sent a proof for another key or height");
-            }
-            // The root comes from the header, whose hash we recompute: the proof is checked
-            // against the block the node names, not against a root it merely asserts.
-            let block: BlockView = client.get(&format!("/v1/blocks/{}", proof.height))?;
-            let header_bytes =
-                hex::decode(&block.header).context("the node sent a header that is not hex")?;
-            let header = Header::decode(Copying(&header_bytes))
-                .context("the node sent a malformed header")?;
-            if hex::encode(header.hash()) != block.hash {
-                bail!("the node's header does not hash to the block hash it reports");
-            }
-            proof
-                .verify(&header.state_root)
-                .context("the proof does not check against the block's state root")?;
+            let (proof, header, block_hash) = proven(&client, &key, height)?;
             let value = proof.value.as_deref().map(|v| describe(&key, v));
             let out = json!({
                 "height": proof.height,
@@ -674,7 +650,7 @@ fn query(cmd: QueryCommand, json: bool) -> anyhow::Result<()> {
                 "value": value,
                 "verified": true,
                 "state_root": hex::encode(header.state_root),
-                "block_hash": block.hash,
+                "block_hash": block_hash,
             });
             emit(json, &out, || {
                 format!(
@@ -684,12 +660,49 @@ fn query(cmd: QueryCommand, json: bool) -> anyhow::Result<()> {
                         .as_ref()
                         .map_or("absent".to_string(), Value::to_string),
                     hex::encode(header.state_root),
-                    block.hash
+                    block_hash
                 )
             });
         }
     }
     Ok(())
+}
+
+/// The proof of `key` at `height` (default: the tip), checked against the header of its block:
+/// the proof, the header and the block's hash.
+pub(crate) fn proven(
+    client: &Client,
+    key: &StateKey,
+    height: Option<u64>,
+) -> anyhow::Result<(StateProof, Header, String)> {
+    let path = match height {
+        Some(h) => format!("/v1/proofs/{key}?height={h}"),
+        None => format!("/v1/proofs/{key}"),
+    };
+    let view: ProofView = client.get(&path)?;
+    let bytes = hex::decode(&view.proof).context("the node sent a proof that is not hex")?;
+    let proof = StateProof::from_bytes(&bytes).context("the node sent a malformed proof")?;
+    if &proof.key != key || height.is_some_and(|h| proof.height.get() != h) {
+        bail!("the node sent a proof for another key or height");
+    }
+    let (header, block_hash) = verified_header(client, proof.height.get())?;
+    proof
+        .verify(&header.state_root)
+        .context("the proof does not check against the block's state root")?;
+    Ok((proof, header, block_hash))
+}
+
+/// The header of block `height` as the node serves it, with the block's hash, which is
+/// recomputed from the header: a proof is then checked against the block the node names, not
+/// against a root it merely asserts.
+pub(crate) fn verified_header(client: &Client, height: u64) -> anyhow::Result<(Header, String)> {
+    let block: BlockView = client.get(&format!("/v1/blocks/{height}"))?;
+    let raw = hex::decode(&block.header).context("the node sent a header that is not hex")?;
+    let header = Header::decode(Copying(&raw)).context("the node sent a malformed header")?;
+    if hex::encode(header.hash()) != block.hash {
+        bail!("the node's header does not hash to the block hash it reports");
+    }
+    Ok((header, block.hash))
 }
 
 /// Saves the certificate of `height` (or of the newest certified block) with its header.

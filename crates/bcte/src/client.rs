@@ -171,11 +171,7 @@ impl Client {
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
         self.call(&format!("GET {path}"), |auth| {
-            let mut r = self.agent.get(&url);
-            if let Some(a) = auth {
-                r = r.header("authorization", a);
-            }
-            r.call()
+            authorized(self.agent.get(&url), auth).call()
         })
     }
 
@@ -183,14 +179,11 @@ impl Client {
     pub fn post_bytes<T: DeserializeOwned>(&self, path: &str, body: &[u8]) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
         self.call(&format!("POST {path}"), |auth| {
-            let mut r = self
+            let r = self
                 .agent
                 .post(&url)
                 .header("content-type", "application/octet-stream");
-            if let Some(a) = auth {
-                r = r.header("authorization", a);
-            }
-            r.send(body)
+            authorized(r, auth).send(body)
         })
     }
 
@@ -202,14 +195,11 @@ impl Client {
     ) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
         self.call(&format!("PUT {path}"), |auth| {
-            let mut r = self
+            let r = self
                 .agent
                 .put(&url)
                 .header("content-type", "application/json");
-            if let Some(a) = auth {
-                r = r.header("authorization", a);
-            }
-            r.send(body)
+            authorized(r, auth).send(body)
         })
     }
 
@@ -217,11 +207,7 @@ impl Client {
     pub fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
         self.call(&format!("DELETE {path}"), |auth| {
-            let mut r = self.agent.delete(&url);
-            if let Some(a) = auth {
-                r = r.header("authorization", a);
-            }
-            r.call()
+            authorized(self.agent.delete(&url), auth).call()
         })
     }
 
@@ -233,12 +219,16 @@ impl Client {
     ) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
         self.call(&format!("POST {path}"), |auth| {
-            let mut r = self.agent.post(&url);
-            if let Some(a) = auth {
-                r = r.header("authorization", a);
-            }
-            r.send_json(body)
+            authorized(self.agent.post(&url), auth).send_json(body)
         })
+    }
+}
+
+/// `r` with the `Authorization` header `auth`, if any.
+fn authorized<B>(r: ureq::RequestBuilder<B>, auth: Option<&str>) -> ureq::RequestBuilder<B> {
+    match auth {
+        Some(a) => r.header("authorization", a),
+        None => r,
     }
 }
 

@@ -18,7 +18,7 @@ use anyhow::{Context as _, bail};
 use bcte_ledger::{StateKey, StateProof, decode_value, market_state::ResultBucket};
 use bcte_market::file::{clearing_to_json, limit_from, parse_market, power_from, price_from};
 use bcte_node::{
-    api::{BlockView, SubmitBatchRequest, SubmitBatchResponse, TxStatus},
+    api::{SubmitBatchRequest, SubmitBatchResponse, TxStatus},
     files,
     market_api::{FeedersView, ResultView, ScheduleView, SiteResultView},
 };
@@ -32,7 +32,7 @@ use bcte_types::{
     },
 };
 use clap::{Args, Subcommand};
-use commonware_codec::{Copying, DecodeExt, Encode};
+use commonware_codec::Encode;
 use commonware_cryptography::{Signer as _, ed25519::PrivateKey};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -936,14 +936,7 @@ pub fn proven_site_result(
     let header = match headers.get(&view.height) {
         Some(h) => *h,
         None => {
-            let block: BlockView = client.get(&format!("/v1/blocks/{}", view.height))?;
-            let raw =
-                hex::decode(&block.header).context("the node sent a header that is not hex")?;
-            let header =
-                Header::decode(Copying(&raw)).context("the node sent a malformed header")?;
-            if hex::encode(header.hash()) != block.hash {
-                bail!("the node's header does not hash to the block hash it reports");
-            }
+            let (header, _) = crate::chain_cmds::verified_header(client, view.height)?;
             headers.insert(view.height, header);
             header
         }

@@ -6,12 +6,9 @@ use crate::{
     client::Client,
 };
 use anyhow::{Context as _, bail};
-use bcte_ledger::{StateKey, StateProof, identity::ParticipantState};
-use bcte_node::{
-    api::{BlockView, ProofView},
-    pii_api::{PiiErased, PiiRecord, PiiStored},
-};
-use bcte_types::{AccountId, Header, ParticipantId, ids::parse_hex_array, role::pii_commitment};
+use bcte_ledger::{StateKey, identity::ParticipantState};
+use bcte_node::pii_api::{PiiErased, PiiRecord, PiiStored};
+use bcte_types::{AccountId, ParticipantId, ids::parse_hex_array, role::pii_commitment};
 use clap::{Args, Subcommand};
 use commonware_codec::{Copying, DecodeExt as _};
 use serde_json::json;
@@ -166,22 +163,8 @@ fn proven_commitment(
     client: &Client,
     participant: &ParticipantId,
 ) -> anyhow::Result<Option<bcte_types::Hash>> {
-    let key = StateKey::Participant(*participant);
-    let view: ProofView = client.get(&format!("/v1/proofs/{key}"))?;
-    let bytes = hex::decode(&view.proof).context("the node sent a proof that is not hex")?;
-    let proof = StateProof::from_bytes(&bytes).context("the node sent a malformed proof")?;
-    if proof.key != key {
-        bail!("the node sent a proof of another key");
-    }
-    let block: BlockView = client.get(&format!("/v1/blocks/{}", proof.height))?;
-    let raw = hex::decode(&block.header).context("the node sent a header that is not hex")?;
-    let header = Header::decode(Copying(&raw)).context("the node sent a malformed header")?;
-    if hex::encode(header.hash()) != block.hash {
-        bail!("the node's header does not hash to the block hash it reports");
-    }
-    proof
-        .verify(&header.state_root)
-        .context("the proof does not check against the block's state root")?;
+    let (proof, _, _) =
+        crate::chain_cmds::proven(client, &StateKey::Participant(*participant), None)?;
     proof
         .value
         .as_deref()
