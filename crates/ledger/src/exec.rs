@@ -35,8 +35,8 @@ use crate::{
     working::Working,
 };
 use bcte_types::{
-    Amount, Block, ChainId, Genesis, GenesisError, Hash, Header, Height, Outcome, Payload, Receipt,
-    RejectReason, SignatureError, Tx, block::receipts_root,
+    Amount, Block, ChainId, FeederId, Genesis, GenesisError, Hash, Header, Height, Interval,
+    Outcome, Payload, Receipt, RejectReason, SignatureError, Tx, block::receipts_root,
 };
 use commonware_codec::{Copying, DecodeExt};
 use jmt::storage::{NodeBatch, TreeReader};
@@ -393,7 +393,50 @@ pub struct Execution {
     pub writes: WriteSet,
     /// One receipt per transaction, in block order.
     pub receipts: Vec<Receipt>,
+    /// What the market's end-of-block work did, in order (facts for the shell's metrics; they
+    /// are in the writes too and in no root).
+    pub market: Vec<MarketEvent>,
 }
+
+/// One piece of a block's end-of-block market work (MC-7, ST-2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MarketEvent {
+    /// Interval `interval` of `feeder` cleared (MC-7).
+    Cleared {
+        /// The feeder.
+        feeder: FeederId,
+        /// The interval.
+        interval: Interval,
+        /// Its gate closure, in market time (ms since the Unix epoch).
+        gate_ms: u64,
+        /// The site bids it cleared (the upstream grid's not counted).
+        bids: u32,
+    },
+    /// Interval `interval` of `feeder` settled (ST-2).
+    Settled {
+        /// The feeder.
+        feeder: FeederId,
+        /// The interval.
+        interval: Interval,
+        /// The sites settled.
+        sites: u32,
+        /// Those settled on their schedule for want of a reading (ST-3.1).
+        estimated: u32,
+    },
+}
+
+/// Hooks around each piece of end-of-block market work, for a shell that measures it: the
+/// core calls [`Probe::begin`] before clearing or settling an interval and [`Probe::end`] after
+/// (with what was done, or `None` if the block could not do it yet). The core itself reads no
+/// clock; `()` is the probe that measures nothing.
+pub trait Probe {
+    /// A piece of work begins.
+    fn begin(&mut self) {}
+    /// The piece of work begun last is done.
+    fn end(&mut self, _done: Option<&MarketEvent>) {}
+}
+
+impl Probe for () {}
 
 /// Applies `txs` as the block described by `info` to the prefetched state, which must hold
 /// every key [`plan_reads`] asks for.
@@ -403,6 +446,16 @@ pub struct Execution {
 /// from `pre`, a corrupt stored value, a broken invariant), and the block must not be voted on
 /// or committed.
 pub fn apply(pre: &Prefetched, info: BlockInfo, txs: &[Tx]) -> Result<Execution, ExecError> {
+    apply_probed(pre, info, txs, &mut ())
+}
+
+/// [`apply`], calling `probe` around each piece of end-of-block market work.
+pub fn apply_probed(
+    pre: &Prefetched,
+    info: BlockInfo,
+    txs: &[Tx],
+    probe: &mut dyn Probe,
+) -> Result<Execution, ExecError> {
     let config: ChainConfig = pre.decode(&StateKey::Config)?.ok_or(ExecError::NoConfig)?;
     let supply: Amount = pre.decode(&StateKey::Supply)?.unwrap_or(Amount::ZERO);
     let clock = pre
@@ -428,19 +481,23 @@ pub fn apply(pre: &Prefetched, info: BlockInfo, txs: &[Tx]) -> Result<Execution,
         });
     }
     // MC-7, MC-8: after the transactions, the intervals whose gate closed are cleared.
-    crate::market::end_of_block(&mut w, &ctx)?;
+    crate::market::end_of_block(&mut w, &ctx, probe)?;
 
     // LR-4: conservation over every balance any domain touched.
     w.assert_conserved(info.height)?;
 
-    let mut writes = w.into_writes();
+    let (mut writes, market) = w.into_writes();
     let head = Head {
         height: info.height,
         timestamp_ms: info.timestamp_ms,
         parent: info.parent,
     };
     writes.insert(StateKey::Head, Some(encode_value(&head)));
-    Ok(Execution { writes, receipts })
+    Ok(Execution {
+        writes,
+        receipts,
+        market,
+    })
 }
 
 /// Applies one transaction: `Ok(Ok(()))` accepted, `Ok(Err(reason))` rejected.
@@ -619,9 +676,19 @@ pub struct Executed {
 /// parent's state at `info.height - 1`), and computes the roots. Used by the proposer, which
 /// then writes the roots into the header, and by [`verify_block`].
 pub fn run<R: TreeReader>(reader: &R, info: BlockInfo, txs: &[Tx]) -> Result<Executed, ExecError> {
+    run_probed(reader, info, txs, &mut ())
+}
+
+/// [`run`], calling `probe` around each piece of end-of-block market work.
+pub fn run_probed<R: TreeReader>(
+    reader: &R,
+    info: BlockInfo,
+    txs: &[Tx],
+    probe: &mut dyn Probe,
+) -> Result<Executed, ExecError> {
     let parent_height = info.height.previous().ok_or(ExecError::GenesisHeight)?;
     let pre = read_planned(reader, parent_height, info, txs)?;
-    let execution = apply(&pre, info, txs)?;
+    let execution = apply_probed(&pre, info, txs, probe)?;
     let (state_root, batch) = tree::commit(reader, &execution.writes, info.height)?;
     let receipts_root = receipts_root(&execution.receipts);
     Ok(Executed {
@@ -667,14 +734,15 @@ pub fn verify_block<R: TreeReader>(
     chain_id: &ChainId,
     rng: &mut impl rand_core::CryptoRng,
 ) -> Result<Executed, InvalidBlock> {
-    verify_block_with(reader, parent, block, chain_id, rng, |_| false)
+    verify_block_with(reader, parent, block, chain_id, rng, |_| false, &mut ())
 }
 
 /// [`verify_block`] for a caller that has already checked some of the block's signatures (a
 /// validator's mempool holds transactions whose signatures it checked on admission):
 /// `already_checked(tx)` says so for a transaction with exactly these body and signature bytes,
 /// and only the others are verified (in one batch). The chain id of every transaction is still
-/// checked. With `|_| false` this is exactly [`verify_block`].
+/// checked. With `|_| false` this is exactly [`verify_block`]. `probe` is called around each
+/// piece of end-of-block market work ([`Probe`]).
 pub fn verify_block_with<R: TreeReader>(
     reader: &R,
     parent: &Header,
@@ -682,6 +750,7 @@ pub fn verify_block_with<R: TreeReader>(
     chain_id: &ChainId,
     rng: &mut impl rand_core::CryptoRng,
     already_checked: impl Fn(&Tx) -> bool,
+    probe: &mut dyn Probe,
 ) -> Result<Executed, InvalidBlock> {
     check_link(parent, parent.hash(), block.header())?;
     // LR-1.1: one bad signature or chain id makes the whole block invalid.
@@ -702,7 +771,7 @@ pub fn verify_block_with<R: TreeReader>(
             error,
         }
     })?;
-    let executed = run(reader, BlockInfo::of(block.header()), block.txs())?;
+    let executed = run_probed(reader, BlockInfo::of(block.header()), block.txs(), probe)?;
     check_roots(block.header(), &executed)?;
     Ok(executed)
 }

@@ -33,8 +33,8 @@ mod working;
 pub use auth::{Object, Rule, rule_of};
 pub use exec::{
     BlockContext, BlockInfo, ExecError, Executed, Execution, GenesisState, InvalidBlock,
-    Prefetched, apply, check_link, check_roots, genesis, plan_reads, read_planned, reads_of, run,
-    verify_block,
+    MarketEvent, Prefetched, Probe, apply, check_link, check_roots, genesis, plan_reads,
+    read_planned, reads_of, run, verify_block,
 };
 pub use keys::{BOOK_BUCKETS, KeyError, StateKey, book_bucket};
 pub use market_state::MarketClock;

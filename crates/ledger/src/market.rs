@@ -977,7 +977,11 @@ pub(crate) fn plan_reads(
 
 /// MC-7 and MC-8: after the block's transactions, clears the due intervals or, if there are
 /// none, prunes old ones.
-pub(crate) fn end_of_block(w: &mut Working<'_>, ctx: &BlockContext) -> Result<(), ExecError> {
+pub(crate) fn end_of_block(
+    w: &mut Working<'_>,
+    ctx: &BlockContext,
+    probe: &mut dyn crate::exec::Probe,
+) -> Result<(), ExecError> {
     let Some(index) = w.market.index.get(w.pre, &StateKey::Feeders)?.cloned() else {
         return Ok(());
     };
@@ -989,7 +993,7 @@ pub(crate) fn end_of_block(w: &mut Working<'_>, ctx: &BlockContext) -> Result<()
         .collect();
     if due.is_empty() {
         // ST-2.1: a block that clears nothing settles; one that does neither prunes.
-        if crate::settle::settle_due(w, ctx)? {
+        if crate::settle::settle_due(w, ctx, probe)? {
             return Ok(());
         }
         let pruning = match w.pre.decode::<FeederIndex>(&StateKey::Feeders)? {
@@ -1030,7 +1034,10 @@ pub(crate) fn end_of_block(w: &mut Working<'_>, ctx: &BlockContext) -> Result<()
         return Err(e);
     }
     for (f, k) in plan {
+        probe.begin();
+        let before = w.events.len();
         clear_interval(w, ctx, &f, k)?;
+        probe.end(w.events.get(before));
     }
     Ok(())
 }
@@ -1336,6 +1343,12 @@ fn clear_interval(
     w.market
         .results
         .put(StateKey::Result(feeder.clone(), k), result);
+    w.events.push(crate::exec::MarketEvent::Cleared {
+        feeder: feeder.clone(),
+        interval: k,
+        gate_ms: s.gate_ms(k),
+        bids,
+    });
     // Intervals clear in order; configurations and modes superseded from here on go.
     let next = Interval(k.0 + 1);
     s.next_clear = next;

@@ -820,13 +820,20 @@ pub(crate) fn settles(index: &FeederIndex, now_ms: u64) -> bool {
 
 /// ST-2: settles the due intervals, after the block's transactions, in a block that clears
 /// nothing.
-pub(crate) fn settle_due(w: &mut Working<'_>, ctx: &BlockContext) -> Result<bool, ExecError> {
+pub(crate) fn settle_due(
+    w: &mut Working<'_>,
+    ctx: &BlockContext,
+    probe: &mut dyn crate::exec::Probe,
+) -> Result<bool, ExecError> {
     let Some(index) = w.pre.decode::<FeederIndex>(&StateKey::Feeders)? else {
         return Ok(false);
     };
     let due = due_settlements(&index, ctx.now_ms);
     for f in &due {
+        probe.begin();
+        let before = w.events.len();
         settle_interval(w, ctx, f)?;
+        probe.end(w.events.get(before));
     }
     Ok(!due.is_empty())
 }
@@ -1299,6 +1306,12 @@ fn settle_interval(w: &mut Working<'_>, ctx: &BlockContext, f: &FeederId) -> Res
             .put(StateKey::Settled(f.clone(), k, b), bucket);
     }
     w.market.settling.put(StateKey::Settling(f.clone(), k), idx);
+    w.events.push(crate::exec::MarketEvent::Settled {
+        feeder: f.clone(),
+        interval: k,
+        sites: totals.sites,
+        estimated: totals.estimated,
+    });
     w.market
         .settlements
         .put(StateKey::Settlement(f.clone(), k), totals);

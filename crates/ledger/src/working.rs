@@ -513,6 +513,8 @@ pub(crate) struct Working<'a> {
     pub(crate) market: crate::market::MarketValues,
     /// Enrolled participants touched by the block.
     pub(crate) participants: Typed<crate::identity::ParticipantState>,
+    /// What the market's end-of-block work did, in order.
+    pub(crate) events: Vec<crate::exec::MarketEvent>,
 }
 
 impl<'a> Working<'a> {
@@ -523,6 +525,7 @@ impl<'a> Working<'a> {
             supply_before: supply,
             market: Default::default(),
             participants: Typed::default(),
+            events: Vec::new(),
         }
     }
 
@@ -533,12 +536,12 @@ impl<'a> Working<'a> {
     }
 
     /// The block's writes.
-    pub(crate) fn into_writes(self) -> WriteSet {
+    pub(crate) fn into_writes(self) -> (WriteSet, Vec<crate::exec::MarketEvent>) {
         let mut out = WriteSet::new();
         self.money.write_into(&mut out, self.supply_before);
         self.market.write_into(&mut out);
         self.participants.write_into(&mut out);
-        out
+        (out, self.events)
     }
 }
 

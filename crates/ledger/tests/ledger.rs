@@ -419,11 +419,19 @@ fn signatures_checked_before_are_skipped_and_the_others_still_checked() {
     let (block, _) = c.propose(vec![a.clone(), b.clone(), forged.clone()]);
     let rng = &mut StdRng::seed_from_u64(0);
     // What the caller vouches for is not checked again (here, wrongly, even the forgery)...
-    assert!(exec::verify_block_with(&c.tree, &c.head, &block, &chain(), rng, |_| true).is_ok());
+    assert!(
+        exec::verify_block_with(&c.tree, &c.head, &block, &chain(), rng, |_| true, &mut ()).is_ok()
+    );
     // ...and skipping the first two still finds the forgery, at its own index.
-    let err = exec::verify_block_with(&c.tree, &c.head, &block, &chain(), rng, |tx| {
-        tx.hash() == a.hash() || tx.hash() == b.hash()
-    })
+    let err = exec::verify_block_with(
+        &c.tree,
+        &c.head,
+        &block,
+        &chain(),
+        rng,
+        |tx| tx.hash() == a.hash() || tx.hash() == b.hash(),
+        &mut (),
+    )
     .unwrap_err();
     assert!(
         matches!(err, InvalidBlock::BadTransaction { index: 2, .. }),
@@ -431,9 +439,15 @@ fn signatures_checked_before_are_skipped_and_the_others_still_checked() {
     );
     // A valid block verifies the same with or without skipping.
     let (block, _) = c.propose(vec![a.clone(), b.clone()]);
-    let skipped = exec::verify_block_with(&c.tree, &c.head, &block, &chain(), rng, |tx| {
-        tx.hash() == a.hash()
-    })
+    let skipped = exec::verify_block_with(
+        &c.tree,
+        &c.head,
+        &block,
+        &chain(),
+        rng,
+        |tx| tx.hash() == a.hash(),
+        &mut (),
+    )
     .unwrap();
     let full = verify_block(&c.tree, &c.head, &block, &chain(), rng).unwrap();
     assert_eq!(skipped.state_root, full.state_root);

@@ -230,7 +230,20 @@ fn clear_zero(mut chain: Chain) -> Chain {
         0,
         points(&[(-500, 1_000), (3_000, 1_000)]),
     );
-    chain.block_at(gate(0), vec![]);
+    let exec = chain.block_at(gate(0), vec![]);
+    // What the block did, for the node's metrics: one interval cleared with four site bids.
+    assert!(
+        matches!(
+            &exec.market[..],
+            [bcte_ledger::MarketEvent::Cleared {
+                interval: Interval(0),
+                bids: 4,
+                ..
+            }]
+        ),
+        "{:?}",
+        exec.market
+    );
     let r: IntervalResult = chain.read(&StateKey::Result(f(), Interval(0))).unwrap();
     // Worked by hand: t1 may import 5 kW; it needs home + 1 kW - 2 kW of it, so home takes
     // 6 kW, on its step at 150/MWh. The substation buys upstream at 80/MWh.
@@ -245,12 +258,7 @@ fn an_interval_settles_by_the_rules_and_moves_exactly_the_worked_figures() {
     let mut chain = cleared();
     // Readings after the interval's end: home 1,600 Wh, pv -450 Wh, shop 700 Wh, quiet 100.
     chain.block_at(end(0), vec![]);
-    for (owner, site, wh) in [
-        (2, "home", 1_600),
-        (3, "pv", -450),
-        (4, "shop", 700),
-        (6, "quiet", 100),
-    ] {
+    for (owner, site, wh) in [(2, "home", 1_600), (3, "pv", -450), (4, "shop", 700)] {
         accepted(&chain.send(&key(meter(owner)), reading(site, 0, wh)));
     }
     let idx: SettleIndex = chain.read(&StateKey::Settling(f(), Interval(0))).unwrap();
@@ -258,8 +266,25 @@ fn an_interval_settles_by_the_rules_and_moves_exactly_the_worked_figures() {
         idx.missing, 0,
         "home, pv and shop were the metered sites with a result"
     );
-    // Every metered site with a result has read: the next block that clears nothing settles.
-    chain.block(1, vec![]);
+    // Every metered site with a result has read: the next block that clears nothing settles,
+    // after its own transactions (quiet's reading).
+    let tx = chain.sign(&key(meter(6)), reading("quiet", 0, 100));
+    let exec = chain.block(1, vec![tx]);
+    accepted(&exec.receipts[0].outcome);
+    // What the block did, for the node's metrics: five sites settled, one of them estimated.
+    assert!(
+        matches!(
+            &exec.market[..],
+            [bcte_ledger::MarketEvent::Settled {
+                interval: Interval(0),
+                sites: 5,
+                estimated: 1,
+                ..
+            }]
+        ),
+        "{:?}",
+        exec.market
+    );
     let t: IntervalSettlement = chain.read(&StateKey::Settlement(f(), Interval(0))).unwrap();
 
     // ST-2.2 to ST-2.4, by hand (15 minutes = 0.25 h; base units are µ-currency):

@@ -440,8 +440,11 @@ where
     .await;
     info!(processed = ?floor.processed(), "marshal ready");
 
-    let (finalizer, finalizer_mailbox) =
-        Finalizer::new(shared.executor.clone(), shared.mempool.clone());
+    let (finalizer, finalizer_mailbox) = Finalizer::new(
+        shared.executor.clone(),
+        shared.mempool.clone(),
+        crate::market_metrics::MarketMetrics::register(&context.child("market")),
+    );
     let finalizer_marshal = mailbox.clone();
     let finalizer_handle = context.child("finalizer").spawn(move |ctx| async move {
         // A fatal error was logged by the finalizer; ending this task stops the node.

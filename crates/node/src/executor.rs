@@ -15,6 +15,7 @@
 //! Invariants: the committed tip only moves to a child of itself; a pending block's parent is the
 //! tip or another pending block; every pending layer is keyed by the block hash it came from.
 
+use crate::market_metrics::Stopwatch;
 use bcte_ledger::{
     AccountState, BlockInfo, Executed, Execution, InvalidBlock, Layer, Overlay, StateKey,
     TreeError, exec::decode_account, tree,
@@ -37,6 +38,9 @@ pub struct Pending {
     pub layer: Arc<Layer>,
     /// Its writes and receipts.
     pub execution: Execution,
+    /// This node's wall time for each piece of its end-of-block market work, in the order of
+    /// `execution.market` ([`crate::market_metrics::Stopwatch`]).
+    pub market_laps: Vec<std::time::Duration>,
 }
 
 /// The last committed block.
@@ -224,6 +228,16 @@ impl<S: Store> Executor<S> {
         }
     }
 
+    /// The market clock at the committed tip (real time if the chain has none).
+    pub fn market_clock(&self) -> Result<bcte_ledger::MarketClock, TreeError> {
+        let tip = self.tip();
+        match tree::read_value(&self.store, tip.height, &StateKey::MarketClock)? {
+            None => Ok(bcte_ledger::MarketClock::REAL_TIME),
+            Some(b) => bcte_ledger::decode_value(&b)
+                .ok_or_else(|| TreeError("the stored market clock is corrupt".into())),
+        }
+    }
+
     /// When the next gate closes after block `parent`, as a block timestamp (ms): a proposer
     /// building on `parent` must not wait for transactions past it. `Ok(None)` if no feeder
     /// is registered or `parent` is not known here.
@@ -256,7 +270,9 @@ impl<S: Store> Executor<S> {
             parent: *parent,
         };
         let overlay = Overlay::new(&self.store, &layers);
-        let executed = bcte_ledger::run(&overlay, info, &txs).map_err(InvalidBlock::from)?;
+        let mut watch = Stopwatch::default();
+        let executed = bcte_ledger::exec::run_probed(&overlay, info, &txs, &mut watch)
+            .map_err(InvalidBlock::from)?;
         let header = Header {
             parent: *parent,
             height: info.height,
@@ -267,7 +283,7 @@ impl<S: Store> Executor<S> {
             receipts_root: executed.receipts_root,
         };
         let block = Block::new(header, txs);
-        Ok(self.insert(block, executed))
+        Ok(self.insert(block, executed, watch.laps))
     }
 
     /// Fully verifies `block` on its parent's state (link, signatures, execution, roots) and
@@ -295,6 +311,7 @@ impl<S: Store> Executor<S> {
             }
         };
         let overlay = Overlay::new(&self.store, &layers);
+        let mut watch = Stopwatch::default();
         let executed = bcte_ledger::exec::verify_block_with(
             &overlay,
             &parent_header,
@@ -302,21 +319,33 @@ impl<S: Store> Executor<S> {
             &self.chain_id,
             rng,
             already_checked,
+            &mut watch,
         )?;
-        Ok(self.insert_arc(block, executed))
+        Ok(self.insert_arc(block, executed, watch.laps))
     }
 
-    fn insert(&self, block: Block, executed: Executed) -> Arc<Pending> {
-        self.insert_arc(Arc::new(block), executed)
+    fn insert(
+        &self,
+        block: Block,
+        executed: Executed,
+        market_laps: Vec<std::time::Duration>,
+    ) -> Arc<Pending> {
+        self.insert_arc(Arc::new(block), executed, market_laps)
     }
 
-    fn insert_arc(&self, block: Arc<Block>, executed: Executed) -> Arc<Pending> {
+    fn insert_arc(
+        &self,
+        block: Arc<Block>,
+        executed: Executed,
+        market_laps: Vec<std::time::Duration>,
+    ) -> Arc<Pending> {
         let hash = block.hash();
         let layer = Arc::new(Layer::new(block.height(), executed.batch));
         let pending = Arc::new(Pending {
             block,
             layer,
             execution: executed.execution,
+            market_laps,
         });
         let mut st = self.lock();
         // A block at or below the tip can no longer be finalized: do not keep it.

@@ -10,7 +10,8 @@
 use crate::{
     app::Scheme,
     chain_block::ChainBlock,
-    executor::{Executor, FatalError, Finalized},
+    executor::{Executor, FatalError, Finalized, Pending},
+    market_metrics::MarketMetrics,
     mempool::Mempool,
 };
 use bcte_ledger::{StateKey, exec::decode_account};
@@ -21,7 +22,7 @@ use commonware_consensus::{
     Heightable, Reporter,
     marshal::{Update, core::Mailbox, standard::Standard},
 };
-use commonware_runtime::Spawner;
+use commonware_runtime::{Clock, Spawner};
 use commonware_utils::{Acknowledgement as _, channel::mpsc};
 use rand::CryptoRng;
 use std::sync::{Arc, Mutex};
@@ -50,13 +51,16 @@ pub struct Finalizer<S: Store> {
     executor: Arc<Executor<S>>,
     mempool: Arc<Mutex<Mempool>>,
     receiver: mpsc::UnboundedReceiver<Update<ChainBlock>>,
+    metrics: MarketMetrics,
 }
 
 impl<S: Store> Finalizer<S> {
-    /// A finalizer and the mailbox to hand marshal.
+    /// A finalizer and the mailbox to hand marshal; it counts the market's work of every block
+    /// it commits in `metrics`.
     pub fn new(
         executor: Arc<Executor<S>>,
         mempool: Arc<Mutex<Mempool>>,
+        metrics: MarketMetrics,
     ) -> (Self, FinalizerMailbox) {
         let (sender, receiver) = mpsc::unbounded_channel();
         (
@@ -64,6 +68,7 @@ impl<S: Store> Finalizer<S> {
                 executor,
                 mempool,
                 receiver,
+                metrics,
             },
             FinalizerMailbox { sender },
         )
@@ -72,7 +77,7 @@ impl<S: Store> Finalizer<S> {
     /// Runs until marshal closes the mailbox (`Ok`) or a block cannot be committed (`Err`).
     /// Committing a block that was not executed here (catch-up) executes it, on the runtime's
     /// blocking pool (see [`crate::app::off_loop`]).
-    pub async fn run<E: Spawner + CryptoRng>(
+    pub async fn run<E: Spawner + Clock + CryptoRng>(
         mut self,
         marshal: Mailbox<Scheme, Standard<ChainBlock>>,
         runtime: E,
@@ -117,6 +122,7 @@ impl<S: Store> Finalizer<S> {
                             .map_or(0, |a| a.nonce)
                     });
                     drop(pool);
+                    self.count(&pending, &runtime);
                     if !pending.block.txs().is_empty() || height.get() % 100 == 0 {
                         info!(
                             %height,
@@ -134,5 +140,37 @@ impl<S: Store> Finalizer<S> {
             ack.acknowledge();
         }
         Ok(())
+    }
+
+    /// Counts a committed block's market work in the metrics.
+    fn count(&self, pending: &Pending, clock: &impl Clock) {
+        let exec = &pending.execution;
+        let cleared = exec
+            .market
+            .iter()
+            .any(|e| matches!(e, bcte_ledger::MarketEvent::Cleared { .. }));
+        let market_clock = if cleared {
+            match self.executor.market_clock() {
+                Ok(c) => c,
+                Err(e) => {
+                    error!(error = %e, "cannot read the market clock for the metrics");
+                    return;
+                }
+            }
+        } else {
+            bcte_ledger::MarketClock::REAL_TIME
+        };
+        let now_ms = clock
+            .current()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.metrics.on_finalized(
+            &pending.block,
+            &exec.receipts,
+            &exec.market,
+            &pending.market_laps,
+            market_clock,
+            now_ms,
+        );
     }
 }

@@ -22,6 +22,7 @@ pub mod files;
 pub mod finalizer;
 pub mod gossip;
 pub mod market_api;
+pub mod market_metrics;
 pub mod mempool;
 pub mod pii;
 pub mod pii_api;

@@ -529,6 +529,47 @@ fn a_gate_closure_that_clears_ten_thousand_bids_nullifies_no_view() {
             .flat_map(|l| l.split("=\"").skip(1).filter_map(|v| v.split('"').next()))
             .collect();
         assert!(!labels.is_empty(), "the metrics have labels to check");
+        // The market's metrics, by feeder: every validator counted interval 2's 10,000 bids
+        // and timed its clearing.
+        let samples = |name: &str| -> Vec<(String, f64)> {
+            text.lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| {
+                    let (series, value) = l.rsplit_once(' ')?;
+                    let metric = series.split('{').next()?;
+                    if !metric.ends_with(name) {
+                        return None;
+                    }
+                    Some((series.to_string(), value.parse().ok()?))
+                })
+                .collect()
+        };
+        let bids = samples("market_bids_per_interval_sum");
+        assert_eq!(
+            bids.len() as u64,
+            N,
+            "one bids histogram per validator: {bids:?}"
+        );
+        for (series, sum) in &bids {
+            assert!(
+                series.contains(&format!("feeder=\"{}\"", feeder())),
+                "{series}"
+            );
+            assert!(
+                *sum >= SITES as f64,
+                "{series} counted the 10,000 bids: {sum}"
+            );
+        }
+        for (series, n) in samples("market_intervals_cleared_total") {
+            assert!(n >= 3.0, "{series}: intervals 0, 1 and 2 cleared ({n})");
+        }
+        let clearing = samples("market_clearing_seconds_count");
+        assert_eq!(clearing.len() as u64, N, "{clearing:?}");
+        assert!(clearing.iter().all(|(_, n)| *n >= 3.0), "{clearing:?}");
+        assert_eq!(
+            samples("market_gate_to_final_seconds_count").len() as u64,
+            N
+        );
         for v in labels {
             let is_site = v
                 .strip_prefix('s')
