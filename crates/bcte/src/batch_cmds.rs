@@ -6,7 +6,8 @@
 //! signature, trusting neither the head-end nor the node).
 //!
 //! The signed readings file is CSV with a header line and the columns
-//! `site,interval,wh,meter,signature` (the meter's ACCOUNT and its signature in hex); see
+//! `site,interval,wh,meter,signature` (the meter's ACCOUNT and its signature in hex; an empty
+//! signature is a reading no meter signed, submitted marked estimated: ST-1.6); see
 //! docs/api.md, "Raw meter batches". Exit codes: 0 done, 1 the node failed or refused, 2 invalid
 //! input (the line is named), 3 a transaction was rejected or a proof does not hold.
 
@@ -229,7 +230,7 @@ fn sign(a: &SignArgs, json: bool) -> anyhow::Result<()> {
             &interval.to_string(),
             &wh.to_string(),
             &s.meter.to_string(),
-            &hex::encode(s.signature.encode()),
+            &s.signature_hex().unwrap_or_default(),
         ])?;
         count += 1;
     }
@@ -281,8 +282,13 @@ fn parse_rows(
         let meter: AccountId = field(path, line, &rec, 3, "meter")?
             .parse()
             .map_err(|e| at(path, line, format!("meter: {e}")))?;
-        let signature = parse_signature(field(path, line, &rec, 4, "signature")?)
-            .map_err(|e| at(path, line, format!("signature: {e}")))?;
+        // ST-1.6: an empty signature is a reading no meter signed, estimated.
+        let signature = match field(path, line, &rec, 4, "signature")? {
+            "" => None,
+            hex => {
+                Some(parse_signature(hex).map_err(|e| at(path, line, format!("signature: {e}")))?)
+            }
+        };
         if rec.len() > 5 {
             return Err(at(path, line, "more than the 5 columns of the header"));
         }
@@ -656,7 +662,12 @@ fn proof(a: &ProofArgs, json: bool) -> anyhow::Result<ExitCode> {
             site: SiteId::new(p.site.clone()).context("the proof's site")?,
             wh: WattHours(p.wh),
             meter: p.meter.parse().context("the proof's meter")?,
-            signature: parse_signature(&p.signature).context("the proof's signature")?,
+            signature: p
+                .signature
+                .as_deref()
+                .map(parse_signature)
+                .transpose()
+                .context("the proof's signature")?,
         },
         p.position,
         p.leaf_count,
@@ -699,13 +710,24 @@ fn proof(a: &ProofArgs, json: bool) -> anyhow::Result<ExitCode> {
         "wh": built.reading.wh.0,
         "chain_wh": reading.wh,
         "meter": meter,
+        "estimated": built.reading.estimated(),
         "root": root_hex,
         "position": p.position,
         "leaf_count": p.leaf_count,
         "problems": problems,
     });
     emit(json, &value, || {
-        if ok {
+        if ok && built.reading.estimated() {
+            format!(
+                "verified, estimated: site {} read {} Wh in interval {} (no meter signed it: \
+                 ST-1.6), reading {} of {} in batch {root_hex} on the chain",
+                site.as_str(),
+                reading.wh,
+                a.interval,
+                p.position,
+                p.leaf_count
+            )
+        } else if ok {
             format!(
                 "verified: site {} read {} Wh in interval {}, signed by its meter {meter}, reading {} of {} in batch {root_hex} on the chain",
                 site.as_str(),
@@ -748,7 +770,7 @@ mod tests {
                 1 + i % 3,
                 i,
                 r.meter,
-                hex::encode(r.signature.encode())
+                r.signature_hex().unwrap_or_default()
             ));
         }
         out

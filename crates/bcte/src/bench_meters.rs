@@ -31,7 +31,6 @@ use bcte_types::{
     meter::{HeadEndSet, MeterRegister},
 };
 use clap::Args;
-use commonware_codec::Encode as _;
 use commonware_cryptography::{Signer as _, ed25519::PrivateKey};
 use serde_json::json;
 use std::{
@@ -371,7 +370,7 @@ fn write_signed(
                                 "{},{k},{wh},{},{}",
                                 site.as_str(),
                                 r.meter,
-                                hex::encode(r.signature.encode())
+                                r.signature_hex().unwrap_or_default()
                             );
                         }
                     }

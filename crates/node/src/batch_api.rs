@@ -30,7 +30,6 @@ use bcte_types::{
     batch::{RawBatch, ReadingProof},
     ids::parse_hash,
 };
-use commonware_codec::Encode;
 use serde::{Deserialize, Serialize};
 use std::{collections::HashSet, sync::Arc};
 use utoipa::ToSchema;
@@ -97,8 +96,11 @@ pub struct ReadingProofView {
     pub wh: i64,
     /// The meter's ACCOUNT (public key).
     pub meter: String,
-    /// The meter's signature over the reading (hex, 64 bytes).
-    pub signature: String,
+    /// The meter's signature over the reading (hex, 64 bytes); `null` for a reading no meter
+    /// signed (a head-end's import of a utility's file), which is estimated (ST-1.6).
+    pub signature: Option<String>,
+    /// Whether no meter signed the reading (ST-1.6).
+    pub estimated: bool,
     /// The reading's position in the batch.
     pub position: u32,
     /// Readings in the batch.
@@ -118,7 +120,8 @@ impl ReadingProofView {
             site: p.reading.site.to_string(),
             wh: p.reading.wh.0,
             meter: p.reading.meter.to_string(),
-            signature: hex::encode(p.reading.signature.encode()),
+            signature: p.reading.signature_hex(),
+            estimated: p.reading.estimated(),
             position: p.position,
             leaf_count: p.proof.leaf_count,
             siblings: p.siblings_hex(),

@@ -857,8 +857,9 @@ async fn meter_batches_are_stored_by_root_served_proven_and_required_for_their_t
                 site: r.site.clone(),
                 wh: WattHours(p["wh"].as_i64().unwrap()),
                 meter: p["meter"].as_str().unwrap().parse().unwrap(),
-                signature: bcte_types::batch::parse_signature(p["signature"].as_str().unwrap())
-                    .unwrap(),
+                signature: Some(
+                    bcte_types::batch::parse_signature(p["signature"].as_str().unwrap()).unwrap(),
+                ),
             },
             i as u32,
             5,

@@ -9,6 +9,11 @@
 //! their energies; leaf `i` of its tree is `SHA-256(message_i ‖ meter_i ‖ signature_i)`, and the
 //! tree is commonware's BMT (position-hashed leaves, the leaf count folded into the root), as for
 //! the block's transaction root. The batch's root is its address in the off-chain store.
+//!
+//! A reading no meter signed (a head-end's import of a utility's file, such as Green Button:
+//! ST-1.6) is in the batch without a signature and marked estimated; its leaf is
+//! `SHA-256(message ‖ meter)`, which no signed reading's leaf can equal (the message is
+//! self-delimiting and a signature adds 64 bytes).
 
 use crate::{
     AccountId, ChainId, Hash, WattHours,
@@ -30,8 +35,12 @@ use thiserror::Error;
 /// The signing domain of a meter's reading.
 pub const READING_NAMESPACE: &[u8] = b"bcte/reading/v1";
 
-/// The first eight bytes of an encoded [`RawBatch`] (format version 1).
-pub const RAW_BATCH_MAGIC: [u8; 8] = *b"bcte-mb1";
+/// The first eight bytes of an encoded [`RawBatch`] (format version 2: a reading may be
+/// unsigned).
+pub const RAW_BATCH_MAGIC: [u8; 8] = *b"bcte-mb2";
+
+/// The first eight bytes of a version 1 raw batch (every reading signed), still read.
+pub const RAW_BATCH_MAGIC_V1: [u8; 8] = *b"bcte-mb1";
 
 /// The most sibling hashes a proof of one reading can need (a tree of at most
 /// [`READINGS_PER_TX_MAX`] leaves has at most 15 levels; 32 is the BMT's own bound).
@@ -55,17 +64,18 @@ pub fn reading_message(
     out
 }
 
-/// One site's reading, signed by its meter.
+/// One site's reading, signed by its meter (or, marked estimated, by none: ST-1.6).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignedReading {
     /// The site.
     pub site: SiteId,
     /// The energy over the interval (Wh; positive consumed, negative fed in).
     pub wh: WattHours,
-    /// The meter's account (its public key).
+    /// The meter's account (its public key): the site's registered meter.
     pub meter: AccountId,
-    /// The meter's signature over [`reading_message`].
-    pub signature: Signature,
+    /// The meter's signature over [`reading_message`]; `None` for a reading no meter signed,
+    /// which is therefore estimated (ST-1.6).
+    pub signature: Option<Signature>,
 }
 
 impl SignedReading {
@@ -80,30 +90,59 @@ impl SignedReading {
     ) -> Self {
         let message = reading_message(chain, feeder, interval, &site, wh);
         Self {
-            signature: key.sign(READING_NAMESPACE, &message),
+            signature: Some(key.sign(READING_NAMESPACE, &message)),
             meter: AccountId::from_public_key(&key.public_key()),
             site,
             wh,
         }
     }
 
-    /// Whether the signature is the meter's over this reading.
+    /// A reading of `site`'s `meter` that no meter signed: estimated (ST-1.6).
+    pub fn unsigned(site: SiteId, wh: WattHours, meter: AccountId) -> Self {
+        Self {
+            site,
+            wh,
+            meter,
+            signature: None,
+        }
+    }
+
+    /// The signature in hex (128 characters), `None` for an unsigned reading.
+    pub fn signature_hex(&self) -> Option<String> {
+        self.signature.as_ref().map(|s| hex::encode(s.encode()))
+    }
+
+    /// Whether the reading is estimated: no meter signed it (ST-1.6).
+    pub fn estimated(&self) -> bool {
+        self.signature.is_none()
+    }
+
+    /// Whether the reading carries the meter's signature over it (an unsigned reading does not).
     pub fn verify(&self, chain: &ChainId, feeder: &FeederId, interval: Interval) -> bool {
-        let Some(key) = self.meter.to_public_key() else {
+        let (Some(key), Some(signature)) = (self.meter.to_public_key(), &self.signature) else {
             return false;
         };
         let message = reading_message(chain, feeder, interval, &self.site, self.wh);
-        key.verify(READING_NAMESPACE, &message, &self.signature)
+        key.verify(READING_NAMESPACE, &message, signature)
     }
 
     /// The reading's leaf in its batch's tree.
     pub fn leaf(&self, chain: &ChainId, feeder: &FeederId, interval: Interval) -> Hash {
         let message = reading_message(chain, feeder, interval, &self.site, self.wh);
-        Sha256::hash(&[
-            &message,
-            self.meter.as_bytes(),
-            self.signature.encode().as_ref(),
-        ])
+        match &self.signature {
+            Some(sig) => Sha256::hash(&[&message, self.meter.as_bytes(), sig.encode().as_ref()]),
+            None => Sha256::hash(&[&message, self.meter.as_bytes()]),
+        }
+    }
+
+    /// Reads a version 1 reading (always signed).
+    fn read_v1(buf: &mut impl Buf) -> Result<Self, CodecError> {
+        Ok(Self {
+            site: SiteId::read(buf)?,
+            wh: WattHours::read(buf)?,
+            meter: AccountId::read(buf)?,
+            signature: Some(Signature::read(buf)?),
+        })
     }
 }
 
@@ -112,24 +151,47 @@ impl Write for SignedReading {
         self.site.write(buf);
         self.wh.write(buf);
         self.meter.write(buf);
-        self.signature.write(buf);
+        match &self.signature {
+            Some(sig) => {
+                buf.put_u8(1);
+                sig.write(buf);
+            }
+            None => buf.put_u8(0),
+        }
     }
 }
 
 impl EncodeSize for SignedReading {
     fn encode_size(&self) -> usize {
-        self.site.encode_size() + 8 + AccountId::SIZE + Signature::SIZE
+        self.site.encode_size()
+            + 8
+            + AccountId::SIZE
+            + 1
+            + self.signature.as_ref().map_or(0, |_| Signature::SIZE)
     }
 }
 
 impl Read for SignedReading {
     type Cfg = ();
     fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        let site = SiteId::read(buf)?;
+        let wh = WattHours::read(buf)?;
+        let meter = AccountId::read(buf)?;
+        let signature = match u8::read(buf)? {
+            0 => None,
+            1 => Some(Signature::read(buf)?),
+            _ => {
+                return Err(CodecError::Invalid(
+                    "SignedReading",
+                    "signed flag not 0 or 1",
+                ));
+            }
+        };
         Ok(Self {
-            site: SiteId::read(buf)?,
-            wh: WattHours::read(buf)?,
-            meter: AccountId::read(buf)?,
-            signature: Signature::read(buf)?,
+            site,
+            wh,
+            meter,
+            signature,
         })
     }
 }
@@ -181,10 +243,13 @@ impl RawBatch {
     /// Decodes an encoded batch, refusing trailing bytes, a wrong magic, more than
     /// [`READINGS_PER_TX_MAX`] readings or an empty batch.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, BatchError> {
-        if bytes.len() < RAW_BATCH_MAGIC.len() || bytes[..8] != RAW_BATCH_MAGIC {
+        if bytes.len() < RAW_BATCH_MAGIC.len()
+            || (bytes[..8] != RAW_BATCH_MAGIC && bytes[..8] != RAW_BATCH_MAGIC_V1)
+        {
             return Err(BatchError::Malformed(format!(
-                "it does not start with {:?}",
-                String::from_utf8_lossy(&RAW_BATCH_MAGIC)
+                "it does not start with {:?} (or version 1's {:?})",
+                String::from_utf8_lossy(&RAW_BATCH_MAGIC),
+                String::from_utf8_lossy(&RAW_BATCH_MAGIC_V1)
             )));
         }
         let batch = Self::decode(Bytes::copy_from_slice(bytes))
@@ -235,8 +300,9 @@ impl RawBatch {
         }
     }
 
-    /// Checks every reading's meter signature, batch-verified; the error names the first bad
-    /// reading. `rng` seeds the batch verifier's coefficients only.
+    /// Checks every signed reading's meter signature, batch-verified; the error names the first
+    /// bad reading. Unsigned readings (estimated, ST-1.6) have nothing to check. `rng` seeds
+    /// the batch verifier's coefficients only.
     pub fn verify_signatures(&self, rng: &mut impl rand_core::CryptoRng) -> Result<(), BatchError> {
         self.verify_signatures_in(0..self.readings.len(), rng)
     }
@@ -248,18 +314,24 @@ impl RawBatch {
         range: std::ops::Range<usize>,
         rng: &mut impl rand_core::CryptoRng,
     ) -> Result<(), BatchError> {
-        let readings = &self.readings[range.clone()];
+        let start = range.start;
+        // (position in the batch, reading, signature) of the signed readings.
+        let readings: Vec<(usize, &SignedReading, &Signature)> = self.readings[range]
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.signature.as_ref().map(|s| (start + i, r, s)))
+            .collect();
         let bad = |i: usize| {
-            let r = &readings[i];
+            let (index, r, _) = readings[i];
             BatchError::BadSignature {
-                index: range.start + i,
+                index,
                 site: r.site.to_string(),
                 meter: r.meter,
             }
         };
         let mut keys = Vec::with_capacity(readings.len());
         let mut messages = Vec::with_capacity(readings.len());
-        for (i, r) in readings.iter().enumerate() {
+        for (i, (_, r, _)) in readings.iter().enumerate() {
             keys.push(r.meter.to_public_key().ok_or_else(|| bad(i))?);
             messages.push(reading_message(
                 &self.chain_id,
@@ -272,12 +344,12 @@ impl RawBatch {
         if readings.is_empty()
             || PublicKey::verify_batch(
                 rng,
-                readings,
-                |i, r| commonware_cryptography::BatchEntry {
+                &readings,
+                |i, (_, _, signature)| commonware_cryptography::BatchEntry {
                     namespace: READING_NAMESPACE,
                     message: &messages[i],
                     public_key: &keys[i],
-                    signature: &r.signature,
+                    signature,
                 },
                 &commonware_parallel::Sequential,
             )
@@ -288,7 +360,7 @@ impl RawBatch {
         let first = readings
             .iter()
             .enumerate()
-            .position(|(i, r)| !keys[i].verify(READING_NAMESPACE, &messages[i], &r.signature))
+            .position(|(i, (_, _, sig))| !keys[i].verify(READING_NAMESPACE, &messages[i], sig))
             .unwrap_or(0);
         Err(bad(first))
     }
@@ -435,21 +507,28 @@ impl Read for RawBatch {
         }
         let mut magic = [0u8; 8];
         buf.copy_to_slice(&mut magic);
-        if magic != RAW_BATCH_MAGIC {
-            return Err(CodecError::Invalid("RawBatch", "bad magic"));
-        }
+        let v1 = match magic {
+            RAW_BATCH_MAGIC => false,
+            RAW_BATCH_MAGIC_V1 => true,
+            _ => return Err(CodecError::Invalid("RawBatch", "bad magic")),
+        };
         let chain_id = ChainId::read(buf)?;
         let feeder = FeederId::read(buf)?;
         let interval = Interval::read(buf)?;
         let n = read_len(buf, READINGS_PER_TX_MAX)?;
-        // Each reading is at least 2 + 8 + 32 + 64 bytes: refuse a count the bytes cannot hold
-        // before allocating for it.
-        if buf.remaining() < n.saturating_mul(106) {
+        // Each reading is at least 2 + 8 + 32 + 1 bytes (2 + 8 + 32 + 64 in version 1): refuse
+        // a count the bytes cannot hold before allocating for it.
+        let least = if v1 { 106 } else { 43 };
+        if buf.remaining() < n.saturating_mul(least) {
             return Err(CodecError::EndOfBuffer);
         }
         let mut readings = Vec::with_capacity(n);
         for _ in 0..n {
-            readings.push(SignedReading::read(buf)?);
+            readings.push(if v1 {
+                SignedReading::read_v1(buf)?
+            } else {
+                SignedReading::read(buf)?
+            });
         }
         Ok(Self {
             chain_id,
@@ -480,11 +559,13 @@ pub struct ReadingProof {
 }
 
 impl ReadingProof {
-    /// Checks the meter's signature and the inclusion under `root`.
+    /// Checks the meter's signature (an unsigned, estimated reading has none: ST-1.6) and the
+    /// inclusion under `root`.
     pub fn verify(&self, root: &Hash) -> Result<(), BatchError> {
-        if !self
-            .reading
-            .verify(&self.chain_id, &self.feeder, self.interval)
+        if !self.reading.estimated()
+            && !self
+                .reading
+                .verify(&self.chain_id, &self.feeder, self.interval)
         {
             return Err(BatchError::BadSignature {
                 index: self.position as usize,
@@ -601,6 +682,72 @@ mod tests {
         b.verify_signatures_in(1..3, &mut rand::rng()).unwrap();
         let p = b.to_payload();
         b.check_payload(&p).unwrap();
+    }
+
+    #[test]
+    fn an_unsigned_reading_is_estimated_provable_and_never_passes_for_a_signed_one() {
+        let (mut b, _) = batch(4, 3);
+        let signed = b.readings[1].clone();
+        b.readings[1] = SignedReading::unsigned(signed.site.clone(), signed.wh, signed.meter);
+        let bytes = b.encode();
+        assert_eq!(bytes.len(), b.encode_size());
+        let back = RawBatch::from_bytes(&bytes).unwrap();
+        assert_eq!(back, b);
+        assert!(back.readings[1].estimated() && !back.readings[0].estimated());
+        // Nothing to check for the unsigned one; the signed ones still are.
+        b.verify_signatures(&mut rand::rng()).unwrap();
+        b.readings[2].wh = WattHours(b.readings[2].wh.0 + 1);
+        assert!(matches!(
+            b.verify_signatures(&mut rand::rng()),
+            Err(BatchError::BadSignature { index: 2, .. })
+        ));
+        b.readings[2].wh = WattHours(b.readings[2].wh.0 - 1);
+        // Its leaf is not the signed reading's, so the root tells them apart; its proof holds
+        // without a signature, and fails for another energy.
+        let (c, i) = (&b.chain_id, b.interval);
+        assert_ne!(
+            b.readings[1].leaf(c, &b.feeder, i),
+            signed.leaf(c, &b.feeder, i)
+        );
+        let root = b.root();
+        let p = b.proof(&signed.site).unwrap();
+        assert!(p.reading.estimated());
+        p.verify(&root).unwrap();
+        let mut q = p.clone();
+        q.reading.wh = WattHours(q.reading.wh.0 + 1);
+        assert!(matches!(
+            q.verify(&root),
+            Err(BatchError::NotIncluded { .. })
+        ));
+        // A bad flag byte is refused.
+        let mut bad = bytes.to_vec();
+        let flag = bad.len() - b.readings[2].encode_size() - b.readings[3].encode_size() - 1;
+        assert_eq!(bad[flag], 0, "the unsigned reading's flag");
+        bad[flag] = 2;
+        assert!(RawBatch::from_bytes(&bad).is_err());
+    }
+
+    #[test]
+    fn a_version_1_batch_is_still_read() {
+        let (b, _) = batch(3, 4);
+        let mut v1 = RAW_BATCH_MAGIC_V1.to_vec();
+        b.chain_id.write(&mut v1);
+        b.feeder.write(&mut v1);
+        b.interval.write(&mut v1);
+        write_len(b.readings.len(), &mut v1);
+        for r in &b.readings {
+            r.site.write(&mut v1);
+            r.wh.write(&mut v1);
+            r.meter.write(&mut v1);
+            r.signature.as_ref().unwrap().write(&mut v1);
+        }
+        let back = RawBatch::from_bytes(&v1).unwrap();
+        assert_eq!(back, b);
+        assert_eq!(
+            back.root(),
+            b.root(),
+            "the version does not change the root"
+        );
     }
 
     #[test]
