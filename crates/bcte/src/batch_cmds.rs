@@ -54,6 +54,10 @@ pub enum MeterBulkCommand {
     /// Prove a site's reading from a head-end batch against the root on the chain and check
     /// its meter's signature.
     Proof(ProofArgs),
+    /// Read a Green Button (ESPI) file: its series checked and totalled; with --site, the
+    /// site's interval readings on the feeder's intervals; with --submit, sent as the site's
+    /// meter's or, marked estimated, a head-end's (docs/greenbutton.md).
+    Greenbutton(crate::greenbutton_cmds::GreenButtonArgs),
 }
 
 /// Arguments of `bcte meter sign`.
@@ -122,6 +126,7 @@ pub fn run(cmd: MeterBulkCommand, json: bool) -> ExitCode {
         MeterBulkCommand::Sign(a) => sign(&a, json).map(|()| ExitCode::SUCCESS),
         MeterBulkCommand::Submit(a) => submit_cmd(&a, json),
         MeterBulkCommand::Proof(a) => proof(&a, json),
+        MeterBulkCommand::Greenbutton(a) => return crate::greenbutton_cmds::run(a, json),
     };
     result.unwrap_or_else(|e| fail(&e))
 }

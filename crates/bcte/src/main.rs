@@ -21,6 +21,7 @@ mod demo_live;
 mod export_cmds;
 mod feeder_cmds;
 mod flex_cmds;
+mod greenbutton_cmds;
 mod identity_cmds;
 mod localnet;
 mod market_cmds;

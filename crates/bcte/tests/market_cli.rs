@@ -1153,6 +1153,230 @@ fn bulk_readings_are_signed_submitted_proven_settled_and_audited_through_the_cli
     assert!(err.contains("stored batch") && err.contains(&root), "{err}");
 }
 
+/// A Green Button feed of one usage point's readings: `(start_s, duration_s, value)` at the
+/// power of ten `power`, flowing `flow` (1 forward, 19 reverse).
+fn green_button(readings: &[(u64, u32, i64)], power: i32, flow: u32) -> String {
+    let rows: String = readings
+        .iter()
+        .map(|(start, duration, value)| {
+            format!(
+                "<IntervalReading><timePeriod><duration>{duration}</duration><start>{start}</start>\
+                 </timePeriod><value>{value}</value></IntervalReading>"
+            )
+        })
+        .collect();
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom">
+ <entry><link rel="self" href="/espi/UsagePoint/9"/><link rel="related" href="/espi/UsagePoint/9/MeterReading"/>
+  <title>12 Example Street</title>
+  <content><UsagePoint xmlns="http://naesb.org/espi"><ServiceCategory><kind>0</kind></ServiceCategory></UsagePoint></content></entry>
+ <entry><link rel="self" href="/espi/UsagePoint/9/MeterReading/1"/><link rel="up" href="/espi/UsagePoint/9/MeterReading"/>
+  <link rel="related" href="/espi/UsagePoint/9/MeterReading/1/IntervalBlock"/><link rel="related" href="/espi/ReadingType/1"/>
+  <content><MeterReading xmlns="http://naesb.org/espi"/></content></entry>
+ <entry><link rel="self" href="/espi/ReadingType/1"/>
+  <content><ReadingType xmlns="http://naesb.org/espi"><commodity>1</commodity><flowDirection>{flow}</flowDirection>
+   <powerOfTenMultiplier>{power}</powerOfTenMultiplier><uom>72</uom></ReadingType></content></entry>
+ <entry><link rel="self" href="/espi/UsagePoint/9/MeterReading/1/IntervalBlock/1"/><link rel="up" href="/espi/UsagePoint/9/MeterReading/1/IntervalBlock"/>
+  <content><IntervalBlock xmlns="http://naesb.org/espi">{rows}</IntervalBlock></content></entry>
+</feed>"#
+    )
+}
+
+#[test]
+fn green_button_readings_are_converted_submitted_by_the_meter_or_as_estimated_and_settled() {
+    let dev = Dev::start();
+    dev.register_demo_feeder();
+    let (house_key, house) = dev.key("house");
+    let (meter_key, meter) = dev.key("meter-gb-1");
+    let (_, meter_2) = dev.key("meter-gb-2");
+    let (head_end_key, head_end) = dev.key("head-end");
+    for (site, m) in [("gb-1", &meter), ("gb-2", &meter_2)] {
+        dev.register_site(site, &house);
+        dev.register_meter(site, m);
+    }
+    dev.dso_tx(&["meter", "head-end", "--account", &head_end]);
+    dev.mint(&house, "1000000");
+    // gb-1 bids (t1's price is then the import price, 80/MWh, as in the bulk test).
+    let k = dev.next_open("demo", 1).to_string();
+    let bid = [
+        "tx",
+        "bid",
+        "--key",
+        &house_key,
+        "--site",
+        "gb-1",
+        "--interval",
+        &k,
+        "--curve",
+        "[[0, 6.5], [120, 2]]",
+    ];
+    assert_eq!(dev.ok(&bid)["status"], "accepted");
+    let r = dev.ok(&["market", "result", &k, "--wait", "60"]);
+    let start_s = r["start_ms"].as_u64().unwrap() / 1_000;
+    assert_eq!(r["interval_ms"], 10_000);
+    let end_ms = dev.ok(&["market", "settlement", &k])["end_ms"]
+        .as_u64()
+        .unwrap();
+    dev.wait_market_time(end_ms);
+
+    // gb-1's utility file: two 5-second readings, 4 and 6 Wh, consumed.
+    let gb1 = dev.path("gb-1.xml");
+    std::fs::write(
+        &gb1,
+        green_button(&[(start_s, 5, 4), (start_s + 5, 5, 6)], 0, 1),
+    )
+    .unwrap();
+    // Read on its own: one series, totalled, no address anywhere in the output.
+    let out = dev.run(&["--json", "meter", "greenbutton", gb1.to_str().unwrap()]);
+    assert_ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        !text.contains("Example Street"),
+        "no address printed: {text}"
+    );
+    let v = json_of(&out);
+    assert_eq!(v["series"][0]["total_raw"], 10);
+    assert_eq!(v["series"][0]["usage_point"], "/espi/UsagePoint/9");
+    // With the site, a dry run: interval k, 10 Wh (GB-5).
+    let v = dev.ok(&[
+        "meter",
+        "greenbutton",
+        gb1.to_str().unwrap(),
+        "--site",
+        "gb-1",
+    ]);
+    assert_eq!(
+        v["readings"],
+        json!([{"interval": k.parse::<u64>().unwrap(), "wh": 10}]),
+        "{v}"
+    );
+    // gb-2's file: 15,000 + 15,000 mWh fed in (reverse flow, ×10⁻³): -30 Wh, submitted by
+    // the head-end, which no meter signed: marked estimated in the raw batch (ST-1.6).
+    let gb2 = dev.path("gb-2.xml");
+    std::fs::write(
+        &gb2,
+        green_button(&[(start_s, 5, 15_000), (start_s + 5, 5, 15_000)], -3, 19),
+    )
+    .unwrap();
+    // Someone neither the meter nor a head-end is refused by the node (the raw batch upload is
+    // a head-end's, AC-6.2): exit 1, the reason on one line.
+    let out = dev.run(&[
+        "meter",
+        "greenbutton",
+        gb2.to_str().unwrap(),
+        "--site",
+        "gb-2",
+        "--submit",
+        "--key",
+        &house_key,
+        "--meter",
+        &meter_2,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        one_error_line(&out).contains("for a head-end or a DSO"),
+        "{out:?}"
+    );
+    let v = dev.ok(&[
+        "meter",
+        "greenbutton",
+        gb2.to_str().unwrap(),
+        "--site",
+        "gb-2",
+        "--submit",
+        "--key",
+        &head_end_key,
+        "--meter",
+        &meter_2,
+    ]);
+    assert_eq!(v["submitted"][0]["status"], "accepted", "{v}");
+    assert_eq!(v["submitted"][0]["estimated"], true);
+
+    // Submitted by gb-1's meter: its own reading, signed by it. gb-1 is the one site with a
+    // result, so this reading completes the interval, which settles (ST-2.1).
+    let v = dev.ok(&[
+        "meter",
+        "greenbutton",
+        gb1.to_str().unwrap(),
+        "--site",
+        "gb-1",
+        "--submit",
+        "--key",
+        &meter_key,
+    ]);
+    assert_eq!(
+        (
+            v["rejected"].as_u64(),
+            v["submitted"][0]["estimated"].as_bool()
+        ),
+        (Some(0), Some(false)),
+        "{v}"
+    );
+    assert_eq!(v["submitted"][0]["status"], "accepted", "{v}");
+
+    // ST-2 by hand (t1 at 80/MWh, π = 20/MWh): gb-1 served 3.5 kW for 10 s, 10 Wh scheduled
+    // and read, energy 778 (as house-1 in the bulk test), no imbalance; gb-2 served nothing and
+    // fed in 30 Wh: −30 × (80 − 20) = −1,800.
+    let s = dev.ok(&["market", "settlement", &k, "--wait", "30"]);
+    assert_eq!(s["status"], "settled", "{s}");
+    let site = |name: &str| {
+        let x = &s["sites"][name];
+        (
+            x["metered_wh"].as_i64().unwrap(),
+            x["imbalance_charge"].as_i64().unwrap(),
+        )
+    };
+    assert_eq!(site("gb-1"), (10, 0));
+    assert_eq!(s["sites"]["gb-1"]["energy_charge"], 778);
+    assert_eq!(site("gb-2"), (-30, -1_800));
+    assert_eq!(s["readings"]["gb-1"]["source"], "meter");
+    assert_eq!(s["readings"]["gb-2"]["source"], "batch");
+    // The proof of gb-2's reading holds, and says no meter signed it.
+    let p = dev.ok(&["meter", "proof", "--site", "gb-2", "--interval", &k]);
+    assert_eq!(
+        (
+            p["verified"].as_bool(),
+            p["estimated"].as_bool(),
+            p["wh"].as_i64()
+        ),
+        (Some(true), Some(true), Some(-30)),
+        "{p}"
+    );
+
+    // Gas billing data is read but refused for settlement, exit 2 with the reason.
+    let gas = format!(
+        "{}/../greenbutton/testdata/Gas.xml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = dev.run(&["meter", "greenbutton", &gas, "--site", "gb-1"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(one_error_line(&out).contains("series 0 is gas"), "{out:?}");
+    // A file that is not XML: exit 2, one line naming where.
+    let bad = dev.path("bad.xml");
+    std::fs::write(&bad, "<feed><entry>").unwrap();
+    let out = dev.run(&["meter", "greenbutton", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let line = one_error_line(&out);
+    assert!(
+        line.contains("bad.xml") && line.contains("line 1"),
+        "{line}"
+    );
+    // Offline, the audit checks the estimated reading's batch: root, energy and meter, and no
+    // signature to check.
+    let mut dev = dev;
+    let _ = dev.child.kill();
+    let _ = dev.child.wait();
+    let data = dev.path("chain");
+    let out = Command::new(BIN)
+        .args(["--json", "verify", "--data-dir", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let report = json_of(&out);
+    assert_eq!(report["batches_checked"].as_u64(), Some(1), "{report}");
+}
+
 #[test]
 fn a_p2p_contract_is_consented_entered_settled_billed_and_cancelled_through_the_cli() {
     let dev = Dev::start();
