@@ -212,6 +212,7 @@ pub fn init(
         registrar: None,
         allocations,
         market_clock_speed,
+        currency: None,
     };
     genesis
         .validate()

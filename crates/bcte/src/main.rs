@@ -26,6 +26,7 @@ mod identity_cmds;
 mod localnet;
 mod market_cmds;
 mod meter_cmds;
+mod openadr_cmds;
 mod pii_cmds;
 
 /// bcte: blockchain-enabled transactive energy.
@@ -88,6 +89,9 @@ enum Command {
     /// commitment on chain) and erase for good.
     #[command(subcommand)]
     Pii(pii_cmds::PiiCommand),
+    /// The node's OpenADR 3 VTN: register the VEN clients that read its prices and events.
+    #[command(subcommand)]
+    Openadr(openadr_cmds::OpenAdrCommand),
 }
 
 /// Reports a panic (a bug, or a dependency refusing damaged data) as one line on stderr.
@@ -125,6 +129,7 @@ fn main() -> ExitCode {
         Command::Meter(cmd) => batch_cmds::run(cmd, cli.json),
         Command::Export(cmd) => export_cmds::run(cmd),
         Command::Pii(cmd) => pii_cmds::run(cmd, cli.json),
+        Command::Openadr(cmd) => openadr_cmds::run(cmd, cli.json),
         Command::Feeder(cmd) => feeder_cmds::run(cmd, cli.json),
         Command::Contract(cmd) => contract_cmds::run(cmd, cli.json),
     }

@@ -161,6 +161,7 @@ fn fixture() -> Fixture {
         registrar: None,
         allocations: Vec::new(),
         market_clock_speed: 1,
+        currency: None,
     };
     let g = exec::genesis(&genesis).unwrap();
     let mut tree = MemTree::new();

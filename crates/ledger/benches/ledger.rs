@@ -45,6 +45,7 @@ fn fixture() -> Fixture {
             })
             .collect(),
         market_clock_speed: 1,
+        currency: None,
     };
     let g = exec::genesis(&genesis).unwrap();
     let mut tree = MemTree::new();

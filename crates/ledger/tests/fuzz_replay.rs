@@ -100,6 +100,7 @@ fn valid() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
             roles: bcte_types::Roles::one(bcte_types::Role::Prosumer),
         }],
         market_clock_speed: 1,
+        currency: None,
     };
     let g = exec::genesis(&genesis).unwrap();
     let mut tree = MemTree::new();

@@ -44,6 +44,7 @@ fn genesis_doc() -> Genesis {
             })
             .collect(),
         market_clock_speed: 1,
+        currency: None,
     }
 }
 

@@ -46,6 +46,7 @@ fn router() -> (Router, String) {
             })
             .collect(),
         market_clock_speed: 1,
+        currency: None,
     };
     let chain = ChainStore::new(MemStore::new(), BlockLimits::default());
     chain.init(&genesis).unwrap();
@@ -59,6 +60,8 @@ fn router() -> (Router, String) {
     let router = api::router(Arc::new(ApiState {
         auth,
         pii: None,
+        vtn: None,
+        tls: false,
         shared,
         outbox: None,
         metrics: None,

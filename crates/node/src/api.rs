@@ -75,6 +75,10 @@ pub struct ApiState<S: Store> {
     pub auth: Arc<crate::auth::Auth>,
     /// The registrar's store of personal data (AC-2.4); absent: this node keeps none.
     pub pii: Option<Arc<crate::pii::PiiStore>>,
+    /// The OpenADR 3 VTN served under [`crate::vtn::PREFIX`]; absent: none.
+    pub vtn: Option<Arc<crate::vtn::Vtn>>,
+    /// Whether the API is served over TLS (the VTN's token URL says `https`).
+    pub tls: bool,
 }
 
 /// Renders the node's metrics (the runtime's registry: consensus, p2p, storage) as Prometheus
@@ -461,6 +465,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(crate::auth_api::AuthDoc::openapi());
     doc.merge(crate::pii_api::PiiDoc::openapi());
     doc.merge(crate::export_api::ExportDoc::openapi());
+    doc.merge(crate::vtn_admin_api::VtnAdminDoc::openapi());
     crate::routes::annotate(&mut doc);
     doc
 }
@@ -510,7 +515,11 @@ pub(crate) fn routes<S: Store>() -> Vec<Route<S>> {
 
 /// The API's routes over `state`: the route table ([`crate::routes`]), every error a JSON body.
 pub fn router<S: Store>(state: Arc<ApiState<S>>) -> Router {
-    crate::routes::router(state.clone())
+    let vtn = state
+        .vtn
+        .is_some()
+        .then(|| crate::vtn::router(state.clone()));
+    let main = crate::routes::router(state.clone())
         .fallback(|| async { ApiError::not_found("no such route (see /openapi.json)") })
         .method_not_allowed_fallback(|| async {
             ApiError {
@@ -520,7 +529,11 @@ pub fn router<S: Store>(state: Arc<ApiState<S>>) -> Router {
         })
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(axum::middleware::map_response(json_errors))
-        .with_state(state)
+        .with_state(state);
+    match vtn {
+        Some(v) => main.nest_service(crate::vtn::PREFIX, v),
+        None => main,
+    }
 }
 
 /// Makes every error a JSON `{"error"}` body, as the module promises, whatever produced it:

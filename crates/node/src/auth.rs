@@ -75,14 +75,25 @@ pub struct Auth {
     challenges: Mutex<HashMap<[u8; CHALLENGE_LEN], Instant>>,
 }
 
+/// The JWT keys of the node's API key: the encoding (private) and decoding (public) halves, and
+/// the issuer name (the public key, hex). Every token the node issues (read tokens, OpenADR
+/// tokens, each with its own audience) is signed with them.
+pub(crate) fn jwt_keys(key: &ed25519::PrivateKey) -> (EncodingKey, DecodingKey, String) {
+    let seed = key.encode();
+    let mut der = ED25519_PKCS8_PREFIX.to_vec();
+    der.extend_from_slice(&seed);
+    let public = key.public_key();
+    (
+        EncodingKey::from_ed_der(&der),
+        DecodingKey::from_ed_der(public.as_ref()),
+        hex::encode(public.as_ref()),
+    )
+}
+
 impl Auth {
     /// An issuer for `chain_id` signing with `key` (the node's API key).
     pub fn new(key: &ed25519::PrivateKey, chain_id: ChainId) -> Self {
-        let seed = key.encode();
-        let mut der = ED25519_PKCS8_PREFIX.to_vec();
-        der.extend_from_slice(&seed);
-        let public = key.public_key();
-        let issuer = hex::encode(public.as_ref());
+        let (encoding, decoding, issuer) = jwt_keys(key);
         let audience = format!("{}/{issuer}", chain_id.as_str());
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_audience(&[audience.as_str()]);
@@ -91,8 +102,8 @@ impl Auth {
         validation.leeway = 0;
         Self {
             chain_id,
-            encoding: EncodingKey::from_ed_der(&der),
-            decoding: DecodingKey::from_ed_der(public.as_ref()),
+            encoding,
+            decoding,
             issuer,
             audience,
             validation,

@@ -260,6 +260,7 @@ mod tests {
                 roles: bcte_types::Roles::NONE,
             }],
             market_clock_speed: 1,
+            currency: None,
         }
     }
 

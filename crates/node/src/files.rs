@@ -108,6 +108,12 @@ impl DataDir {
         self.root.join("pii-keys")
     }
 
+    /// `openadr/clients.json`: the OpenADR VEN clients registered on this node, with the
+    /// SHA-256 of their secrets (docs/openadr.md).
+    pub fn openadr_clients(&self) -> PathBuf {
+        self.root.join("openadr").join("clients.json")
+    }
+
     /// `batches/`: the off-chain store of raw meter batches, one file per batch named by its
     /// Merkle root (docs/api.md, "Raw meter batches").
     pub fn batches(&self) -> PathBuf {

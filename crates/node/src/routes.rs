@@ -181,6 +181,7 @@ pub fn table<S: Store>() -> Vec<Route<S>> {
     t.extend(crate::billing_api::routes::<S>());
     t.extend(crate::pii_api::routes::<S>());
     t.extend(crate::export_api::routes::<S>());
+    t.extend(crate::vtn_admin_api::routes::<S>());
     t
 }
 

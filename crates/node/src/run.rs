@@ -90,6 +90,7 @@ pub fn prepare_dev(dir: &DataDir) -> Result<(Genesis, PrivateKey), FileError> {
             roles: bcte_types::Roles::NONE,
         }],
         market_clock_speed: 1,
+        currency: None,
     };
     // Keys first, genesis last: a directory with a genesis always has its keys.
     files::write_key(&dir.validator_key(), &validator)?;
@@ -296,7 +297,16 @@ fn serve(opts: NodeConfig, http: TcpListener, banner: &[String]) -> anyhow::Resu
             shared.executor.chain_id().clone(),
         ));
         let pii = crate::pii::PiiStore::open(&opts.data_dir.pii(), &opts.data_dir.pii_keys())?;
+        let clients = crate::vtn_clients::ClientStore::open(&opts.data_dir.openadr_clients())?;
+        let vtn = crate::vtn::Vtn::new(
+            &api_key,
+            shared.executor.chain_id(),
+            clients,
+            opts.genesis.currency(),
+        );
         let api_state = Arc::new(ApiState {
+            vtn: Some(Arc::new(vtn)),
+            tls: false,
             pii: Some(Arc::new(pii)),
             auth,
             shared,

@@ -182,6 +182,8 @@ fn enrollment_rotation_and_revocation_take_effect_on_every_validator_once_final(
                             batches: Arc::new(bcte_store::MemBlobStore::default()),
                             auth,
                             pii: None,
+                            vtn: None,
+                            tls: false,
                         }
                     })
                     .collect();

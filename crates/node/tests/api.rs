@@ -71,6 +71,13 @@ fn fixture_with(mut genesis: Genesis) -> Fixture {
     );
     let router = api::router(Arc::new(ApiState {
         pii: Some(pii),
+        vtn: Some(Arc::new(bcte_node::vtn::Vtn::new(
+            &commonware_cryptography::ed25519::PrivateKey::from_seed(7),
+            &genesis.chain_id,
+            bcte_node::vtn_clients::ClientStore::in_memory(),
+            genesis.currency(),
+        ))),
+        tls: false,
         auth: auth.clone(),
         shared: shared.clone(),
         outbox: None,
@@ -1118,6 +1125,13 @@ async fn every_read_route_shows_each_viewer_exactly_what_concerns_it() {
                         "/v1/txs" | "/v1/txs/batch" | "/v1/auth/challenge" | "/v1/auth/token",
                     ) => ReadRule::Public,
                     ("put" | "delete", "/v1/pii/{participant}") => ReadRule::Personal,
+                    // OpenADR client management: the operators' (changes a DSO's).
+                    (
+                        "post" | "delete",
+                        "/v1/openadr/clients"
+                        | "/v1/openadr/clients/{id}"
+                        | "/v1/openadr/clients/{id}/rotate",
+                    ) => ReadRule::Operator,
                     (m, p) => panic!("{m} {p} is not classified by the read-rule test"),
                 };
                 assert_eq!(rule, expected, "{method} {path}");

@@ -101,6 +101,7 @@ pub fn genesis(validators: u64, accounts: u64) -> Genesis {
             })
             .collect(),
         market_clock_speed: 1,
+        currency: None,
     }
 }
 

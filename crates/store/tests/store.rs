@@ -92,6 +92,7 @@ fn genesis(chain: &str) -> Genesis {
             roles: bcte_types::Roles::one(bcte_types::Role::Prosumer),
         }],
         market_clock_speed: 1,
+        currency: None,
     }
 }
 

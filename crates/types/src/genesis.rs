@@ -66,6 +66,21 @@ pub struct Genesis {
     /// simulated day at a few dozen blocks per interval needs a few thousand.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub market_clock_speed: u32,
+    /// The currency the tokens stand for, an ISO 4217 code (`EUR`, the default, `USD`, ...):
+    /// what prices are quoted in outside the chain (the OpenADR VTN's events). Not in the
+    /// state: it changes no root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+}
+
+/// The currency of a genesis that names none.
+pub const DEFAULT_CURRENCY: &str = "EUR";
+
+impl Genesis {
+    /// The currency the tokens stand for (ISO 4217).
+    pub fn currency(&self) -> &str {
+        self.currency.as_deref().unwrap_or(DEFAULT_CURRENCY)
+    }
 }
 
 /// The fastest market clock a genesis may set.
@@ -109,6 +124,9 @@ pub enum GenesisError {
     /// The allocations sum past `u64::MAX`.
     #[error("genesis allocations overflow the token supply")]
     SupplyOverflow,
+    /// The currency is not an ISO 4217 code.
+    #[error("currency {0:?} is not an ISO 4217 code (three capital letters, such as EUR)")]
+    BadCurrency(String),
     /// The market clock speed is zero or too fast.
     #[error("market_clock_speed {0} is not within 1 to {MARKET_CLOCK_SPEED_MAX}")]
     BadClockSpeed(u32),
@@ -131,6 +149,11 @@ impl Genesis {
             if !seen.insert(v.public_key) {
                 return Err(GenesisError::DuplicateValidator(v.public_key));
             }
+        }
+        if let Some(c) = &self.currency
+            && !(c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()))
+        {
+            return Err(GenesisError::BadCurrency(c.clone()));
         }
         if !(1..=MARKET_CLOCK_SPEED_MAX).contains(&self.market_clock_speed) {
             return Err(GenesisError::BadClockSpeed(self.market_clock_speed));
@@ -189,6 +212,7 @@ mod tests {
                 roles: crate::Roles::one(crate::Role::Prosumer),
             }],
             market_clock_speed: 1,
+            currency: None,
         }
     }
 

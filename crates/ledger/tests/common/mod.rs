@@ -70,6 +70,7 @@ impl Chain {
             }))
             .collect(),
             market_clock_speed: speed,
+            currency: None,
         };
         let g = exec::genesis(&genesis).unwrap();
         let mut tree = MemTree::new();

@@ -1,0 +1,439 @@
+//! The OpenADR 3.1.0 VTN of a real dev node: a client registered by the DSO through the CLI,
+//! the token flow both ways and its refusals, programs and events equal to the chain's cleared
+//! prices, modes and limit changes, paging, targets, problem bodies, and revocation.
+
+use serde_json::{Value, json};
+use std::{
+    ffi::OsStr,
+    path::PathBuf,
+    process::{Child, Command, Output},
+    time::Duration,
+};
+
+mod common;
+
+use common::{BIN, assert_ok, json_of, show_log_if_failing, start_node};
+
+struct Dev {
+    child: Child,
+    url: String,
+    dir: tempfile::TempDir,
+    dso: PathBuf,
+    log: PathBuf,
+}
+
+impl Dev {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("chain");
+        let log = dir.path().join("node.log");
+        let (child, url, before) = start_node(
+            [
+                OsStr::new("--dev"),
+                OsStr::new("--data-dir"),
+                data.as_os_str(),
+                OsStr::new("--http"),
+                OsStr::new("127.0.0.1:0"),
+            ],
+            &log,
+        );
+        let dso = before
+            .iter()
+            .find_map(|l| l.strip_prefix("dev key: "))
+            .map(PathBuf::from)
+            .expect("dev key line");
+        Self {
+            child,
+            url,
+            dir,
+            dso,
+            log,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("BCTE_NODE", &self.url)
+            .env("BCTE_KEY", &self.dso)
+            .output()
+            .expect("run bcte")
+    }
+
+    fn ok(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.run(&all);
+        assert_ok(&out);
+        json_of(&out)
+    }
+
+    fn dso(&self) -> &str {
+        self.dso.to_str().unwrap()
+    }
+
+    fn vtn(&self, path: &str) -> String {
+        format!("{}/openadr3/3.1.0{path}", self.url)
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        show_log_if_failing("the dev node", &self.log, 40);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// `(status, JSON body, headers)` of a response.
+fn answer(
+    r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> (u16, Value, ureq::http::HeaderMap) {
+    let mut r = r.expect("the node answers");
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text = r.body_mut().read_to_string().unwrap();
+    let body =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {text}"));
+    (status, body, headers)
+}
+
+fn get(url: &str, token: Option<&str>) -> (u16, Value, ureq::http::HeaderMap) {
+    let mut r = agent().get(url);
+    if let Some(t) = token {
+        r = r.header("authorization", &format!("Bearer {t}"));
+    }
+    answer(r.call())
+}
+
+fn token_request(
+    url: &str,
+    basic: Option<(&str, &str)>,
+    form: &str,
+) -> (u16, Value, ureq::http::HeaderMap) {
+    use base64::Engine as _;
+    let mut r = agent()
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded");
+    if let Some((id, secret)) = basic {
+        let b = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+        r = r.header("authorization", &format!("Basic {b}"));
+    }
+    answer(r.send(form.as_bytes()))
+}
+
+/// Asserts an OpenADR problem body of `status`.
+fn problem(got: &(u16, Value, ureq::http::HeaderMap), status: u16) {
+    assert_eq!(got.0, status, "{}", got.1);
+    assert_eq!(got.1["status"], status, "a problem body: {}", got.1);
+    assert!(got.1["detail"].is_string(), "{}", got.1);
+}
+
+#[test]
+fn a_ven_reads_the_chains_prices_and_grid_events_through_the_openadr_vtn() {
+    let dev = Dev::start();
+    let file = format!(
+        "{}/../../examples/chain/feeder.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let v = dev.ok(&[
+        "tx",
+        "feeder",
+        "register",
+        "--key",
+        dev.dso(),
+        "--file",
+        &file,
+    ]);
+    assert_eq!(v["status"], "accepted", "{v}");
+    // A limit change and an alert ahead, so that every kind of event is served.
+    let next = dev.ok(&["market", "status"])["next_interval"]
+        .as_u64()
+        .unwrap();
+    let later = (next + 50).to_string();
+    let v = dev.ok(&[
+        "tx",
+        "feeder",
+        "limit",
+        "--key",
+        dev.dso(),
+        "--node",
+        "t1",
+        "--import-kw",
+        "300",
+        "--export-kw",
+        "200.5",
+        "--from-interval",
+        &later,
+    ]);
+    assert_eq!(v["status"], "accepted", "{v}");
+    let v = dev.ok(&[
+        "tx",
+        "grid-mode",
+        "alert",
+        "--key",
+        dev.dso(),
+        "--from-interval",
+        &later,
+    ]);
+    assert_eq!(v["status"], "accepted", "{v}");
+    // Two cleared intervals at least.
+    let k = next + 1;
+    dev.ok(&["market", "result", &k.to_string(), "--wait", "60"]);
+
+    // The DSO registers a VEN client; the secret is shown once, the list never shows it.
+    let c = dev.ok(&[
+        "openadr",
+        "client",
+        "add",
+        "--name",
+        "thermostat",
+        "--key",
+        dev.dso(),
+    ]);
+    let id = c["client"]["client_id"].as_str().unwrap().to_owned();
+    let secret = c["client_secret"].as_str().unwrap().to_owned();
+    assert!(
+        id.bytes()
+            .chain(secret.bytes())
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    );
+    let list = dev.ok(&["openadr", "client", "list", "--key", dev.dso()]);
+    assert_eq!(list[0]["client_id"], id.as_str());
+    assert!(!list.to_string().contains(&secret));
+
+    // Discovery needs no token and names an absolute token URL of this host.
+    let (status, server, _) = get(&dev.vtn("/auth/server"), None);
+    assert_eq!(status, 200);
+    let token_url = server["tokenURL"].as_str().unwrap().to_owned();
+    assert_eq!(token_url, dev.vtn("/auth/token"));
+
+    // The token both ways; refusals with RFC 6749 bodies.
+    let grant = "grant_type=client_credentials";
+    let (status, basic, headers) = token_request(&token_url, Some((&id, &secret)), grant);
+    assert_eq!(status, 200, "{basic}");
+    assert_eq!(basic["token_type"], "Bearer");
+    assert!(basic["expires_in"].as_u64().unwrap() >= 60);
+    assert_eq!(headers.get("cache-control").unwrap(), "no-store");
+    let form = format!("{grant}&client_id={id}&client_secret={secret}&scope=read_targets");
+    let (status, by_form, _) = token_request(&token_url, None, &form);
+    assert_eq!(
+        (status, by_form["scope"].as_str()),
+        (200, Some("read_targets")),
+        "{by_form}"
+    );
+    let both = token_request(&token_url, Some((&id, &secret)), &form);
+    assert_eq!(
+        (both.0, both.1["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{}",
+        both.1
+    );
+    let wrong = token_request(&token_url, Some((&id, "not-the-secret")), grant);
+    assert_eq!(
+        (wrong.0, wrong.1["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    assert!(wrong.2.get("www-authenticate").is_some());
+    let none = token_request(&token_url, None, grant);
+    assert_eq!(
+        (none.0, none.1["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    let scope = token_request(
+        &token_url,
+        Some((&id, &secret)),
+        &format!("{grant}&scope=write_programs"),
+    );
+    assert_eq!(
+        (scope.0, scope.1["error"].as_str()),
+        (400, Some("invalid_scope"))
+    );
+    let other = token_request(&token_url, Some((&id, &secret)), "grant_type=password");
+    assert_eq!(
+        (other.0, other.1["error"].as_str()),
+        (400, Some("unsupported_grant_type"))
+    );
+
+    // Without a token, or with a bogus one: 401 problems; the valid one reads.
+    let missing = get(&dev.vtn("/programs"), None);
+    problem(&missing, 401);
+    assert!(missing.2.get("www-authenticate").is_some());
+    problem(&get(&dev.vtn("/programs"), Some("not.a.token")), 401);
+    let token = basic["access_token"].as_str().unwrap().to_owned();
+    let (status, programs, _) = get(&dev.vtn("/programs"), Some(&token));
+    assert_eq!(status, 200, "{programs}");
+    let programs = programs.as_array().unwrap().clone();
+    assert_eq!(programs.len(), 1);
+    let p = &programs[0];
+    assert_eq!(
+        (
+            p["id"].as_str(),
+            p["programName"].as_str(),
+            p["objectType"].as_str()
+        ),
+        (Some("demo"), Some("demo"), Some("PROGRAM"))
+    );
+    assert_eq!(p["intervalPeriod"]["duration"], "PT10S");
+    let price = p["payloadDescriptors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["payloadType"] == "PRICE")
+        .unwrap();
+    assert_eq!(
+        price,
+        &json!({"objectType": "EVENT_PAYLOAD_DESCRIPTOR", "payloadType": "PRICE", "units": "KWH", "currency": "EUR"})
+    );
+    let (status, one, _) = get(&dev.vtn("/programs/demo"), Some(&token));
+    assert_eq!((status, &one), (200, p));
+    problem(&get(&dev.vtn("/programs/nope"), Some(&token)), 404);
+
+    // Events: a price event per node whose values are the chain's cleared prices, exactly.
+    let (status, events, _) = get(&dev.vtn("/events?programID=demo"), Some(&token));
+    assert_eq!(status, 200, "{events}");
+    let events = events.as_array().unwrap().clone();
+    let ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    let limit_id = format!("demo-limit-1-{later}");
+    assert_eq!(
+        ids,
+        vec![
+            "demo-alert",
+            limit_id.as_str(),
+            "demo-price-0",
+            "demo-price-1"
+        ]
+    );
+    for e in &events {
+        assert_eq!(e["objectType"], "EVENT");
+        assert_eq!(e["programID"], "demo");
+        assert!(e["createdDateTime"].as_str().unwrap().ends_with('Z'));
+        assert!(e.get("duration").is_none(), "never event.duration");
+    }
+    let t1 = &events[3];
+    assert_eq!(t1["targets"], json!(["node-1", "t1"]));
+    let intervals = t1["intervals"].as_array().unwrap();
+    assert!(intervals.len() >= 2, "{t1}");
+    for i in intervals {
+        let k = i["id"].as_u64().unwrap();
+        assert_eq!(i["intervalPeriod"]["duration"], "PT10S");
+        let r = dev.ok(&["market", "result", &k.to_string()]);
+        assert_eq!(
+            i["intervalPeriod"]["start"],
+            rfc3339(r["start_ms"].as_u64().unwrap())
+        );
+        // The chain's price in currency/MWh, per kWh.
+        let per_kwh = r["prices"]["t1"].as_f64().unwrap() / 1_000.0;
+        for kind in ["PRICE", "EXPORT_PRICE"] {
+            let payload = i["payloads"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["type"] == kind)
+                .unwrap();
+            assert_eq!(
+                payload["values"][0].as_f64(),
+                Some(per_kwh),
+                "{kind} of interval {k}"
+            );
+        }
+    }
+    // The limit change and the alert.
+    let limit = &events[1];
+    assert_eq!(limit["targets"], json!(["node-1", "t1"]));
+    let payloads = &limit["intervals"][0]["payloads"];
+    assert_eq!(
+        payloads,
+        &json!([{"type": "IMPORT_CAPACITY_LIMIT", "values": [300]}, {"type": "EXPORT_CAPACITY_LIMIT", "values": [200.5]}])
+    );
+    let alert = &events[0];
+    assert_eq!(
+        alert["intervals"][0]["payloads"][0],
+        json!({"type": "ALERT_GRID_EMERGENCY", "values": ["ALERT"]})
+    );
+    assert_eq!(
+        alert["intervals"][0]["id"].as_u64().unwrap().to_string(),
+        later
+    );
+    // One event by id; an unknown one is 404.
+    let (status, by_id, _) = get(&dev.vtn("/events/demo-price-1"), Some(&token));
+    assert_eq!(status, 200);
+    assert_eq!(by_id["id"], "demo-price-1");
+    problem(&get(&dev.vtn("/events/demo-price-9"), Some(&token)), 404);
+
+    // Paging: pages of one, in a stable order, only the last short, their union the list.
+    let mut paged = Vec::new();
+    for skip in 0.. {
+        let (status, page, _) = get(
+            &dev.vtn(&format!("/events?programID=demo&skip={skip}&limit=1")),
+            Some(&token),
+        );
+        assert_eq!(status, 200);
+        let page = page.as_array().unwrap().clone();
+        if page.is_empty() {
+            break;
+        }
+        paged.extend(page.into_iter().map(|e| e["id"].clone()));
+    }
+    assert_eq!(paged.len(), 4, "four pages");
+    assert_eq!(paged, ids.iter().map(|i| json!(i)).collect::<Vec<_>>());
+    problem(&get(&dev.vtn("/events?limit=51"), Some(&token)), 400);
+    problem(&get(&dev.vtn("/events?skip=-1"), Some(&token)), 400);
+    problem(&get(&dev.vtn("/events?programID=a%20b"), Some(&token)), 400);
+    // Targets narrow: every given one must match.
+    let (_, t, _) = get(&dev.vtn("/events?targets=node-1"), Some(&token));
+    let t: Vec<&str> = t
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(t, vec![limit_id.as_str(), "demo-price-1"]);
+    let (_, t, _) = get(
+        &dev.vtn("/events?targets=node-1&targets=node-0"),
+        Some(&token),
+    );
+    assert_eq!(t, json!([]));
+    // Unknown endpoints and methods are problems too.
+    problem(&get(&dev.vtn("/nowhere"), Some(&token)), 404);
+    let (status, body, _) = answer(
+        agent()
+            .delete(&dev.vtn("/events/demo-price-1"))
+            .header("authorization", &format!("Bearer {token}"))
+            .call(),
+    );
+    assert_eq!((status, body["status"].as_u64()), (405, Some(405)));
+
+    // Revoked, its token stops working; rotated, the old secret does.
+    let rotated = dev.ok(&["openadr", "client", "rotate", &id, "--key", dev.dso()]);
+    let new_secret = rotated["client_secret"].as_str().unwrap();
+    assert_ne!(new_secret, secret);
+    assert_eq!(
+        token_request(&token_url, Some((&id, &secret)), grant).0,
+        401
+    );
+    assert_eq!(
+        token_request(&token_url, Some((&id, new_secret)), grant).0,
+        200
+    );
+    dev.ok(&["openadr", "client", "revoke", &id, "--key", dev.dso()]);
+    problem(&get(&dev.vtn("/programs"), Some(&token)), 401);
+    // Only a DSO manages clients.
+    let out = dev.run(&["openadr", "client", "list"]);
+    assert_ok(&out);
+    let _ = dev.dir.path();
+}
+
+fn rfc3339(ms: u64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap();
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
