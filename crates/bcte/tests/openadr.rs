@@ -211,8 +211,10 @@ fn a_ven_reads_the_chains_prices_and_grid_events_through_the_openadr_vtn() {
     assert!(!list.to_string().contains(&secret));
 
     // Discovery needs no token and names an absolute token URL of this host.
+    let spec = Spec::load();
     let (status, server, _) = get(&dev.vtn("/auth/server"), None);
     assert_eq!(status, 200);
+    spec.check("/auth/server", "get", 200, &server);
     let token_url = server["tokenURL"].as_str().unwrap().to_owned();
     assert_eq!(token_url, dev.vtn("/auth/token"));
 
@@ -220,6 +222,7 @@ fn a_ven_reads_the_chains_prices_and_grid_events_through_the_openadr_vtn() {
     let grant = "grant_type=client_credentials";
     let (status, basic, headers) = token_request(&token_url, Some((&id, &secret)), grant);
     assert_eq!(status, 200, "{basic}");
+    spec.check("/auth/token", "post", 200, &basic);
     assert_eq!(basic["token_type"], "Bearer");
     assert!(basic["expires_in"].as_u64().unwrap() >= 60);
     assert_eq!(headers.get("cache-control").unwrap(), "no-store");
@@ -266,11 +269,13 @@ fn a_ven_reads_the_chains_prices_and_grid_events_through_the_openadr_vtn() {
     // Without a token, or with a bogus one: 401 problems; the valid one reads.
     let missing = get(&dev.vtn("/programs"), None);
     problem(&missing, 401);
+    spec.check("/programs", "get", 401, &missing.1);
     assert!(missing.2.get("www-authenticate").is_some());
     problem(&get(&dev.vtn("/programs"), Some("not.a.token")), 401);
     let token = basic["access_token"].as_str().unwrap().to_owned();
     let (status, programs, _) = get(&dev.vtn("/programs"), Some(&token));
     assert_eq!(status, 200, "{programs}");
+    spec.check("/programs", "get", 200, &programs);
     let programs = programs.as_array().unwrap().clone();
     assert_eq!(programs.len(), 1);
     let p = &programs[0];
@@ -295,11 +300,15 @@ fn a_ven_reads_the_chains_prices_and_grid_events_through_the_openadr_vtn() {
     );
     let (status, one, _) = get(&dev.vtn("/programs/demo"), Some(&token));
     assert_eq!((status, &one), (200, p));
-    problem(&get(&dev.vtn("/programs/nope"), Some(&token)), 404);
+    spec.check("/programs/{programID}", "get", 200, &one);
+    let absent = get(&dev.vtn("/programs/nope"), Some(&token));
+    problem(&absent, 404);
+    spec.check("/programs/{programID}", "get", 404, &absent.1);
 
     // Events: a price event per node whose values are the chain's cleared prices, exactly.
     let (status, events, _) = get(&dev.vtn("/events?programID=demo"), Some(&token));
     assert_eq!(status, 200, "{events}");
+    spec.check("/events", "get", 200, &events);
     let events = events.as_array().unwrap().clone();
     let ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
     let limit_id = format!("demo-limit-1-{later}");
@@ -366,6 +375,23 @@ fn a_ven_reads_the_chains_prices_and_grid_events_through_the_openadr_vtn() {
     // One event by id; an unknown one is 404.
     let (status, by_id, _) = get(&dev.vtn("/events/demo-price-1"), Some(&token));
     assert_eq!(status, 200);
+    spec.check("/events/{eventID}", "get", 200, &by_id);
+    // The check can fail: an event without its program, or with a text interval id, does not
+    // pass.
+    let mut bad = by_id.clone();
+    bad.as_object_mut().unwrap().remove("programID");
+    assert!(
+        !spec
+            .errors("/events/{eventID}", "get", 200, &bad)
+            .is_empty()
+    );
+    let mut bad = by_id.clone();
+    bad["intervals"][0]["id"] = json!("one");
+    assert!(
+        !spec
+            .errors("/events/{eventID}", "get", 200, &bad)
+            .is_empty()
+    );
     assert_eq!(by_id["id"], "demo-price-1");
     problem(&get(&dev.vtn("/events/demo-price-9"), Some(&token)), 404);
 
@@ -385,7 +411,9 @@ fn a_ven_reads_the_chains_prices_and_grid_events_through_the_openadr_vtn() {
     }
     assert_eq!(paged.len(), 4, "four pages");
     assert_eq!(paged, ids.iter().map(|i| json!(i)).collect::<Vec<_>>());
-    problem(&get(&dev.vtn("/events?limit=51"), Some(&token)), 400);
+    let too_many = get(&dev.vtn("/events?limit=51"), Some(&token));
+    problem(&too_many, 400);
+    spec.check("/events", "get", 400, &too_many.1);
     problem(&get(&dev.vtn("/events?skip=-1"), Some(&token)), 400);
     problem(&get(&dev.vtn("/events?programID=a%20b"), Some(&token)), 400);
     // Targets narrow: every given one must match.
@@ -430,6 +458,95 @@ fn a_ven_reads_the_chains_prices_and_grid_events_through_the_openadr_vtn() {
     let out = dev.run(&["openadr", "client", "list"]);
     assert_ok(&out);
     let _ = dev.dir.path();
+}
+
+/// The vendored OpenADR 3.1.0 description, for validating the VTN's answers against it.
+struct Spec {
+    doc: Value,
+}
+
+impl Spec {
+    fn load() -> Self {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../node/openadr/openadr3-3.1.0.yaml"
+        );
+        let bytes = std::fs::read(path).unwrap();
+        use sha2::Digest as _;
+        assert_eq!(
+            hex::encode(sha2::Sha256::digest(&bytes)),
+            "0a85f28a91565b3e2c7488d2a7a7a9afb11ce3ef6b35afddb328484720077006",
+            "the vendored description is the published one"
+        );
+        let mut doc: Value = serde_yaml_ng::from_slice(&bytes).unwrap();
+        nullable(&mut doc);
+        Self { doc }
+    }
+
+    /// The schema of `method path`'s answer with `status` (`path` as the description writes
+    /// it, `{programID}` and all).
+    fn schema(&self, path: &str, method: &str, status: u16) -> Value {
+        let mut r = self.doc["paths"][path][method]["responses"][status.to_string()].clone();
+        if let Some(reference) = r["$ref"].as_str() {
+            let name = reference.trim_start_matches("#/components/responses/");
+            r = self.doc["components"]["responses"][name].clone();
+        }
+        let schema = r["content"]["application/json"]["schema"].clone();
+        assert!(
+            schema.is_object(),
+            "the description has no schema for {method} {path} {status}"
+        );
+        schema
+    }
+
+    /// Asserts that `body`, the answer to `method path` with `status`, is what the description
+    /// says.
+    fn check(&self, path: &str, method: &str, status: u16, body: &Value) {
+        let errors = self.errors(path, method, status, body);
+        assert!(
+            errors.is_empty(),
+            "{method} {path} {status} does not match the OpenADR 3.1.0 description: {errors:#?}\n{body}"
+        );
+    }
+}
+
+impl Spec {
+    /// What in `body` the description refuses.
+    fn errors(&self, path: &str, method: &str, status: u16, body: &Value) -> Vec<String> {
+        let mut root = self.schema(path, method, status);
+        root["components"] = self.doc["components"].clone();
+        let validator = jsonschema::draft4::new(&root).unwrap_or_else(|e| {
+            panic!("{method} {path} {status}: the schema does not compile: {e}")
+        });
+        validator
+            .iter_errors(body)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect()
+    }
+}
+
+/// OpenAPI 3.0's `nullable: true` as JSON Schema: `null` is one more type.
+fn nullable(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            if map.remove("nullable") == Some(Value::Bool(true)) {
+                match map.get("type").cloned() {
+                    Some(Value::String(t)) => {
+                        map.insert("type".into(), json!([t, "null"]));
+                    }
+                    _ => {
+                        let inner = Value::Object(std::mem::take(map));
+                        map.insert("anyOf".into(), json!([inner, {"type": "null"}]));
+                    }
+                }
+            }
+            for (_, child) in map.iter_mut() {
+                nullable(child);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(nullable),
+        _ => {}
+    }
 }
 
 fn rfc3339(ms: u64) -> String {
