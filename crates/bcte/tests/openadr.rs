@@ -440,6 +440,54 @@ fn a_ven_reads_the_chains_prices_and_grid_events_through_the_openadr_vtn() {
     );
     assert_eq!((status, body["status"].as_u64()), (405, Some(405)));
 
+    // An independent VEN client library (openleadr-client, OpenADR 3.1) reads the same
+    // program and events with the token URL the VTN names, and finds the chain's prices.
+    let base: url::Url = format!("{}/", dev.vtn("")).parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use openleadr_client::{Client, ClientCredentials, Filter, VirtualEndNode};
+        let ven = Client::<VirtualEndNode>::with_details(
+            base,
+            token_url.parse().unwrap(),
+            reqwest::Client::new(),
+            Some(ClientCredentials::new(id.clone(), secret.clone())),
+        );
+        let programs = ven.get_program_list(Filter::none()).await.expect("programs");
+        assert_eq!(programs.len(), 1);
+        assert_eq!(programs[0].content().program_name, "demo");
+        let events = ven
+            .get_event_list(Some(programs[0].id()), Filter::none())
+            .await
+            .expect("events");
+        let got: Vec<String> = events.iter().map(|e| e.id().to_string()).collect();
+        assert_eq!(got, ids);
+        let t1 = events.iter().find(|e| e.id().as_str() == "demo-price-1").unwrap();
+        let served = t1.content().intervals.as_ref().unwrap();
+        assert_eq!(served.len(), intervals.len());
+        for (i, ours) in served.iter().zip(intervals) {
+            assert_eq!(i64::from(i.id), ours["id"].as_i64().unwrap());
+            let price = i
+                .payloads
+                .iter()
+                .find(|p| p.value_type == openleadr_wire::event::EventType::Price)
+                .unwrap();
+            let expected = ours["payloads"][0]["values"][0].as_f64().unwrap();
+            assert!(
+                matches!(price.values[..], [openleadr_wire::values_map::Value::Number(x)] if x == expected),
+                "{:?} vs {expected}",
+                price.values
+            );
+        }
+        let near = ven
+            .get_event_list(Some(programs[0].id()), Filter::By(&["node-1"]))
+            .await
+            .expect("targeted events");
+        assert_eq!(near.len(), 2);
+    });
+
     // Revoked, its token stops working; rotated, the old secret does.
     let rotated = dev.ok(&["openadr", "client", "rotate", &id, "--key", dev.dso()]);
     let new_secret = rotated["client_secret"].as_str().unwrap();
