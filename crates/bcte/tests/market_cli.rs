@@ -5,94 +5,15 @@
 
 use serde_json::{Value, json};
 use std::{
-    ffi::OsStr,
-    path::{Path, PathBuf},
-    process::{Child, Command, Output},
+    path::Path,
+    process::{Command, Output},
 };
 
 mod common;
 
-use common::{BIN, assert_ok, json_of, show_log_if_failing, start_node};
-
-/// A dev node in a temporary directory, and the CLI pointed at it.
-struct Dev {
-    child: Child,
-    url: String,
-    dir: tempfile::TempDir,
-    dso: PathBuf,
-    log: PathBuf,
-}
+use common::{BIN, Dev, assert_ok, json_of};
 
 impl Dev {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("chain");
-        let log = dir.path().join("node.log");
-        let (child, url, before) = start_node(
-            [
-                OsStr::new("--dev"),
-                OsStr::new("--data-dir"),
-                data.as_os_str(),
-                OsStr::new("--http"),
-                OsStr::new("127.0.0.1:0"),
-            ],
-            &log,
-        );
-        let dso = before
-            .iter()
-            .find_map(|l| l.strip_prefix("dev key: "))
-            .map(PathBuf::from)
-            .expect("dev key line");
-        Self {
-            child,
-            url,
-            dir,
-            dso,
-            log,
-        }
-    }
-
-    /// Runs `bcte ARGS` against this node.
-    /// Runs `bcte ARGS`; reads sign in as the DSO (which operates the feeder, AC-6.3) unless
-    /// they name another `--key`.
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
-            .env("BCTE_NODE", &self.url)
-            .env("BCTE_KEY", &self.dso)
-            .output()
-            .expect("run bcte")
-    }
-
-    /// Runs `bcte --json ARGS` as the public (no key), asserts success and returns the JSON.
-    fn public(&self, args: &[&str]) -> Value {
-        let out = Command::new(BIN)
-            .arg("--json")
-            .args(args)
-            .env("BCTE_NODE", &self.url)
-            .output()
-            .expect("run bcte");
-        assert_ok(&out);
-        json_of(&out)
-    }
-
-    /// Runs `bcte --json ARGS`, asserts success and returns the JSON.
-    fn ok(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        let out = self.run(&all);
-        assert_ok(&out);
-        json_of(&out)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn dso(&self) -> &str {
-        self.dso.to_str().unwrap()
-    }
-
     /// A new key file and its account, enrolled by the DSO (the dev chain's registrar) as a
     /// market participant.
     fn key(&self, name: &str) -> (String, String) {
@@ -212,14 +133,6 @@ impl Dev {
     fn next_open(&self, feeder: &str, ahead: u64) -> u64 {
         let s = self.ok(&["market", "status", "--feeder", feeder]);
         s["next_interval"].as_u64().unwrap() + ahead
-    }
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        show_log_if_failing("the dev node", &self.log, 40);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

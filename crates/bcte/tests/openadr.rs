@@ -3,85 +3,15 @@
 //! prices, modes and limit changes, paging, targets, problem bodies, and revocation.
 
 use serde_json::{Value, json};
-use std::{
-    ffi::OsStr,
-    path::PathBuf,
-    process::{Child, Command, Output},
-    time::Duration,
-};
+use std::time::Duration;
 
 mod common;
 
-use common::{BIN, assert_ok, json_of, show_log_if_failing, start_node};
-
-struct Dev {
-    child: Child,
-    url: String,
-    dir: tempfile::TempDir,
-    dso: PathBuf,
-    log: PathBuf,
-}
+use common::{Dev, assert_ok};
 
 impl Dev {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("chain");
-        let log = dir.path().join("node.log");
-        let (child, url, before) = start_node(
-            [
-                OsStr::new("--dev"),
-                OsStr::new("--data-dir"),
-                data.as_os_str(),
-                OsStr::new("--http"),
-                OsStr::new("127.0.0.1:0"),
-            ],
-            &log,
-        );
-        let dso = before
-            .iter()
-            .find_map(|l| l.strip_prefix("dev key: "))
-            .map(PathBuf::from)
-            .expect("dev key line");
-        Self {
-            child,
-            url,
-            dir,
-            dso,
-            log,
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
-            .env("BCTE_NODE", &self.url)
-            .env("BCTE_KEY", &self.dso)
-            .output()
-            .expect("run bcte")
-    }
-
-    fn ok(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        let out = self.run(&all);
-        assert_ok(&out);
-        json_of(&out)
-    }
-
-    fn dso(&self) -> &str {
-        self.dso.to_str().unwrap()
-    }
-
     fn vtn(&self, path: &str) -> String {
         format!("{}/openadr3/3.1.0{path}", self.url)
-    }
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        show_log_if_failing("the dev node", &self.log, 40);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -90,16 +90,23 @@ pub(crate) fn jwt_keys(key: &ed25519::PrivateKey) -> (EncodingKey, DecodingKey, 
     )
 }
 
+/// How the node checks its own tokens: EdDSA only, this issuer and audience, an expiry and a
+/// subject required, no leeway.
+pub(crate) fn jwt_validation(audience: &str, issuer: &str) -> Validation {
+    let mut validation = Validation::new(Algorithm::EdDSA);
+    validation.set_audience(&[audience]);
+    validation.set_issuer(&[issuer]);
+    validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+    validation.leeway = 0;
+    validation
+}
+
 impl Auth {
     /// An issuer for `chain_id` signing with `key` (the node's API key).
     pub fn new(key: &ed25519::PrivateKey, chain_id: ChainId) -> Self {
         let (encoding, decoding, issuer) = jwt_keys(key);
         let audience = format!("{}/{issuer}", chain_id.as_str());
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.set_audience(&[audience.as_str()]);
-        validation.set_issuer(&[issuer.as_str()]);
-        validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
-        validation.leeway = 0;
+        let validation = jwt_validation(&audience, &issuer);
         Self {
             chain_id,
             encoding,

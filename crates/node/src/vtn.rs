@@ -120,11 +120,7 @@ impl Vtn {
     ) -> Self {
         let (encoding, decoding, issuer) = crate::auth::jwt_keys(key);
         let audience = format!("{}/{issuer}/openadr", chain_id.as_str());
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.set_audience(&[audience.as_str()]);
-        validation.set_issuer(&[issuer.as_str()]);
-        validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
-        validation.leeway = 0;
+        let validation = crate::auth::jwt_validation(&audience, &issuer);
         Self {
             clients,
             encoding,

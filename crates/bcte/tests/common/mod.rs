@@ -8,6 +8,7 @@ use std::{
     fs::OpenOptions,
     io::{BufRead, BufReader},
     path::Path,
+    path::PathBuf,
     process::{Child, Command, Output, Stdio},
     sync::mpsc,
     thread,
@@ -100,5 +101,98 @@ pub fn show_log_if_failing(name: &str, log: &Path, lines: usize) {
     );
     for line in tail {
         eprintln!("{line}");
+    }
+}
+
+/// A dev node in a temporary directory, and the CLI pointed at it.
+pub struct Dev {
+    /// The node's process.
+    pub child: Child,
+    /// Its API URL.
+    pub url: String,
+    /// The temporary directory holding its data (`chain/`), log and the test's files.
+    pub dir: tempfile::TempDir,
+    /// The dev key: the chain's registrar and DSO.
+    pub dso: PathBuf,
+    /// The node's log.
+    pub log: PathBuf,
+}
+
+impl Dev {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("chain");
+        let log = dir.path().join("node.log");
+        let (child, url, before) = start_node(
+            [
+                OsStr::new("--dev"),
+                OsStr::new("--data-dir"),
+                data.as_os_str(),
+                OsStr::new("--http"),
+                OsStr::new("127.0.0.1:0"),
+            ],
+            &log,
+        );
+        let dso = before
+            .iter()
+            .find_map(|l| l.strip_prefix("dev key: "))
+            .map(PathBuf::from)
+            .expect("dev key line");
+        Self {
+            child,
+            url,
+            dir,
+            dso,
+            log,
+        }
+    }
+
+    /// Runs `bcte ARGS` against this node.
+    /// Runs `bcte ARGS`; reads sign in as the DSO (which operates the feeder, AC-6.3) unless
+    /// they name another `--key`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("BCTE_NODE", &self.url)
+            .env("BCTE_KEY", &self.dso)
+            .output()
+            .expect("run bcte")
+    }
+
+    /// Runs `bcte --json ARGS` as the public (no key), asserts success and returns the JSON.
+    pub fn public(&self, args: &[&str]) -> Value {
+        let out = Command::new(BIN)
+            .arg("--json")
+            .args(args)
+            .env("BCTE_NODE", &self.url)
+            .output()
+            .expect("run bcte");
+        assert_ok(&out);
+        json_of(&out)
+    }
+
+    /// Runs `bcte --json ARGS`, asserts success and returns the JSON.
+    pub fn ok(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.run(&all);
+        assert_ok(&out);
+        json_of(&out)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn dso(&self) -> &str {
+        self.dso.to_str().unwrap()
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        show_log_if_failing("the dev node", &self.log, 40);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
