@@ -55,10 +55,18 @@ pub(crate) fn routes<S: Store>() -> Vec<Route<S>> {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddClient {
-    /// The client's name (1 to 128 characters, unique among the clients not revoked).
+    /// The client's name (1 to 128 characters, no control character, unique among the
+    /// clients not revoked: a duplicate is 409).
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f]+$"
+    )]
+    #[schema(min_length = 1, max_length = 128)]
     pub name: String,
     /// The participant's ACCOUNT it speaks for (its sites' capacity events and reports), if
     /// any.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub participant: Option<String>,
 }
 
@@ -120,6 +128,7 @@ fn dso_only(viewer: &Viewer) -> Result<(), ApiError> {
 fn status_of(e: ClientError) -> ApiError {
     match e {
         ClientError::Invalid(m) => ApiError::bad_request(m),
+        ClientError::Conflict(m) => ApiError::with_status(StatusCode::CONFLICT, m),
         ClientError::Io { .. } => ApiError::internal(e),
     }
 }
@@ -148,7 +157,7 @@ async fn list<S: Store>(
     post,
     path = "/v1/openadr/clients",
     request_body = AddClient,
-    responses((status = 201, body = ClientSecret), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody))
+    responses((status = 201, body = ClientSecret), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody, description = "a client of that name exists"))
 )]
 async fn add<S: Store>(
     State(st): State<Arc<ApiState<S>>>,
@@ -205,7 +214,7 @@ async fn revoke<S: Store>(
     post,
     path = "/v1/openadr/clients/{id}/rotate",
     params(("id" = String, Path, description = "the client id")),
-    responses((status = 200, body = ClientSecret), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody))
+    responses((status = 200, body = ClientSecret), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "the client is revoked"))
 )]
 async fn rotate<S: Store>(
     State(st): State<Arc<ApiState<S>>>,

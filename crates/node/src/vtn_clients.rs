@@ -51,6 +51,9 @@ pub enum ClientError {
     /// The request is not acceptable (a bad name, a duplicate, too many).
     #[error("{0}")]
     Invalid(String),
+    /// The request conflicts with a client (a duplicate name, a revoked client rotated).
+    #[error("{0}")]
+    Conflict(String),
     /// The file could not be read or written.
     #[error("the OpenADR client registry {path}: {error}")]
     Io {
@@ -134,14 +137,15 @@ impl ClientStore {
         participant: Option<AccountId>,
         now_s: u64,
     ) -> Result<(VenClient, String), ClientError> {
-        if name.is_empty() || name.len() > NAME_MAX || name.chars().any(char::is_control) {
+        if name.is_empty() || name.chars().count() > NAME_MAX || name.chars().any(char::is_control)
+        {
             return Err(ClientError::Invalid(format!(
                 "a client name has 1 to {NAME_MAX} characters and no control character"
             )));
         }
         let mut clients = self.clients.lock().expect("client registry poisoned");
         if clients.iter().any(|c| !c.revoked && c.name == name) {
-            return Err(ClientError::Invalid(format!(
+            return Err(ClientError::Conflict(format!(
                 "a client named {name:?} exists: revoke it first or choose another name"
             )));
         }
@@ -194,7 +198,7 @@ impl ClientStore {
     /// client; a revoked one cannot be rotated.
     pub fn rotate(&self, id: &str, now_s: u64) -> Result<Option<(VenClient, String)>, ClientError> {
         if self.get(id).is_some_and(|c| c.revoked) {
-            return Err(ClientError::Invalid(format!(
+            return Err(ClientError::Conflict(format!(
                 "client {id} is revoked: add a new one"
             )));
         }
@@ -253,7 +257,7 @@ mod tests {
         assert_eq!(store.authenticate(&c.id, "wrong"), None);
         assert!(matches!(
             store.add("thermostat", None, 11),
-            Err(ClientError::Invalid(_))
+            Err(ClientError::Conflict(_))
         ));
         // Only the hash is on disk.
         let text = std::fs::read_to_string(&path).unwrap();
