@@ -12,27 +12,26 @@
 //! input (the line is named), 3 a transaction was rejected or a proof does not hold.
 
 use crate::{
-    chain_cmds::{chain_of, emit, fail, post_tx, wait_final},
+    chain_cmds::{chain_of, emit, fail, submit_in_order},
     client::Client,
     market_cmds::{enc, input, resolve_feeder, site_id},
 };
 use anyhow::{Context as _, anyhow};
 use bcte_node::{
-    api::AccountView,
     batch_api::{BatchStored, ReadingProofView},
     files,
     market_api::SiteView,
     settle_api::SettlementView,
 };
 use bcte_types::{
-    AccountId, ChainId, FeederId, Interval, Payload, SiteId, Tx, TxBody, WattHours,
+    AccountId, ChainId, FeederId, Interval, Payload, SiteId, WattHours,
     batch::{RawBatch, ReadingProof, SignedReading, parse_signature},
     ids::parse_hash,
     meter::MeterBatch,
 };
 use clap::{Args, Subcommand};
 use commonware_codec::Encode;
-use commonware_cryptography::{Signer, ed25519::PrivateKey};
+use commonware_cryptography::ed25519::PrivateKey;
 use serde::Serialize;
 use std::{
     collections::{BTreeMap, HashMap},
@@ -502,54 +501,42 @@ pub fn import(
     b: &Batches,
     timeout: Duration,
 ) -> anyhow::Result<Vec<Imported>> {
-    let sender = AccountId::from_public_key(&key.public_key());
-    let account: AccountView = client.get(&format!("/v1/accounts/{sender}"))?;
     let payloads = payloads(b);
     let roots: Vec<String> = payloads.iter().map(|p| hex::encode(p.root)).collect();
-    let mut txs = Vec::with_capacity(b.batches.len());
-    for (n, (batch, payload)) in b.batches.iter().zip(payloads).enumerate() {
-        let stored: BatchStored = client.post_bytes("/v1/meter-batches", &batch.encode())?;
-        if stored.root != hex::encode(payload.root) {
-            return Err(anyhow!(
-                "the node stored interval {}'s batch under root {}, not {}",
-                batch.interval.0,
-                stored.root,
-                hex::encode(payload.root)
-            ));
-        }
-        let tx = Tx::sign(
-            TxBody {
-                chain_id: chain.clone(),
-                sender,
-                signer: None,
-                nonce: account.nonce + n as u64,
-                payload: Payload::MeterBatch(payload),
-            },
-            key,
-        );
-        post_tx(client, &tx)?;
-        txs.push(tx);
-    }
-    let deadline = Instant::now() + timeout;
-    let mut out = Vec::with_capacity(txs.len());
-    for ((tx, batch), root) in txs.iter().zip(&b.batches).zip(roots) {
-        let hash = hex::encode(tx.hash());
-        let status = wait_final(
-            client,
-            &hash,
-            deadline.saturating_duration_since(Instant::now()),
-        )?;
-        out.push(Imported {
+    let statuses = submit_in_order(
+        client,
+        key,
+        chain,
+        payloads.into_iter().map(Payload::MeterBatch).collect(),
+        timeout,
+        |n| {
+            let batch = &b.batches[n];
+            let stored: BatchStored = client.post_bytes("/v1/meter-batches", &batch.encode())?;
+            if stored.root != roots[n] {
+                return Err(anyhow!(
+                    "the node stored interval {}'s batch under root {}, not {}",
+                    batch.interval.0,
+                    stored.root,
+                    roots[n]
+                ));
+            }
+            Ok(())
+        },
+    )?;
+    Ok(statuses
+        .into_iter()
+        .zip(&b.batches)
+        .zip(roots)
+        .map(|((status, batch), root)| Imported {
             interval: batch.interval.0,
             root,
             readings: batch.readings.len(),
-            hash,
+            hash: status.hash,
             height: status.height,
             status: status.status,
             reason: status.reason,
-        });
-    }
-    Ok(out)
+        })
+        .collect())
 }
 
 /// Runs `bcte meter submit`.
@@ -755,6 +742,7 @@ fn proof(a: &ProofArgs, json: bool) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use commonware_cryptography::Signer as _;
 
     fn signed_csv(rows: usize, chain: &ChainId, feeder: &FeederId) -> String {
         let key = commonware_cryptography::ed25519::PrivateKey::from_seed(5);

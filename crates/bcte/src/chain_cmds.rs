@@ -427,6 +427,47 @@ pub(crate) fn wait_final(
     }
 }
 
+/// Signs `payloads` with `key` and consecutive nonces from its account's next one, submits them
+/// in order (calling `before(i)` just before the `i`-th, to store what it needs on the node),
+/// then waits, at most `timeout` in all, for every one to be final. Their statuses, in order.
+pub(crate) fn submit_in_order(
+    client: &Client,
+    key: &commonware_cryptography::ed25519::PrivateKey,
+    chain: &ChainId,
+    payloads: Vec<Payload>,
+    timeout: Duration,
+    mut before: impl FnMut(usize) -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<TxStatus>> {
+    let sender = AccountId::from_public_key(&commonware_cryptography::Signer::public_key(key));
+    let account: AccountView = client.get(&format!("/v1/accounts/{sender}"))?;
+    let mut hashes = Vec::with_capacity(payloads.len());
+    for (n, payload) in payloads.into_iter().enumerate() {
+        before(n)?;
+        let tx = Tx::sign(
+            TxBody {
+                chain_id: chain.clone(),
+                sender,
+                signer: None,
+                nonce: account.nonce + n as u64,
+                payload,
+            },
+            key,
+        );
+        hashes.push(post_tx(client, &tx)?);
+    }
+    let deadline = Instant::now() + timeout;
+    hashes
+        .iter()
+        .map(|h| {
+            wait_final(
+                client,
+                h,
+                deadline.saturating_duration_since(Instant::now()),
+            )
+        })
+        .collect()
+}
+
 /// Signs `payload` with the key in `common`, submits it, waits for finality and prints the result.
 pub(crate) fn submit(common: &TxCommon, payload: Payload, json: bool) -> anyhow::Result<ExitCode> {
     submit_noting(common, payload, json, &[])

@@ -10,7 +10,7 @@
 
 use crate::{
     batch_cmds::{Batches, import},
-    chain_cmds::{DEFAULT_NODE, chain_of, emit, fail, post_tx, wait_final},
+    chain_cmds::{DEFAULT_NODE, chain_of, emit, fail, submit_in_order},
     client::{Client, NodeError},
     market_cmds::{enc, input, resolve_feeder, site_id},
 };
@@ -20,22 +20,15 @@ use bcte_greenbutton::{
     convert::{Conversion, Grid, convert},
 };
 use bcte_node::files;
-use bcte_node::{
-    api::AccountView,
-    market_api::{ResultView, ScheduleView},
-};
+use bcte_node::market_api::{ResultView, ScheduleView};
 use bcte_types::{
-    AccountId, ChainId, FeederId, Interval, Payload, SiteId, Tx, TxBody, WattHours,
+    AccountId, ChainId, FeederId, Interval, Payload, SiteId, WattHours,
     batch::{RawBatch, SignedReading},
     meter::Reading,
 };
 use clap::Args;
 use serde_json::{Value, json};
-use std::{
-    path::PathBuf,
-    process::ExitCode,
-    time::{Duration, Instant},
-};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 /// The largest Green Button file read (a year of 5-minute data of a few series fits).
 const FILE_BYTES_MAX: u64 = 256 << 20;
@@ -351,45 +344,32 @@ fn as_meter(
     ready: &[&bcte_greenbutton::convert::IntervalEnergy],
     timeout: Duration,
 ) -> anyhow::Result<Vec<Value>> {
-    let sender = AccountId::from_public_key(&commonware_cryptography::Signer::public_key(key));
-    let account: AccountView = client.get(&format!("/v1/accounts/{sender}"))?;
-    let mut hashes = Vec::with_capacity(ready.len());
-    for (n, r) in ready.iter().enumerate() {
-        let tx = Tx::sign(
-            TxBody {
-                chain_id: chain.clone(),
-                sender,
-                signer: None,
-                nonce: account.nonce + n as u64,
-                payload: Payload::Reading(Reading {
-                    feeder: feeder.clone(),
-                    site: site.clone(),
-                    interval: Interval(r.interval),
-                    wh: WattHours(r.wh),
-                }),
-            },
-            key,
-        );
-        hashes.push(post_tx(client, &tx)?);
-    }
-    let deadline = Instant::now() + timeout;
-    let mut out = Vec::with_capacity(ready.len());
-    for (hash, r) in hashes.iter().zip(ready) {
-        let status = wait_final(
-            client,
-            hash,
-            deadline.saturating_duration_since(Instant::now()),
-        )?;
-        out.push(json!({
-            "interval": r.interval,
-            "wh": r.wh,
-            "estimated": false,
-            "hash": hash,
-            "status": status.status,
-            "reason": status.reason,
-        }));
-    }
-    Ok(out)
+    let payloads = ready
+        .iter()
+        .map(|r| {
+            Payload::Reading(Reading {
+                feeder: feeder.clone(),
+                site: site.clone(),
+                interval: Interval(r.interval),
+                wh: WattHours(r.wh),
+            })
+        })
+        .collect();
+    let statuses = submit_in_order(client, key, chain, payloads, timeout, |_| Ok(()))?;
+    Ok(statuses
+        .into_iter()
+        .zip(ready)
+        .map(|(status, r)| {
+            json!({
+                "interval": r.interval,
+                "wh": r.wh,
+                "estimated": false,
+                "hash": status.hash,
+                "status": status.status,
+                "reason": status.reason,
+            })
+        })
+        .collect())
 }
 
 fn describe(i: usize, s: &bcte_greenbutton::Summary) -> String {

@@ -696,18 +696,23 @@ pub fn iso_duration(ms: u64) -> String {
     out
 }
 
-/// A price in µ-currency per MWh as currency per kWh (÷ 10⁹), exactly, as a JSON number.
-pub fn per_kwh(micro_per_mwh: i64) -> Box<RawValue> {
-    let sign = if micro_per_mwh < 0 { "-" } else { "" };
-    let v = micro_per_mwh.unsigned_abs();
-    let (int, frac) = (v / 1_000_000_000, v % 1_000_000_000);
+/// `v × 10^-places`, exactly, as a JSON number (trailing zeros of the fraction dropped).
+fn exact(v: i64, places: u32) -> Box<RawValue> {
+    let sign = if v < 0 { "-" } else { "" };
+    let unit = 10u64.pow(places);
+    let (int, frac) = (v.unsigned_abs() / unit, v.unsigned_abs() % unit);
     let text = if frac == 0 {
         format!("{sign}{int}")
     } else {
-        let f = format!("{frac:09}");
+        let f = format!("{frac:0width$}", width = places as usize);
         format!("{sign}{int}.{}", f.trim_end_matches('0'))
     };
     RawValue::from_string(text).expect("a decimal is a JSON number")
+}
+
+/// A price in µ-currency per MWh as currency per kWh (÷ 10⁹), exactly, as a JSON number.
+pub fn per_kwh(micro_per_mwh: i64) -> Box<RawValue> {
+    exact(micro_per_mwh, 9)
 }
 
 fn string_value(s: &str) -> Box<RawValue> {
@@ -1047,16 +1052,7 @@ fn feeder_events(d: &FeederData, currency: &str) -> Vec<EventView> {
 
 /// Watts as kW, exactly (÷ 10³), as a JSON number.
 fn per_kw(w: i64) -> Box<RawValue> {
-    let sign = if w < 0 { "-" } else { "" };
-    let v = w.unsigned_abs();
-    let (int, frac) = (v / 1_000, v % 1_000);
-    let text = if frac == 0 {
-        format!("{sign}{int}")
-    } else {
-        let f = format!("{frac:03}");
-        format!("{sign}{int}.{}", f.trim_end_matches('0'))
-    };
-    RawValue::from_string(text).expect("a decimal is a JSON number")
+    exact(w, 3)
 }
 
 fn page<T>(items: Vec<T>, q: &ListQuery) -> Vec<T> {

@@ -60,9 +60,8 @@ pub struct AddClient {
     #[schema(
         min_length = 1,
         max_length = 128,
-        pattern = "^[^\\u0000-\\u001f\\u007f]+$"
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
     )]
-    #[schema(min_length = 1, max_length = 128)]
     pub name: String,
     /// The participant's ACCOUNT it speaks for (its sites' capacity events and reports), if
     /// any.
