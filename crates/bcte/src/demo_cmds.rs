@@ -69,6 +69,17 @@ pub struct DemoArgs {
         default_value = "bcte-demo/report.html"
     )]
     html: PathBuf,
+    /// Where to serve the dashboard of the in-process chain while the day runs (docs/dashboard.md;
+    /// port 0 picks a free port); the address is printed. With --network, each node serves its
+    /// own.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    dashboard: std::net::SocketAddr,
+    /// Serve no dashboard.
+    #[arg(long, conflicts_with = "stay")]
+    no_dashboard: bool,
+    /// After the day, keep serving the dashboard (the chain's final state) until Ctrl-C.
+    #[arg(long)]
+    stay: bool,
 }
 
 impl DemoArgs {
@@ -237,6 +248,41 @@ fn demo(a: &DemoArgs, json_out: bool) -> anyhow::Result<()> {
     // The grid, the DER mix and the day are read and checked before anything runs: their
     // errors are the user's input (exit 2); what fails after is the run (exit 1).
     let prepared = bcte_demo::prepare(&scenario).map_err(InputError)?;
+    // Printed above the progress bar, or on stderr when there is none.
+    let say = |line: String| {
+        if bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
+    };
+    // The dashboard, once the input is known good (bad input prints one line only): the
+    // network's own nodes serve it; the in-process chain's is served from here, read-only, once
+    // its first validator runs.
+    let mut listener = None;
+    let in_process = network.is_none();
+    let dashboard = match &network {
+        _ if scenario.no_chain || a.no_dashboard => None,
+        Some(n) => n.urls.first().map(|u| format!("{u}/")),
+        None => {
+            let l = std::net::TcpListener::bind(a.dashboard).map_err(|e| {
+                InputError(format!("--dashboard {}: cannot listen: {e}", a.dashboard))
+            })?;
+            let url = format!("http://{}/", l.local_addr()?);
+            listener = Some(l);
+            Some(url)
+        }
+    };
+    if let Some(url) = &dashboard {
+        say(format!("dashboard: {url}"));
+    }
+    let mut serve = |shared| {
+        if let Some(l) = listener.take()
+            && let Err(e) = bcte_node::dashboard::spawn_viewer(l, shared)
+        {
+            eprintln!("warning: the dashboard could not start: {e}");
+        }
+    };
     let mut live = |model: &bcte_feeders::FeederModel,
                     profiles: &bcte_feeders::Profiles,
                     agents: &mut [bcte_agents::day::SiteAgent],
@@ -249,13 +295,14 @@ fn demo(a: &DemoArgs, json_out: bool) -> anyhow::Result<()> {
         Some(_) => Some(&mut live),
         None => None,
     };
-    let outcome = bcte_demo::run_prepared_on(
+    let outcome = bcte_demo::run_prepared_watched(
         &scenario,
         &prepared,
         &mut |done, _| {
             bar.set_position(done as u64);
         },
         runner,
+        Some(&mut serve),
     )
     .map_err(|e| {
         bar.abandon();
@@ -272,6 +319,7 @@ fn demo(a: &DemoArgs, json_out: bool) -> anyhow::Result<()> {
         "report": a.report.display().to_string(),
         "html": a.html.display().to_string(),
         "seconds": seconds,
+        "dashboard": dashboard,
         "summary": outcome.report,
     });
     emit(json_out, &value, || {
@@ -282,6 +330,17 @@ fn demo(a: &DemoArgs, json_out: bool) -> anyhow::Result<()> {
             a.html.display()
         )
     });
+    if a.stay
+        && in_process
+        && let Some(url) = &dashboard
+    {
+        eprintln!("the dashboard stays at {url}: Ctrl-C ends");
+        let (tx, rx) = std::sync::mpsc::channel();
+        ctrlc::set_handler(move || {
+            let _ = tx.send(());
+        })?;
+        let _ = rx.recv();
+    }
     Ok(())
 }
 

@@ -319,6 +319,25 @@ pub fn run(
     opts: ChainOptions,
     progress: &mut dyn FnMut(usize),
 ) -> Result<ChainOutcome, String> {
+    run_watched(model, profiles, agents, config, opts, progress, None)
+}
+
+/// Called once with the first validator's node state as soon as it runs, so that a shell can
+/// serve it (the dashboard of `bcte demo`) while the day goes on and after it. Whoever serves
+/// it must only read: a transaction admitted from outside would change the run.
+pub type Watch<'a> =
+    &'a mut dyn FnMut(std::sync::Arc<bcte_node::app::Shared<bcte_store::MemStore>>);
+
+/// [`run`], handing the first validator's node state to `watch`.
+pub fn run_watched(
+    model: &FeederModel,
+    profiles: &Profiles,
+    agents: &mut [SiteAgent],
+    config: &DayConfig,
+    opts: ChainOptions,
+    progress: &mut dyn FnMut(usize),
+    watch: Option<Watch<'_>>,
+) -> Result<ChainOutcome, String> {
     config.check()?;
     if agents.iter().enumerate().any(|(j, a)| a.site != j) || agents.len() != model.sites.len() {
         return Err("agents: give one per site of the model, in its order".into());
@@ -359,6 +378,9 @@ pub fn run(
         let mut vs: Vec<SimValidator> = (0..opts.validators).map(SimValidator::new).collect();
         for v in vs.iter_mut() {
             net_sim.start(&context, v).await;
+        }
+        if let Some(w) = watch {
+            w(vs[0].shared().clone());
         }
         let mut net = Net {
             context: &context,

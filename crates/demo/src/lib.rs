@@ -231,6 +231,18 @@ pub fn run_prepared_on(
     progress: &mut dyn FnMut(usize, usize),
     chain: Option<ChainRunner<'_>>,
 ) -> Result<Outcome, String> {
+    run_prepared_watched(scenario, p, progress, chain, None)
+}
+
+/// [`run_prepared_on`]; an in-process chain's first validator is handed to `watch` as soon as
+/// it runs ([`chain::run_watched`]).
+pub fn run_prepared_watched(
+    scenario: &Scenario,
+    p: &Prepared,
+    progress: &mut dyn FnMut(usize, usize),
+    chain: Option<ChainRunner<'_>>,
+    watch: Option<chain::Watch<'_>>,
+) -> Result<Outcome, String> {
     let (g, agents, config) = (&p.grid, &p.agents, &p.config);
     let dt = config.interval_ms;
     let n = scenario.intervals;
@@ -270,13 +282,14 @@ pub fn run_prepared_on(
                     seed: scenario.seed,
                     clock_speed: chain::CLOCK_SPEED,
                 };
-                let out = chain::run(
+                let out = chain::run_watched(
                     &g.model,
                     &g.profiles,
                     &mut t_agents,
                     config,
                     opts,
                     &mut |k| progress(k, n),
+                    watch,
                 )?;
                 (out, scenario.validators, chain::CLOCK_SPEED)
             }

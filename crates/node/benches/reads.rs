@@ -62,6 +62,7 @@ fn router() -> (Router, String) {
         pii: None,
         vtn: None,
         tls: false,
+        dashboard: bcte_node::config::DashboardConfig::default(),
         shared,
         outbox: None,
         metrics: None,

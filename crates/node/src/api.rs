@@ -79,6 +79,8 @@ pub struct ApiState<S: Store> {
     pub vtn: Option<Arc<crate::vtn::Vtn>>,
     /// Whether the API is served over TLS (the VTN's token URL says `https`).
     pub tls: bool,
+    /// The dashboard at `/` and what it may show.
+    pub dashboard: crate::config::DashboardConfig,
 }
 
 /// Renders the node's metrics (the runtime's registry: consensus, p2p, storage) as Prometheus
@@ -466,6 +468,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(crate::pii_api::PiiDoc::openapi());
     doc.merge(crate::export_api::ExportDoc::openapi());
     doc.merge(crate::vtn_admin_api::VtnAdminDoc::openapi());
+    doc.merge(crate::dashboard::StreamDoc::openapi());
     crate::routes::annotate(&mut doc);
     doc
 }
@@ -519,6 +522,7 @@ pub fn router<S: Store>(state: Arc<ApiState<S>>) -> Router {
         .vtn
         .is_some()
         .then(|| crate::vtn::router(state.clone()));
+    let dashboard = crate::dashboard::router(state.dashboard);
     let main = crate::routes::router(state.clone())
         .fallback(|| async { ApiError::not_found("no such route (see /openapi.json)") })
         .method_not_allowed_fallback(|| async {
@@ -529,7 +533,8 @@ pub fn router<S: Store>(state: Arc<ApiState<S>>) -> Router {
         })
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(axum::middleware::map_response(json_errors))
-        .with_state(state);
+        .with_state(state)
+        .merge(dashboard);
     match vtn {
         Some(v) => main.nest_service(crate::vtn::PREFIX, v),
         None => main,

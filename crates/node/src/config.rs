@@ -9,6 +9,10 @@
 //! p2p = "127.0.0.1:29000"
 //! http = "127.0.0.1:28000"
 //!
+//! [dashboard]                     # optional: the web page at `/` (docs/dashboard.md)
+//! enabled = true                  # serve it (default true)
+//! topology = true                 # draw the feeder's tree (default true)
+//!
 //! [[peers]]                       # every other node of the network
 //! name = "node1"
 //! role = "validator"
@@ -80,6 +84,27 @@ impl Default for Tuning {
     }
 }
 
+/// The dashboard served at `/` (docs/dashboard.md). A feeder's layout can be
+/// critical-infrastructure information: a deployment that must not draw it turns `topology`
+/// off, and the page shows the node prices as a list instead of the tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardConfig {
+    /// Whether the node serves the dashboard (its page, script and styles) at all.
+    pub enabled: bool,
+    /// Whether the dashboard draws the feeder as a tree of its nodes.
+    pub topology: bool,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            topology: true,
+        }
+    }
+}
+
 /// A node configuration file as written.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,6 +127,9 @@ pub struct ConfigFile {
     /// Tuning.
     #[serde(default)]
     pub tuning: Tuning,
+    /// The dashboard.
+    #[serde(default)]
+    pub dashboard: DashboardConfig,
 }
 
 /// A checked configuration, with paths resolved and files read.
@@ -125,6 +153,8 @@ pub struct NodeConfig {
     pub full_nodes: BTreeMap<PublicKey, SocketAddr>,
     /// Tuning.
     pub tuning: Tuning,
+    /// The dashboard.
+    pub dashboard: DashboardConfig,
 }
 
 /// Why a configuration is refused.
@@ -264,6 +294,7 @@ impl NodeConfig {
             validators,
             full_nodes,
             tuning: file.tuning,
+            dashboard: file.dashboard,
         })
     }
 }

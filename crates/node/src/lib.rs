@@ -15,6 +15,7 @@ pub mod billing_api;
 pub mod cert;
 pub mod chain_block;
 pub mod config;
+pub mod dashboard;
 pub mod engine;
 pub mod executor;
 pub mod export_api;

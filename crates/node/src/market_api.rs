@@ -449,8 +449,15 @@ pub struct ScheduleView {
     pub next_mode: String,
     /// The last interval open for bids.
     pub last_open_interval: u64,
-    /// The last cleared interval, if any.
+    /// The last cleared interval, if any (none before the feeder's first clearing).
     pub last_cleared: Option<u64>,
+    /// The oldest interval whose result the state still holds (MC-8), if any: results from it
+    /// to `last_cleared` can be read.
+    #[serde(default)]
+    pub oldest_result: Option<u64>,
+    /// The last settled interval, if the state still holds one (ST-2.1).
+    #[serde(default)]
+    pub last_settled: Option<u64>,
     /// Configurations, the first in force for the next interval.
     pub configs: Vec<ConfigChange>,
     /// Modes, the first in force for the next interval.
@@ -519,7 +526,15 @@ async fn schedule<S: Store>(
         next_gate_block_ms: clock.block_time_of(gate),
         next_mode: s.mode_at(s.next_clear).to_string(),
         last_open_interval: s.next_clear.0 + BID_HORIZON_INTERVALS,
-        last_cleared: s.next_clear.0.checked_sub(1),
+        // A feeder's schedule starts with `prune_next` and `next_settle` at its first interval
+        // to clear, and pruning never passes `next_clear`: an interval before `prune_next` was
+        // never cleared or has left the state.
+        last_cleared: (s.next_clear > s.prune_next).then(|| s.next_clear.0 - 1),
+        oldest_result: {
+            let oldest = s.prune_next.0 + u64::from(s.prune_cursor > 0);
+            (oldest < s.next_clear.0).then_some(oldest)
+        },
+        last_settled: (s.next_settle > s.prune_next).then(|| s.next_settle.0 - 1),
         configs: s
             .configs
             .iter()

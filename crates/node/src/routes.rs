@@ -182,6 +182,7 @@ pub fn table<S: Store>() -> Vec<Route<S>> {
     t.extend(crate::pii_api::routes::<S>());
     t.extend(crate::export_api::routes::<S>());
     t.extend(crate::vtn_admin_api::routes::<S>());
+    t.extend(crate::dashboard::routes::<S>());
     t
 }
 

@@ -119,6 +119,7 @@ pub fn run_dev(data_dir: PathBuf, http: SocketAddr) -> anyhow::Result<()> {
         p2p,
         http,
         tuning: Tuning::default(),
+        dashboard: crate::config::DashboardConfig::default(),
     };
     serve(cfg, api, &banner)
 }
@@ -307,6 +308,7 @@ fn serve(opts: NodeConfig, http: TcpListener, banner: &[String]) -> anyhow::Resu
         let api_state = Arc::new(ApiState {
             vtn: Some(Arc::new(vtn)),
             tls: false,
+            dashboard: opts.dashboard,
             pii: Some(Arc::new(pii)),
             auth,
             shared,

@@ -184,6 +184,7 @@ fn enrollment_rotation_and_revocation_take_effect_on_every_validator_once_final(
                             pii: None,
                             vtn: None,
                             tls: false,
+                            dashboard: bcte_node::config::DashboardConfig::default(),
                         }
                     })
                     .collect();

@@ -78,6 +78,7 @@ fn fixture_with(mut genesis: Genesis) -> Fixture {
             genesis.currency(),
         ))),
         tls: false,
+        dashboard: bcte_node::config::DashboardConfig::default(),
         auth: auth.clone(),
         shared: shared.clone(),
         outbox: None,
@@ -1548,4 +1549,164 @@ async fn volumes_are_published_per_k_anonymous_group_to_the_public_and_exported_
         f.get_as(path, Some(&prosumer)).await.0,
         StatusCode::FORBIDDEN
     );
+}
+
+#[tokio::test]
+async fn the_dashboard_is_served_with_its_policy_and_the_stream_tells_each_final_block() {
+    let f = fixture();
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/dashboard/app.js", "text/javascript"),
+        ("/dashboard/style.css", "text/css"),
+        ("/dashboard/vendor/uPlot.iife.min.js", "text/javascript"),
+        ("/favicon.ico", "image/svg+xml"),
+        ("/dashboard/config.json", "application/json"),
+    ] {
+        let resp = f
+            .router
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        let h = resp.headers();
+        assert!(
+            h["content-type"].to_str().unwrap().starts_with(kind),
+            "{path}"
+        );
+        assert_eq!(
+            h["content-security-policy"],
+            bcte_node::dashboard::CONTENT_SECURITY_POLICY,
+            "{path}"
+        );
+        assert_eq!(h["x-content-type-options"], "nosniff");
+    }
+    // The page loads nothing from elsewhere and runs no inline script.
+    let resp = f
+        .router
+        .clone()
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let html =
+        String::from_utf8(to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+    assert!(!html.contains("http://") && !html.contains("https://"));
+    assert_eq!(
+        html.matches("<script").count(),
+        html.matches("<script src=\"/").count()
+    );
+
+    // The stream: the current final block, then the next one.
+    let resp = f
+        .router
+        .clone()
+        .oneshot(Request::get("/v1/stream").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.into_body().into_data_stream();
+    use futures::StreamExt as _;
+    let mut next_event = async || -> Value {
+        let mut text = String::new();
+        while !text.contains("\n\n") {
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), body.next())
+                .await
+                .expect("an event within 5 s")
+                .expect("the stream goes on")
+                .unwrap();
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+        assert!(text.starts_with("event: tip\ndata: "), "{text}");
+        serde_json::from_str(text["event: tip\ndata: ".len()..].trim()).unwrap()
+    };
+    let tip = f.shared.executor.tip();
+    let first = next_event().await;
+    assert_eq!(first["height"], tip.height.get());
+    assert_eq!(first["hash"], hex::encode(tip.hash));
+    f.commit_block();
+    let second = next_event().await;
+    assert_eq!(second["height"], tip.height.get() + 1);
+    let (_, head) = f.get("/v1/head").await;
+    assert_eq!(second["hash"], head["hash"]);
+    assert_eq!(second["timestamp"], head["timestamp"]);
+}
+
+#[tokio::test]
+async fn a_deployment_can_turn_the_dashboard_or_its_tree_off() {
+    use bcte_node::config::DashboardConfig;
+    let f = fixture();
+    let state = |dashboard| {
+        api::router(Arc::new(ApiState {
+            pii: None,
+            vtn: None,
+            tls: false,
+            dashboard,
+            auth: f.auth.clone(),
+            shared: f.shared.clone(),
+            outbox: None,
+            metrics: None,
+            batches: Arc::new(bcte_store::MemBlobStore::default()),
+        }))
+    };
+    let off = state(DashboardConfig {
+        enabled: false,
+        topology: true,
+    });
+    let resp = off
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let no_tree = state(DashboardConfig {
+        enabled: true,
+        topology: false,
+    });
+    let resp = no_tree
+        .oneshot(
+            Request::get("/dashboard/config.json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let v: Value =
+        serde_json::from_slice(&to_bytes(resp.into_body(), 1 << 16).await.unwrap()).unwrap();
+    assert_eq!(v, json!({"topology": false}));
+}
+
+#[test]
+fn the_demo_viewer_serves_reads_and_refuses_transactions() {
+    let f = fixture();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    bcte_node::dashboard::spawn_viewer(listener, f.shared.clone()).unwrap();
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut head = agent.get(&format!("{url}/v1/head")).call().unwrap();
+    assert_eq!(head.status(), 200);
+    let head: Value = head.body_mut().read_json().unwrap();
+    assert_eq!(head["chain_id"], "bcte-sim");
+    let page = agent.get(&format!("{url}/")).call().unwrap();
+    assert_eq!(page.status(), 200);
+    let tx = sim::transfer(&f.genesis, 0, 0, 1, 250);
+    let mut refused = agent
+        .post(&format!("{url}/v1/txs"))
+        .send_json(json!({"tx": hex::encode(tx.encode())}))
+        .unwrap();
+    assert_eq!(refused.status(), 405);
+    let body: Value = refused.body_mut().read_json().unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("read-only"),
+        "{body}"
+    );
+    assert_eq!(f.shared.mempool.lock().unwrap().len(), 0);
+    // Signing in is a read: the challenge is served.
+    let challenge = agent
+        .post(&format!("{url}/v1/auth/challenge"))
+        .send_empty()
+        .unwrap();
+    assert_eq!(challenge.status(), 200);
 }
