@@ -51,6 +51,23 @@ pub struct NodeArgs {
         conflicts_with = "config"
     )]
     http: SocketAddr,
+    /// Serve the dev node's API over TLS with this certificate chain (PEM; with --tls-key).
+    /// A configured node takes a `[tls]` section instead (docs/files.md).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "config"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_cert",
+        conflicts_with = "config"
+    )]
+    tls_key: Option<PathBuf>,
 }
 
 /// `bcte keys` subcommands.
@@ -309,7 +326,13 @@ pub fn run_node(args: NodeArgs) -> ExitCode {
         .init();
     let result = match (args.config, args.data_dir) {
         (Some(config), _) => bcte_node::run::run_config(&config),
-        (None, Some(dir)) => bcte_node::run::run_dev(dir, args.http),
+        (None, Some(dir)) => {
+            let tls = args
+                .tls_cert
+                .zip(args.tls_key)
+                .map(|(cert, key)| bcte_node::tls::TlsFiles { cert, key });
+            bcte_node::run::run_dev(dir, args.http, tls)
+        }
         (None, None) => {
             eprintln!("error: give --config FILE, or --dev --data-dir DIR");
             return ExitCode::from(2);

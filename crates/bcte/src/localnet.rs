@@ -241,6 +241,7 @@ pub fn init(
             http: http[i],
             peers,
             tuning,
+            tls: None,
             dashboard: bcte_node::config::DashboardConfig::default(),
         };
         let config = dir.join(format!("{}.toml", name(i)));

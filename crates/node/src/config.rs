@@ -9,6 +9,10 @@
 //! p2p = "127.0.0.1:29000"
 //! http = "127.0.0.1:28000"
 //!
+//! [tls]                           # optional: serve the API over TLS (PEM files)
+//! cert = "node0/cert.pem"
+//! key = "node0/key.pem"
+//!
 //! [dashboard]                     # optional: the web page at `/` (docs/dashboard.md)
 //! enabled = true                  # serve it (default true)
 //! topology = true                 # draw the feeder's tree (default true)
@@ -105,6 +109,16 @@ impl Default for DashboardConfig {
     }
 }
 
+/// TLS for the HTTP API: PEM files, relative to the configuration file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// The certificate chain, the node's own certificate first.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+}
+
 /// A node configuration file as written.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -127,6 +141,9 @@ pub struct ConfigFile {
     /// Tuning.
     #[serde(default)]
     pub tuning: Tuning,
+    /// TLS for the HTTP API (absent: plain HTTP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSection>,
     /// The dashboard.
     #[serde(default)]
     pub dashboard: DashboardConfig,
@@ -153,6 +170,8 @@ pub struct NodeConfig {
     pub full_nodes: BTreeMap<PublicKey, SocketAddr>,
     /// Tuning.
     pub tuning: Tuning,
+    /// TLS for the HTTP API (absent: plain HTTP).
+    pub tls: Option<crate::tls::TlsFiles>,
     /// The dashboard.
     pub dashboard: DashboardConfig,
 }
@@ -294,6 +313,10 @@ impl NodeConfig {
             validators,
             full_nodes,
             tuning: file.tuning,
+            tls: file.tls.map(|t| crate::tls::TlsFiles {
+                cert: base.join(t.cert),
+                key: base.join(t.key),
+            }),
             dashboard: file.dashboard,
         })
     }

@@ -30,6 +30,7 @@ pub mod pii_api;
 pub mod routes;
 pub mod run;
 pub mod settle_api;
+pub mod tls;
 pub mod vtn;
 pub mod vtn_admin_api;
 pub mod vtn_clients;

@@ -101,7 +101,11 @@ pub fn prepare_dev(dir: &DataDir) -> Result<(Genesis, PrivateKey), FileError> {
 
 /// Runs a one-validator dev chain in `data_dir`, serving the API on `http`. Blocks until the
 /// node stops.
-pub fn run_dev(data_dir: PathBuf, http: SocketAddr) -> anyhow::Result<()> {
+pub fn run_dev(
+    data_dir: PathBuf,
+    http: SocketAddr,
+    tls: Option<crate::tls::TlsFiles>,
+) -> anyhow::Result<()> {
     let dir = DataDir::new(data_dir);
     let (genesis, key) = prepare_dev(&dir)?;
     // The API is bound before the p2p port is chosen: a port the probe released could otherwise
@@ -119,6 +123,7 @@ pub fn run_dev(data_dir: PathBuf, http: SocketAddr) -> anyhow::Result<()> {
         p2p,
         http,
         tuning: Tuning::default(),
+        tls,
         dashboard: crate::config::DashboardConfig::default(),
     };
     serve(cfg, api, &banner)
@@ -146,6 +151,8 @@ pub fn run_node(opts: NodeConfig, banner: &[String]) -> anyhow::Result<()> {
 
 /// [`run_node`] with its API listener already bound.
 fn serve(opts: NodeConfig, http: TcpListener, banner: &[String]) -> anyhow::Result<()> {
+    // The certificate is read before anything starts: a bad one fails fast, naming its file.
+    let tls = opts.tls.as_ref().map(crate::tls::acceptor).transpose()?;
     let timing = Timing {
         leader_timeout: Duration::from_millis(opts.tuning.leader_timeout_ms),
         certification_timeout: Duration::from_millis(opts.tuning.certification_timeout_ms),
@@ -307,7 +314,7 @@ fn serve(opts: NodeConfig, http: TcpListener, banner: &[String]) -> anyhow::Resu
         );
         let api_state = Arc::new(ApiState {
             vtn: Some(Arc::new(vtn)),
-            tls: false,
+            tls: tls.is_some(),
             dashboard: opts.dashboard,
             pii: Some(Arc::new(pii)),
             auth,
@@ -317,13 +324,19 @@ fn serve(opts: NodeConfig, http: TcpListener, banner: &[String]) -> anyhow::Resu
             batches: Arc::new(bcte_store::FsBlobStore::new(opts.data_dir.batches())),
         });
         let listener = tokio::net::TcpListener::from_std(http)?;
-        let server =
-            tokio::spawn(async move { axum::serve(listener, api::router(api_state)).await });
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let app = api::router(api_state);
+        let server = match tls {
+            Some(acceptor) => {
+                tokio::spawn(async move { crate::tls::serve(listener, acceptor, app).await })
+            }
+            None => tokio::spawn(async move { axum::serve(listener, app).await }),
+        };
 
         for line in banner {
             println!("{line}");
         }
-        println!("listening on http://{http_addr}");
+        println!("listening on {scheme}://{http_addr}");
         let _ = std::io::stdout().flush();
         info!(%http_addr, %my_address, role = ?opts.role, "node running");
 
