@@ -68,6 +68,11 @@ pub struct NodeArgs {
         conflicts_with = "config"
     )]
     tls_key: Option<PathBuf>,
+    /// Let OpenADR subscriptions name plain-http webhooks on a loopback host (tests, a VEN on
+    /// this machine); otherwise webhooks are https only. A configured node sets
+    /// `[openadr] loopback_webhooks`.
+    #[arg(long, conflicts_with = "config")]
+    openadr_loopback_webhooks: bool,
 }
 
 /// `bcte keys` subcommands.
@@ -331,7 +336,10 @@ pub fn run_node(args: NodeArgs) -> ExitCode {
                 .tls_cert
                 .zip(args.tls_key)
                 .map(|(cert, key)| bcte_node::tls::TlsFiles { cert, key });
-            bcte_node::run::run_dev(dir, args.http, tls)
+            let openadr = bcte_node::config::OpenAdrConfig {
+                loopback_webhooks: args.openadr_loopback_webhooks,
+            };
+            bcte_node::run::run_dev(dir, args.http, tls, openadr)
         }
         (None, None) => {
             eprintln!("error: give --config FILE, or --dev --data-dir DIR");

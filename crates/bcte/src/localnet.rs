@@ -243,6 +243,7 @@ pub fn init(
             tuning,
             tls: None,
             dashboard: bcte_node::config::DashboardConfig::default(),
+            openadr: bcte_node::config::OpenAdrConfig::default(),
         };
         let config = dir.join(format!("{}.toml", name(i)));
         let text = format!(

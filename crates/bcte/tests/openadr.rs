@@ -439,6 +439,248 @@ fn a_ven_reads_the_chains_prices_and_grid_events_through_the_openadr_vtn() {
 }
 
 /// The vendored OpenADR 3.1.0 description, for validating the VTN's answers against it.
+/// A webhook receiver on loopback: every request's (request line, headers, body), in order.
+fn webhook() -> (String, std::sync::mpsc::Receiver<(String, String, Value)>) {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/cb", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap_or_default();
+            let mut headers = String::new();
+            let mut length = 0;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                headers.push_str(&h);
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap_or_default();
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            if tx.send((line.trim().to_owned(), headers, body)).is_err() {
+                return;
+            }
+        }
+    });
+    (url, rx)
+}
+
+fn send_json(
+    method: &str,
+    url: &str,
+    token: &str,
+    body: &Value,
+) -> (u16, Value, ureq::http::HeaderMap) {
+    let r = ureq::http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .unwrap();
+    answer(agent().run(r))
+}
+
+#[test]
+fn a_subscriptions_webhook_is_told_of_each_new_clearing_and_only_its_owner_sees_it() {
+    let dev = Dev::start_with(&["--openadr-loopback-webhooks"]);
+    let file = format!(
+        "{}/../../examples/chain/feeder.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let v = dev.ok(&[
+        "tx",
+        "feeder",
+        "register",
+        "--key",
+        dev.dso(),
+        "--file",
+        &file,
+    ]);
+    assert_eq!(v["status"], "accepted", "{v}");
+    let token_of = |name: &str, scope: Option<&str>| {
+        let c = dev.ok(&[
+            "openadr",
+            "client",
+            "add",
+            "--name",
+            name,
+            "--key",
+            dev.dso(),
+        ]);
+        let id = c["client"]["client_id"].as_str().unwrap().to_owned();
+        let secret = c["client_secret"].as_str().unwrap().to_owned();
+        let form = match scope {
+            Some(s) => format!("grant_type=client_credentials&scope={s}"),
+            None => "grant_type=client_credentials".to_owned(),
+        };
+        let t = token_request(&dev.vtn("/auth/token"), Some((&id, &secret)), &form);
+        assert_eq!(t.0, 200, "{}", t.1);
+        t.1["access_token"].as_str().unwrap().to_owned()
+    };
+    let ven = token_of("ven", None);
+    let other = token_of("other", None);
+    let reader = token_of("reader", Some("read_all"));
+    let spec = Spec::load();
+    let (callback, received) = webhook();
+    let request = json!({
+        "clientName": "ven-1",
+        "objectOperations": [{
+            "objects": ["EVENT"],
+            "operations": ["CREATE", "UPDATE"],
+            "callbackUrl": callback,
+            "bearerToken": "cb-secret",
+        }],
+    });
+    // Scopes, webhooks that are not https, and what this VTN notifies are checked.
+    problem(
+        &send_json("POST", &dev.vtn("/subscriptions"), &reader, &request),
+        403,
+    );
+    let mut plain = request.clone();
+    plain["objectOperations"][0]["callbackUrl"] = json!("http://192.0.2.1/cb");
+    problem(
+        &send_json("POST", &dev.vtn("/subscriptions"), &ven, &plain),
+        400,
+    );
+    let mut reports = request.clone();
+    reports["objectOperations"][0]["objects"] = json!(["REPORT"]);
+    problem(
+        &send_json("POST", &dev.vtn("/subscriptions"), &ven, &reports),
+        400,
+    );
+    problem(
+        &send_json(
+            "POST",
+            &dev.vtn("/subscriptions"),
+            &ven,
+            &json!({"clientName": "x"}),
+        ),
+        400,
+    );
+
+    let created = send_json("POST", &dev.vtn("/subscriptions"), &ven, &request);
+    assert_eq!(created.0, 201, "{}", created.1);
+    spec.check("/subscriptions", "post", 201, &created.1);
+    let id = created.1["id"].as_str().unwrap().to_owned();
+    assert_eq!(created.1["objectType"], "SUBSCRIPTION");
+    assert_eq!(
+        created.1["objectOperations"][0]["callbackUrl"],
+        callback.as_str()
+    );
+    let (status, list, _) = get(&dev.vtn("/subscriptions"), Some(&ven));
+    assert_eq!(status, 200);
+    spec.check("/subscriptions", "get", 200, &list);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let one = get(&dev.vtn(&format!("/subscriptions/{id}")), Some(&ven));
+    assert_eq!(one.0, 200);
+    spec.check("/subscriptions/{subscriptionID}", "get", 200, &one.1);
+    // Another client sees none of it.
+    let (status, list, _) = get(&dev.vtn("/subscriptions"), Some(&other));
+    assert_eq!((status, list), (200, json!([])));
+    problem(
+        &get(&dev.vtn(&format!("/subscriptions/{id}")), Some(&other)),
+        404,
+    );
+    problem(
+        &send_json(
+            "DELETE",
+            &dev.vtn(&format!("/subscriptions/{id}")),
+            &other,
+            &json!({}),
+        ),
+        404,
+    );
+
+    // The next clearing reaches the webhook: the price event, with the chain's price.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let (line, headers, note) = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let got = received
+            .recv_timeout(left)
+            .expect("a notification within a minute");
+        if got.2["object"]["id"]
+            .as_str()
+            .is_some_and(|i| i.contains("-price-"))
+        {
+            break got;
+        }
+    };
+    assert_eq!(line, "POST /cb HTTP/1.1");
+    assert!(
+        headers
+            .to_ascii_lowercase()
+            .contains("authorization: bearer cb-secret"),
+        "{headers}"
+    );
+    let errors = spec.component_errors("notification", &note);
+    assert!(
+        errors.is_empty(),
+        "not an OpenADR notification: {errors:#?}
+{note}"
+    );
+    assert_eq!(note["objectType"], "EVENT");
+    assert!(
+        matches!(note["operation"].as_str(), Some("CREATE" | "UPDATE")),
+        "{note}"
+    );
+    let event = &note["object"];
+    let last = event["intervals"].as_array().unwrap().last().unwrap();
+    let k = last["id"].as_u64().unwrap();
+    let node = event["id"]
+        .as_str()
+        .unwrap()
+        .rsplit('-')
+        .next()
+        .unwrap()
+        .parse::<usize>()
+        .unwrap();
+    let r = dev.ok(&["market", "result", &k.to_string()]);
+    let node_id = ["substation", "t1"][node];
+    let per_mwh = r["prices"][node_id].as_f64().unwrap();
+    assert_eq!(last["payloads"][0]["type"], "PRICE");
+    assert_eq!(
+        last["payloads"][0]["values"][0].as_f64().unwrap() * 1000.0,
+        per_mwh
+    );
+
+    // Replaced, then deleted: the answer is the subscription as it was.
+    let mut renamed = request.clone();
+    renamed["clientName"] = json!("ven-1b");
+    let put = send_json(
+        "PUT",
+        &dev.vtn(&format!("/subscriptions/{id}")),
+        &ven,
+        &renamed,
+    );
+    assert_eq!(put.0, 200, "{}", put.1);
+    spec.check("/subscriptions/{subscriptionID}", "put", 200, &put.1);
+    assert_eq!(put.1["clientName"], "ven-1b");
+    let deleted = send_json(
+        "DELETE",
+        &dev.vtn(&format!("/subscriptions/{id}")),
+        &ven,
+        &json!({}),
+    );
+    assert_eq!(deleted.0, 200, "{}", deleted.1);
+    spec.check("/subscriptions/{subscriptionID}", "delete", 200, &deleted.1);
+    problem(
+        &get(&dev.vtn(&format!("/subscriptions/{id}")), Some(&ven)),
+        404,
+    );
+}
+
 struct Spec {
     doc: Value,
 }
@@ -489,6 +731,19 @@ impl Spec {
 }
 
 impl Spec {
+    /// What in `body` the description's component schema `name` refuses.
+    fn component_errors(&self, name: &str, body: &Value) -> Vec<String> {
+        let root = json!({
+            "$ref": format!("#/components/schemas/{name}"),
+            "components": self.doc["components"].clone(),
+        });
+        let validator = jsonschema::draft4::new(&root).unwrap();
+        validator
+            .iter_errors(body)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect()
+    }
+
     /// What in `body` the description refuses.
     fn errors(&self, path: &str, method: &str, status: u16, body: &Value) -> Vec<String> {
         let mut root = self.schema(path, method, status);

@@ -13,6 +13,9 @@
 //! cert = "node0/cert.pem"
 //! key = "node0/key.pem"
 //!
+//! [openadr]                       # optional
+//! loopback_webhooks = false       # allow http webhooks to a loopback host
+//!
 //! [dashboard]                     # optional: the web page at `/` (docs/dashboard.md)
 //! enabled = true                  # serve it (default true)
 //! topology = true                 # draw the feeder's tree (default true)
@@ -119,6 +122,15 @@ pub struct TlsSection {
     pub key: PathBuf,
 }
 
+/// The OpenADR VTN's settings (docs/openadr.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenAdrConfig {
+    /// Whether subscriptions may name plain-http webhooks on a loopback host (tests, a VEN on
+    /// the same machine); otherwise webhooks are https only.
+    pub loopback_webhooks: bool,
+}
+
 /// A node configuration file as written.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -147,6 +159,9 @@ pub struct ConfigFile {
     /// The dashboard.
     #[serde(default)]
     pub dashboard: DashboardConfig,
+    /// The OpenADR VTN.
+    #[serde(default)]
+    pub openadr: OpenAdrConfig,
 }
 
 /// A checked configuration, with paths resolved and files read.
@@ -174,6 +189,8 @@ pub struct NodeConfig {
     pub tls: Option<crate::tls::TlsFiles>,
     /// The dashboard.
     pub dashboard: DashboardConfig,
+    /// The OpenADR VTN.
+    pub openadr: OpenAdrConfig,
 }
 
 /// Why a configuration is refused.
@@ -318,6 +335,7 @@ impl NodeConfig {
                 key: base.join(t.key),
             }),
             dashboard: file.dashboard,
+            openadr: file.openadr,
         })
     }
 }

@@ -114,6 +114,12 @@ impl DataDir {
         self.root.join("openadr").join("clients.json")
     }
 
+    /// `openadr/subscriptions.json`: the VEN clients' subscriptions and their webhooks
+    /// (docs/openadr.md).
+    pub fn openadr_subscriptions(&self) -> PathBuf {
+        self.root.join("openadr").join("subscriptions.json")
+    }
+
     /// `batches/`: the off-chain store of raw meter batches, one file per batch named by its
     /// Merkle root (docs/api.md, "Raw meter batches").
     pub fn batches(&self) -> PathBuf {
@@ -204,6 +210,22 @@ pub fn write_genesis(path: &Path, genesis: &Genesis) -> Result<(), FileError> {
     file.write_all(json.as_bytes()).map_err(io(path))?;
     file.write_all(b"\n").map_err(io(path))?;
     file.sync_all().map_err(io(path))
+}
+
+/// Replaces `path`'s content with `bytes` whole or not at all: a temporary file beside it,
+/// synced, then renamed over it (its directory is created if missing).
+pub fn replace_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

@@ -34,3 +34,4 @@ pub mod tls;
 pub mod vtn;
 pub mod vtn_admin_api;
 pub mod vtn_clients;
+pub mod vtn_subs;

@@ -105,6 +105,7 @@ pub fn run_dev(
     data_dir: PathBuf,
     http: SocketAddr,
     tls: Option<crate::tls::TlsFiles>,
+    openadr: crate::config::OpenAdrConfig,
 ) -> anyhow::Result<()> {
     let dir = DataDir::new(data_dir);
     let (genesis, key) = prepare_dev(&dir)?;
@@ -125,6 +126,7 @@ pub fn run_dev(
         tuning: Tuning::default(),
         tls,
         dashboard: crate::config::DashboardConfig::default(),
+        openadr,
     };
     serve(cfg, api, &banner)
 }
@@ -306,10 +308,15 @@ fn serve(opts: NodeConfig, http: TcpListener, banner: &[String]) -> anyhow::Resu
         ));
         let pii = crate::pii::PiiStore::open(&opts.data_dir.pii(), &opts.data_dir.pii_keys())?;
         let clients = crate::vtn_clients::ClientStore::open(&opts.data_dir.openadr_clients())?;
+        let subs = crate::vtn_subs::SubscriptionStore::open(
+            &opts.data_dir.openadr_subscriptions(),
+            opts.openadr.loopback_webhooks,
+        )?;
         let vtn = crate::vtn::Vtn::new(
             &api_key,
             shared.executor.chain_id(),
             clients,
+            subs,
             opts.genesis.currency(),
         );
         let api_state = Arc::new(ApiState {
@@ -325,6 +332,8 @@ fn serve(opts: NodeConfig, http: TcpListener, banner: &[String]) -> anyhow::Resu
         });
         let listener = tokio::net::TcpListener::from_std(http)?;
         let scheme = if tls.is_some() { "https" } else { "http" };
+        // The webhooks follow the final chain for as long as the node runs.
+        crate::vtn::spawn_notifier(api_state.clone());
         let app = api::router(api_state);
         let server = match tls {
             Some(acceptor) => {

@@ -86,6 +86,7 @@ pub struct Vtn {
     audience: String,
     currency: String,
     limiter: Mutex<(Instant, u32)>,
+    subs: crate::vtn_subs::SubscriptionStore,
 }
 
 /// A token's claims.
@@ -116,6 +117,7 @@ impl Vtn {
         key: &commonware_cryptography::ed25519::PrivateKey,
         chain_id: &bcte_types::ChainId,
         clients: ClientStore,
+        subs: crate::vtn_subs::SubscriptionStore,
         currency: &str,
     ) -> Self {
         let (encoding, decoding, issuer) = crate::auth::jwt_keys(key);
@@ -130,12 +132,18 @@ impl Vtn {
             audience,
             currency: currency.to_owned(),
             limiter: Mutex::new((Instant::now(), 0)),
+            subs,
         }
     }
 
     /// The registered clients.
     pub fn clients(&self) -> &ClientStore {
         &self.clients
+    }
+
+    /// The VEN clients' subscriptions.
+    pub fn subscriptions(&self) -> &crate::vtn_subs::SubscriptionStore {
+        &self.subs
     }
 
     fn issue(&self, client: &VenClient, scope: &str, now_s: u64) -> String {
@@ -312,10 +320,26 @@ pub fn router<S: Store>(state: Arc<ApiState<S>>) -> Router {
             state.clone(),
             authenticate::<S>,
         ));
+    let subscriptions = Router::new()
+        .route(
+            "/subscriptions",
+            get(list_subscriptions::<S>).post(create_subscription::<S>),
+        )
+        .route(
+            "/subscriptions/{id}",
+            get(get_subscription::<S>)
+                .put(replace_subscription::<S>)
+                .delete(delete_subscription::<S>),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            identify::<S>,
+        ));
     Router::new()
         .route("/auth/server", get(auth_server::<S>))
         .route("/auth/token", post(token::<S>))
         .merge(protected)
+        .merge(subscriptions)
         .fallback(|| async {
             Problem::not_found("no such OpenADR endpoint on this VTN (see docs/openadr.md)")
         })
@@ -384,6 +408,21 @@ async fn authenticate<S: Store>(
     }
     request.extensions_mut().insert(caller);
     next.run(request).await
+}
+
+/// Checks the token and hands the caller to the handler, which checks its scopes.
+async fn identify<S: Store>(
+    State(st): State<Arc<ApiState<S>>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match vtn(&st).and_then(|v| v.caller(request.headers())) {
+        Ok(c) => {
+            request.extensions_mut().insert(c);
+            next.run(request).await
+        }
+        Err(p) => p.into_response(),
+    }
 }
 
 /// `GET /auth/server`: where to get a token.
@@ -1150,6 +1189,315 @@ async fn event<S: Store>(
     Err(Problem::not_found(format!("no event {id:?}")))
 }
 
+// ---- subscriptions ------------------------------------------------------------------------
+
+/// A subscription as OpenADR writes it (`subscription`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SubscriptionView {
+    id: String,
+    created_date_time: String,
+    modification_date_time: String,
+    object_type: &'static str,
+    #[serde(rename = "clientID")]
+    client_id: String,
+    client_name: String,
+    #[serde(rename = "programID", skip_serializing_if = "Option::is_none")]
+    program_id: Option<String>,
+    object_operations: Vec<crate::vtn_subs::ObjectOperation>,
+    targets: Option<Vec<String>>,
+}
+
+impl From<crate::vtn_subs::Subscription> for SubscriptionView {
+    fn from(s: crate::vtn_subs::Subscription) -> Self {
+        Self {
+            id: s.id,
+            created_date_time: rfc3339_ms(s.created_ms),
+            modification_date_time: rfc3339_ms(s.modified_ms),
+            object_type: "SUBSCRIPTION",
+            client_id: s.client_id,
+            client_name: s.client_name,
+            program_id: s.program_id,
+            object_operations: s.object_operations,
+            targets: s.targets,
+        }
+    }
+}
+
+impl From<crate::vtn_subs::SubscriptionError> for Problem {
+    fn from(e: crate::vtn_subs::SubscriptionError) -> Self {
+        use crate::vtn_subs::SubscriptionError as E;
+        match e {
+            E::Invalid(m) => Self::bad_request(m),
+            E::NotFound(_) => Self::not_found(e.to_string()),
+            E::Full => Self::new(StatusCode::CONFLICT, e.to_string()),
+            E::Io { .. } => Self::internal(e),
+        }
+    }
+}
+
+fn needs_scope(caller: &Caller, scopes: &[&str]) -> Result<(), Problem> {
+    if caller.scopes.iter().any(|s| scopes.contains(&s.as_str())) {
+        Ok(())
+    } else {
+        Err(Problem::forbidden(format!(
+            "this needs the scope {}",
+            scopes.join(" or ")
+        )))
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn subscription_request(body: &[u8]) -> Result<crate::vtn_subs::SubscriptionRequest, Problem> {
+    serde_json::from_slice(body)
+        .map_err(|e| Problem::bad_request(format!("the body is not a subscriptionRequest: {e}")))
+}
+
+async fn list_subscriptions<S: Store>(
+    State(st): State<Arc<ApiState<S>>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, Problem> {
+    needs_scope(&caller, &["read_ven_objects", "read_all"])?;
+    let allowed = ["programID", "clientName", "objects", "skip", "limit"];
+    let mut names = Vec::new();
+    let mut objects = Vec::new();
+    let mut rest = Vec::new();
+    for (k, v) in form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "clientName" => names.push(v.into_owned()),
+            "objects" => objects.push(v.into_owned()),
+            _ if allowed.contains(&k.as_ref()) => rest.push((k.into_owned(), v.into_owned())),
+            _ => {
+                return Err(Problem::bad_request(format!(
+                    "query parameter {k:?} is not one of {}",
+                    allowed.join(", ")
+                )));
+            }
+        }
+    }
+    let rest = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(rest)
+        .finish();
+    let q = list_query(Some(&rest), &["programID", "skip", "limit"])?;
+    let subs: Vec<SubscriptionView> = vtn(&st)?
+        .subscriptions()
+        .of(&caller.client.id)
+        .into_iter()
+        .filter(|s| {
+            q.program
+                .as_ref()
+                .is_none_or(|p| s.program_id.as_ref() == Some(p))
+        })
+        .filter(|s| names.iter().all(|n| *n == s.client_name))
+        .filter(|s| {
+            objects
+                .iter()
+                .all(|o| s.object_operations.iter().any(|op| op.objects.contains(o)))
+        })
+        .map(SubscriptionView::from)
+        .collect();
+    Ok(json(&page(subs, &q)))
+}
+
+async fn create_subscription<S: Store>(
+    State(st): State<Arc<ApiState<S>>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    needs_scope(&caller, &["write_subscriptions"])?;
+    let r = subscription_request(&body)?;
+    let sub = vtn(&st)?
+        .subscriptions()
+        .add(&caller.client.id, r, now_ms())?;
+    Ok((StatusCode::CREATED, json(&SubscriptionView::from(sub))).into_response())
+}
+
+async fn get_subscription<S: Store>(
+    State(st): State<Arc<ApiState<S>>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    needs_scope(&caller, &["read_ven_objects", "read_all"])?;
+    let sub = vtn(&st)?.subscriptions().get(&caller.client.id, &id)?;
+    Ok(json(&SubscriptionView::from(sub)))
+}
+
+async fn replace_subscription<S: Store>(
+    State(st): State<Arc<ApiState<S>>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    needs_scope(&caller, &["write_subscriptions"])?;
+    let r = subscription_request(&body)?;
+    let sub = vtn(&st)?
+        .subscriptions()
+        .replace(&caller.client.id, &id, r, now_ms())?;
+    Ok(json(&SubscriptionView::from(sub)))
+}
+
+async fn delete_subscription<S: Store>(
+    State(st): State<Arc<ApiState<S>>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    needs_scope(&caller, &["write_subscriptions"])?;
+    let sub = vtn(&st)?.subscriptions().delete(&caller.client.id, &id)?;
+    Ok(json(&SubscriptionView::from(sub)))
+}
+
+// ---- notifications ------------------------------------------------------------------------
+
+/// One object as the VTN serves it, for telling what changed between two blocks.
+struct Served {
+    object: &'static str,
+    program: String,
+    targets: Vec<String>,
+    body: serde_json::Value,
+}
+
+/// Every program and event the VTN serves at the tip, by id.
+fn served<S: Store>(
+    st: &ApiState<S>,
+) -> Result<std::collections::BTreeMap<String, Served>, Problem> {
+    let v = vtn(st)?;
+    let (height, feeders) = all_feeders(st)?;
+    let mut out = std::collections::BTreeMap::new();
+    for f in &feeders {
+        let d = feeder_data(st, height, f)?;
+        let p = program_view(&d, &v.currency);
+        out.insert(
+            p.id.clone(),
+            Served {
+                object: "PROGRAM",
+                program: p.id.clone(),
+                targets: Vec::new(),
+                body: serde_json::to_value(&p).unwrap_or_default(),
+            },
+        );
+        for e in feeder_events(&d, &v.currency) {
+            out.insert(
+                e.id.clone(),
+                Served {
+                    object: "EVENT",
+                    program: e.program_id.clone(),
+                    targets: e.targets.clone(),
+                    body: serde_json::to_value(&e).unwrap_or_default(),
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// The notifications due between `before` and `now`: (operation, object id) in id order.
+fn changes(
+    before: &std::collections::BTreeMap<String, Served>,
+    now: &std::collections::BTreeMap<String, Served>,
+) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    for (id, s) in now {
+        match before.get(id) {
+            None => out.push(("CREATE", id.clone())),
+            Some(b) if b.body != s.body => out.push(("UPDATE", id.clone())),
+            Some(_) => {}
+        }
+    }
+    for id in before.keys() {
+        if !now.contains_key(id) {
+            out.push(("DELETE", id.clone()));
+        }
+    }
+    out
+}
+
+/// How long a webhook has to answer.
+pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sends every subscriber the programs and events that change as blocks are finalized
+/// (docs/openadr.md, "Subscriptions"): after each new final block (at most every 200 ms), what
+/// the VTN serves is compared with what it served before; each created, updated or deleted
+/// object is posted, as an OpenADR `notification`, to every webhook of an active client's
+/// subscription that names its object type and operation and matches its program and targets.
+/// A webhook that fails or takes longer than [`WEBHOOK_TIMEOUT`] is logged and not retried:
+/// the VEN reads the current state with `GET /events` when it comes back. Nothing is compared
+/// while there is no subscription.
+pub fn spawn_notifier<S: Store>(st: Arc<ApiState<S>>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tips = st.shared.executor.subscribe();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(WEBHOOK_TIMEOUT))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut before: Option<std::collections::BTreeMap<String, Served>> = None;
+        while tips.changed().await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            tips.borrow_and_update();
+            let Some(v) = st.vtn.as_deref() else { return };
+            if v.subscriptions().all().is_empty() {
+                before = None;
+                continue;
+            }
+            let st2 = st.clone();
+            let Ok(Ok(now)) = tokio::task::spawn_blocking(move || served(&st2)).await else {
+                continue;
+            };
+            let Some(prev) = before.replace(now) else {
+                continue;
+            };
+            let now = before.as_ref().expect("just set");
+            let mut posts = Vec::new();
+            for (operation, id) in changes(&prev, now) {
+                let s = now
+                    .get(&id)
+                    .or_else(|| prev.get(&id))
+                    .expect("one holds it");
+                for sub in v.subscriptions().all() {
+                    if v.clients.active(&sub.client_id).is_none() {
+                        continue;
+                    }
+                    for op in &sub.object_operations {
+                        if sub.wants(op, s.object, operation, &s.program, &s.targets) {
+                            let body = serde_json::json!({
+                                "objectType": s.object,
+                                "operation": operation,
+                                "object": s.body,
+                                "targets": s.targets,
+                            });
+                            posts.push((op.callback_url.clone(), op.bearer_token.clone(), body));
+                        }
+                    }
+                }
+            }
+            if posts.is_empty() {
+                continue;
+            }
+            let agent = agent.clone();
+            tokio::task::spawn_blocking(move || {
+                for (url, bearer, body) in posts {
+                    let mut req = agent.post(&url);
+                    if let Some(b) = &bearer {
+                        req = req.header("Authorization", format!("Bearer {b}"));
+                    }
+                    match req.send_json(&body) {
+                        Ok(r) if r.status().is_success() => {}
+                        Ok(r) => {
+                            tracing::info!(%url, status = %r.status(), "webhook refused a notification")
+                        }
+                        Err(e) => tracing::info!(%url, %e, "webhook unreachable"),
+                    }
+                }
+            });
+        }
+    })
+}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,6 @@ use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::{
-    io::Write as _,
     path::{Path, PathBuf},
     sync::Mutex,
 };
@@ -71,7 +70,7 @@ pub struct ClientStore {
     clients: Mutex<Vec<VenClient>>,
 }
 
-fn random_hex(bytes: usize) -> String {
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut b);
     hex::encode(b)
@@ -118,16 +117,11 @@ impl ClientStore {
             path: path.display().to_string(),
             error: e.to_string(),
         };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let tmp = path.with_extension("json.tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&serde_json::to_vec_pretty(clients).expect("clients serialize"))
-            .map_err(io)?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)?;
-        Ok(())
+        crate::files::replace_atomically(
+            path,
+            &serde_json::to_vec_pretty(clients).expect("clients serialize"),
+        )
+        .map_err(io)
     }
 
     /// Adds a client named `name` for `participant`: the client and its secret (shown once).

@@ -75,6 +75,7 @@ fn fixture_with(mut genesis: Genesis) -> Fixture {
             &commonware_cryptography::ed25519::PrivateKey::from_seed(7),
             &genesis.chain_id,
             bcte_node::vtn_clients::ClientStore::in_memory(),
+            bcte_node::vtn_subs::SubscriptionStore::in_memory(false),
             genesis.currency(),
         ))),
         tls: false,

@@ -120,19 +120,23 @@ pub struct Dev {
 
 impl Dev {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A dev node started with `extra` flags too.
+    pub fn start_with(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("chain");
         let log = dir.path().join("node.log");
-        let (child, url, before) = start_node(
-            [
-                OsStr::new("--dev"),
-                OsStr::new("--data-dir"),
-                data.as_os_str(),
-                OsStr::new("--http"),
-                OsStr::new("127.0.0.1:0"),
-            ],
-            &log,
-        );
+        let mut args = vec![
+            OsStr::new("--dev"),
+            OsStr::new("--data-dir"),
+            data.as_os_str(),
+            OsStr::new("--http"),
+            OsStr::new("127.0.0.1:0"),
+        ];
+        args.extend(extra.iter().map(OsStr::new));
+        let (child, url, before) = start_node(args, &log);
         let dso = before
             .iter()
             .find_map(|l| l.strip_prefix("dev key: "))
