@@ -145,37 +145,9 @@ fn the_dashboard_shows_the_feeder_its_prices_and_a_new_clearing_live_in_a_real_b
         return;
     };
     let dev = Dev::start();
-    let feeder = format!(
-        "{}/../../examples/chain/feeder.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let v = dev.ok(&[
-        "tx",
-        "feeder",
-        "register",
-        "--key",
-        dev.dso(),
-        "--file",
-        &feeder,
-    ]);
-    assert_eq!(v["status"], "accepted", "{v}");
-    let house_key = dev.path("house.key");
-    let house_key = house_key.to_str().unwrap();
-    let house = dev.ok(&["keys", "new", "--out", house_key])["account"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let v = dev.ok(&[
-        "tx",
-        "enroll",
-        "--key",
-        dev.dso(),
-        "--account",
-        &house,
-        "--role",
-        "prosumer",
-    ]);
-    assert_eq!(v["status"], "accepted", "{v}");
+    dev.register_demo_feeder();
+    let (house_key, house) = dev.key("house");
+    let house_key = house_key.as_str();
     let v = dev.ok(&[
         "tx",
         "site",

@@ -11,34 +11,9 @@ use std::{
 
 mod common;
 
-use common::{BIN, Dev, assert_ok, json_of};
+use common::{BIN, Dev, assert_ok, example, json_of};
 
 impl Dev {
-    /// A new key file and its account, enrolled by the DSO (the dev chain's registrar) as a
-    /// market participant.
-    fn key(&self, name: &str) -> (String, String) {
-        let file = self.path(&format!("{name}.key"));
-        let file = file.to_str().unwrap().to_owned();
-        let v = self.ok(&["keys", "new", "--out", &file]);
-        let account = v["account"].as_str().unwrap().to_owned();
-        let v = self.ok(&[
-            "tx",
-            "enroll",
-            "--key",
-            self.dso(),
-            "--account",
-            &account,
-            "--role",
-            "prosumer",
-            "--role",
-            "consumer",
-            "--role",
-            "aggregator",
-        ]);
-        assert_eq!(v["status"], "accepted", "{v}");
-        (file, account)
-    }
-
     fn write(&self, name: &str, value: &Value) -> String {
         let path = self.path(name);
         std::fs::write(&path, value.to_string()).unwrap();
@@ -99,21 +74,6 @@ impl Dev {
         self.dso_tx(&["mint", "--to", to, "--amount", amount]);
     }
 
-    /// Registers `examples/chain/feeder.json` (the feeder `demo`), signed by the DSO.
-    fn register_demo_feeder(&self) {
-        let file = example("chain/feeder.json");
-        let v = self.ok(&[
-            "tx",
-            "feeder",
-            "register",
-            "--key",
-            self.dso(),
-            "--file",
-            &file,
-        ]);
-        assert_eq!(v["status"], "accepted", "{v}");
-    }
-
     /// Waits (at most a minute) until the chain's market time reaches `ms`.
     fn wait_market_time(&self, ms: u64) {
         let started = std::time::Instant::now();
@@ -134,15 +94,6 @@ impl Dev {
         let s = self.ok(&["market", "status", "--feeder", feeder]);
         s["next_interval"].as_u64().unwrap() + ahead
     }
-}
-
-fn example(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples")
-        .join(name)
-        .to_str()
-        .unwrap()
-        .to_owned()
 }
 
 /// stderr as one line, asserting it is one line starting with `error: `.

@@ -70,20 +70,7 @@ fn problem(got: &(u16, Value, ureq::http::HeaderMap), status: u16) {
 #[test]
 fn a_ven_reads_the_chains_prices_and_grid_events_through_the_openadr_vtn() {
     let dev = Dev::start();
-    let file = format!(
-        "{}/../../examples/chain/feeder.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let v = dev.ok(&[
-        "tx",
-        "feeder",
-        "register",
-        "--key",
-        dev.dso(),
-        "--file",
-        &file,
-    ]);
-    assert_eq!(v["status"], "accepted", "{v}");
+    dev.register_demo_feeder();
     // A limit change and an alert ahead, so that every kind of event is served.
     let next = dev.ok(&["market", "status"])["next_interval"]
         .as_u64()
@@ -495,20 +482,7 @@ fn send_json(
 #[test]
 fn a_subscriptions_webhook_is_told_of_each_new_clearing_and_only_its_owner_sees_it() {
     let dev = Dev::start_with(&["--openadr-loopback-webhooks"]);
-    let file = format!(
-        "{}/../../examples/chain/feeder.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let v = dev.ok(&[
-        "tx",
-        "feeder",
-        "register",
-        "--key",
-        dev.dso(),
-        "--file",
-        &file,
-    ]);
-    assert_eq!(v["status"], "accepted", "{v}");
+    dev.register_demo_feeder();
     let token_of = |name: &str, scope: Option<&str>| {
         let c = dev.ok(&[
             "openadr",

@@ -184,6 +184,47 @@ impl Dev {
         json_of(&out)
     }
 
+    /// A new key file and its account, enrolled by the DSO (the dev chain's registrar) as a
+    /// market participant.
+    pub fn key(&self, name: &str) -> (String, String) {
+        let file = self.path(&format!("{name}.key"));
+        let file = file.to_str().unwrap().to_owned();
+        let v = self.ok(&["keys", "new", "--out", &file]);
+        let account = v["account"].as_str().unwrap().to_owned();
+        let v = self.ok(&[
+            "tx",
+            "enroll",
+            "--key",
+            self.dso(),
+            "--account",
+            &account,
+            "--role",
+            "prosumer",
+            "--role",
+            "consumer",
+            "--role",
+            "aggregator",
+        ]);
+        assert_eq!(v["status"], "accepted", "{v}");
+        (file, account)
+    }
+
+    /// Registers `examples/chain/feeder.json` (the feeder `demo`: `substation` and `t1`, whose
+    /// edge imports at most 400 kW), signed by the DSO.
+    pub fn register_demo_feeder(&self) {
+        let file = example("chain/feeder.json");
+        let v = self.ok(&[
+            "tx",
+            "feeder",
+            "register",
+            "--key",
+            self.dso(),
+            "--file",
+            &file,
+        ]);
+        assert_eq!(v["status"], "accepted", "{v}");
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -199,4 +240,14 @@ impl Drop for Dev {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The path of `examples/NAME`.
+pub fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name)
+        .to_str()
+        .unwrap()
+        .to_owned()
 }
