@@ -19,6 +19,7 @@
     results: new Map(), // interval -> result (of the selected feeder)
     node: null, // the node of the chart
     blocks: new Map(), // height -> block
+    txs: [], // the latest transactions seen since the page loaded, newest first: [height, tx]
     height: 0,
     token: sessionStorage.getItem('bcte-token'),
     account: null,
@@ -335,9 +336,13 @@
   async function refreshBlocks(height) {
     const want = [];
     for (let h = height; h >= 0 && h > height - BLOCKS; h--) want.push(h);
-    await Promise.all(want.filter((h) => !st.blocks.has(h)).map(async (h) => {
+    const fresh = want.filter((h) => !st.blocks.has(h));
+    await Promise.all(fresh.map(async (h) => {
       st.blocks.set(h, await api(`/v1/blocks/${h}`));
     }));
+    // Transactions stay listed after their block leaves the table.
+    const seen = fresh.sort((a, b) => b - a).flatMap((h) => st.blocks.get(h).txs.map((t) => [h, t]));
+    st.txs = [...seen, ...st.txs].slice(0, 12);
     for (const h of [...st.blocks.keys()]) if (h <= height - BLOCKS) st.blocks.delete(h);
     const blocks = want.map((h) => st.blocks.get(h));
     fill($('block-table').tBodies[0], blocks.map((b) => row([
@@ -347,13 +352,12 @@
       String(b.txs.length),
       link(`/v1/certificates/${b.height}`, b.certified ? 'certificate' : 'final through a descendant'),
     ], { height: b.height })));
-    const txs = blocks.flatMap((b) => b.txs.map((t) => [b.height, t])).slice(0, 12);
-    fill($('tx-table').tBodies[0], txs.map(([h, t]) => row([
+    fill($('tx-table').tBodies[0], st.txs.map(([h, t]) => row([
       String(h),
       link(`/v1/txs/${t.hash}`, short(t.hash)),
       t.kind || 'not yours to see',
       t.reason ? `${t.status}: ${t.reason}` : t.status,
-    ])), 'no transaction in these blocks');
+    ])), 'none in the blocks seen since the page loaded');
   }
 
   // ---- settlement ---------------------------------------------------------------------------
@@ -450,7 +454,10 @@
     $('mine').hidden = true;
     $('signin').hidden = false;
     $('who').hidden = true;
-    st.results.clear(); // they held what the token could see
+    // They held what the token could see.
+    st.results.clear();
+    st.blocks.clear();
+    st.txs = [];
     showError(why || '');
   }
 
@@ -571,7 +578,10 @@
         return;
       }
       sessionStorage.setItem('bcte-token', token);
-      st.results.clear(); // a token may see more of each result
+      // A token may see more of each result and transaction.
+      st.results.clear();
+      st.blocks.clear();
+      st.txs = [];
       showError('');
       refresh();
     });
