@@ -35,35 +35,10 @@ impl Dev {
                 "nodes": nodes
             }),
         );
-        let v = self.ok(&[
-            "tx",
-            "feeder",
-            "register",
-            "--key",
-            self.dso(),
-            "--file",
-            &file,
-        ]);
-        assert_eq!(v["status"], "accepted", "{v}");
+        self.register_feeder(&file);
     }
 
     /// The first interval whose gate is at least a few seconds away.
-    /// Runs a DSO transaction `tx ARGS --key DSO` and asserts it was accepted.
-    fn dso_tx(&self, args: &[&str]) {
-        let mut all = vec!["tx"];
-        all.extend_from_slice(args);
-        all.extend_from_slice(&["--key", self.dso()]);
-        let v = self.ok(&all);
-        assert_eq!(v["status"], "accepted", "{args:?}: {v}");
-    }
-
-    /// Registers `site` on node `t1` of the demo feeder, owned by `owner` (DSO).
-    fn register_site(&self, site: &str, owner: &str) {
-        self.dso_tx(&[
-            "site", "register", "--site", site, "--node", "t1", "--owner", owner,
-        ]);
-    }
-
     /// Registers `meter` as `site`'s meter (DSO).
     fn register_meter(&self, site: &str, meter: &str) {
         self.dso_tx(&["meter", "register", "--site", site, "--meter", meter]);

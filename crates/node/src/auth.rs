@@ -207,6 +207,13 @@ pub fn unix_now_s() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The wall clock, ms since the Unix epoch (the shell's: the core never reads a clock).
+pub fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// `account`'s record at the tip of `st` (an unknown account reads as empty).
 pub fn tip_account<S: Store>(
     st: &ApiState<S>,

@@ -39,7 +39,7 @@ use std::{
     net::{SocketAddr, TcpListener},
     path::{Path, PathBuf},
     sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 use tracing::{error, info};
 
@@ -50,12 +50,6 @@ pub const DEV_ALLOCATION: Amount = Amount(1_000_000 * Amount::PER_TOKEN);
 pub fn free_local_port() -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     listener.local_addr()
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Prepares a dev data directory: on first use a one-validator genesis whose authority and only
@@ -77,7 +71,7 @@ pub fn prepare_dev(dir: &DataDir) -> Result<(Genesis, PrivateKey), FileError> {
     let suffix = hex::encode(&validator.public_key().as_ref()[..3]);
     let genesis = Genesis {
         chain_id: ChainId::new(format!("bcte-dev-{suffix}")).expect("a valid chain id"),
-        genesis_time_ms: now_ms(),
+        genesis_time_ms: crate::auth::unix_now_ms(),
         validators: vec![Validator {
             name: "dev".into(),
             public_key: AccountId::from_public_key(&validator.public_key()),

@@ -1247,12 +1247,6 @@ fn needs_scope(caller: &Caller, scopes: &[&str]) -> Result<(), Problem> {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 fn subscription_request(body: &[u8]) -> Result<crate::vtn_subs::SubscriptionRequest, Problem> {
     serde_json::from_slice(body)
         .map_err(|e| Problem::bad_request(format!("the body is not a subscriptionRequest: {e}")))
@@ -1314,7 +1308,7 @@ async fn create_subscription<S: Store>(
     let r = subscription_request(&body)?;
     let sub = vtn(&st)?
         .subscriptions()
-        .add(&caller.client.id, r, now_ms())?;
+        .add(&caller.client.id, r, crate::auth::unix_now_ms())?;
     Ok((StatusCode::CREATED, json(&SubscriptionView::from(sub))).into_response())
 }
 
@@ -1336,9 +1330,10 @@ async fn replace_subscription<S: Store>(
 ) -> Result<Response, Problem> {
     needs_scope(&caller, &["write_subscriptions"])?;
     let r = subscription_request(&body)?;
-    let sub = vtn(&st)?
-        .subscriptions()
-        .replace(&caller.client.id, &id, r, now_ms())?;
+    let sub =
+        vtn(&st)?
+            .subscriptions()
+            .replace(&caller.client.id, &id, r, crate::auth::unix_now_ms())?;
     Ok(json(&SubscriptionView::from(sub)))
 }
 

@@ -212,17 +212,28 @@ impl Dev {
     /// Registers `examples/chain/feeder.json` (the feeder `demo`: `substation` and `t1`, whose
     /// edge imports at most 400 kW), signed by the DSO.
     pub fn register_demo_feeder(&self) {
-        let file = example("chain/feeder.json");
-        let v = self.ok(&[
-            "tx",
-            "feeder",
-            "register",
-            "--key",
-            self.dso(),
-            "--file",
-            &file,
+        self.register_feeder(&example("chain/feeder.json"));
+    }
+
+    /// Runs a DSO transaction `tx ARGS --key DSO` and asserts it was accepted.
+    pub fn dso_tx(&self, args: &[&str]) {
+        let mut all = vec!["tx"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--key", self.dso()]);
+        let v = self.ok(&all);
+        assert_eq!(v["status"], "accepted", "{args:?}: {v}");
+    }
+
+    /// Registers `site` on node `t1` of the demo feeder, owned by `owner` (DSO).
+    pub fn register_site(&self, site: &str, owner: &str) {
+        self.dso_tx(&[
+            "site", "register", "--site", site, "--node", "t1", "--owner", owner,
         ]);
-        assert_eq!(v["status"], "accepted", "{v}");
+    }
+
+    /// Registers the feeder of `file`, signed by the DSO.
+    pub fn register_feeder(&self, file: &str) {
+        self.dso_tx(&["feeder", "register", "--file", file]);
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
